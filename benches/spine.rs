@@ -1,0 +1,198 @@
+//! The spine's speed figures, side by side in one run:
+//!
+//! - history recording on vs off, 64 clients on `inproc` (target: ≤ 3 %
+//!   throughput difference);
+//! - `inproc` with 10,000 clients: runs to completion, peak RSS of the
+//!   `lockbench` process (target: ≤ 300 MB);
+//! - Redis with 64 clients, each on its own key and all on one key:
+//!   throughput and acquire p50/p99.
+//!
+//! Each measurement is a whole lockbench run through `run_backend`; the time
+//! criterion sees is the run's own duration (clients' start until the
+//! history is on disk), via `iter_custom`, so server start-up, checking and
+//! report drawing are not counted.
+
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
+use lockbench::scenario::{RunOptions, RunOutcome, Scenario, run_backend};
+use lockbench::summary::Summary;
+
+/// Acquire percentiles seen per benchmark, printed at the end.
+static SEEN: Mutex<Vec<(String, f64, u64, u64)>> = Mutex::new(Vec::new());
+
+fn scenario(text: &str) -> Scenario {
+    match Scenario::parse(Path::new("bench.toml"), text) {
+        Ok(s) => s,
+        Err(e) => panic!("bench scenario: {e}"),
+    }
+}
+
+/// One run; `None` when the backend's server is missing.
+fn run(rt: &tokio::runtime::Runtime, s: &Scenario, backend: &str) -> Option<Summary> {
+    let out = tempfile::tempdir().expect("temp dir");
+    let opts = RunOptions {
+        out_dir: out.path().to_path_buf(),
+        ..RunOptions::default()
+    };
+    match rt.block_on(run_backend(s, backend, 1, &opts)) {
+        Ok(RunOutcome::Completed { summary, .. }) => Some(*summary),
+        Ok(RunOutcome::Skipped { reason }) => {
+            eprintln!("skipped {backend}: {reason}");
+            None
+        }
+        Err(e) => panic!("{backend}: {e}"),
+    }
+}
+
+fn measure(
+    c: &mut Criterion,
+    rt: &tokio::runtime::Runtime,
+    group: &str,
+    cases: &[(&str, &str, &Scenario)],
+    ops: u64,
+) {
+    let mut g = c.benchmark_group(group);
+    g.sampling_mode(SamplingMode::Flat)
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(8))
+        .throughput(Throughput::Elements(ops));
+    for (id, backend, s) in cases {
+        if run(rt, s, backend).is_none() {
+            continue;
+        }
+        g.bench_function(BenchmarkId::from_parameter(id), |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let Some(summary) = run(rt, s, backend) else {
+                        return total;
+                    };
+                    total += Duration::from_secs_f64(summary.duration_s);
+                    SEEN.lock().unwrap_or_else(|p| p.into_inner()).push((
+                        format!("{group}/{id}"),
+                        summary.throughput_per_s,
+                        summary.acquire_latency_us.p50,
+                        summary.acquire_latency_us.p99,
+                    ));
+                }
+                total
+            })
+        });
+    }
+    g.finish();
+}
+
+fn history_overhead(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
+    const OPS: u64 = 50_000;
+    let base = format!(
+        "backends = [\"inproc\"]\nclients = 64\nkeys = 64\nops = {OPS}\nduration = \"60s\"\nhold = \"0s\"\nthink = \"0s\"\n"
+    );
+    let on = scenario(&format!("{base}history = true\n"));
+    let off = scenario(&format!("{base}history = false\n"));
+    measure(
+        c,
+        rt,
+        "history_inproc_64_clients",
+        &[("on", "inproc", &on), ("off", "inproc", &off)],
+        OPS,
+    );
+}
+
+fn redis_contention(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
+    const OPS: u64 = 20_000;
+    let own = scenario(&format!(
+        "backends = [\"redis\"]\nclients = 64\nkeys = 64\nkey_choice = \"own\"\nops = {OPS}\nduration = \"60s\"\nhold = \"0s\"\nthink = \"0s\"\nhistory = false\n"
+    ));
+    let one = scenario(&format!(
+        "backends = [\"redis\"]\nclients = 64\nkeys = 1\nops = {OPS}\nduration = \"60s\"\nhold = \"0s\"\nthink = \"0s\"\nacquire_timeout = \"10s\"\nhistory = false\n"
+    ));
+    measure(
+        c,
+        rt,
+        "redis_64_clients",
+        &[("own-key", "redis", &own), ("one-key", "redis", &one)],
+        OPS,
+    );
+}
+
+/// Runs the `lockbench` binary with 10,000 `inproc` clients and reports its
+/// peak RSS (the largest resident size of any waited-for child).
+fn ten_thousand_clients() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("clients-10k.toml");
+    std::fs::write(
+        &path,
+        "backends = [\"inproc\"]\nclients = 10000\nhosts = 100\nkeys = 100\nduration = \"5s\"\n\
+         hold = \"1ms\"\nthink = { min = \"0ms\", max = \"10ms\" }\nacquire_timeout = \"5s\"\n",
+    )
+    .expect("write scenario");
+    let started = std::time::Instant::now();
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_lockbench"))
+        .args(["run", "--no-progress", "--seed", "1", "--out"])
+        .arg(dir.path().join("out"))
+        .arg(&path)
+        .stdout(std::process::Stdio::inherit())
+        .status()
+        .expect("run lockbench");
+    // SAFETY: getrusage only fills the struct we pass.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe {
+        libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage);
+    }
+    println!(
+        "inproc, 10,000 clients: exit {:?} after {:.1} s, lockbench peak RSS {:.1} MB (target ≤ 300 MB)",
+        status.code(),
+        started.elapsed().as_secs_f64(),
+        usage.ru_maxrss as f64 / 1024.0
+    );
+}
+
+fn main() {
+    // criterion draws its plots with plotters, which (with ab_glyph) only
+    // knows fonts registered by the program.
+    if let Err(e) = lockbench::report::register_font() {
+        eprintln!("font: {e}");
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let mut c = Criterion::default().configure_from_args();
+    let filter_allows = |name: &str| {
+        let args: Vec<String> = std::env::args()
+            .skip(1)
+            .filter(|a| !a.starts_with('-'))
+            .collect();
+        args.is_empty() || args.iter().any(|a| name.contains(a.as_str()))
+    };
+    if filter_allows("clients_10k") && !std::env::args().any(|a| a == "--test" || a == "--list") {
+        ten_thousand_clients();
+    }
+    history_overhead(&mut c, &rt);
+    redis_contention(&mut c, &rt);
+    c.final_summary();
+    let seen = SEEN.lock().unwrap_or_else(|p| p.into_inner());
+    let mut names: Vec<&String> = seen.iter().map(|s| &s.0).collect();
+    names.dedup();
+    println!("\nmedians over the measured runs:");
+    for name in names {
+        let mut rows: Vec<_> = seen.iter().filter(|s| &s.0 == name).collect();
+        rows.sort_by(|a, b| a.1.total_cmp(&b.1));
+        let mid = rows[rows.len() / 2];
+        let mut p50: Vec<u64> = rows.iter().map(|r| r.2).collect();
+        let mut p99: Vec<u64> = rows.iter().map(|r| r.3).collect();
+        p50.sort_unstable();
+        p99.sort_unstable();
+        println!(
+            "  {name:<40} {:>10.0} acq/s   acquire p50 {:>6} µs   p99 {:>6} µs   ({} runs)",
+            mid.1,
+            p50[p50.len() / 2],
+            p99[p99.len() / 2],
+            rows.len()
+        );
+    }
+}

@@ -1,0 +1,103 @@
+//! Checkers: from a history to a verdict.
+//!
+//! As in Jepsen, a checker is a function of the history alone, and its
+//! verdict has three values. A checker that panics gives `unknown`, never a
+//! crashed run.
+
+mod mutex;
+
+use serde::{Deserialize, Serialize};
+
+pub use mutex::{Hold, HoldEnd, MutexChecker, Witness, holds};
+
+use crate::history::Event;
+
+/// Valid, invalid, or unknown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    /// The property held in this history.
+    Valid,
+    /// The property was violated; the result carries a witness.
+    Invalid,
+    /// The checker could not decide (inconsistent history, a crash, a budget).
+    Unknown,
+}
+
+impl Verdict {
+    /// The verdict's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Valid => "valid",
+            Verdict::Invalid => "invalid",
+            Verdict::Unknown => "unknown",
+        }
+    }
+
+    /// The exit code `lockbench check` gives for it (design.md).
+    pub fn exit_code(self) -> i32 {
+        match self {
+            Verdict::Valid => 0,
+            Verdict::Invalid => 1,
+            Verdict::Unknown => 3,
+        }
+    }
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a checker found.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckResult {
+    /// The checker's name.
+    pub checker: String,
+    /// Its verdict.
+    pub verdict: Verdict,
+    /// How many violations it counted (overlapping pairs of holds, for mutex).
+    pub violations: u64,
+    /// The first few violations, each with the events that prove it.
+    pub witnesses: Vec<Witness>,
+    /// Why the verdict is `unknown`, or notes on a valid one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl CheckResult {
+    /// An `unknown` result with its reason.
+    pub fn unknown(checker: &str, reason: impl Into<String>) -> Self {
+        CheckResult {
+            checker: checker.to_string(),
+            verdict: Verdict::Unknown,
+            violations: 0,
+            witnesses: Vec::new(),
+            reason: Some(reason.into()),
+        }
+    }
+}
+
+/// A property checked over a history.
+pub trait Checker {
+    /// A short name for reports.
+    fn name(&self) -> &'static str;
+    /// Checks the history (events in file order).
+    fn check(&self, events: &[Event]) -> CheckResult;
+}
+
+/// Runs a checker, turning a panic into an `unknown` verdict.
+pub fn run_checker(checker: &dyn Checker, events: &[Event]) -> CheckResult {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| checker.check(events))) {
+        Ok(result) => result,
+        Err(panic) => {
+            let msg = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "unknown panic".into());
+            CheckResult::unknown(checker.name(), format!("checker crashed: {msg}"))
+        }
+    }
+}

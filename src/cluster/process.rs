@@ -1,0 +1,257 @@
+//! Spawning and stopping server processes.
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, OnceLock, mpsc};
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+
+/// PIDs (= process group ids) of every server still running.
+static LIVE: Mutex<Option<HashSet<u32>>> = Mutex::new(None);
+
+fn live() -> std::sync::MutexGuard<'static, Option<HashSet<u32>>> {
+    LIVE.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Kills every server lockbench started and has not stopped yet, by process
+/// group. For the Ctrl-C path, where no destructor will run.
+pub fn kill_all() {
+    let pids: Vec<u32> = live()
+        .as_ref()
+        .map(|s| s.iter().copied().collect())
+        .unwrap_or_default();
+    for pid in pids {
+        kill_group(pid, libc::SIGKILL);
+    }
+}
+
+fn kill_group(pgid: u32, signal: i32) {
+    if let Ok(pgid) = i32::try_from(pgid) {
+        // SAFETY: kill(2) with a negative pid signals the process group we
+        // created for this server (setpgid in the child); it touches no memory.
+        unsafe {
+            libc::kill(-pgid, signal);
+        }
+    }
+}
+
+type SpawnRequest = (Command, mpsc::Sender<std::io::Result<Child>>);
+
+/// Spawns on one thread that lives as long as the process.
+///
+/// `PR_SET_PDEATHSIG` fires when the *thread* that forked the child exits,
+/// not the process; tokio's blocking threads come and go, so spawning from
+/// them would kill servers mid-run. One long-lived thread avoids that.
+fn spawner() -> &'static Mutex<mpsc::Sender<SpawnRequest>> {
+    static SPAWNER: OnceLock<Mutex<mpsc::Sender<SpawnRequest>>> = OnceLock::new();
+    SPAWNER.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<SpawnRequest>();
+        std::thread::Builder::new()
+            .name("lockbench-spawner".into())
+            .spawn(move || {
+                for (mut cmd, reply) in rx {
+                    let _ = reply.send(cmd.spawn());
+                }
+            })
+            .map(|_| ())
+            .unwrap_or_else(|e| tracing::error!("cannot start the spawner thread: {e}"));
+        Mutex::new(tx)
+    })
+}
+
+fn spawn(mut cmd: Command) -> std::io::Result<Child> {
+    let parent = std::process::id();
+    // SAFETY: the closure runs in the forked child before exec and calls
+    // only async-signal-safe functions (setpgid, prctl, getppid, _exit).
+    unsafe {
+        cmd.pre_exec(move || {
+            // Own process group: stopping it also stops anything the server
+            // forks (postgres backends), and a terminal's Ctrl-C reaches
+            // lockbench, which stops the servers itself.
+            libc::setpgid(0, 0);
+            libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            );
+            // The parent may have died before prctl took effect.
+            if libc::getppid() as u32 != parent {
+                libc::_exit(1);
+            }
+            Ok(())
+        });
+    }
+    let (tx, rx) = mpsc::channel();
+    spawner()
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .send((cmd, tx))
+        .map_err(|_| std::io::Error::other("the spawner thread is gone"))?;
+    rx.recv()
+        .map_err(|_| std::io::Error::other("the spawner thread is gone"))?
+}
+
+/// A free TCP port on 127.0.0.1 (bound and released; the server binds it
+/// next, and a start that loses the race is retried).
+pub fn free_port() -> std::io::Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(l.local_addr()?.port())
+}
+
+/// Looks for `binary` on PATH, then where Debian installs servers.
+pub fn find_binary(binary: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let mut dirs: Vec<PathBuf> = std::env::split_paths(&path).collect();
+    dirs.extend(["/usr/sbin", "/usr/local/sbin", "/usr/bin"].map(PathBuf::from));
+    if let Ok(entries) = std::fs::read_dir("/usr/lib/postgresql") {
+        let mut versions: Vec<PathBuf> = entries.flatten().map(|e| e.path().join("bin")).collect();
+        versions.sort();
+        dirs.extend(versions.into_iter().rev());
+    }
+    dirs.into_iter()
+        .map(|d| d.join(binary))
+        .find(|p| p.is_file())
+}
+
+/// A server lockbench started. Dropping it kills it.
+#[derive(Debug)]
+pub struct ServerProcess {
+    /// `redis-1`.
+    name: String,
+    /// The child; also the id of its process group.
+    child: Child,
+    /// The port it listens on (127.0.0.1).
+    port: u16,
+    /// Its data directory; removed when the server is dropped.
+    data_dir: tempfile::TempDir,
+    /// Its stdout/stderr, in the run directory.
+    log_path: PathBuf,
+    /// Whether it has been stopped already.
+    stopped: bool,
+}
+
+impl ServerProcess {
+    /// Spawns `cmd` (built by `make` from the port and data dir) with its
+    /// output going to `log_dir/<name>.log`.
+    pub fn spawn(
+        name: &str,
+        log_dir: &Path,
+        make: impl FnOnce(u16, &Path) -> Command,
+    ) -> Result<ServerProcess> {
+        let port = free_port().map_err(|e| Error::io("127.0.0.1:0", e))?;
+        let data_dir = tempfile::Builder::new()
+            .prefix(&format!("lockbench-{name}-"))
+            .tempdir()
+            .map_err(|e| Error::io(std::env::temp_dir(), e))?;
+        std::fs::create_dir_all(log_dir).map_err(|e| Error::io(log_dir, e))?;
+        let log_path = log_dir.join(format!("{name}.log"));
+        let log = File::create(&log_path).map_err(|e| Error::io(&log_path, e))?;
+        let log2 = log.try_clone().map_err(|e| Error::io(&log_path, e))?;
+        let mut cmd = make(port, data_dir.path());
+        cmd.stdin(Stdio::null()).stdout(log).stderr(log2);
+        let program = cmd.get_program().to_string_lossy().into_owned();
+        let child = spawn(cmd).map_err(|e| Error::ServerStart {
+            server: name.to_string(),
+            message: format!("cannot start {program}: {e}"),
+            log: log_path.clone(),
+        })?;
+        live().get_or_insert_with(HashSet::new).insert(child.id());
+        Ok(ServerProcess {
+            name: name.to_string(),
+            child,
+            port,
+            data_dir,
+            log_path,
+            stopped: false,
+        })
+    }
+
+    /// `redis-1`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// The port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Its PID.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Its data directory.
+    pub fn data_dir(&self) -> &Path {
+        self.data_dir.path()
+    }
+
+    /// Its log file.
+    pub fn log_path(&self) -> &Path {
+        &self.log_path
+    }
+
+    /// If the process has exited, how.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    /// The last lines of its log, for error messages.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let text = std::fs::read_to_string(&self.log_path).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
+    /// An error about this server, with the tail of its log.
+    pub fn start_error(&self, message: impl std::fmt::Display) -> Error {
+        Error::ServerStart {
+            server: format!("{} on {}", self.name, self.addr()),
+            message: format!("{message}; last log lines:\n{}", self.log_tail(5)),
+            log: self.log_path.clone(),
+        }
+    }
+
+    /// Sends SIGSTOP (freezes the server) or SIGCONT (resumes it).
+    pub fn signal(&self, signal: i32) {
+        kill_group(self.child.id(), signal);
+    }
+
+    /// Kills the server and waits for it.
+    pub fn stop(&mut self) {
+        if self.stopped {
+            return;
+        }
+        self.stopped = true;
+        let pid = self.child.id();
+        kill_group(pid, libc::SIGKILL);
+        // SIGKILL cannot be ignored; the wait is short. Bound it anyway so
+        // a stuck zombie reaper never hangs lockbench.
+        for _ in 0..200 {
+            if self.child.try_wait().ok().flatten().is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if let Some(set) = live().as_mut() {
+            set.remove(&pid);
+        }
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -1,0 +1,110 @@
+//! The library's one error type.
+//!
+//! Every variant that concerns a file or an endpoint carries it, so the
+//! message alone tells the user where to look.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong in lockbench outside a lock operation.
+///
+/// Lock operations themselves never return this: they return an
+/// [`Outcome`](crate::backend::Outcome), because a definite failure and an
+/// unknown result must stay apart.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A scenario file could not be read or is invalid.
+    #[error("{0}")]
+    Scenario(#[from] crate::scenario::ScenarioError),
+
+    /// A history file could not be parsed.
+    #[error("{path}:{line}: {message}")]
+    HistoryParse {
+        /// The history file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// What was wrong.
+        message: String,
+    },
+
+    /// Reading or writing a file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+
+    /// A server binary needed by a backend is not installed.
+    #[error("{backend}: `{binary}` not found on PATH; {hint}")]
+    MissingServer {
+        /// The backend that needs it.
+        backend: String,
+        /// The binary that was looked for.
+        binary: String,
+        /// How to install it.
+        hint: String,
+    },
+
+    /// A server was started but did not become ready.
+    #[error("{server}: {message} (log: {log})")]
+    ServerStart {
+        /// Which server (name and address).
+        server: String,
+        /// What went wrong.
+        message: String,
+        /// The server's log file.
+        log: PathBuf,
+    },
+
+    /// A backend could not connect to or set up its server.
+    #[error("{backend} at {endpoint}: {message}")]
+    Backend {
+        /// The backend.
+        backend: String,
+        /// The server address.
+        endpoint: String,
+        /// What went wrong.
+        message: String,
+    },
+
+    /// The report could not be drawn.
+    #[error("report {path}: {message}")]
+    Report {
+        /// The file being written.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+
+    /// A run directory does not hold what `lockbench report` needs.
+    #[error("{path}: {message}")]
+    RunDir {
+        /// The run directory.
+        path: PathBuf,
+        /// What is missing or wrong.
+        message: String,
+    },
+}
+
+/// The library's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// Wraps an I/O error with the path it happened on.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// True when the error is the user's input (exit code 2), not the run.
+    pub fn is_bad_input(&self) -> bool {
+        matches!(
+            self,
+            Error::Scenario(_) | Error::HistoryParse { .. } | Error::RunDir { .. }
+        )
+    }
+}

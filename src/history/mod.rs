@@ -1,0 +1,13 @@
+//! The history: every operation every client did, in the order recorded.
+//!
+//! The format is design.md's history v1: one JSON object a line, Jepsen's
+//! model (`invoke` followed by `ok`, `fail` or `info`). A run can be checked
+//! and reported again from its `history.jsonl` alone.
+
+mod event;
+mod reader;
+mod recorder;
+
+pub use event::{Event, F, OpType, Process};
+pub use reader::{History, parse_jsonl, read_jsonl};
+pub use recorder::{Clock, Recorder, RecorderHandle};

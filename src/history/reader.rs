@@ -1,0 +1,91 @@
+use std::path::Path;
+
+use super::Event;
+use crate::error::{Error, Result};
+
+/// A history read back from disk.
+#[derive(Debug, Clone, Default)]
+pub struct History {
+    /// The events, in file order.
+    pub events: Vec<Event>,
+    /// True when the last line was cut off (the run was killed while
+    /// writing); the events before it are intact.
+    pub truncated: bool,
+}
+
+/// Reads a `history.jsonl` file.
+pub fn read_jsonl(path: &Path) -> Result<History> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    parse_jsonl(path, &text)
+}
+
+/// Parses history v1 text; `path` is only used in error messages.
+///
+/// A last line without its newline that does not parse is taken as the cut
+/// end of a killed run, not as an error: the prefix is still a history.
+pub fn parse_jsonl(path: &Path, text: &str) -> Result<History> {
+    let mut history = History::default();
+    let ends_cleanly = text.is_empty() || text.ends_with('\n');
+    let lines: Vec<&str> = text.lines().collect();
+    for (i, line) in lines.iter().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str::<Event>(line) {
+            Ok(event) => history.events.push(event),
+            Err(_) if i + 1 == lines.len() && !ends_cleanly => history.truncated = true,
+            Err(e) => {
+                return Err(Error::HistoryParse {
+                    path: path.to_path_buf(),
+                    line: i + 1,
+                    message: format!(
+                        "{e}; each line must be one history v1 event, e.g. \
+                         {{\"index\":0,\"time_ns\":0,\"process\":1,\"type\":\"invoke\",\"f\":\"acquire\"}}"
+                    ),
+                });
+            }
+        }
+    }
+    Ok(history)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::{F, OpType, Process};
+
+    #[test]
+    fn round_trips_an_event() {
+        let line = r#"{"index":3,"time_ns":10,"process":"nemesis","type":"info","f":"start-partition","value":{"targets":["h1"]}}"#;
+        let h = parse_jsonl(Path::new("x"), &format!("{line}\n")).unwrap();
+        let e = &h.events[0];
+        assert_eq!(e.process, Process::Nemesis);
+        assert_eq!(e.kind, OpType::Info);
+        assert_eq!(e.f, F::Fault("start-partition".into()));
+        assert_eq!(serde_json::to_string(e).unwrap(), line);
+    }
+
+    #[test]
+    fn a_cut_last_line_is_a_truncated_prefix() {
+        let text = "{\"index\":0,\"time_ns\":1,\"process\":1,\"type\":\"invoke\",\"f\":\"acquire\"}\n{\"index\":1,\"ti";
+        let h = parse_jsonl(Path::new("x"), text).unwrap();
+        assert_eq!(h.events.len(), 1);
+        assert!(h.truncated);
+    }
+
+    #[test]
+    fn a_bad_line_in_the_middle_names_its_line() {
+        let text = "{\"index\":0,\"time_ns\":1,\"process\":1,\"type\":\"invoke\",\"f\":\"acquire\"}\n{oops}\n";
+        let err = parse_jsonl(Path::new("h.jsonl"), text)
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("h.jsonl:2:"), "{err}");
+    }
+
+    #[test]
+    fn an_unknown_type_is_an_error() {
+        let text =
+            "{\"index\":0,\"time_ns\":1,\"process\":1,\"type\":\"maybe\",\"f\":\"acquire\"}\n";
+        assert!(parse_jsonl(Path::new("h"), text).is_err());
+    }
+}

@@ -1,0 +1,10 @@
+//! Scenarios: what to run, read from TOML and validated before anything
+//! starts; and the runner that executes one.
+
+mod duration;
+mod runner;
+mod spec;
+
+pub use duration::{TimeDist, parse_duration};
+pub use runner::{RunOptions, RunOutcome, check_file, mix, run_backend};
+pub use spec::{KeyChoice, Scenario, ScenarioError};

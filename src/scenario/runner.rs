@@ -1,0 +1,342 @@
+//! One scenario × one backend → one run directory.
+//!
+//! Start the servers, make the clients, let them contend until the
+//! duration or the operation budget runs out, stop the servers, then check
+//! the history as written on disk (the same path `lockbench check` takes)
+//! and write summary.json and index.html.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::Scenario;
+use crate::backend::{self, ClientConfig};
+use crate::check::{self, CheckResult, MutexChecker, Verdict};
+use crate::cluster::{self, Cluster};
+use crate::error::{Error, Result};
+use crate::history::{self, Clock, Recorder, RecorderHandle};
+use crate::metrics::Metrics;
+use crate::summary::Summary;
+use crate::workload::{ClientPlan, ClientTask, ProtectedResource};
+
+/// How a run is carried out, beyond the scenario itself.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Root of the run directories (`reports/` by default).
+    pub out_dir: PathBuf,
+    /// Show a progress bar (on a terminal).
+    pub progress: bool,
+    /// Cancelled on Ctrl-C: the run stops early but still writes its files.
+    pub cancel: CancellationToken,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            out_dir: PathBuf::from("reports"),
+            progress: false,
+            cancel: CancellationToken::new(),
+        }
+    }
+}
+
+/// What became of one backend of a scenario.
+#[derive(Debug)]
+pub enum RunOutcome {
+    /// It ran; its files are in `run_dir`.
+    Completed {
+        /// The run directory.
+        run_dir: PathBuf,
+        /// What it found.
+        summary: Box<Summary>,
+    },
+    /// Its server is not installed (and not required): nothing ran.
+    Skipped {
+        /// Why, with the install hint.
+        reason: String,
+    },
+}
+
+/// Events in flight between clients and the history writer.
+const HISTORY_CHANNEL: usize = 64 * 1024;
+
+/// Runs `backend_name` of `scenario` with `seed`.
+pub async fn run_backend(
+    scenario: &Scenario,
+    backend_name: &str,
+    seed: u64,
+    opts: &RunOptions,
+) -> Result<RunOutcome> {
+    let info = backend::info(backend_name).ok_or_else(|| Error::Backend {
+        backend: backend_name.into(),
+        endpoint: String::new(),
+        message: format!("unknown backend; known: {}", backend::names().join(", ")),
+    })?;
+    // Find out whether the server exists before creating anything on disk.
+    let external = scenario.endpoints.get(backend_name);
+    if let (Some(kind), None) = (info.server, external)
+        && let Err(e) = cluster::ensure_installed(backend_name, kind)
+    {
+        if cluster::backends_required() {
+            return Err(e);
+        }
+        return Ok(RunOutcome::Skipped {
+            reason: e.to_string(),
+        });
+    }
+
+    let run_dir = new_run_dir(&opts.out_dir, &scenario.name, backend_name)?;
+    let started_at = now_rfc3339();
+    let mut servers = match (info.server, external) {
+        (None, _) => Cluster::none(),
+        (Some(kind), Some(addrs)) => Cluster::external(kind, addrs).await?,
+        (Some(kind), None) => Cluster::start(kind, 1, &run_dir).await?,
+    };
+    write_servers_file(&run_dir, &servers)?;
+    let lock_backend = backend::build(backend_name, servers.endpoints()).await?;
+
+    // Clients are made before the clock starts: connecting is not part of
+    // the measured run.
+    let plan = Arc::new(ClientPlan {
+        keys: scenario.keys.clone(),
+        key_choice: scenario.key_choice,
+        record_keys: scenario.keys.len() > 1,
+        lease: scenario.lease,
+        acquire_timeout: scenario.acquire_timeout,
+        hold: scenario.hold,
+        think: scenario.think,
+        budget: std::sync::atomic::AtomicU64::new(scenario.ops.unwrap_or(u64::MAX)),
+        stop: CancellationToken::new(),
+    });
+    let mut locks = Vec::with_capacity(scenario.clients as usize);
+    for id in 0..u64::from(scenario.clients) {
+        let config = ClientConfig {
+            id,
+            seed: mix(seed, id),
+            op_timeout: scenario.op_timeout,
+        };
+        locks.push(lock_backend.client(config).await?);
+    }
+
+    let history_path = run_dir.join("history.jsonl");
+    let (recorder, handle) = if scenario.history {
+        let (r, h) = Recorder::create(&history_path, HISTORY_CHANNEL)?;
+        (Some(r), h)
+    } else {
+        (None, RecorderHandle::disabled())
+    };
+    let clock = Clock::start();
+    let metrics = Arc::new(Metrics::new());
+    let resource = Arc::new(ProtectedResource::new());
+    let mut tasks = JoinSet::new();
+    for (id, lock) in locks.into_iter().enumerate() {
+        let task = ClientTask::new(
+            id as u64,
+            mix(seed, id as u64 ^ 0x5eed),
+            lock,
+            handle.clone(),
+            clock,
+            metrics.clone(),
+            resource.clone(),
+            plan.clone(),
+        );
+        tasks.spawn(task.run());
+    }
+    drop(handle);
+
+    let progress = progress_bar(opts.progress, scenario, backend_name);
+    let deadline = tokio::time::Instant::now() + scenario.duration;
+    let mut interrupted = false;
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep_until(deadline) => break,
+            _ = opts.cancel.cancelled() => { interrupted = true; break }
+            next = tasks.join_next() => if next.is_none() { break },
+            _ = tick.tick() => {
+                if let Some(p) = &progress {
+                    p.set_position(clock.started().elapsed().as_millis() as u64);
+                    p.set_message(format!("{} acquisitions", metrics.acquisitions()));
+                }
+            }
+        }
+    }
+    plan.stop.cancel();
+    // Clients finish the cycle they are in: an acquire (bounded by its
+    // timeout), a hold, a release. After that, stragglers are aborted.
+    let grace = scenario.acquire_timeout
+        + scenario.hold.max()
+        + scenario.op_timeout * 4
+        + Duration::from_secs(2);
+    let drained =
+        tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
+    if drained.is_err() {
+        tracing::warn!("{backend_name}: clients still busy {grace:?} after the end; aborting them");
+        tasks.abort_all();
+        while tasks.join_next().await.is_some() {}
+    }
+    if let Some(p) = progress {
+        p.finish_and_clear();
+    }
+    drop(plan);
+    let history_events = match recorder {
+        Some(r) => tokio::task::spawn_blocking(move || r.finish())
+            .await
+            .map_err(|e| Error::io(&history_path, std::io::Error::other(e)))??,
+        None => 0,
+    };
+    // The run lasts until its history is on disk: with recording on, events
+    // still queued when the clients stop are part of the run's cost.
+    let ran_for = clock.started().elapsed();
+    servers.stop();
+
+    let result = if scenario.history {
+        check_file(&history_path).await?
+    } else {
+        CheckResult::unknown("mutual-exclusion", "history recording was off for this run")
+    };
+    let snap = metrics.snapshot();
+    let duration_s = ran_for.as_secs_f64().max(1e-9);
+    let summary = Summary {
+        scenario: scenario.name.clone(),
+        scenario_file: scenario.path.display().to_string(),
+        backend: backend_name.to_string(),
+        seed,
+        expect: scenario.expect,
+        verdict: result.verdict,
+        matches_expectation: result.verdict == scenario.expect,
+        violations: result.violations,
+        witnesses: result.witnesses,
+        verdict_reason: result.reason,
+        ops: snap.ops,
+        acquire_latency_us: snap.acquire,
+        acquire_latency_curve: snap.acquire_curve,
+        release_latency_us: snap.release,
+        hold_time_us: snap.hold,
+        throughput_per_s: snap.acquisitions as f64 / duration_s,
+        throughput_timeline: snap.per_second,
+        duration_s,
+        clients: scenario.clients,
+        hosts: scenario.hosts,
+        keys: scenario.keys.clone(),
+        lease_ms: scenario.lease.as_millis() as u64,
+        faults: Vec::new(),
+        servers: servers.infos().to_vec(),
+        started_at,
+        history_events,
+        interrupted,
+        lockbench_version: env!("CARGO_PKG_VERSION").to_string(),
+    };
+    summary.write(&run_dir.join("summary.json"))?;
+    crate::report::write_run_report(&run_dir, &summary)?;
+    Ok(RunOutcome::Completed {
+        run_dir,
+        summary: Box::new(summary),
+    })
+}
+
+/// Reads a history file and checks it, off the async threads.
+pub async fn check_file(path: &Path) -> Result<CheckResult> {
+    let path = path.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let h = history::read_jsonl(&path)?;
+        Ok(check::run_checker(&MutexChecker, &h.events))
+    })
+    .await
+    .map_err(|e| Error::io("history check", std::io::Error::other(e)))?
+}
+
+/// SplitMix64 of `seed` and `n`: independent-looking seeds per client.
+pub fn mix(seed: u64, n: u64) -> u64 {
+    let mut z = seed.wrapping_add(n.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// `out/<scenario>/<backend>/<timestamp>/`, made unique if two runs start
+/// within the same millisecond.
+fn new_run_dir(out: &Path, scenario: &str, backend: &str) -> Result<PathBuf> {
+    let now = time::OffsetDateTime::now_utc();
+    let stamp = now
+        .format(time::macros::format_description!(
+            "[year][month][day]T[hour][minute][second].[subsecond digits:3]Z"
+        ))
+        .unwrap_or_else(|_| now.unix_timestamp().to_string());
+    let base = out.join(scenario).join(backend);
+    std::fs::create_dir_all(&base).map_err(|e| Error::io(&base, e))?;
+    for n in 0.. {
+        let dir = if n == 0 {
+            base.join(&stamp)
+        } else {
+            base.join(format!("{stamp}-{n}"))
+        };
+        match std::fs::create_dir(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(Error::io(&dir, e)),
+        }
+    }
+    unreachable!("the loop above returns")
+}
+
+/// `servers.json`: which processes serve this run, written as soon as they
+/// are up, so that a run killed midway can still be inspected.
+fn write_servers_file(run_dir: &Path, cluster: &Cluster) -> Result<()> {
+    let servers: Vec<serde_json::Value> = cluster
+        .infos()
+        .iter()
+        .map(|info| {
+            let pid = cluster
+                .servers()
+                .iter()
+                .find(|s| s.name() == info.name)
+                .map(|s| s.pid());
+            serde_json::json!({
+                "name": info.name, "addr": info.addr, "version": info.version,
+                "pid": pid, "log": info.log, "started_by_lockbench": info.started_by_lockbench,
+            })
+        })
+        .collect();
+    let path = run_dir.join("servers.json");
+    let text = serde_json::to_string_pretty(&servers).unwrap_or_else(|_| "[]".into());
+    std::fs::write(&path, text + "\n").map_err(|e| Error::io(&path, e))
+}
+
+fn progress_bar(
+    enabled: bool,
+    scenario: &Scenario,
+    backend: &str,
+) -> Option<indicatif::ProgressBar> {
+    if !enabled {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new(scenario.duration.as_millis() as u64);
+    let style = indicatif::ProgressStyle::with_template(
+        "{prefix:>24} [{bar:30}] {elapsed:>4}/{duration:4} {msg}",
+    )
+    .map(|s| s.progress_chars("=> "))
+    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar.set_prefix(format!("{}/{backend}", scenario.name));
+    Some(bar)
+}
+
+impl RunOutcome {
+    /// The verdict, if it ran.
+    pub fn verdict(&self) -> Option<Verdict> {
+        match self {
+            RunOutcome::Completed { summary, .. } => Some(summary.verdict),
+            RunOutcome::Skipped { .. } => None,
+        }
+    }
+}

@@ -1,0 +1,561 @@
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::duration::{Dur, TimeDist};
+use crate::backend;
+use crate::check::Verdict;
+
+/// A mistake in a scenario file: where, what, and how to fix it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}{}: {message}{}", path.display(), location(*line, *column), hint.as_ref().map(|h| format!("\n  hint: {h}")).unwrap_or_default())]
+pub struct ScenarioError {
+    /// The scenario file.
+    pub path: PathBuf,
+    /// 1-based line, when the mistake has one.
+    pub line: Option<usize>,
+    /// 1-based column.
+    pub column: Option<usize>,
+    /// What is wrong.
+    pub message: String,
+    /// How to fix it.
+    pub hint: Option<String>,
+}
+
+fn location(line: Option<usize>, column: Option<usize>) -> String {
+    match (line, column) {
+        (Some(l), Some(c)) => format!(":{l}:{c}"),
+        (Some(l), None) => format!(":{l}"),
+        _ => String::new(),
+    }
+}
+
+/// A validated scenario: everything the runner needs, with defaults filled in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scenario {
+    /// Name used for the run directory (defaults to the file's stem).
+    pub name: String,
+    /// The file it came from.
+    pub path: PathBuf,
+    /// Backends to run, in order.
+    pub backends: Vec<String>,
+    /// The verdict this scenario expects.
+    pub expect: Verdict,
+    /// Seed for every random choice; `None`: drawn at run time and printed.
+    pub seed: Option<u64>,
+    /// How long the clients contend.
+    pub duration: Duration,
+    /// Stop after this many acquire attempts in total, if set.
+    pub ops: Option<u64>,
+    /// Number of clients.
+    pub clients: u32,
+    /// Clients are grouped into this many hosts (`h1..hN`), round robin.
+    pub hosts: u32,
+    /// The lock keys.
+    pub keys: Vec<String>,
+    /// How a client picks its key for each cycle.
+    pub key_choice: KeyChoice,
+    /// Lease (TTL) given to each acquire.
+    pub lease: Duration,
+    /// How long a blocking acquire keeps trying.
+    pub acquire_timeout: Duration,
+    /// Timeout of one request to a server.
+    pub op_timeout: Duration,
+    /// Time a holder keeps the lock.
+    pub hold: TimeDist,
+    /// Time between a release and the next acquire.
+    pub think: TimeDist,
+    /// Whether to record history.jsonl (benchmarks turn it off).
+    pub history: bool,
+    /// External endpoints by backend: lockbench starts no server for these.
+    pub endpoints: BTreeMap<String, Vec<String>>,
+}
+
+/// How clients pick the key of each cycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyChoice {
+    /// A key drawn at random each cycle (contention spreads over the keys).
+    Random,
+    /// Client `i` always uses key `i mod keys` (with as many keys as
+    /// clients: no contention at all).
+    Own,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    name: Option<Spanned<String>>,
+    #[allow(dead_code)]
+    description: Option<String>,
+    backends: Option<Spanned<Vec<Spanned<String>>>>,
+    expect: Option<Spanned<String>>,
+    seed: Option<u64>,
+    duration: Option<Spanned<Dur>>,
+    ops: Option<Spanned<i64>>,
+    clients: Option<Spanned<i64>>,
+    hosts: Option<Spanned<i64>>,
+    keys: Option<Spanned<Keys>>,
+    key_choice: Option<Spanned<String>>,
+    lease: Option<Spanned<Dur>>,
+    acquire_timeout: Option<Spanned<Dur>>,
+    op_timeout: Option<Spanned<Dur>>,
+    hold: Option<Spanned<TimeDist>>,
+    think: Option<Spanned<TimeDist>>,
+    history: Option<bool>,
+    endpoints: Option<BTreeMap<Spanned<String>, Spanned<Endpoints>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Keys {
+    Count(i64),
+    Names(Vec<String>),
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Endpoints {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// Limits that keep every run bounded on a small machine.
+const MAX_CLIENTS: i64 = 100_000;
+const MAX_KEYS: i64 = 100_000;
+const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
+
+impl Scenario {
+    /// Reads and validates a scenario file.
+    pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ScenarioError {
+            path: path.to_path_buf(),
+            line: None,
+            column: None,
+            message: format!("cannot read: {e}"),
+            hint: Some("give the path of a scenario .toml file, e.g. scenarios/quick.toml".into()),
+        })?;
+        Scenario::parse(path, &text)
+    }
+
+    /// Validates scenario text; `path` names it in errors and gives the
+    /// default name.
+    pub fn parse(path: &Path, text: &str) -> Result<Scenario, ScenarioError> {
+        let err = |span: Option<std::ops::Range<usize>>, message: String, hint: Option<String>| {
+            let (line, column) = match span {
+                Some(s) => {
+                    let (l, c) = line_col(text, s.start);
+                    (Some(l), Some(c))
+                }
+                None => (None, None),
+            };
+            ScenarioError {
+                path: path.to_path_buf(),
+                line,
+                column,
+                message,
+                hint,
+            }
+        };
+        let raw: Raw = toml::from_str(text).map_err(|e| {
+            let message = e.message().trim().to_string();
+            let hint = hint_for_parse_error(&message);
+            err(e.span(), message, hint)
+        })?;
+
+        let name = match raw.name {
+            Some(n) => {
+                let v = n.get_ref();
+                if v.is_empty()
+                    || !v
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+                    || v.starts_with('.')
+                {
+                    return Err(err(
+                        Some(n.span()),
+                        format!("name {v:?} cannot be a directory name"),
+                        Some("use letters, digits, '-', '_' and '.'".into()),
+                    ));
+                }
+                v.clone()
+            }
+            None => path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "scenario".into()),
+        };
+
+        let known = backend::names();
+        let Some(backends_raw) = raw.backends else {
+            return Err(err(
+                None,
+                "missing field `backends`".into(),
+                Some(format!(
+                    "add e.g. backends = [\"inproc\"]; known backends: {}",
+                    known.join(", ")
+                )),
+            ));
+        };
+        let backends_span = backends_raw.span();
+        let mut backends = Vec::new();
+        for b in backends_raw.into_inner() {
+            let span = b.span();
+            let b = b.into_inner();
+            if !known.contains(&b.as_str()) {
+                let hint = match closest(&b, &known) {
+                    Some(c) => format!("did you mean {c:?}? known backends: {}", known.join(", ")),
+                    None => format!("known backends: {}", known.join(", ")),
+                };
+                return Err(err(
+                    Some(span),
+                    format!("unknown backend {b:?}"),
+                    Some(hint),
+                ));
+            }
+            if backends.contains(&b) {
+                return Err(err(
+                    Some(span),
+                    format!("backend {b:?} is listed twice"),
+                    None,
+                ));
+            }
+            backends.push(b);
+        }
+        if backends.is_empty() {
+            return Err(err(
+                Some(backends_span),
+                "`backends` is empty".into(),
+                Some(format!("name at least one of: {}", known.join(", "))),
+            ));
+        }
+
+        let expect = match raw.expect {
+            None => Verdict::Valid,
+            Some(e) => match e.get_ref().as_str() {
+                "valid" => Verdict::Valid,
+                "invalid" => Verdict::Invalid,
+                other => {
+                    return Err(err(
+                        Some(e.span()),
+                        format!("expect = {other:?} is not a verdict a scenario can expect"),
+                        Some("use expect = \"valid\" or expect = \"invalid\"".into()),
+                    ));
+                }
+            },
+        };
+
+        let int_in = |v: Option<Spanned<i64>>, field: &str, lo: i64, hi: i64, default: i64| match v
+        {
+            None => Ok(default),
+            Some(s) if (lo..=hi).contains(s.get_ref()) => Ok(*s.get_ref()),
+            Some(s) => Err(err(
+                Some(s.span()),
+                format!("{field} = {} is out of range", s.get_ref()),
+                Some(format!("{field} must be between {lo} and {hi}")),
+            )),
+        };
+        let clients = int_in(raw.clients, "clients", 1, MAX_CLIENTS, 8)?;
+        let hosts = int_in(raw.hosts, "hosts", 1, clients, 1)?;
+        let ops = match raw.ops {
+            None => None,
+            Some(s) => Some(int_in(Some(s), "ops", 1, i64::MAX, 1)? as u64),
+        };
+
+        let keys = match raw.keys {
+            None => vec!["lock".to_string()],
+            Some(k) => {
+                let span = k.span();
+                match k.into_inner() {
+                    Keys::Count(n) if (1..=MAX_KEYS).contains(&n) => {
+                        if n == 1 {
+                            vec!["lock".to_string()]
+                        } else {
+                            (0..n).map(|i| format!("lock-{i}")).collect()
+                        }
+                    }
+                    Keys::Count(n) => {
+                        return Err(err(
+                            Some(span),
+                            format!("keys = {n} is out of range"),
+                            Some(format!(
+                                "keys must be between 1 and {MAX_KEYS}, or a list of names"
+                            )),
+                        ));
+                    }
+                    Keys::Names(names) => {
+                        let unique: BTreeSet<&String> = names.iter().collect();
+                        if names.is_empty() || unique.len() != names.len() {
+                            return Err(err(
+                                Some(span),
+                                "keys must be a non-empty list of distinct names".into(),
+                                Some("e.g. keys = [\"orders\", \"stock\"] or keys = 4".into()),
+                            ));
+                        }
+                        if let Some(bad) = names.iter().find(|n| n.is_empty() || n.len() > 200) {
+                            return Err(err(
+                                Some(span),
+                                format!("key {bad:?} must be 1 to 200 characters"),
+                                None,
+                            ));
+                        }
+                        names
+                    }
+                }
+            }
+        };
+
+        let key_choice = match raw.key_choice {
+            None => KeyChoice::Random,
+            Some(k) => match k.get_ref().as_str() {
+                "random" => KeyChoice::Random,
+                "own" => KeyChoice::Own,
+                other => {
+                    return Err(err(
+                        Some(k.span()),
+                        format!("key_choice = {other:?} is not a way to pick keys"),
+                        Some("use \"random\" (a random key each cycle) or \"own\" (client i always uses key i mod keys)".into()),
+                    ));
+                }
+            },
+        };
+
+        let dur_in = |v: Option<Spanned<Dur>>,
+                      field: &str,
+                      lo: Duration,
+                      hi: Duration,
+                      default: Duration| {
+            match v {
+                None => Ok(default),
+                Some(s) if s.get_ref().0 >= lo && s.get_ref().0 <= hi => Ok(s.get_ref().0),
+                Some(s) => Err(err(
+                    Some(s.span()),
+                    format!("{field} = {:?} is out of range", s.get_ref().0),
+                    Some(format!("{field} must be between {lo:?} and {hi:?}")),
+                )),
+            }
+        };
+        let duration = dur_in(
+            raw.duration,
+            "duration",
+            Duration::from_millis(10),
+            MAX_DURATION,
+            Duration::from_secs(10),
+        )?;
+        let lease = dur_in(
+            raw.lease,
+            "lease",
+            Duration::from_millis(1),
+            Duration::from_secs(24 * 3600),
+            Duration::from_secs(5),
+        )?;
+        let acquire_timeout = dur_in(
+            raw.acquire_timeout,
+            "acquire_timeout",
+            Duration::ZERO,
+            Duration::from_secs(3600),
+            Duration::from_secs(2),
+        )?;
+        let op_timeout = dur_in(
+            raw.op_timeout,
+            "op_timeout",
+            Duration::from_millis(1),
+            Duration::from_secs(600),
+            Duration::from_secs(1),
+        )?;
+        let dist_in = |v: Option<Spanned<TimeDist>>, field: &str, default: TimeDist| match v {
+            None => Ok(default),
+            Some(s) if s.get_ref().max() <= Duration::from_secs(3600) => Ok(*s.get_ref()),
+            Some(s) => Err(err(
+                Some(s.span()),
+                format!("{field} can last longer than an hour"),
+                Some(format!("{field} must stay under 1h")),
+            )),
+        };
+        let hold = dist_in(
+            raw.hold,
+            "hold",
+            TimeDist::Fixed {
+                value: Duration::from_millis(1),
+            },
+        )?;
+        let think = dist_in(raw.think, "think", TimeDist::ZERO)?;
+
+        let mut endpoints = BTreeMap::new();
+        for (backend_name, addrs) in raw.endpoints.unwrap_or_default() {
+            let span = backend_name.span();
+            let name = backend_name.into_inner();
+            let Some(kind) = backend::server_kind(&name) else {
+                let hint = if known.contains(&name.as_str()) {
+                    format!("{name} runs in-process and has no server")
+                } else {
+                    format!(
+                        "endpoints are given per backend, e.g. [endpoints] redis = \"127.0.0.1:6379\"; known backends: {}",
+                        known.join(", ")
+                    )
+                };
+                return Err(err(
+                    Some(span),
+                    format!("no server kind for endpoints of {name:?}"),
+                    Some(hint),
+                ));
+            };
+            let addr_span = addrs.span();
+            let list = match addrs.into_inner() {
+                Endpoints::One(a) => vec![a],
+                Endpoints::Many(v) => v,
+            };
+            if list.is_empty() {
+                return Err(err(
+                    Some(addr_span),
+                    format!("no endpoint given for {name}"),
+                    None,
+                ));
+            }
+            for a in &list {
+                if !valid_host_port(a) {
+                    return Err(err(
+                        Some(addr_span),
+                        format!("endpoint {a:?} is not host:port"),
+                        Some("e.g. \"127.0.0.1:6379\"".into()),
+                    ));
+                }
+            }
+            let _ = kind;
+            endpoints.insert(name, list);
+        }
+
+        Ok(Scenario {
+            name,
+            path: path.to_path_buf(),
+            backends,
+            expect,
+            seed: raw.seed,
+            duration,
+            ops,
+            clients: clients as u32,
+            hosts: hosts as u32,
+            keys,
+            key_choice,
+            lease,
+            acquire_timeout,
+            op_timeout,
+            hold,
+            think,
+            history: raw.history.unwrap_or(true),
+            endpoints,
+        })
+    }
+}
+
+fn valid_host_port(a: &str) -> bool {
+    match a.rsplit_once(':') {
+        Some((host, port)) => !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0),
+        None => false,
+    }
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+const FIELDS: &[&str] = &[
+    "name",
+    "description",
+    "backends",
+    "expect",
+    "seed",
+    "duration",
+    "ops",
+    "clients",
+    "hosts",
+    "keys",
+    "key_choice",
+    "lease",
+    "acquire_timeout",
+    "op_timeout",
+    "hold",
+    "think",
+    "history",
+    "endpoints",
+];
+
+fn hint_for_parse_error(message: &str) -> Option<String> {
+    if let Some(rest) = message.strip_prefix("unknown field `") {
+        let field = rest.split('`').next().unwrap_or("");
+        return Some(match closest(field, FIELDS) {
+            Some(c) => format!("did you mean `{c}`? see the scenario reference in README.md"),
+            None => "see the scenario reference in README.md for the fields a scenario has".into(),
+        });
+    }
+    if message.contains("invalid type") {
+        return Some("durations are strings with a unit (\"250ms\"), counts are integers".into());
+    }
+    None
+}
+
+/// The known name nearest to `word`, if it is a plausible typo.
+fn closest<'a>(word: &str, known: &[&'a str]) -> Option<&'a str> {
+    known
+        .iter()
+        .map(|k| (edit_distance(word, k), *k))
+        .filter(|(d, k)| *d <= 2.max(k.len() / 3))
+        .min()
+        .map(|(_, k)| k)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != *cb);
+            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Scenario, ScenarioError> {
+        Scenario::parse(Path::new("s.toml"), text)
+    }
+
+    #[test]
+    fn defaults_fill_in() {
+        let s = parse("backends = [\"inproc\"]\n").unwrap();
+        assert_eq!(s.name, "s");
+        assert_eq!(s.clients, 8);
+        assert_eq!(s.keys, vec!["lock"]);
+        assert_eq!(s.expect, Verdict::Valid);
+    }
+
+    #[test]
+    fn errors_point_at_the_line() {
+        let e = parse("backends = [\"inproc\"]\nclients = 0\n").unwrap_err();
+        assert_eq!(e.line, Some(2));
+        assert!(
+            e.to_string()
+                .starts_with("s.toml:2:11: clients = 0 is out of range"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn typos_get_a_suggestion() {
+        let e = parse("backends = [\"reddis\"]\n").unwrap_err();
+        assert!(e.hint.unwrap().contains("did you mean \"redis\""));
+        let e = parse("backends = [\"inproc\"]\nclient = 3\n").unwrap_err();
+        assert!(e.hint.unwrap().contains("`clients`"), "{:?}", e.message);
+    }
+}

@@ -1,0 +1,61 @@
+//! Shared by the integration tests.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+/// True if `binary` is installed. If not: panics under
+/// `LOCKBENCH_REQUIRE_BACKENDS=1` (CI), else prints why the test is skipped.
+pub fn server_available(binary: &str) -> bool {
+    if lockbench::cluster::find_binary(binary).is_some() {
+        return true;
+    }
+    if lockbench::cluster::backends_required() {
+        panic!(
+            "{binary} is not installed and LOCKBENCH_REQUIRE_BACKENDS=1: run scripts/install-backends.sh"
+        );
+    }
+    eprintln!("skipped: {binary} is not installed (scripts/install-backends.sh installs it)");
+    false
+}
+
+/// The lockbench binary built for these tests.
+pub fn lockbench() -> std::process::Command {
+    std::process::Command::new(env!("CARGO_BIN_EXE_lockbench"))
+}
+
+/// Writes a scenario file into `dir` and returns its path.
+pub fn scenario(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, text).expect("write scenario");
+    path
+}
+
+/// The single run directory under `out/<scenario>/<backend>/`.
+pub fn run_dir(out: &Path, scenario: &str, backend: &str) -> PathBuf {
+    let base = out.join(scenario).join(backend);
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&base)
+        .unwrap_or_else(|e| panic!("{}: {e}", base.display()))
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    dirs.sort();
+    dirs.pop()
+        .unwrap_or_else(|| panic!("no run directory under {}", base.display()))
+}
+
+/// Whether a process with this PID exists and runs `needle` (guards against
+/// PID reuse).
+pub fn process_alive(pid: u32, needle: &str) -> bool {
+    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // A zombie has already died; it only waits to be reaped.
+    let zombie = stat
+        .rsplit(')')
+        .next()
+        .is_some_and(|s| s.trim_start().starts_with('Z'));
+    !zombie && String::from_utf8_lossy(&cmdline).contains(needle)
+}

@@ -1,0 +1,298 @@
+//! `lockbench run` end to end: the shipped scenarios, Ctrl-C, SIGKILL, and
+//! `lockbench report` on what they leave.
+
+mod common;
+
+use std::io::BufRead;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use lockbench::Verdict;
+use lockbench::summary::Summary;
+
+fn manifest(path: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+fn check_exit(history: &Path) -> Option<i32> {
+    common::lockbench()
+        .arg("check")
+        .arg(history)
+        .output()
+        .unwrap()
+        .status
+        .code()
+}
+
+#[test]
+fn quick_scenario_is_valid_for_inproc_and_redis() {
+    if !common::server_available("redis-server") {
+        return;
+    }
+    let out = tempfile::tempdir().unwrap();
+    let o = common::lockbench()
+        .args(["run", "--backends", "inproc,redis", "--out"])
+        .arg(out.path())
+        .arg(manifest("scenarios/quick.toml"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(stdout.contains("seed 20261121"), "{stdout}");
+    for backend in ["inproc", "redis"] {
+        let dir = common::run_dir(out.path(), "quick", backend);
+        let s = Summary::read(&dir.join("summary.json")).unwrap();
+        assert_eq!(s.verdict, Verdict::Valid, "{backend}: {:?}", s.witnesses);
+        assert!(
+            s.acquire_latency_us.count > 100,
+            "{backend}: {:?}",
+            s.acquire_latency_us
+        );
+        assert!(s.throughput_per_s > 10.0);
+        assert_eq!(s.seed, 20261121);
+        let html = std::fs::read_to_string(dir.join("index.html")).unwrap();
+        assert!(html.contains("<svg"), "{backend}: the report has no chart");
+        assert_eq!(check_exit(&dir.join("history.jsonl")), Some(0));
+        if backend == "redis" {
+            assert!(dir.join("redis-1.log").exists());
+            assert!(
+                s.servers[0]
+                    .version
+                    .starts_with(|c: char| c.is_ascii_digit())
+            );
+        }
+    }
+    assert!(out.path().join("quick/comparison.html").exists());
+}
+
+#[test]
+fn broken_recipe_is_caught_and_that_is_what_it_expects() {
+    if !common::server_available("redis-server") {
+        return;
+    }
+    let out = tempfile::tempdir().unwrap();
+    let o = common::lockbench()
+        .args(["run", "--out"])
+        .arg(out.path())
+        .arg(manifest("scenarios/broken-recipe.toml"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(stdout.contains("invalid"), "{stdout}");
+    assert!(stdout.contains("witness: key"), "{stdout}");
+    let dir = common::run_dir(out.path(), "broken-recipe", "redis-get-set");
+    let s = Summary::read(&dir.join("summary.json")).unwrap();
+    assert_eq!(s.verdict, Verdict::Invalid);
+    assert!(s.violations > 0 && !s.witnesses.is_empty());
+    let w = &s.witnesses[0];
+    assert_ne!(w.first.process, w.second.process);
+    assert!(w.second.start_ns < w.first.end_ns.unwrap_or(u64::MAX));
+    // The history alone proves it again.
+    assert_eq!(check_exit(&dir.join("history.jsonl")), Some(1));
+    let html = std::fs::read_to_string(dir.join("index.html")).unwrap();
+    assert!(html.contains("invalid"));
+}
+
+#[test]
+fn a_verdict_other_than_expected_exits_1_and_prints_the_seed() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = common::scenario(
+        dir.path(),
+        "wrong",
+        "backends = [\"inproc\"]\nexpect = \"invalid\"\nduration = \"300ms\"\nclients = 4\n",
+    );
+    let o = common::lockbench()
+        .args(["run", "--seed", "99", "--out"])
+        .arg(dir.path().join("out"))
+        .arg(&s)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains("wrong/inproc: valid but the scenario expects invalid (seed 99"),
+        "{stderr}"
+    );
+}
+
+/// A `lockbench run` child that is killed if the test fails midway, so no
+/// run outlives its test.
+struct Running(Option<std::process::Child>);
+
+impl Running {
+    fn take(&mut self) -> std::process::Child {
+        self.0.take().expect("child already taken")
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Starts `lockbench run` on a long redis scenario and waits until its
+/// server is up and the history has some events.
+fn start_long_run(dir: &Path) -> (Running, std::path::PathBuf, u32) {
+    let s = common::scenario(
+        dir,
+        "long",
+        "backends = [\"redis\"]\nduration = \"60s\"\nclients = 8\nhold = \"2ms\"\n",
+    );
+    let out = dir.join("out");
+    let child = common::lockbench()
+        .args(["run", "--no-progress", "--out"])
+        .arg(&out)
+        .arg(&s)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let child = Running(Some(child));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "the run did not start within 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+        let Ok(base) = std::fs::read_dir(out.join("long/redis")) else {
+            continue;
+        };
+        let Some(run) = base.flatten().next().map(|e| e.path()) else {
+            continue;
+        };
+        let Ok(servers) = std::fs::read_to_string(run.join("servers.json")) else {
+            continue;
+        };
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(&servers) else {
+            continue;
+        };
+        let Some(pid) = v[0]["pid"].as_u64() else {
+            continue;
+        };
+        let lines = std::fs::File::open(run.join("history.jsonl"))
+            .map(|f| std::io::BufReader::new(f).lines().count())
+            .unwrap_or(0);
+        if lines > 200 {
+            return (child, run, pid as u32);
+        }
+    }
+}
+
+#[test]
+fn sigkill_leaves_no_server_and_a_readable_history_prefix() {
+    if !common::server_available("redis-server") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (mut running, run, server_pid) = start_long_run(dir.path());
+    assert!(common::process_alive(server_pid, "redis-server"));
+    let mut child = running.take();
+    child.kill().unwrap(); // SIGKILL: no destructor, no handler runs.
+    child.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while common::process_alive(server_pid, "redis-server") {
+        assert!(
+            Instant::now() < deadline,
+            "redis-server {server_pid} outlived lockbench"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let history = lockbench::history::read_jsonl(&run.join("history.jsonl")).unwrap();
+    assert!(history.events.len() > 200, "{}", history.events.len());
+    let code = check_exit(&run.join("history.jsonl"));
+    assert_eq!(
+        code,
+        Some(0),
+        "the prefix of a correct run must check valid"
+    );
+}
+
+#[test]
+fn ctrl_c_stops_the_run_keeps_its_files_and_its_server_goes() {
+    if !common::server_available("redis-server") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (mut running, run, server_pid) = start_long_run(dir.path());
+    let child = running.take();
+    // SAFETY: signalling our own child by its PID.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(130));
+    assert!(!common::process_alive(server_pid, "redis-server"));
+    let s = Summary::read(&run.join("summary.json")).unwrap();
+    assert!(s.interrupted);
+    assert_eq!(s.verdict, Verdict::Valid);
+    assert!(run.join("index.html").exists());
+}
+
+#[test]
+fn report_rebuilds_pages_and_compares_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = common::scenario(
+        dir.path(),
+        "tiny",
+        "backends = [\"inproc\"]\nduration = \"200ms\"\nclients = 4\n",
+    );
+    let out = dir.path().join("out");
+    for _ in 0..2 {
+        let o = common::lockbench()
+            .arg("run")
+            .arg("--out")
+            .arg(&out)
+            .arg(&s)
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(0), "{o:?}");
+    }
+    let runs: Vec<_> = std::fs::read_dir(out.join("tiny/inproc"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(runs.len(), 2);
+    for r in &runs {
+        std::fs::remove_file(r.join("index.html")).unwrap();
+    }
+    let o = common::lockbench()
+        .arg("report")
+        .args(&runs)
+        .arg("--out")
+        .arg(dir.path().join("cmp"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    for r in &runs {
+        assert!(r.join("index.html").exists());
+    }
+    assert!(dir.path().join("cmp/comparison.html").exists());
+    let o = common::lockbench()
+        .arg("report")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "a directory without summary.json is bad input"
+    );
+}
