@@ -1,7 +1,8 @@
 //! The spine's speed figures, side by side in one run:
 //!
 //! - history recording on vs off, 64 clients on `inproc` (target: ≤ 3 %
-//!   throughput difference);
+//!   throughput difference), saturated (no hold, no think) and paced
+//!   (quick.toml's holds and think times);
 //! - `inproc` with 10,000 clients: runs to completion, peak RSS of the
 //!   `lockbench` process (target: ≤ 300 MB);
 //! - Redis with 64 clients, each on its own key and all on one key:
@@ -87,18 +88,36 @@ fn measure(
 }
 
 fn history_overhead(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
-    const OPS: u64 = 50_000;
-    let base = format!(
-        "backends = [\"inproc\"]\nclients = 64\nkeys = 64\nops = {OPS}\nduration = \"60s\"\nhold = \"0s\"\nthink = \"0s\"\n"
+    // Saturated: no hold, no think; every client cycles as fast as the lock
+    // table allows (millions of events per second). The worst case for
+    // recording.
+    const SATURATED_OPS: u64 = 50_000;
+    let saturated = format!(
+        "backends = [\"inproc\"]\nclients = 64\nkeys = 64\nops = {SATURATED_OPS}\nduration = \"60s\"\nhold = \"0s\"\nthink = \"0s\"\n"
     );
-    let on = scenario(&format!("{base}history = true\n"));
-    let off = scenario(&format!("{base}history = false\n"));
+    let on = scenario(&format!("{saturated}history = true\n"));
+    let off = scenario(&format!("{saturated}history = false\n"));
     measure(
         c,
         rt,
-        "history_inproc_64_clients",
+        "history_inproc_64_clients_saturated",
         &[("on", "inproc", &on), ("off", "inproc", &off)],
-        OPS,
+        SATURATED_OPS,
+    );
+    // Paced: quick.toml's shape with 64 clients (holds of 1-5 ms, think
+    // 0-2 ms, 16 keys): how a lock is used.
+    const PACED_OPS: u64 = 10_000;
+    let paced = format!(
+        "backends = [\"inproc\"]\nclients = 64\nkeys = 16\nops = {PACED_OPS}\nduration = \"60s\"\nhold = {{ min = \"1ms\", max = \"5ms\" }}\nthink = {{ min = \"0ms\", max = \"2ms\" }}\n"
+    );
+    let on = scenario(&format!("{paced}history = true\n"));
+    let off = scenario(&format!("{paced}history = false\n"));
+    measure(
+        c,
+        rt,
+        "history_inproc_64_clients_paced",
+        &[("on", "inproc", &on), ("off", "inproc", &off)],
+        PACED_OPS,
     );
 }
 

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use lockbench::Verdict;
-use lockbench::check::{self, MutexChecker};
+use lockbench::check;
 use lockbench::scenario::{RunOptions, RunOutcome, Scenario, run_backend};
 use lockbench::summary::Summary;
 use tokio_util::sync::CancellationToken;
@@ -300,15 +300,14 @@ async fn check(path: PathBuf, format: Format) -> anyhow::Result<u8> {
         );
         return Ok(BAD_INPUT);
     }
-    let history = match lockbench::history::read_jsonl(&path) {
-        Ok(h) => h,
+    let (result, stats) = match check::check_file(&path) {
+        Ok(r) => r,
         Err(e) => {
             eprintln!("error: {e}");
             return Ok(BAD_INPUT);
         }
     };
-    let result = check::run_checker(&MutexChecker, &history.events);
-    if history.truncated {
+    if stats.truncated {
         println!(
             "note: the last line of {} was cut off (a killed run); checked the prefix",
             path.display()
@@ -316,10 +315,7 @@ async fn check(path: PathBuf, format: Format) -> anyhow::Result<u8> {
     }
     println!(
         "{}: {} ({} events, {} violations)",
-        result.checker,
-        result.verdict,
-        history.events.len(),
-        result.violations
+        result.checker, result.verdict, stats.events, result.violations
     );
     for w in &result.witnesses {
         println!("  witness: {w}");

@@ -8,9 +8,12 @@ mod mutex;
 
 use serde::{Deserialize, Serialize};
 
-pub use mutex::{Hold, HoldEnd, MutexChecker, Witness, holds};
+pub use mutex::{Hold, HoldEnd, HoldTracker, Inconsistent, MutexChecker, Witness, holds};
 
-use crate::history::Event;
+use std::path::Path;
+
+use crate::error::Result;
+use crate::history::{Event, StreamStats, stream_jsonl};
 
 /// Valid, invalid, or unknown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -100,4 +103,31 @@ pub fn run_checker(checker: &dyn Checker, events: &[Event]) -> CheckResult {
             CheckResult::unknown(checker.name(), format!("checker crashed: {msg}"))
         }
     }
+}
+
+/// Checks mutual exclusion of a history file, streaming it: memory grows
+/// with the holds, not with the events. Malformed input is an error; a
+/// checker crash or an inconsistent history is an `unknown` verdict.
+pub fn check_file(path: &Path) -> Result<(CheckResult, StreamStats)> {
+    let mut tracker = HoldTracker::new();
+    let mut broken: Option<Inconsistent> = None;
+    let stats = stream_jsonl(path, |e| {
+        if broken.is_none()
+            && let Err(why) = tracker.push(&e)
+        {
+            broken = Some(why);
+        }
+    })?;
+    let checker = MutexChecker;
+    let result = match broken {
+        Some(why) => checker.inconsistent(why),
+        None => {
+            let holds = tracker.finish();
+            match std::panic::catch_unwind(|| checker.check_holds(&holds)) {
+                Ok(r) => r,
+                Err(_) => CheckResult::unknown(checker.name(), "checker crashed"),
+            }
+        }
+    };
+    Ok((result, stats))
 }

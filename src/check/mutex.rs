@@ -78,10 +78,14 @@ impl std::fmt::Display for Witness {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let secs = |ns: u64| ns as f64 / 1e9;
         let (a, b) = (&self.first, &self.second);
+        if self.key.is_empty() {
+            f.write_str("the lock")?;
+        } else {
+            write!(f, "key {:?}", self.key)?;
+        }
         write!(
             f,
-            "key {:?}: process {} held it from {:.6} s (event {}{})",
-            self.key,
+            ": process {} held it from {:.6} s (event {}{})",
             a.process,
             secs(a.start_ns),
             a.start_index,
@@ -129,122 +133,160 @@ fn fence_note(fence: Option<u64>) -> String {
 #[derive(Debug)]
 pub struct Inconsistent(pub String);
 
-/// The holds in a history, in the order they began, or why the history is
-/// inconsistent (a completion without an invoke, two invokes in a row).
-pub fn holds(events: &[Event]) -> Result<Vec<Hold>, Inconsistent> {
-    struct Pending<'a> {
-        invoke: &'a Event,
-    }
-    let mut pending: HashMap<u64, Pending> = HashMap::new();
-    let mut open: HashMap<(u64, &str), Hold> = HashMap::new();
-    let mut done = Vec::new();
-    let mut order: Vec<&Event> = events.iter().collect();
-    // File order is the contract; sorting by index only guards against files
-    // that were concatenated or edited by hand.
-    order.sort_by_key(|e| e.index);
+/// An invoke still waiting for its completion: only what the rule needs.
+#[derive(Debug)]
+struct PendingOp {
+    f: F,
+    key: String,
+    index: u64,
+    time_ns: u64,
+    fence: Option<u64>,
+    lease_ms: Option<u64>,
+}
 
-    for e in order {
+/// Builds holds from events fed one at a time, in file order, so a history
+/// of any length is checked in memory proportional to its open holds.
+#[derive(Debug, Default)]
+pub struct HoldTracker {
+    /// Each process's invoke that has not completed yet.
+    pending: HashMap<u64, PendingOp>,
+    /// Holds not ended yet, by (process, key).
+    open: HashMap<(u64, String), Hold>,
+    /// Holds that ended.
+    done: Vec<Hold>,
+}
+
+impl HoldTracker {
+    /// An empty tracker.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Takes the next event, or says why the history is inconsistent (a
+    /// completion without an invoke, two invokes in a row).
+    pub fn push(&mut self, e: &Event) -> Result<(), Inconsistent> {
         let Process::Client(p) = e.process else {
-            continue;
+            return Ok(());
         };
         if e.f == F::Crash {
             // A release in flight at the crash never ended, so it did not
             // end in `fail`: the hold ended at its invoke.
-            if let Some(Pending { invoke }) = pending.remove(&p)
-                && invoke.f == F::Release
+            if let Some(op) = self.pending.remove(&p)
+                && op.f == F::Release
             {
-                close_at_release(&mut open, &mut done, p, invoke.key_or_default(), invoke);
+                self.close_at_release(p, &op);
             }
-            let keys: Vec<(u64, &str)> = open.keys().filter(|(q, _)| *q == p).copied().collect();
+            let keys: Vec<(u64, String)> =
+                self.open.keys().filter(|(q, _)| *q == p).cloned().collect();
             for k in keys {
-                if let Some(mut hold) = open.remove(&k) {
+                if let Some(mut hold) = self.open.remove(&k) {
                     hold.end_ns = Some(e.time_ns.max(hold.start_ns));
                     hold.end_index = Some(e.index);
                     hold.end = HoldEnd::Crash;
-                    done.push(hold);
+                    self.done.push(hold);
                 }
             }
-            continue;
+            return Ok(());
         }
-        match e.kind {
-            OpType::Invoke => {
-                if let Some(prev) = pending.get(&p) {
-                    return Err(Inconsistent(format!(
-                        "process {p} invoked {} at event {} while its {} from event {} had not completed",
-                        e.f.as_str(),
-                        e.index,
-                        prev.invoke.f.as_str(),
-                        prev.invoke.index
-                    )));
-                }
-                pending.insert(p, Pending { invoke: e });
+        if e.kind == OpType::Invoke {
+            if let Some(prev) = self.pending.get(&p) {
+                return Err(Inconsistent(format!(
+                    "process {p} invoked {} at event {} while its {} from event {} had not completed",
+                    e.f.as_str(),
+                    e.index,
+                    prev.f.as_str(),
+                    prev.index
+                )));
             }
-            OpType::Ok | OpType::Fail | OpType::Info => {
-                let Some(Pending { invoke }) = pending.remove(&p) else {
-                    return Err(Inconsistent(format!(
-                        "event {}: process {p} completed {} without an invoke",
-                        e.index,
-                        e.f.as_str()
-                    )));
-                };
-                if invoke.f != e.f {
-                    return Err(Inconsistent(format!(
-                        "event {}: process {p} completed {} but had invoked {} at event {}",
-                        e.index,
-                        e.f.as_str(),
-                        invoke.f.as_str(),
-                        invoke.index
-                    )));
-                }
-                let key = invoke.key_or_default();
-                match (&e.f, e.kind) {
-                    (F::Acquire, OpType::Ok) => {
-                        // A second acquire by the holder (reentrancy) keeps
-                        // the first hold.
-                        open.entry((p, key)).or_insert_with(|| Hold {
-                            process: e.process,
-                            key: key.to_string(),
-                            start_ns: e.time_ns,
-                            start_index: e.index,
-                            end_ns: None,
-                            end_index: None,
-                            end: HoldEnd::EndOfHistory,
-                            fence: e.fence.or(invoke.fence),
-                            lease_ms: e.lease_ms.or(invoke.lease_ms),
-                        });
-                    }
-                    (F::Release, OpType::Ok | OpType::Info) => {
-                        close_at_release(&mut open, &mut done, p, key, invoke);
-                    }
-                    _ => {}
-                }
+            self.pending.insert(
+                p,
+                PendingOp {
+                    f: e.f.clone(),
+                    key: e.key_or_default().to_string(),
+                    index: e.index,
+                    time_ns: e.time_ns,
+                    fence: e.fence,
+                    lease_ms: e.lease_ms,
+                },
+            );
+            return Ok(());
+        }
+        let Some(op) = self.pending.remove(&p) else {
+            return Err(Inconsistent(format!(
+                "event {}: process {p} completed {} without an invoke",
+                e.index,
+                e.f.as_str()
+            )));
+        };
+        if op.f != e.f {
+            return Err(Inconsistent(format!(
+                "event {}: process {p} completed {} but had invoked {} at event {}",
+                e.index,
+                e.f.as_str(),
+                op.f.as_str(),
+                op.index
+            )));
+        }
+        match (&e.f, e.kind) {
+            (F::Acquire, OpType::Ok) => {
+                // A second acquire by the holder (reentrancy) keeps the
+                // first hold.
+                let key = op.key;
+                self.open.entry((p, key.clone())).or_insert_with(|| Hold {
+                    process: e.process,
+                    key,
+                    start_ns: e.time_ns,
+                    start_index: e.index,
+                    end_ns: None,
+                    end_index: None,
+                    end: HoldEnd::EndOfHistory,
+                    fence: e.fence.or(op.fence),
+                    lease_ms: e.lease_ms.or(op.lease_ms),
+                });
             }
+            (F::Release, OpType::Ok | OpType::Info) => self.close_at_release(p, &op),
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn close_at_release(&mut self, p: u64, op: &PendingOp) {
+        if let Some(mut hold) = self.open.remove(&(p, op.key.clone())) {
+            hold.end_ns = Some(op.time_ns.max(hold.start_ns));
+            hold.end_index = Some(op.index);
+            hold.end = HoldEnd::Release;
+            self.done.push(hold);
         }
     }
-    // A release still in flight when the history ends may have happened.
-    for (p, Pending { invoke }) in pending {
-        if invoke.f == F::Release {
-            close_at_release(&mut open, &mut done, p, invoke.key_or_default(), invoke);
+
+    /// Ends the history: every hold, in the order they began.
+    pub fn finish(mut self) -> Vec<Hold> {
+        // A release still in flight when the history ends may have happened.
+        let pending: Vec<(u64, PendingOp)> = self.pending.drain().collect();
+        for (p, op) in pending {
+            if op.f == F::Release {
+                self.close_at_release(p, &op);
+            }
         }
+        let mut done = self.done;
+        done.extend(self.open.into_values());
+        done.sort_by_key(|h| (h.start_ns, h.start_index));
+        done
     }
-    done.extend(open.into_values());
-    done.sort_by_key(|h| (h.start_ns, h.start_index));
-    Ok(done)
 }
 
-fn close_at_release<'a>(
-    open: &mut HashMap<(u64, &'a str), Hold>,
-    done: &mut Vec<Hold>,
-    p: u64,
-    key: &'a str,
-    invoke: &Event,
-) {
-    if let Some(mut hold) = open.remove(&(p, key)) {
-        hold.end_ns = Some(invoke.time_ns.max(hold.start_ns));
-        hold.end_index = Some(invoke.index);
-        hold.end = HoldEnd::Release;
-        done.push(hold);
+/// The holds in a history, in the order they began, or why the history is
+/// inconsistent.
+pub fn holds(events: &[Event]) -> Result<Vec<Hold>, Inconsistent> {
+    let mut order: Vec<&Event> = events.iter().collect();
+    // File order is the contract; sorting by index only guards against
+    // events handed over out of order.
+    order.sort_by_key(|e| e.index);
+    let mut tracker = HoldTracker::new();
+    for e in order {
+        tracker.push(e)?;
     }
+    Ok(tracker.finish())
 }
 
 /// The direct mutual-exclusion checker.
@@ -257,14 +299,23 @@ impl Checker for MutexChecker {
     }
 
     fn check(&self, events: &[Event]) -> CheckResult {
-        let holds = match holds(events) {
-            Ok(h) => h,
-            Err(Inconsistent(why)) => {
-                return CheckResult::unknown(self.name(), format!("inconsistent history: {why}"));
-            }
-        };
+        match holds(events) {
+            Ok(h) => self.check_holds(&h),
+            Err(why) => self.inconsistent(why),
+        }
+    }
+}
+
+impl MutexChecker {
+    /// The verdict for a history whose structure is broken.
+    pub fn inconsistent(&self, Inconsistent(why): Inconsistent) -> CheckResult {
+        CheckResult::unknown(self.name(), format!("inconsistent history: {why}"))
+    }
+
+    /// The verdict over holds, however they were gathered.
+    pub fn check_holds(&self, holds: &[Hold]) -> CheckResult {
         let mut by_key: BTreeMap<&str, Vec<&Hold>> = BTreeMap::new();
-        for h in &holds {
+        for h in holds {
             by_key.entry(h.key.as_str()).or_default().push(h);
         }
         let mut violations = 0u64;

@@ -9,5 +9,5 @@ mod reader;
 mod recorder;
 
 pub use event::{Event, F, OpType, Process};
-pub use reader::{History, parse_jsonl, read_jsonl};
+pub use reader::{History, StreamStats, parse_jsonl, read_jsonl, stream_jsonl};
 pub use recorder::{Clock, Recorder, RecorderHandle};

@@ -1,3 +1,4 @@
+use std::io::BufRead;
 use std::path::Path;
 
 use super::Event;
@@ -13,31 +14,77 @@ pub struct History {
     pub truncated: bool,
 }
 
-/// Reads a `history.jsonl` file.
+/// What streaming a history saw.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StreamStats {
+    /// Events read.
+    pub events: u64,
+    /// Whether the last line was cut off.
+    pub truncated: bool,
+}
+
+/// Reads a `history.jsonl` file into memory.
 pub fn read_jsonl(path: &Path) -> Result<History> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    parse_jsonl(path, &text)
+    let mut history = History::default();
+    let stats = stream_jsonl(path, |e| history.events.push(e))?;
+    history.truncated = stats.truncated;
+    Ok(history)
 }
 
 /// Parses history v1 text; `path` is only used in error messages.
-///
-/// A last line without its newline that does not parse is taken as the cut
-/// end of a killed run, not as an error: the prefix is still a history.
 pub fn parse_jsonl(path: &Path, text: &str) -> Result<History> {
     let mut history = History::default();
-    let ends_cleanly = text.is_empty() || text.ends_with('\n');
-    let lines: Vec<&str> = text.lines().collect();
-    for (i, line) in lines.iter().enumerate() {
-        if line.trim().is_empty() {
+    let stats = stream_lines(path, std::io::Cursor::new(text.as_bytes()), |e| {
+        history.events.push(e)
+    })?;
+    history.truncated = stats.truncated;
+    Ok(history)
+}
+
+/// Hands each event of a `history.jsonl` file to `each`, in file order,
+/// holding one line in memory at a time.
+pub fn stream_jsonl(path: &Path, each: impl FnMut(Event)) -> Result<StreamStats> {
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    stream_lines(path, std::io::BufReader::with_capacity(1 << 16, file), each)
+}
+
+/// A last line without its newline that does not parse is taken as the cut
+/// end of a killed run, not as an error: the prefix is still a history.
+fn stream_lines(
+    path: &Path,
+    mut reader: impl BufRead,
+    mut each: impl FnMut(Event),
+) -> Result<StreamStats> {
+    let mut stats = StreamStats::default();
+    let mut line = String::new();
+    let mut number = 0usize;
+    loop {
+        line.clear();
+        let read = reader
+            .read_line(&mut line)
+            .map_err(|e| Error::io(path, e))?;
+        if read == 0 {
+            return Ok(stats);
+        }
+        number += 1;
+        let complete = line.ends_with('\n');
+        let text = line.trim();
+        if text.is_empty() {
             continue;
         }
-        match serde_json::from_str::<Event>(line) {
-            Ok(event) => history.events.push(event),
-            Err(_) if i + 1 == lines.len() && !ends_cleanly => history.truncated = true,
+        match serde_json::from_str::<Event>(text) {
+            Ok(event) => {
+                stats.events += 1;
+                each(event);
+            }
+            Err(_) if !complete => {
+                stats.truncated = true;
+                return Ok(stats);
+            }
             Err(e) => {
                 return Err(Error::HistoryParse {
                     path: path.to_path_buf(),
-                    line: i + 1,
+                    line: number,
                     message: format!(
                         "{e}; each line must be one history v1 event, e.g. \
                          {{\"index\":0,\"time_ns\":0,\"process\":1,\"type\":\"invoke\",\"f\":\"acquire\"}}"
@@ -46,7 +93,6 @@ pub fn parse_jsonl(path: &Path, text: &str) -> Result<History> {
             }
         }
     }
-    Ok(history)
 }
 
 #[cfg(test)]

@@ -50,6 +50,22 @@ fn us(d: Duration) -> u64 {
     (d.as_micros() as u64).clamp(1, MAX_US)
 }
 
+/// Operation counts by f and type, kept by one client.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counts([[u64; 4]; 5]);
+
+impl Counts {
+    /// Counts one event.
+    pub fn count(&mut self, f: &F, kind: OpType) {
+        if let (Some(fi), Some(ti)) = (
+            FS.iter().position(|x| x == f),
+            TYPES.iter().position(|x| *x == kind),
+        ) {
+            self.0[fi][ti] += 1;
+        }
+    }
+}
+
 /// A run's metrics, shared by its clients.
 #[derive(Debug)]
 pub struct Metrics {
@@ -76,15 +92,15 @@ impl Metrics {
             .unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Counts one event.
-    pub fn count(&self, client: u64, f: &F, kind: OpType) {
-        let (Some(fi), Some(ti)) = (
-            FS.iter().position(|x| x == f),
-            TYPES.iter().position(|x| *x == kind),
-        ) else {
-            return;
-        };
-        self.shard(client).counts[fi][ti] += 1;
+    /// Adds a client's own counts (kept locally so that counting an event
+    /// takes no lock).
+    pub fn add_counts(&self, client: u64, counts: &Counts) {
+        let mut s = self.shard(client);
+        for (fi, row) in counts.0.iter().enumerate() {
+            for (ti, n) in row.iter().enumerate() {
+                s.counts[fi][ti] += n;
+            }
+        }
     }
 
     /// A successful acquire: its latency (from when the client meant to
@@ -226,7 +242,9 @@ mod tests {
                 Duration::from_micros(100 * (c + 1)),
                 Duration::from_millis(1500),
             );
-            m.count(c, &F::Acquire, OpType::Ok);
+            let mut counts = Counts::default();
+            counts.count(&F::Acquire, OpType::Ok);
+            m.add_counts(c, &counts);
         }
         let s = m.snapshot();
         assert_eq!(s.acquire.count, 16);

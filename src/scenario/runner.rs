@@ -14,10 +14,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::Scenario;
 use crate::backend::{self, ClientConfig};
-use crate::check::{self, CheckResult, MutexChecker, Verdict};
+use crate::check::{self, CheckResult, Verdict};
 use crate::cluster::{self, Cluster};
 use crate::error::{Error, Result};
-use crate::history::{self, Clock, Recorder, RecorderHandle};
+use crate::history::{Clock, Recorder, RecorderHandle};
 use crate::metrics::Metrics;
 use crate::summary::Summary;
 use crate::workload::{ClientPlan, ClientTask, ProtectedResource};
@@ -103,7 +103,6 @@ pub async fn run_backend(
     let plan = Arc::new(ClientPlan {
         keys: scenario.keys.clone(),
         key_choice: scenario.key_choice,
-        record_keys: scenario.keys.len() > 1,
         lease: scenario.lease,
         acquire_timeout: scenario.acquire_timeout,
         hold: scenario.hold,
@@ -122,13 +121,13 @@ pub async fn run_backend(
     }
 
     let history_path = run_dir.join("history.jsonl");
+    let clock = Clock::start();
     let (recorder, handle) = if scenario.history {
-        let (r, h) = Recorder::create(&history_path, HISTORY_CHANNEL)?;
+        let (r, h) = Recorder::create(&history_path, HISTORY_CHANNEL, clock)?;
         (Some(r), h)
     } else {
         (None, RecorderHandle::disabled())
     };
-    let clock = Clock::start();
     let metrics = Arc::new(Metrics::new());
     let resource = Arc::new(ProtectedResource::new());
     let mut tasks = JoinSet::new();
@@ -241,12 +240,9 @@ pub async fn run_backend(
 /// Reads a history file and checks it, off the async threads.
 pub async fn check_file(path: &Path) -> Result<CheckResult> {
     let path = path.to_path_buf();
-    tokio::task::spawn_blocking(move || {
-        let h = history::read_jsonl(&path)?;
-        Ok(check::run_checker(&MutexChecker, &h.events))
-    })
-    .await
-    .map_err(|e| Error::io("history check", std::io::Error::other(e)))?
+    tokio::task::spawn_blocking(move || check::check_file(&path).map(|(r, _)| r))
+        .await
+        .map_err(|e| Error::io("history check", std::io::Error::other(e)))?
 }
 
 /// SplitMix64 of `seed` and `n`: independent-looking seeds per client.

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use super::ProtectedResource;
 use crate::backend::{AcquireOptions, Guard, LockClient, Outcome};
 use crate::history::{Clock, Event, F, OpType, Process, RecorderHandle};
-use crate::metrics::Metrics;
+use crate::metrics::{Counts, Metrics};
 use crate::scenario::{KeyChoice, TimeDist};
 
 /// What every client of a run shares: the workload's shape.
@@ -20,8 +20,6 @@ pub struct ClientPlan {
     pub keys: Vec<String>,
     /// How each cycle picks its key.
     pub key_choice: KeyChoice,
-    /// Whether to put `key` in events (absent when the run has one lock).
-    pub record_keys: bool,
     /// Lease to ask for.
     pub lease: Duration,
     /// How long an acquire keeps trying.
@@ -62,6 +60,15 @@ pub struct ClientTask {
     pub resource: Arc<ProtectedResource>,
     /// The shared plan.
     pub plan: Arc<ClientPlan>,
+    /// Its own operation counts, added to `metrics` when it ends (also when
+    /// it is aborted: see `Drop`).
+    counts: Counts,
+}
+
+impl Drop for ClientTask {
+    fn drop(&mut self) {
+        self.metrics.add_counts(self.id, &self.counts);
+    }
 }
 
 impl ClientTask {
@@ -86,24 +93,25 @@ impl ClientTask {
             metrics,
             resource,
             plan,
+            counts: Counts::default(),
         }
     }
 
+    /// A new event; the recorder stamps its time as it takes it.
     fn event(&self, kind: OpType, f: F, key: &str) -> Event {
-        let mut e = Event::new(self.clock.now_ns(), Process::Client(self.id), kind, f);
-        if self.plan.record_keys {
-            e.key = Some(key.to_string());
-        }
+        let mut e = Event::new(0, Process::Client(self.id), kind, f);
+        // Always named, even with one lock: witnesses then say which.
+        e.key = Some(key.to_string());
         e
     }
 
-    async fn record(&self, e: Event) {
-        self.metrics.count(self.id, &e.f, e.kind);
+    async fn record(&mut self, e: Event) {
+        self.counts.count(&e.f, e.kind);
         self.recorder.record(e).await;
     }
 
     async fn record_outcome<T>(
-        &self,
+        &mut self,
         f: F,
         key: &str,
         out: &Outcome<T>,
