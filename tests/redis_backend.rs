@@ -198,3 +198,24 @@ async fn get_then_set_lets_two_clients_hold_at_once() {
         "GET-then-SET never granted one key twice in 200 races"
     );
 }
+
+#[tokio::test]
+async fn conformance_exclusion_and_release() {
+    if common::server_available("redis-server") {
+        common::conformance::exclusion_and_release("redis").await;
+    }
+}
+
+#[tokio::test]
+async fn conformance_blocking_hand_off() {
+    if common::server_available("redis-server") {
+        common::conformance::blocking_hand_off("redis").await;
+    }
+}
+
+#[tokio::test]
+async fn conformance_contended_run_is_valid() {
+    if common::server_available("redis-server") {
+        common::conformance::contended_run_is_valid("redis").await;
+    }
+}

@@ -6,8 +6,14 @@
 //! `Fail` only when the operation definitely did not happen, `Info` when it
 //! may have (a timeout after the request left), as in Jepsen.
 
+pub mod etcd;
 pub mod inproc;
+pub mod memcached;
+pub mod mysql;
+pub mod postgres;
 pub mod redis;
+pub mod redlock;
+pub mod zookeeper;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -110,6 +116,8 @@ pub struct BackendInfo {
     pub name: &'static str,
     /// The server it needs, or `None` for in-process.
     pub server: Option<ServerKind>,
+    /// How many independent servers of that kind it uses.
+    pub servers: usize,
     /// The recipe in one line.
     pub recipe: &'static str,
     /// Whether this recipe is deliberately broken (it exists to be caught).
@@ -121,20 +129,93 @@ pub const BACKENDS: &[BackendInfo] = &[
     BackendInfo {
         name: "inproc",
         server: None,
+        servers: 0,
         recipe: "in-process lock table with leases and fencing; correct by construction, the speed ceiling",
         broken: false,
     },
     BackendInfo {
         name: "redis",
         server: Some(ServerKind::Redis),
+        servers: 1,
         recipe: "SET key token NX PX ttl with INCR fence in one script; compare-and-delete release",
         broken: false,
     },
     BackendInfo {
         name: "redis-get-set",
         server: Some(ServerKind::Redis),
+        servers: 1,
         recipe: "GET to check, then SET without NX: two clients can both see the key free (broken on purpose)",
         broken: true,
+    },
+    BackendInfo {
+        name: "redlock",
+        server: Some(ServerKind::Redis),
+        servers: 5,
+        recipe: "Redlock: SET NX PX on a majority of 5 independent masters within the validity time",
+        broken: false,
+    },
+    BackendInfo {
+        name: "memcached",
+        server: Some(ServerKind::Memcached),
+        servers: 1,
+        recipe: "add key token exptime (whole seconds); release by compare-and-delete on the CAS value",
+        broken: false,
+    },
+    BackendInfo {
+        name: "memcached-get-set",
+        server: Some(ServerKind::Memcached),
+        servers: 1,
+        recipe: "GET to check, then SET: two clients can both see the key free (broken on purpose)",
+        broken: true,
+    },
+    BackendInfo {
+        name: "zookeeper",
+        server: Some(ServerKind::ZooKeeper),
+        servers: 1,
+        recipe: "EPHEMERAL_SEQUENTIAL node; lowest holds; each waiter watches the next-lower node",
+        broken: false,
+    },
+    BackendInfo {
+        name: "zookeeper-herd",
+        server: Some(ServerKind::ZooKeeper),
+        servers: 1,
+        recipe: "EPHEMERAL_SEQUENTIAL node; every waiter watches the lowest node (the herd effect)",
+        broken: false,
+    },
+    BackendInfo {
+        name: "etcd",
+        server: Some(ServerKind::Etcd),
+        servers: 1,
+        recipe: "lease + transaction on create_revision == 0, kept alive while held; fence = create revision",
+        broken: false,
+    },
+    BackendInfo {
+        name: "mysql-table",
+        server: Some(ServerKind::MariaDb),
+        servers: 1,
+        recipe: "INSERT into a lock table with a unique index; DELETE to release; expiry column and cleaner",
+        broken: false,
+    },
+    BackendInfo {
+        name: "mysql-for-update",
+        server: Some(ServerKind::MariaDb),
+        servers: 1,
+        recipe: "SELECT ... FOR UPDATE on the lock's row in a transaction; COMMIT releases",
+        broken: false,
+    },
+    BackendInfo {
+        name: "mysql-get-lock",
+        server: Some(ServerKind::MariaDb),
+        servers: 1,
+        recipe: "GET_LOCK(name, timeout) / RELEASE_LOCK on a dedicated connection",
+        broken: false,
+    },
+    BackendInfo {
+        name: "postgres-advisory",
+        server: Some(ServerKind::Postgres),
+        servers: 1,
+        recipe: "pg_advisory_lock / pg_advisory_unlock at session level on a dedicated connection",
+        broken: false,
     },
 ];
 
@@ -163,6 +244,16 @@ pub async fn build(name: &str, endpoints: &[Endpoint]) -> Result<Arc<dyn LockBac
         "redis-get-set" => Ok(Arc::new(
             redis::RedisBackend::connect(redis::Recipe::GetThenSet, endpoints).await?,
         )),
+        "redlock" => redlock::connect(endpoints).await,
+        "memcached" => memcached::connect(memcached::Recipe::Add, endpoints).await,
+        "memcached-get-set" => memcached::connect(memcached::Recipe::GetThenSet, endpoints).await,
+        "zookeeper" => zookeeper::connect(zookeeper::Recipe::NextLower, endpoints).await,
+        "zookeeper-herd" => zookeeper::connect(zookeeper::Recipe::Herd, endpoints).await,
+        "etcd" => etcd::connect(endpoints).await,
+        "mysql-table" => mysql::connect(mysql::Recipe::Table, endpoints).await,
+        "mysql-for-update" => mysql::connect(mysql::Recipe::ForUpdate, endpoints).await,
+        "mysql-get-lock" => mysql::connect(mysql::Recipe::GetLock, endpoints).await,
+        "postgres-advisory" => postgres::connect(endpoints).await,
         other => Err(crate::Error::Backend {
             backend: other.to_string(),
             endpoint: String::new(),

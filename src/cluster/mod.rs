@@ -2,18 +2,28 @@
 //!
 //! A started server gets a free 127.0.0.1 port, its own temporary data
 //! directory and a log file in the run directory; lockbench waits until it
-//! really serves, and it stops when its [`ServerProcess`] drops, on Ctrl-C
-//! (the binary calls [`kill_all`]), and when lockbench dies, even by SIGKILL
-//! (each server is spawned with `PR_SET_PDEATHSIG`). Servers the user runs
-//! (`docker compose up`, a real deployment) are used through their
-//! endpoints as they are.
+//! really serves (each kind has its own probe), and it stops when its
+//! [`ServerProcess`] drops, on Ctrl-C (the binary calls [`kill_all`]), and
+//! when lockbench dies, even by SIGKILL (each server is spawned with
+//! `PR_SET_PDEATHSIG`). Servers the user runs (`docker compose up`, a real
+//! deployment) are used through their endpoints as they are.
+//!
+//! Each kind of server is one file with the same four parts: `locate` (the
+//! installed binaries, or a hint), `prepare` (data directory and arguments),
+//! `probe` (serving yet? which version?) and `START_TIMEOUT`.
 
+mod etcd;
+mod mariadb;
+mod memcached;
+mod postgres;
 mod process;
 mod redis;
+mod zookeeper;
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-pub use process::{ServerProcess, find_binary, free_port, kill_all};
+pub use process::{Launch, ServerProcess, find_binary, free_port, kill_all};
 
 use crate::error::{Error, Result};
 use crate::summary::ServerInfo;
@@ -23,35 +33,169 @@ use crate::summary::ServerInfo;
 pub enum ServerKind {
     /// `redis-server`.
     Redis,
+    /// `memcached`.
+    Memcached,
+    /// ZooKeeper standalone (`ZooKeeperServerMain` from the Debian jars).
+    ZooKeeper,
+    /// `etcd`.
+    Etcd,
+    /// MariaDB (`mariadbd`).
+    MariaDb,
+    /// PostgreSQL (`postgres`).
+    Postgres,
+}
+
+/// Where a kind's programs are installed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Installed {
+    /// The server program (for ZooKeeper: `java`).
+    pub binary: PathBuf,
+    /// Whatever else it needs (jars, `initdb`, `mariadb-install-db`).
+    pub extra: Vec<PathBuf>,
 }
 
 impl ServerKind {
-    /// Short name, used for server names (`redis-1`) and endpoint tables.
+    /// Short name, used for server names (`redis-1`).
     pub fn name(self) -> &'static str {
         match self {
             ServerKind::Redis => "redis",
+            ServerKind::Memcached => "memcached",
+            ServerKind::ZooKeeper => "zookeeper",
+            ServerKind::Etcd => "etcd",
+            ServerKind::MariaDb => "mariadb",
+            ServerKind::Postgres => "postgres",
         }
     }
 
-    /// The binary that must be installed.
-    pub fn binary(self) -> &'static str {
+    /// The Debian/Ubuntu package that provides it.
+    pub fn package(self) -> &'static str {
         match self {
             ServerKind::Redis => "redis-server",
+            ServerKind::Memcached => "memcached",
+            ServerKind::ZooKeeper => "zookeeper",
+            ServerKind::Etcd => "etcd-server",
+            ServerKind::MariaDb => "mariadb-server",
+            ServerKind::Postgres => "postgresql",
         }
     }
 
     /// One line telling how to get the server.
     pub fn install_hint(self) -> String {
-        let package = match self {
-            ServerKind::Redis => "redis-server",
-        };
         format!(
-            "install it with scripts/install-backends.sh (Debian/Ubuntu package {package}), \
+            "install it with scripts/install-backends.sh (Debian/Ubuntu package {}), \
              or run `docker compose up -d {}` and point the scenario at it with \
-             [endpoints] {} = \"127.0.0.1:PORT\"",
-            self.name(),
+             [endpoints] <backend> = \"127.0.0.1:PORT\"",
+            self.package(),
             self.name()
         )
+    }
+
+    /// Finds the installed programs.
+    pub fn locate(self) -> std::result::Result<Installed, String> {
+        match self {
+            ServerKind::Redis => redis::locate(),
+            ServerKind::Memcached => memcached::locate(),
+            ServerKind::ZooKeeper => zookeeper::locate(),
+            ServerKind::Etcd => etcd::locate(),
+            ServerKind::MariaDb => mariadb::locate(),
+            ServerKind::Postgres => postgres::locate(),
+        }
+    }
+
+    /// Writes what the server needs into `data_dir` and says how to start it
+    /// on `port`. Blocking (it may run `initdb`).
+    fn prepare(self, installed: &Installed, port: u16, data_dir: &Path) -> Result<Launch> {
+        match self {
+            ServerKind::Redis => redis::prepare(installed, port, data_dir),
+            ServerKind::Memcached => memcached::prepare(installed, port, data_dir),
+            ServerKind::ZooKeeper => zookeeper::prepare(installed, port, data_dir),
+            ServerKind::Etcd => etcd::prepare(installed, port, data_dir),
+            ServerKind::MariaDb => mariadb::prepare(installed, port, data_dir),
+            ServerKind::Postgres => postgres::prepare(installed, port, data_dir),
+        }
+    }
+
+    /// Whether the server at `addr` serves; if so, its version.
+    pub async fn probe(self, addr: &str) -> std::result::Result<String, String> {
+        match self {
+            ServerKind::Redis => redis::probe(addr).await,
+            ServerKind::Memcached => memcached::probe(addr).await,
+            ServerKind::ZooKeeper => zookeeper::probe(addr).await,
+            ServerKind::Etcd => etcd::probe(addr).await,
+            ServerKind::MariaDb => mariadb::probe(addr).await,
+            ServerKind::Postgres => postgres::probe(addr).await,
+        }
+    }
+
+    /// How long a start may take before it is a failure.
+    fn start_timeout(self) -> Duration {
+        match self {
+            ServerKind::Redis => redis::START_TIMEOUT,
+            ServerKind::Memcached => memcached::START_TIMEOUT,
+            ServerKind::ZooKeeper => zookeeper::START_TIMEOUT,
+            ServerKind::Etcd => etcd::START_TIMEOUT,
+            ServerKind::MariaDb => mariadb::START_TIMEOUT,
+            ServerKind::Postgres => postgres::START_TIMEOUT,
+        }
+    }
+}
+
+/// Starts one server of `kind` named `name`; returns it, ready, with its
+/// version.
+pub async fn start_server(
+    kind: ServerKind,
+    name: &str,
+    log_dir: &Path,
+) -> Result<(ServerProcess, String)> {
+    let installed = kind.locate().map_err(|why| Error::MissingServer {
+        backend: kind.name().into(),
+        binary: why,
+        hint: kind.install_hint(),
+    })?;
+    let mut last = None;
+    // A free port can be taken between our probe and the server's bind:
+    // a start whose process exits at once is tried again on another port.
+    for _ in 0..3 {
+        let port = free_port().map_err(|e| Error::io("127.0.0.1:0", e))?;
+        let data_dir = tempfile::Builder::new()
+            .prefix(&format!("lockbench-{name}-"))
+            .tempdir()
+            .map_err(|e| Error::io(std::env::temp_dir(), e))?;
+        let dir = data_dir.path().to_path_buf();
+        let inst = installed.clone();
+        let launch = tokio::task::spawn_blocking(move || kind.prepare(&inst, port, &dir))
+            .await
+            .map_err(|e| Error::io("prepare", std::io::Error::other(e)))??;
+        let mut server = ServerProcess::spawn(name, log_dir, port, data_dir, launch)?;
+        match wait_ready(kind, &mut server).await {
+            Ok(version) => return Ok((server, version)),
+            Err(e) if server.exited().is_some() => last = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| Error::Backend {
+        backend: kind.name().into(),
+        endpoint: String::new(),
+        message: "could not start".into(),
+    }))
+}
+
+/// Waits until `server` serves; its version.
+pub async fn wait_ready(kind: ServerKind, server: &mut ServerProcess) -> Result<String> {
+    let timeout = kind.start_timeout();
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(status) = server.exited() {
+            return Err(server.start_error(format!("exited at start ({status})")));
+        }
+        let why = match kind.probe(&server.addr()).await {
+            Ok(version) => return Ok(version),
+            Err(e) => e,
+        };
+        if tokio::time::Instant::now() >= deadline {
+            return Err(server.start_error(format!("not serving after {timeout:?} ({why})")));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -67,6 +211,8 @@ pub struct Endpoint {
 /// The servers one backend uses during one run.
 #[derive(Debug, Default)]
 pub struct Cluster {
+    /// Which kind (`None` for in-process backends).
+    kind: Option<ServerKind>,
     /// Servers started here; dropping them stops them.
     servers: Vec<ServerProcess>,
     /// Where clients connect, in order.
@@ -83,12 +229,13 @@ impl Cluster {
 
     /// Starts `count` servers of `kind`, logging into `log_dir`.
     pub async fn start(kind: ServerKind, count: usize, log_dir: &Path) -> Result<Cluster> {
-        let mut cluster = Cluster::default();
+        let mut cluster = Cluster {
+            kind: Some(kind),
+            ..Cluster::default()
+        };
         for i in 1..=count {
             let name = format!("{}-{i}", kind.name());
-            let (server, version) = match kind {
-                ServerKind::Redis => redis::start(&name, log_dir).await?,
-            };
+            let (server, version) = start_server(kind, &name, log_dir).await?;
             cluster.endpoints.push(Endpoint {
                 name: name.clone(),
                 addr: server.addr(),
@@ -111,20 +258,17 @@ impl Cluster {
 
     /// Servers run by the user at `addrs`; asks each for its version.
     pub async fn external(kind: ServerKind, addrs: &[String]) -> Result<Cluster> {
-        let mut cluster = Cluster::default();
+        let mut cluster = Cluster {
+            kind: Some(kind),
+            ..Cluster::default()
+        };
         for (i, addr) in addrs.iter().enumerate() {
             let name = format!("{}-{}", kind.name(), i + 1);
-            let version = match kind {
-                ServerKind::Redis => {
-                    redis::version(addr)
-                        .await
-                        .map_err(|message| Error::Backend {
-                            backend: kind.name().into(),
-                            endpoint: addr.clone(),
-                            message,
-                        })?
-                }
-            };
+            let version = kind.probe(addr).await.map_err(|message| Error::Backend {
+                backend: kind.name().into(),
+                endpoint: addr.clone(),
+                message,
+            })?;
             cluster.endpoints.push(Endpoint {
                 name: name.clone(),
                 addr: addr.clone(),
@@ -160,6 +304,20 @@ impl Cluster {
         self.servers.iter().map(|s| s.pid()).collect()
     }
 
+    /// Kills server `i` with SIGKILL and starts it again on the same port
+    /// and data directory; returns when it serves again.
+    pub async fn restart(&mut self, i: usize) -> Result<()> {
+        let (Some(kind), Some(server)) = (self.kind, self.servers.get_mut(i)) else {
+            return Err(Error::Backend {
+                backend: self.kind.map_or("inproc", |k| k.name()).into(),
+                endpoint: String::new(),
+                message: format!("no server {i} started by lockbench to restart"),
+            });
+        };
+        server.restart()?;
+        wait_ready(kind, server).await.map(|_| ())
+    }
+
     /// Stops every server now (also done on drop).
     pub fn stop(&mut self) {
         for s in &mut self.servers {
@@ -174,11 +332,16 @@ pub fn backends_required() -> bool {
     std::env::var("LOCKBENCH_REQUIRE_BACKENDS").is_ok_and(|v| v == "1" || v == "true")
 }
 
-/// Checks that the binary for `kind` is installed.
-pub fn ensure_installed(backend: &str, kind: ServerKind) -> Result<PathBuf> {
-    find_binary(kind.binary()).ok_or_else(|| Error::MissingServer {
+/// Checks that the programs for `kind` are installed.
+pub fn ensure_installed(backend: &str, kind: ServerKind) -> Result<Installed> {
+    kind.locate().map_err(|binary| Error::MissingServer {
         backend: backend.to_string(),
-        binary: kind.binary().to_string(),
+        binary,
         hint: kind.install_hint(),
     })
+}
+
+/// Finds `binary` or says which one is missing (for `locate`).
+pub(crate) fn require_binary(binary: &str) -> std::result::Result<PathBuf, String> {
+    find_binary(binary).ok_or_else(|| binary.to_string())
 }

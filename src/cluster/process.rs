@@ -1,7 +1,8 @@
 //! Spawning and stopping server processes.
 
 use std::collections::HashSet;
-use std::fs::File;
+use std::ffi::OsString;
+use std::fs::OpenOptions;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -97,6 +98,27 @@ fn spawn(mut cmd: Command) -> std::io::Result<Child> {
         .map_err(|_| std::io::Error::other("the spawner thread is gone"))?
 }
 
+/// Spawns the server's process with its output appended to `log_path`.
+fn start_child(name: &str, launch: &Launch, log_path: &Path, append: bool) -> Result<Child> {
+    let log = OpenOptions::new()
+        .create(true)
+        .write(true)
+        .append(append)
+        .truncate(!append)
+        .open(log_path)
+        .map_err(|e| Error::io(log_path, e))?;
+    let log2 = log.try_clone().map_err(|e| Error::io(log_path, e))?;
+    let mut cmd = launch.command();
+    cmd.stdin(Stdio::null()).stdout(log).stderr(log2);
+    let child = spawn(cmd).map_err(|e| Error::ServerStart {
+        server: name.to_string(),
+        message: format!("cannot start {}: {e}", launch.program.display()),
+        log: log_path.to_path_buf(),
+    })?;
+    live().get_or_insert_with(HashSet::new).insert(child.id());
+    Ok(child)
+}
+
 /// A free TCP port on 127.0.0.1 (bound and released; the server binds it
 /// next, and a start that loses the race is retried).
 pub fn free_port() -> std::io::Result<u16> {
@@ -119,6 +141,65 @@ pub fn find_binary(binary: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
+/// How to start a server: program, arguments, environment, user. Kept so a
+/// killed server can be started again exactly as before (same port, same
+/// data directory).
+#[derive(Debug, Clone, Default)]
+pub struct Launch {
+    /// The executable.
+    pub program: PathBuf,
+    /// Its arguments.
+    pub args: Vec<OsString>,
+    /// Extra environment variables.
+    pub env: Vec<(OsString, OsString)>,
+    /// Run as this (uid, gid): for servers that refuse to run as root.
+    pub run_as: Option<(u32, u32)>,
+}
+
+impl Launch {
+    /// Starts `program` with no arguments.
+    pub fn new(program: impl Into<PathBuf>) -> Self {
+        Launch {
+            program: program.into(),
+            ..Launch::default()
+        }
+    }
+
+    /// Adds an argument.
+    pub fn arg(mut self, a: impl Into<OsString>) -> Self {
+        self.args.push(a.into());
+        self
+    }
+
+    /// Adds arguments.
+    pub fn args<I, A>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = A>,
+        A: Into<OsString>,
+    {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    /// Sets an environment variable.
+    pub fn env(mut self, k: impl Into<OsString>, v: impl Into<OsString>) -> Self {
+        self.env.push((k.into(), v.into()));
+        self
+    }
+
+    fn command(&self) -> Command {
+        let mut cmd = Command::new(&self.program);
+        cmd.args(&self.args);
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        if let Some((uid, gid)) = self.run_as {
+            cmd.uid(uid).gid(gid);
+        }
+        cmd
+    }
+}
+
 /// A server lockbench started. Dropping it kills it.
 #[derive(Debug)]
 pub struct ServerProcess {
@@ -130,46 +211,47 @@ pub struct ServerProcess {
     port: u16,
     /// Its data directory; removed when the server is dropped.
     data_dir: tempfile::TempDir,
-    /// Its stdout/stderr, in the run directory.
+    /// Its stdout/stderr, in the run directory (appended to on restart).
     log_path: PathBuf,
-    /// Whether it has been stopped already.
+    /// How it was started, to start it again.
+    launch: Launch,
+    /// Whether it is stopped.
     stopped: bool,
 }
 
 impl ServerProcess {
-    /// Spawns `cmd` (built by `make` from the port and data dir) with its
-    /// output going to `log_dir/<name>.log`.
+    /// Starts `launch` as server `name` listening on `port` with `data_dir`,
+    /// its output going to `log_dir/<name>.log`. Readiness is the caller's
+    /// to wait for.
     pub fn spawn(
         name: &str,
         log_dir: &Path,
-        make: impl FnOnce(u16, &Path) -> Command,
+        port: u16,
+        data_dir: tempfile::TempDir,
+        launch: Launch,
     ) -> Result<ServerProcess> {
-        let port = free_port().map_err(|e| Error::io("127.0.0.1:0", e))?;
-        let data_dir = tempfile::Builder::new()
-            .prefix(&format!("lockbench-{name}-"))
-            .tempdir()
-            .map_err(|e| Error::io(std::env::temp_dir(), e))?;
         std::fs::create_dir_all(log_dir).map_err(|e| Error::io(log_dir, e))?;
         let log_path = log_dir.join(format!("{name}.log"));
-        let log = File::create(&log_path).map_err(|e| Error::io(&log_path, e))?;
-        let log2 = log.try_clone().map_err(|e| Error::io(&log_path, e))?;
-        let mut cmd = make(port, data_dir.path());
-        cmd.stdin(Stdio::null()).stdout(log).stderr(log2);
-        let program = cmd.get_program().to_string_lossy().into_owned();
-        let child = spawn(cmd).map_err(|e| Error::ServerStart {
-            server: name.to_string(),
-            message: format!("cannot start {program}: {e}"),
-            log: log_path.clone(),
-        })?;
-        live().get_or_insert_with(HashSet::new).insert(child.id());
+        let child = start_child(name, &launch, &log_path, false)?;
         Ok(ServerProcess {
             name: name.to_string(),
             child,
             port,
             data_dir,
             log_path,
+            launch,
             stopped: false,
         })
+    }
+
+    /// Kills the server (SIGKILL, no chance to save anything) and starts it
+    /// again with the same port, data directory and arguments. Readiness is
+    /// the caller's to wait for.
+    pub fn restart(&mut self) -> Result<()> {
+        self.stop();
+        self.child = start_child(&self.name, &self.launch, &self.log_path, true)?;
+        self.stopped = false;
+        Ok(())
     }
 
     /// `redis-1`.

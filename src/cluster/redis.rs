@@ -2,60 +2,37 @@
 //! answers `PING`.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
-use tokio::time::Instant;
-
-use super::{ServerKind, ServerProcess, ensure_installed};
+use super::{Installed, Launch, require_binary};
 use crate::error::Result;
 
-/// How long a server may take to start.
-const START_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long a start may take.
+pub(super) const START_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// Starts one redis-server; returns it and its version.
-pub async fn start(name: &str, log_dir: &Path) -> Result<(ServerProcess, String)> {
-    let binary = ensure_installed("redis", ServerKind::Redis)?;
-    let mut last_error = None;
-    // A free port can be taken between our probe and the server's bind:
-    // try a few ports before giving up.
-    for _ in 0..3 {
-        let mut server = ServerProcess::spawn(name, log_dir, |port, dir| {
-            let mut cmd = Command::new(&binary);
-            cmd.args(["--port", &port.to_string()])
-                .args(["--bind", "127.0.0.1"])
-                .args(["--save", ""])
-                .args(["--appendonly", "no"])
-                .args(["--daemonize", "no"])
-                .args(["--protected-mode", "no"])
-                .arg("--dir")
-                .arg(dir);
-            cmd
-        })?;
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            if let Some(status) = server.exited() {
-                last_error = Some(server.start_error(format!("exited at start ({status})")));
-                break;
-            }
-            if let Ok(v) = version(&server.addr()).await {
-                return Ok((server, v));
-            }
-            if Instant::now() >= deadline {
-                return Err(server.start_error(format!("not serving after {START_TIMEOUT:?}")));
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-    Err(last_error.unwrap_or_else(|| crate::Error::Backend {
-        backend: "redis".into(),
-        endpoint: String::new(),
-        message: "could not start".into(),
-    }))
+pub(super) fn locate() -> std::result::Result<Installed, String> {
+    Ok(Installed {
+        binary: require_binary("redis-server")?,
+        extra: Vec::new(),
+    })
+}
+
+pub(super) fn prepare(installed: &Installed, port: u16, data_dir: &Path) -> Result<Launch> {
+    Ok(Launch::new(&installed.binary)
+        .args(["--port", &port.to_string()])
+        .args(["--bind", "127.0.0.1"])
+        // No RDB, no AOF: a restart loses every key, as the Redis docs
+        // warn for locks on a server without persistence.
+        .args(["--save", ""])
+        .args(["--appendonly", "no"])
+        .args(["--daemonize", "no"])
+        .args(["--protected-mode", "no"])
+        .arg("--dir")
+        .arg(data_dir))
 }
 
 /// Asks the server at `addr` for `PING` and its version.
-pub async fn version(addr: &str) -> std::result::Result<String, String> {
+pub(super) async fn probe(addr: &str) -> std::result::Result<String, String> {
     let client = redis::Client::open(format!("redis://{addr}/")).map_err(|e| e.to_string())?;
     let attempt = async {
         let mut conn = client.get_multiplexed_async_connection().await?;

@@ -93,7 +93,7 @@ pub async fn run_backend(
     let mut servers = match (info.server, external) {
         (None, _) => Cluster::none(),
         (Some(kind), Some(addrs)) => Cluster::external(kind, addrs).await?,
-        (Some(kind), None) => Cluster::start(kind, 1, &run_dir).await?,
+        (Some(kind), None) => Cluster::start(kind, info.servers.max(1), &run_dir).await?,
     };
     write_servers_file(&run_dir, &servers)?;
     let lock_backend = backend::build(backend_name, servers.endpoints()).await?;

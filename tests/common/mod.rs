@@ -59,3 +59,5 @@ pub fn process_alive(pid: u32, needle: &str) -> bool {
         .is_some_and(|s| s.trim_start().starts_with('Z'));
     !zombie && String::from_utf8_lossy(&cmdline).contains(needle)
 }
+
+pub mod conformance;

@@ -1,0 +1,170 @@
+//! What every correct backend must do, against its real server. Each
+//! backend's test file calls these, then tests what is particular to its
+//! recipe.
+
+use std::time::Duration;
+
+use lockbench::Verdict;
+use lockbench::backend::{
+    self, AcquireOptions, ClientConfig, Guard, LockClient, Outcome, Released,
+};
+use lockbench::cluster::Cluster;
+use lockbench::scenario::{RunOptions, RunOutcome, Scenario, run_backend};
+
+/// Starts the servers `name` needs (as many as it uses), logging into `logs`.
+pub async fn cluster(name: &str, logs: &std::path::Path) -> Cluster {
+    let info = backend::info(name).unwrap_or_else(|| panic!("unknown backend {name}"));
+    let kind = info
+        .server
+        .unwrap_or_else(|| panic!("{name} has no server"));
+    Cluster::start(kind, info.servers, logs)
+        .await
+        .unwrap_or_else(|e| panic!("{name}: cannot start its servers: {e}"))
+}
+
+/// `n` clients of `name` on `cluster`.
+pub async fn clients(name: &str, cluster: &Cluster, n: u64) -> Vec<Box<dyn LockClient>> {
+    let b = backend::build(name, cluster.endpoints())
+        .await
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    let mut v = Vec::new();
+    for id in 0..n {
+        let config = ClientConfig {
+            id,
+            seed: id,
+            op_timeout: Duration::from_secs(2),
+        };
+        v.push(
+            b.client(config)
+                .await
+                .unwrap_or_else(|e| panic!("{name}: client: {e}")),
+        );
+    }
+    v
+}
+
+/// Acquire options: `lease_ms` lease, `timeout_ms` blocking timeout.
+pub fn opts(lease_ms: u64, timeout_ms: u64) -> AcquireOptions {
+    AcquireOptions {
+        lease: Duration::from_millis(lease_ms),
+        timeout: Duration::from_millis(timeout_ms),
+    }
+}
+
+/// Acquires or panics with the outcome.
+pub async fn must_acquire(c: &mut Box<dyn LockClient>, key: &str, o: AcquireOptions) -> Guard {
+    match c.acquire(key, &o).await {
+        Outcome::Ok(g) => g,
+        other => panic!("acquire {key:?} must succeed: {other:?}"),
+    }
+}
+
+/// A held key is not granted to another client, other keys are, a release
+/// frees it, fences grow, and a stale guard's release does nothing.
+pub async fn exclusion_and_release(name: &str) {
+    let logs = tempfile::tempdir().unwrap();
+    let cluster = cluster(name, logs.path()).await;
+    let mut c = clients(name, &cluster, 2).await;
+    let g1 = must_acquire(&mut c[0], "k", opts(10_000, 0)).await;
+    match c[1].acquire("k", &opts(10_000, 300)).await {
+        Outcome::Fail(_) => {}
+        other => panic!("{name}: a held lock must not be granted: {other:?}"),
+    }
+    let other = must_acquire(&mut c[1], "other", opts(10_000, 0)).await;
+    assert_eq!(
+        c[0].release(&g1).await,
+        Outcome::Ok(Released { was_held: true }),
+        "{name}: the holder's release"
+    );
+    let g2 = must_acquire(&mut c[1], "k", opts(10_000, 2_000)).await;
+    if let (Some(a), Some(b)) = (g1.fence, g2.fence) {
+        assert!(b > a, "{name}: fences must grow: {a} then {b}");
+    }
+    assert_eq!(
+        c[0].release(&g1).await,
+        Outcome::Ok(Released { was_held: false }),
+        "{name}: a stale guard's release must do nothing and say so"
+    );
+    assert!(
+        matches!(
+            c[0].acquire("k", &opts(10_000, 200)).await,
+            Outcome::Fail(_)
+        ),
+        "{name}: the stale release must not have freed the new holder's lock"
+    );
+    assert_eq!(
+        c[1].release(&g2).await,
+        Outcome::Ok(Released { was_held: true })
+    );
+    assert_eq!(
+        c[1].release(&other).await,
+        Outcome::Ok(Released { was_held: true })
+    );
+}
+
+/// A waiter blocked in acquire gets the lock soon after the holder
+/// releases, well before its own timeout.
+pub async fn blocking_hand_off(name: &str) {
+    let logs = tempfile::tempdir().unwrap();
+    let cluster = cluster(name, logs.path()).await;
+    let mut c = clients(name, &cluster, 2).await;
+    let g = must_acquire(&mut c[0], "k", opts(10_000, 0)).await;
+    let mut waiter = c.pop().unwrap();
+    let task = tokio::spawn(async move {
+        let started = std::time::Instant::now();
+        let out = waiter.acquire("k", &opts(10_000, 8_000)).await;
+        (out, started.elapsed())
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let released_at = std::time::Instant::now();
+    assert_eq!(
+        c[0].release(&g).await,
+        Outcome::Ok(Released { was_held: true })
+    );
+    let (out, waited) = task.await.unwrap();
+    assert!(
+        matches!(out, Outcome::Ok(_)),
+        "{name}: the waiter must get the lock: {out:?}"
+    );
+    assert!(
+        waited >= Duration::from_millis(290),
+        "{name}: granted while held ({waited:?})"
+    );
+    assert!(
+        released_at.elapsed() < Duration::from_secs(3),
+        "{name}: hand-off took {:?}",
+        released_at.elapsed()
+    );
+}
+
+/// A short contended run through the real runner: the history must check
+/// valid, with many acquisitions.
+pub async fn contended_run_is_valid(name: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "backends = [\"{name}\"]\nduration = \"2s\"\nclients = 8\nhosts = 2\nkeys = 2\n\
+         lease = \"10s\"\nhold = {{ min = \"1ms\", max = \"4ms\" }}\nthink = \"1ms\"\nacquire_timeout = \"5s\"\n"
+    );
+    let scenario = Scenario::parse(std::path::Path::new("conformance.toml"), &text).unwrap();
+    let opts = RunOptions {
+        out_dir: dir.path().to_path_buf(),
+        ..RunOptions::default()
+    };
+    match run_backend(&scenario, name, 1, &opts).await {
+        Ok(RunOutcome::Completed { summary, .. }) => {
+            assert_eq!(
+                summary.verdict,
+                Verdict::Valid,
+                "{name}: {:?}",
+                summary.witnesses
+            );
+            assert!(
+                summary.acquire_latency_us.count >= 20,
+                "{name}: only {} acquisitions in 2 s",
+                summary.acquire_latency_us.count
+            );
+        }
+        Ok(RunOutcome::Skipped { reason }) => panic!("{name}: skipped: {reason}"),
+        Err(e) => panic!("{name}: {e}"),
+    }
+}
