@@ -22,6 +22,8 @@
 //! - [`metrics`]: HDR histograms of latencies, counts and throughput.
 //! - [`summary`]: `summary.json`, the contract outside tools read.
 //! - [`report`]: the self-contained `index.html` with SVG charts.
+//! - [`properties`]: the property matrix (expiry, hand-off, reentrancy,
+//!   fencing, server restart, latency, throughput) per backend.
 //! - [`error`]: the library's error type.
 //!
 //! The binary `lockbench` (in `src/bin/`) is a thin front end over these.
@@ -34,6 +36,7 @@ pub mod cluster;
 pub mod error;
 pub mod history;
 pub mod metrics;
+pub mod properties;
 pub mod report;
 pub mod scenario;
 pub mod summary;

@@ -87,6 +87,15 @@ pub trait LockClient: Send + Sync {
     async fn release(&mut self, guard: &Guard) -> Outcome<Released>;
     /// Extends the lease of a lock `guard` still owns.
     async fn renew(&mut self, guard: &mut Guard, lease: Duration) -> Outcome<()>;
+
+    /// Dies like a killed process: connections are closed by the operating
+    /// system and nothing is said to the server (no release, no goodbye such
+    /// as ZooKeeper's close-session). The default drops the client, which
+    /// is that for clients whose drop only closes sockets; a client whose
+    /// drop says goodbye overrides this.
+    fn crash(self: Box<Self>) {
+        drop(self);
+    }
 }
 
 /// Per-client settings a backend needs to make a client.

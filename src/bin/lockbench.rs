@@ -11,7 +11,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use lockbench::Verdict;
 use lockbench::check;
-use lockbench::scenario::{RunOptions, RunOutcome, Scenario, run_backend};
+use lockbench::scenario::{Mode, RunOptions, RunOutcome, Scenario, run_backend};
 use lockbench::summary::Summary;
 use tokio_util::sync::CancellationToken;
 
@@ -210,6 +210,33 @@ async fn run(
             scenario.name,
             scenario.path.display()
         );
+        if scenario.mode == Mode::Properties {
+            match lockbench::properties::run_matrix(scenario, seed, &opts).await {
+                Ok((page, matrix)) => {
+                    println!("  matrix: {}", page.display());
+                    for row in &matrix.rows {
+                        if let Some(why) = &row.error {
+                            failures += 1;
+                            eprintln!("  {}: {why} (seed {seed})", row.backend);
+                        }
+                        let exclusion = row.cells.iter().find(|(k, _)| k == "exclusion");
+                        if let Some((_, cell)) = exclusion
+                            && cell.text != scenario.expect.as_str()
+                        {
+                            mismatches.push(format!(
+                                "{}/{}: exclusion {} but the scenario expects {} (seed {seed})",
+                                scenario.name, row.backend, cell.text, scenario.expect
+                            ));
+                        }
+                    }
+                }
+                Err(e) => {
+                    failures += 1;
+                    eprintln!("  properties: error: {e} (seed {seed})");
+                }
+            }
+            continue;
+        }
         let mut completed = Vec::new();
         for backend in &scenario.backends {
             if only.as_ref().is_some_and(|o| !o.contains(backend)) {

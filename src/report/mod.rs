@@ -12,7 +12,7 @@
 
 mod charts;
 mod compare;
-mod html;
+pub(crate) mod html;
 mod run;
 #[cfg(test)]
 mod tests;

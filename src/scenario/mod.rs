@@ -7,4 +7,4 @@ mod spec;
 
 pub use duration::{TimeDist, parse_duration};
 pub use runner::{RunOptions, RunOutcome, check_file, mix, run_backend};
-pub use spec::{KeyChoice, Scenario, ScenarioError};
+pub use spec::{KeyChoice, Mode, Scenario, ScenarioError};

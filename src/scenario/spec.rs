@@ -42,6 +42,8 @@ pub struct Scenario {
     pub path: PathBuf,
     /// Backends to run, in order.
     pub backends: Vec<String>,
+    /// What the scenario does with them.
+    pub mode: Mode,
     /// The verdict this scenario expects.
     pub expect: Verdict,
     /// Seed for every random choice; `None`: drawn at run time and printed.
@@ -74,6 +76,16 @@ pub struct Scenario {
     pub endpoints: BTreeMap<String, Vec<String>>,
 }
 
+/// What a scenario does with its backends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Clients contend; the history is checked (the default).
+    Contend,
+    /// Measure the property matrix: expiry, hand-off, reentrancy, fencing,
+    /// server restart, latency and throughput, per backend.
+    Properties,
+}
+
 /// How clients pick the key of each cycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyChoice {
@@ -91,6 +103,7 @@ struct Raw {
     #[allow(dead_code)]
     description: Option<String>,
     backends: Option<Spanned<Vec<Spanned<String>>>>,
+    mode: Option<Spanned<String>>,
     expect: Option<Spanned<String>>,
     seed: Option<u64>,
     duration: Option<Spanned<Dur>>,
@@ -231,6 +244,21 @@ impl Scenario {
                 Some(format!("name at least one of: {}", known.join(", "))),
             ));
         }
+
+        let mode = match raw.mode {
+            None => Mode::Contend,
+            Some(m) => match m.get_ref().as_str() {
+                "contend" => Mode::Contend,
+                "properties" => Mode::Properties,
+                other => {
+                    return Err(err(
+                        Some(m.span()),
+                        format!("mode = {other:?} is not a mode"),
+                        Some("use mode = \"contend\" (the default) or mode = \"properties\"".into()),
+                    ));
+                }
+            },
+        };
 
         let expect = match raw.expect {
             None => Verdict::Valid,
@@ -431,6 +459,7 @@ impl Scenario {
             name,
             path: path.to_path_buf(),
             backends,
+            mode,
             expect,
             seed: raw.seed,
             duration,
@@ -468,6 +497,7 @@ const FIELDS: &[&str] = &[
     "name",
     "description",
     "backends",
+    "mode",
     "expect",
     "seed",
     "duration",
