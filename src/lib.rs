@@ -16,6 +16,8 @@
 //!   lock recipe (`inproc`, `redis`, `redis-get-set`).
 //! - [`workload`]: what a client does (acquire, hold and write to the
 //!   protected resource, release, think) and the protected resource itself.
+//! - [`fault`]: the per-link fault proxy (blackhole, reset, latency,
+//!   bandwidth), healed without restarting anything.
 //! - [`history`]: events, the recorder (bounded channel to a writer thread)
 //!   and the JSONL reader.
 //! - [`check`]: the [`Checker`] trait and the mutual-exclusion checker.
@@ -34,6 +36,7 @@ pub mod backend;
 pub mod check;
 pub mod cluster;
 pub mod error;
+pub mod fault;
 pub mod history;
 pub mod metrics;
 pub mod properties;

@@ -126,7 +126,11 @@ pub fn waiting(backend: &str) -> &'static str {
 
 /// Measures the matrix for every backend of `scenario` and writes
 /// `matrix.json` and `matrix.html` into `out/<scenario>/`.
-pub async fn run_matrix(scenario: &Scenario, seed: u64, opts: &RunOptions) -> Result<(PathBuf, Matrix)> {
+pub async fn run_matrix(
+    scenario: &Scenario,
+    seed: u64,
+    opts: &RunOptions,
+) -> Result<(PathBuf, Matrix)> {
     let dir = opts.out_dir.join(&scenario.name);
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
     let mut matrix = Matrix {
@@ -145,7 +149,9 @@ pub async fn run_matrix(scenario: &Scenario, seed: u64, opts: &RunOptions) -> Re
             Err(e @ Error::MissingServer { .. }) => return Err(e),
             Err(e) => Row {
                 backend: name.clone(),
-                recipe: backend::info(name).map(|i| i.recipe.to_string()).unwrap_or_default(),
+                recipe: backend::info(name)
+                    .map(|i| i.recipe.to_string())
+                    .unwrap_or_default(),
                 skipped: None,
                 error: Some(e.to_string()),
                 cells: Vec::new(),
@@ -162,7 +168,8 @@ pub async fn run_matrix(scenario: &Scenario, seed: u64, opts: &RunOptions) -> Re
 
 fn write_matrix(dir: &Path, matrix: &Matrix) -> Result<()> {
     let json = dir.join("matrix.json");
-    let text = serde_json::to_string_pretty(matrix).map_err(|e| Error::io(&json, std::io::Error::other(e)))?;
+    let text = serde_json::to_string_pretty(matrix)
+        .map_err(|e| Error::io(&json, std::io::Error::other(e)))?;
     std::fs::write(&json, text + "\n").map_err(|e| Error::io(&json, e))?;
     let html = dir.join("matrix.html");
     std::fs::write(&html, page::render(matrix)).map_err(|e| Error::io(&html, e))
@@ -173,7 +180,11 @@ fn print_row(row: &Row) {
         (Some(why), _) => println!("  {:<18} skipped: {why}", row.backend),
         (_, Some(why)) => println!("  {:<18} error: {why}", row.backend),
         _ => {
-            let cells: Vec<String> = row.cells.iter().map(|(k, c)| format!("{k}: {}", c.text)).collect();
+            let cells: Vec<String> = row
+                .cells
+                .iter()
+                .map(|(k, c)| format!("{k}: {}", c.text))
+                .collect();
             println!("  {:<18} {}", row.backend, cells.join(" | "));
         }
     }
@@ -249,14 +260,24 @@ async fn measure_backend(
         .map(|r| r.as_ref().map(|(_, s)| s.verdict))
         .collect::<Vec<_>>();
     let exclusion = match (verdicts[0], verdicts[1]) {
-        (Some(Verdict::Valid), Some(Verdict::Valid)) => Cell::new("valid", Some(true), serde_json::json!("valid")),
+        (Some(Verdict::Valid), Some(Verdict::Valid)) => {
+            Cell::new("valid", Some(true), serde_json::json!("valid"))
+        }
         (Some(a), Some(b)) => {
-            let worst = if a == Verdict::Invalid || b == Verdict::Invalid { "invalid" } else { "unknown" };
+            let worst = if a == Verdict::Invalid || b == Verdict::Invalid {
+                "invalid"
+            } else {
+                "unknown"
+            };
             Cell::new(worst, Some(false), serde_json::json!([a, b]))
         }
         _ => Cell::new("not run", None, serde_json::Value::Null),
     }
-    .linked(one_key.as_ref().map(|(d, _)| relative(dir, &d.join("index.html"))));
+    .linked(
+        one_key
+            .as_ref()
+            .map(|(d, _)| relative(dir, &d.join("index.html"))),
+    );
     let rate = |r: &Option<(PathBuf, crate::summary::Summary)>| match r {
         Some((d, s)) => Cell::new(
             format!("{:.0} ({})", s.throughput_per_s, s.verdict),
@@ -271,7 +292,10 @@ async fn measure_backend(
         ("exclusion".into(), exclusion),
         ("expiry".into(), expiry.linked(link.clone())),
         ("handoff".into(), handoff.linked(link.clone())),
-        ("waiting".into(), Cell::new(waiting(name), None, serde_json::json!(waiting(name)))),
+        (
+            "waiting".into(),
+            Cell::new(waiting(name), None, serde_json::json!(waiting(name))),
+        ),
         ("reentrancy".into(), reentrancy.linked(link.clone())),
         ("fencing".into(), fencing.linked(link.clone())),
         ("restart".into(), restart.linked(link.clone())),
@@ -292,7 +316,11 @@ async fn contended(
     own: bool,
 ) -> Result<Option<(PathBuf, crate::summary::Summary)>> {
     let mut s = scenario.clone();
-    s.name = format!("{}-{}", scenario.name, if own { "own-keys" } else { "one-key" });
+    s.name = format!(
+        "{}-{}",
+        scenario.name,
+        if own { "own-keys" } else { "one-key" }
+    );
     s.backends = vec![name.to_string()];
     if own {
         s.keys = (0..scenario.clients).map(|i| format!("lock-{i}")).collect();
@@ -338,7 +366,9 @@ fn fmt_ms(d: Duration) -> String {
 
 impl Probes {
     async fn client(&self) -> Result<Box<dyn LockClient>> {
-        let id = self.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let id = self
+            .next_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.backend
             .client(ClientConfig {
                 id,
@@ -356,7 +386,11 @@ impl Probes {
     }
 
     fn failed(what: &str, why: impl std::fmt::Display) -> Cell {
-        Cell::new(format!("probe failed: {what}"), None, serde_json::json!({ "error": format!("{what}: {why}") }))
+        Cell::new(
+            format!("probe failed: {what}"),
+            None,
+            serde_json::json!({ "error": format!("{what}: {why}") }),
+        )
     }
 
     /// The holder crashes; how long until another client gets the lock.
@@ -390,7 +424,9 @@ impl Probes {
                 Some(false),
                 serde_json::json!({"free_after_ms": null, "bound_ms": ms(bound), "error": why}),
             ),
-            Outcome::Info(why) => Cell::new("unknown (info)", None, serde_json::json!({"error": why})),
+            Outcome::Info(why) => {
+                Cell::new("unknown (info)", None, serde_json::json!({"error": why}))
+            }
         }
     }
 
@@ -441,9 +477,10 @@ impl Probes {
                 serde_json::json!({"granted": grants.len()}),
             );
         }
-        let mut gaps: Vec<Duration> = std::iter::once(grants[0].saturating_duration_since(released))
-            .chain(grants.windows(2).map(|w| w[1] - w[0]))
-            .collect();
+        let mut gaps: Vec<Duration> =
+            std::iter::once(grants[0].saturating_duration_since(released))
+                .chain(grants.windows(2).map(|w| w[1] - w[0]))
+                .collect();
         let raw: Vec<f64> = gaps.iter().map(|d| ms(*d)).collect();
         gaps.sort();
         let median = gaps[gaps.len() / 2];
@@ -469,7 +506,11 @@ impl Probes {
         let again = a.acquire("reentrant", &self.opts(timeout)).await;
         let took = started.elapsed();
         let cell = match &again {
-            Outcome::Ok(_) => Cell::new("succeeds (reentrant)", None, serde_json::json!({"outcome": "ok", "ms": ms(took)})),
+            Outcome::Ok(_) => Cell::new(
+                "succeeds (reentrant)",
+                None,
+                serde_json::json!({"outcome": "ok", "ms": ms(took)}),
+            ),
             Outcome::Fail(why) if took < timeout / 2 => Cell::new(
                 "fails at once",
                 None,
@@ -480,7 +521,9 @@ impl Probes {
                 None,
                 serde_json::json!({"outcome": "blocks", "ms": ms(took), "error": why}),
             ),
-            Outcome::Info(why) => Cell::new("unknown (info)", None, serde_json::json!({"error": why})),
+            Outcome::Info(why) => {
+                Cell::new("unknown (info)", None, serde_json::json!({"error": why}))
+            }
         };
         if let Outcome::Ok(g) = again {
             let _ = a.release(&g).await;
@@ -531,7 +574,10 @@ impl Probes {
         let mut cycles = Vec::with_capacity(200);
         for _ in 0..200 {
             let start = Instant::now();
-            match a.acquire("latency", &self.opts(Duration::from_secs(5))).await {
+            match a
+                .acquire("latency", &self.opts(Duration::from_secs(5)))
+                .await
+            {
                 Outcome::Ok(g) => {
                     if !matches!(a.release(&g).await, Outcome::Ok(_)) {
                         return Self::failed("release", "did not complete ok");
@@ -583,7 +629,11 @@ impl Probes {
             match b.acquire("restart", &long).await {
                 Outcome::Ok(g) => {
                     let went_back = matches!((held.fence, g.fence), (Some(x), Some(y)) if y <= x);
-                    let text = if went_back { "lost; fence went back" } else { "lost: another client acquired it" };
+                    let text = if went_back {
+                        "lost; fence went back"
+                    } else {
+                        "lost: another client acquired it"
+                    };
                     let _ = b.release(&g).await;
                     break Cell::new(
                         text,

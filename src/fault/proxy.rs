@@ -1,0 +1,329 @@
+//! A TCP proxy for one link (a host's clients to one server), with faults
+//! that can be switched on and off while connections stay up.
+//!
+//! In the spirit of Toxiproxy: it moves bytes and parses nothing, so it
+//! carries every backend's protocol. Each connection is two pumps, one per
+//! direction (`Upstream`: client to server; `Downstream`: server to
+//! client); each pump reads a chunk, then delivers it according to the
+//! link's current faults:
+//!
+//! - **blackhole**: bytes stop, connections stay open (the pump holds the
+//!   chunk and stops reading, so the sender's buffers fill, as in a real
+//!   partition; clients see timeouts). Healing delivers what was held, as
+//!   TCP retransmission would.
+//! - **reset**: every connection is cut with RST and new ones are refused
+//!   until healed.
+//! - **latency** with jitter: each chunk is delivered after a delay; order
+//!   is kept.
+//! - **bandwidth**: delivery is paced to a byte rate.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use crate::error::{Error, Result};
+
+/// Which way bytes travel on a link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// Client to server.
+    Upstream,
+    /// Server to client.
+    Downstream,
+}
+
+/// Faults on one direction of a link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Toxics {
+    /// Bytes stop; connections stay open.
+    pub blackhole: bool,
+    /// Added delay per chunk.
+    pub latency: Duration,
+    /// Up to this much more or less delay, drawn per chunk.
+    pub jitter: Duration,
+    /// At most this many bytes per second, if set.
+    pub bandwidth: Option<u64>,
+}
+
+/// The state of a whole link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LinkState {
+    /// Client-to-server faults.
+    pub upstream: Toxics,
+    /// Server-to-client faults.
+    pub downstream: Toxics,
+    /// Connections are cut (RST) and new ones refused.
+    pub reset: bool,
+}
+
+impl LinkState {
+    fn toxics(&self, dir: Direction) -> &Toxics {
+        match dir {
+            Direction::Upstream => &self.upstream,
+            Direction::Downstream => &self.downstream,
+        }
+    }
+
+    fn toxics_mut(&mut self, dir: Direction) -> &mut Toxics {
+        match dir {
+            Direction::Upstream => &mut self.upstream,
+            Direction::Downstream => &mut self.downstream,
+        }
+    }
+}
+
+/// A running proxy. Dropping it closes the listener and every connection.
+#[derive(Debug)]
+pub struct Proxy {
+    /// Where clients connect.
+    listen: SocketAddr,
+    /// Where it forwards to.
+    upstream: SocketAddr,
+    /// The link's faults; every pump watches it.
+    state: watch::Sender<LinkState>,
+    /// The accept loop (which owns the connection tasks).
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.accept.abort();
+    }
+}
+
+/// Size of one read; also the unit of latency and pacing.
+const CHUNK: usize = 16 * 1024;
+
+impl Proxy {
+    /// Listens on a free 127.0.0.1 port and forwards to `upstream`, which
+    /// must be a loopback address. `seed` draws the jitter.
+    pub async fn start(upstream: SocketAddr, seed: u64) -> Result<Proxy> {
+        if !upstream.ip().is_loopback() {
+            return Err(Error::Backend {
+                backend: "proxy".into(),
+                endpoint: upstream.to_string(),
+                message: "lockbench proxies only to loopback addresses".into(),
+            });
+        }
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(|e| Error::io("127.0.0.1:0", e))?;
+        let listen = listener
+            .local_addr()
+            .map_err(|e| Error::io("127.0.0.1:0", e))?;
+        let (state, watcher) = watch::channel(LinkState::default());
+        let rng = Arc::new(Mutex::new(StdRng::seed_from_u64(seed)));
+        let accept = tokio::spawn(accept_loop(listener, upstream, watcher, rng));
+        Ok(Proxy {
+            listen,
+            upstream,
+            state,
+            accept,
+        })
+    }
+
+    /// Where clients should connect.
+    pub fn addr(&self) -> SocketAddr {
+        self.listen
+    }
+
+    /// Where the proxy forwards to.
+    pub fn upstream(&self) -> SocketAddr {
+        self.upstream
+    }
+
+    /// The current faults.
+    pub fn state(&self) -> LinkState {
+        *self.state.borrow()
+    }
+
+    fn update(&self, f: impl FnOnce(&mut LinkState)) {
+        self.state.send_modify(f);
+    }
+
+    /// Stops bytes in one direction, keeping connections open.
+    pub fn blackhole(&self, dir: Direction) {
+        self.update(|s| s.toxics_mut(dir).blackhole = true);
+    }
+
+    /// Stops bytes both ways (a partition that looks like a timeout).
+    pub fn partition(&self) {
+        self.update(|s| {
+            s.upstream.blackhole = true;
+            s.downstream.blackhole = true;
+        });
+    }
+
+    /// Cuts every connection with RST and refuses new ones.
+    pub fn reset(&self) {
+        self.update(|s| s.reset = true);
+    }
+
+    /// Delays one direction by `latency` ± `jitter`.
+    pub fn latency(&self, dir: Direction, latency: Duration, jitter: Duration) {
+        self.update(|s| {
+            let t = s.toxics_mut(dir);
+            t.latency = latency;
+            t.jitter = jitter;
+        });
+    }
+
+    /// Limits one direction to `bytes_per_s`.
+    pub fn bandwidth(&self, dir: Direction, bytes_per_s: u64) {
+        self.update(|s| s.toxics_mut(dir).bandwidth = Some(bytes_per_s.max(1)));
+    }
+
+    /// Removes every fault: held bytes flow again, new connections are
+    /// accepted. Nothing is restarted.
+    pub fn heal(&self) {
+        self.update(|s| *s = LinkState::default());
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    upstream: SocketAddr,
+    state: watch::Receiver<LinkState>,
+    rng: Arc<Mutex<StdRng>>,
+) {
+    let mut conns = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((client, _)) = accepted else { continue };
+                if state.borrow().reset {
+                    refuse(client);
+                    continue;
+                }
+                conns.spawn(connection(client, upstream, state.clone(), rng.clone()));
+            }
+            // Reap finished connections so the set does not grow.
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+        }
+    }
+}
+
+/// Closes a socket with RST (linger 0), as a refused or reset connection.
+fn refuse(socket: TcpStream) {
+    let _ = socket.set_zero_linger();
+    drop(socket);
+}
+
+async fn connection(
+    client: TcpStream,
+    upstream: SocketAddr,
+    mut state: watch::Receiver<LinkState>,
+    rng: Arc<Mutex<StdRng>>,
+) {
+    let Ok(server) = TcpStream::connect(upstream).await else {
+        refuse(client);
+        return;
+    };
+    let _ = client.set_nodelay(true);
+    let _ = server.set_nodelay(true);
+    let (client_read, client_write) = client.into_split();
+    let (server_read, server_write) = server.into_split();
+    let mut up = tokio::spawn(pump(
+        client_read,
+        server_write,
+        Direction::Upstream,
+        state.clone(),
+        rng.clone(),
+    ));
+    let mut down = tokio::spawn(pump(
+        server_read,
+        client_write,
+        Direction::Downstream,
+        state.clone(),
+        rng,
+    ));
+    let reset = async {
+        loop {
+            if state.borrow_and_update().reset {
+                return;
+            }
+            if state.changed().await.is_err() {
+                // The proxy is gone: close like a reset.
+                return;
+            }
+        }
+    };
+    tokio::select! {
+        // Aborting the pumps drops both sockets; their zero linger (set in
+        // `pump`) makes the close an RST.
+        _ = reset => {
+            up.abort();
+            down.abort();
+        }
+        _ = &mut up => { down.abort(); }
+        _ = &mut down => { up.abort(); }
+    }
+}
+
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    dir: Direction,
+    mut state: watch::Receiver<LinkState>,
+    rng: Arc<Mutex<StdRng>>,
+) {
+    // Linger 0: when this pump is aborted by a reset, the socket closes
+    // with RST, as a cut connection would.
+    let _ = to.as_ref().set_zero_linger();
+    let _ = from.as_ref().set_zero_linger();
+    let mut buf = vec![0u8; CHUNK];
+    // Deliveries never go back in time, so jitter cannot reorder bytes.
+    let mut last_delivery = Instant::now();
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => {
+                let _ = to.shutdown().await;
+                return;
+            }
+            Ok(n) => n,
+        };
+        let arrived = Instant::now();
+        // Hold the chunk while the link is blackholed in this direction.
+        loop {
+            let toxics = *state.borrow_and_update().toxics(dir);
+            if !toxics.blackhole {
+                break;
+            }
+            if state.changed().await.is_err() {
+                return;
+            }
+        }
+        let toxics = *state.borrow().toxics(dir);
+        let mut due = arrived + toxics.latency;
+        if !toxics.jitter.is_zero() {
+            let j = toxics.jitter.as_micros() as i64;
+            let offset = rng.lock().map(|mut r| r.random_range(-j..=j)).unwrap_or(0);
+            due = if offset >= 0 {
+                due + Duration::from_micros(offset as u64)
+            } else {
+                due.checked_sub(Duration::from_micros((-offset) as u64))
+                    .unwrap_or(arrived)
+            };
+        }
+        if let Some(rate) = toxics.bandwidth {
+            let pace = Duration::from_secs_f64(n as f64 / rate as f64);
+            due = due.max(last_delivery + pace);
+        }
+        due = due.max(last_delivery);
+        if due > Instant::now() {
+            tokio::time::sleep_until(due).await;
+        }
+        last_delivery = due;
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
