@@ -219,3 +219,25 @@ async fn conformance_contended_run_is_valid() {
         common::conformance::contended_run_is_valid("redis").await;
     }
 }
+
+#[test]
+fn a_panic_while_servers_run_stops_them() {
+    if !common::server_available("redis-server") {
+        return;
+    }
+    let logs = tempfile::tempdir().unwrap();
+    let dir = logs.path().to_path_buf();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let joined = std::thread::spawn(move || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let cluster = Cluster::start(ServerKind::Redis, 1, &dir).await.unwrap();
+            tx.send(cluster.pids()[0]).unwrap();
+            panic!("a bug in the middle of a run");
+        })
+    })
+    .join();
+    assert!(joined.is_err(), "the thread must have panicked");
+    let pid = rx.recv().unwrap();
+    assert!(!common::process_alive(pid, "redis-server"), "redis-server {pid} outlived the panic");
+}
