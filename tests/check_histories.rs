@@ -552,3 +552,33 @@ fn cli_check_malformed_file_exits_2_and_names_the_line() {
         describe(&out)
     );
 }
+
+/// Jepsen `history.edn` files: `lockbench check --format edn` gives the
+/// verdict the file name says.
+#[test]
+fn cli_check_edn_files_match_file_names() {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(corpus_dir())
+        .expect("corpus dir")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "edn"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 3, "expected Jepsen histories in the corpus");
+    for path in files {
+        let expected = expected_verdict(&path);
+        let out = lockbench(&[
+            "check".as_ref(),
+            "--format".as_ref(),
+            "edn".as_ref(),
+            path.as_os_str(),
+        ]);
+        assert_eq!(
+            out.status.code(),
+            Some(expected.exit_code()),
+            "{}: {}",
+            file_name(&path),
+            describe(&out)
+        );
+    }
+}

@@ -4,10 +4,12 @@
 //! model (`invoke` followed by `ok`, `fail` or `info`). A run can be checked
 //! and reported again from its `history.jsonl` alone.
 
+mod edn;
 mod event;
 mod reader;
 mod recorder;
 
+pub use edn::{parse_edn, read_edn};
 pub use event::{Event, F, OpType, Process};
 pub use reader::{History, StreamStats, parse_jsonl, read_jsonl, stream_jsonl};
 pub use recorder::{Clock, Recorder, RecorderHandle};
