@@ -39,7 +39,7 @@ return 0
 ";
 
 /// Delete the key only if it still holds our token.
-const RELEASE: &str = r"
+pub(crate) const RELEASE: &str = r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('DEL', KEYS[1])
 end
@@ -47,7 +47,7 @@ return 0
 ";
 
 /// Extend the TTL only if the key still holds our token.
-const RENEW: &str = r"
+pub(crate) const RENEW: &str = r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('PEXPIRE', KEYS[1], ARGV[2])
 end
@@ -177,7 +177,7 @@ struct RedisClient {
 }
 
 /// The Redis key of a lock, with a hash tag so lock and fence share a slot.
-fn lock_key(key: &str) -> String {
+pub(crate) fn lock_key(key: &str) -> String {
     format!("lockbench:{{{key}}}")
 }
 
@@ -186,7 +186,7 @@ fn fence_key(key: &str) -> String {
 }
 
 /// Whether an error means the command definitely did not run.
-fn definitely_not_run(e: &RedisError) -> bool {
+pub(crate) fn definitely_not_run(e: &RedisError) -> bool {
     e.is_connection_refusal()
         || matches!(
             e.kind(),

@@ -41,7 +41,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{ErrorKind, RedisError, RedisResult, Value};
+use redis::{RedisResult, Value};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
@@ -57,44 +57,14 @@ const NAME: &str = "redlock";
 /// The longest a single master may take to answer during an acquire.
 const MAX_INSTANCE_TIMEOUT: Duration = Duration::from_millis(50);
 
-// The same scripts and key naming as the single-instance `redis` backend
-// (src/backend/redis.rs), which keeps them private. They are sent with
-// `EVAL`, not `EVALSHA`: a master that has not seen a script answers
-// `NOSCRIPT`, and the client's fallback (load, then retry) never happens
-// when the request was abandoned at the per-master timeout, e.g. on a
-// frozen master. Its queued delete would then fail when the master thaws,
-// leaving the key set until its TTL. `EVAL` is one self-contained command.
-
-/// Delete the key only if it still holds our token (the Redis page's
-/// release script).
-const RELEASE: &str = r"
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0
-";
-
-/// Extend the TTL only if the key still holds our token.
-const RENEW: &str = r"
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
-end
-return 0
-";
-
-/// The Redis key of a lock.
-fn lock_key(key: &str) -> String {
-    format!("lockbench:{{{key}}}")
-}
-
-/// Whether an error means the command definitely did not run.
-fn definitely_not_run(e: &RedisError) -> bool {
-    e.is_connection_refusal()
-        || matches!(
-            e.kind(),
-            ErrorKind::Server(_) | ErrorKind::InvalidClientConfig | ErrorKind::AuthenticationFailed
-        )
-}
+// The scripts and key naming are the single-instance `redis` backend's.
+// They are sent with `EVAL`, not `EVALSHA`: a master that has not seen a
+// script answers `NOSCRIPT`, and the client's fallback (load, then retry)
+// never happens when the request was abandoned at the per-master timeout,
+// e.g. on a frozen master. Its queued delete would then fail when the
+// master thaws, leaving the key set until its TTL. `EVAL` is one
+// self-contained command.
+use super::redis::{RELEASE, RENEW, definitely_not_run, lock_key};
 
 /// How many masters make a majority of `n`.
 pub fn quorum(n: usize) -> usize {
