@@ -239,5 +239,8 @@ fn a_panic_while_servers_run_stops_them() {
     .join();
     assert!(joined.is_err(), "the thread must have panicked");
     let pid = rx.recv().unwrap();
-    assert!(!common::process_alive(pid, "redis-server"), "redis-server {pid} outlived the panic");
+    assert!(
+        !common::process_alive(pid, "redis-server"),
+        "redis-server {pid} outlived the panic"
+    );
 }

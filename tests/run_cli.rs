@@ -73,7 +73,7 @@ fn quick_scenario_is_valid_for_inproc_and_redis() {
 
 #[test]
 fn broken_recipe_is_caught_and_that_is_what_it_expects() {
-    if !common::server_available("redis-server") {
+    if !common::server_available("redis-server") || !common::server_available("memcached") {
         return;
     }
     let out = tempfile::tempdir().unwrap();
@@ -92,17 +92,19 @@ fn broken_recipe_is_caught_and_that_is_what_it_expects() {
     );
     assert!(stdout.contains("invalid"), "{stdout}");
     assert!(stdout.contains("witness: key"), "{stdout}");
-    let dir = common::run_dir(out.path(), "broken-recipe", "redis-get-set");
-    let s = Summary::read(&dir.join("summary.json")).unwrap();
-    assert_eq!(s.verdict, Verdict::Invalid);
-    assert!(s.violations > 0 && !s.witnesses.is_empty());
-    let w = &s.witnesses[0];
-    assert_ne!(w.first.process, w.second.process);
-    assert!(w.second.start_ns < w.first.end_ns.unwrap_or(u64::MAX));
-    // The history alone proves it again.
-    assert_eq!(check_exit(&dir.join("history.jsonl")), Some(1));
-    let html = std::fs::read_to_string(dir.join("index.html")).unwrap();
-    assert!(html.contains("invalid"));
+    for backend in ["redis-get-set", "memcached-get-set"] {
+        let dir = common::run_dir(out.path(), "broken-recipe", backend);
+        let s = Summary::read(&dir.join("summary.json")).unwrap();
+        assert_eq!(s.verdict, Verdict::Invalid, "{backend}");
+        assert!(s.violations > 0 && !s.witnesses.is_empty(), "{backend}");
+        let w = &s.witnesses[0];
+        assert_ne!(w.first.process, w.second.process);
+        assert!(w.second.start_ns < w.first.end_ns.unwrap_or(u64::MAX));
+        // The history alone proves it again.
+        assert_eq!(check_exit(&dir.join("history.jsonl")), Some(1), "{backend}");
+        let html = std::fs::read_to_string(dir.join("index.html")).unwrap();
+        assert!(html.contains("invalid"), "{backend}");
+    }
 }
 
 #[test]

@@ -167,7 +167,7 @@ pub const BACKENDS: &[BackendInfo] = &[
         name: "memcached",
         server: Some(ServerKind::Memcached),
         servers: 1,
-        recipe: "add key token exptime (whole seconds); release by compare-and-delete on the CAS value",
+        recipe: "add key token exptime (whole seconds, +1 s for memcached's 1 s clock); compare-and-delete on the CAS value; fence = the add's CAS",
         broken: false,
     },
     BackendInfo {

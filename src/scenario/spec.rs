@@ -254,7 +254,9 @@ impl Scenario {
                     return Err(err(
                         Some(m.span()),
                         format!("mode = {other:?} is not a mode"),
-                        Some("use mode = \"contend\" (the default) or mode = \"properties\"".into()),
+                        Some(
+                            "use mode = \"contend\" (the default) or mode = \"properties\"".into(),
+                        ),
                     ));
                 }
             },
