@@ -91,11 +91,14 @@ enum Format {
 const BAD_INPUT: u8 = 2;
 
 fn main() -> ExitCode {
+    // lockbench's own warnings by default; client libraries only on error
+    // (they warn on every reconnect, which faults cause on purpose).
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("LOCKBENCH_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error,lockbench=warn")),
         )
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
     let cli = match Cli::try_parse() {
@@ -247,7 +250,7 @@ async fn run(
                 break;
             }
             match run_backend(scenario, backend, seed, &opts).await {
-                Ok(RunOutcome::Skipped { reason }) => println!("  {backend:<16} skipped: {reason}"),
+                Ok(RunOutcome::Skipped { reason }) => println!("  {backend:<18} skipped: {reason}"),
                 Ok(RunOutcome::Completed { run_dir, summary }) => {
                     print_run(&summary, &run_dir);
                     if !summary.matches_expectation {
@@ -264,7 +267,7 @@ async fn run(
                 }
                 Err(e) => {
                     failures += 1;
-                    eprintln!("  {backend:<16} error: {e} (seed {seed})");
+                    eprintln!("  {backend:<18} error: {e} (seed {seed})");
                 }
             }
         }
@@ -303,7 +306,7 @@ fn print_run(s: &Summary, run_dir: &std::path::Path) {
         "NOT AS EXPECTED"
     };
     println!(
-        "  {:<16} {:<8} ({mark}, expects {}) {:>9.0} acq/s  acquire p50 {} µs p99 {} µs  {} violations",
+        "  {:<18} {:<8} ({mark}, expects {}) {:>9.0} acq/s  acquire p50 {} µs p99 {} µs  {} violations",
         s.backend,
         s.verdict.as_str(),
         s.expect,

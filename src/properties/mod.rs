@@ -385,6 +385,15 @@ impl Probes {
         }
     }
 
+    /// A lease far longer than the probe's waits, so that a lease running
+    /// out cannot be mistaken for the property being probed.
+    fn long_opts(&self, timeout: Duration) -> AcquireOptions {
+        AcquireOptions {
+            lease: self.lease.max(Duration::from_secs(30)),
+            timeout,
+        }
+    }
+
     fn failed(what: &str, why: impl std::fmt::Display) -> Cell {
         Cell::new(
             format!("probe failed: {what}"),
@@ -438,7 +447,10 @@ impl Probes {
             Ok(c) => c,
             Err(e) => return Self::failed("client", e),
         };
-        let guard = match holder.acquire("handoff", &self.opts(Duration::ZERO)).await {
+        let guard = match holder
+            .acquire("handoff", &self.long_opts(Duration::ZERO))
+            .await
+        {
             Outcome::Ok(g) => g,
             other => return Self::failed("first acquire", format!("{other:?}")),
         };
@@ -448,7 +460,7 @@ impl Probes {
                 Ok(c) => c,
                 Err(e) => return Self::failed("client", e),
             };
-            let o = self.opts(Duration::from_secs(20));
+            let o = self.long_opts(Duration::from_secs(20));
             tasks.push(tokio::spawn(async move {
                 match c.acquire("handoff", &o).await {
                     Outcome::Ok(g) => {
@@ -497,13 +509,16 @@ impl Probes {
             Ok(c) => c,
             Err(e) => return Self::failed("client", e),
         };
-        let first = match a.acquire("reentrant", &self.opts(Duration::ZERO)).await {
+        let first = match a
+            .acquire("reentrant", &self.long_opts(Duration::ZERO))
+            .await
+        {
             Outcome::Ok(g) => g,
             other => return Self::failed("first acquire", format!("{other:?}")),
         };
         let timeout = Duration::from_millis(1000);
         let started = Instant::now();
-        let again = a.acquire("reentrant", &self.opts(timeout)).await;
+        let again = a.acquire("reentrant", &self.long_opts(timeout)).await;
         let took = started.elapsed();
         let cell = match &again {
             Outcome::Ok(_) => Cell::new(
@@ -672,7 +687,7 @@ impl Probes {
 
 fn fmt_us(d: Duration) -> String {
     let us = d.as_micros();
-    if us >= 10_000 {
+    if us >= 1_000 {
         format!("{:.1} ms", us as f64 / 1e3)
     } else {
         format!("{us} µs")
