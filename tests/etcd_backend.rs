@@ -3,17 +3,13 @@
 
 mod common;
 
+use common::conformance::clients_with;
+use common::conformance::opts;
+
 use std::time::Duration;
 
-use lockbench::backend::{self, AcquireOptions, ClientConfig, LockClient, Outcome, Released};
+use lockbench::backend::{Outcome, Released};
 use lockbench::cluster::{Cluster, ServerKind};
-
-fn opts(lease_ms: u64, timeout_ms: u64) -> AcquireOptions {
-    AcquireOptions {
-        lease: Duration::from_millis(lease_ms),
-        timeout: Duration::from_millis(timeout_ms),
-    }
-}
 
 async fn start() -> Option<(tempfile::TempDir, Cluster)> {
     if !common::server_available("etcd") {
@@ -24,23 +20,6 @@ async fn start() -> Option<(tempfile::TempDir, Cluster)> {
         .await
         .unwrap();
     Some((logs, cluster))
-}
-
-async fn clients(cluster: &Cluster, n: u64, op_timeout: Duration) -> Vec<Box<dyn LockClient>> {
-    let b = backend::build("etcd", cluster.endpoints()).await.unwrap();
-    let mut v = Vec::new();
-    for id in 0..n {
-        v.push(
-            b.client(ClientConfig {
-                id,
-                seed: id,
-                op_timeout,
-            })
-            .await
-            .unwrap(),
-        );
-    }
-    v
 }
 
 #[tokio::test]
@@ -62,7 +41,7 @@ async fn the_fence_is_the_create_revision_and_grows() {
     let Some((_logs, cluster)) = start().await else {
         return;
     };
-    let mut c = clients(&cluster, 1, Duration::from_secs(2)).await;
+    let mut c = clients_with("etcd", &cluster, 1, Duration::from_secs(2)).await;
     let mut raw = etcd_client::Client::connect([cluster.endpoints()[0].addr.as_str()], None)
         .await
         .unwrap();
@@ -97,7 +76,7 @@ async fn the_lease_is_rounded_up_to_whole_seconds_and_reported() {
     let Some((_logs, cluster)) = start().await else {
         return;
     };
-    let mut c = clients(&cluster, 1, Duration::from_secs(2)).await;
+    let mut c = clients_with("etcd", &cluster, 1, Duration::from_secs(2)).await;
     for (asked_ms, granted) in [(300, 1), (1_000, 1), (1_500, 2), (2_001, 3)] {
         let Outcome::Ok(g) = c[0].acquire("k", &opts(asked_ms, 0)).await else {
             panic!()
@@ -119,7 +98,7 @@ async fn a_holder_keeps_its_lease_alive_past_the_ttl_and_renews() {
     let Some((_logs, cluster)) = start().await else {
         return;
     };
-    let mut c = clients(&cluster, 2, Duration::from_secs(2)).await;
+    let mut c = clients_with("etcd", &cluster, 2, Duration::from_secs(2)).await;
     let Outcome::Ok(mut g) = c[0].acquire("k", &opts(1_000, 0)).await else {
         panic!()
     };
@@ -150,10 +129,10 @@ async fn a_holder_that_stops_keeping_its_lease_loses_the_lock_after_the_ttl() {
     let Some((_logs, cluster)) = start().await else {
         return;
     };
-    let mut c = clients(&cluster, 2, Duration::from_secs(2)).await;
+    let mut c = clients_with("etcd", &cluster, 2, Duration::from_secs(2)).await;
     let mut waiter = c.pop().unwrap();
     let mut holder = c.pop().unwrap();
-    let mut observer = clients(&cluster, 1, Duration::from_secs(2)).await;
+    let mut observer = clients_with("etcd", &cluster, 1, Duration::from_secs(2)).await;
     let Outcome::Ok(g) = holder.acquire("k", &opts(2_000, 0)).await else {
         panic!()
     };
@@ -190,7 +169,7 @@ async fn a_release_to_a_frozen_server_is_info_not_fail() {
     let Some((_logs, cluster)) = start().await else {
         return;
     };
-    let mut c = clients(&cluster, 1, Duration::from_millis(300)).await;
+    let mut c = clients_with("etcd", &cluster, 1, Duration::from_millis(300)).await;
     let Outcome::Ok(g) = c[0].acquire("k", &opts(5_000, 0)).await else {
         panic!()
     };
@@ -208,7 +187,7 @@ async fn a_restarted_server_keeps_the_lock_and_the_holder_releases_it() {
     let Some((_logs, mut cluster)) = start().await else {
         return;
     };
-    let mut c = clients(&cluster, 2, Duration::from_secs(2)).await;
+    let mut c = clients_with("etcd", &cluster, 2, Duration::from_secs(2)).await;
     let Outcome::Ok(g) = c[0].acquire("k", &opts(10_000, 0)).await else {
         panic!()
     };
@@ -262,7 +241,7 @@ async fn a_refused_connection_is_fail_not_info() {
     let Some((_logs, cluster)) = start().await else {
         return;
     };
-    let mut c = clients(&cluster, 1, Duration::from_millis(500)).await;
+    let mut c = clients_with("etcd", &cluster, 1, Duration::from_millis(500)).await;
     let Outcome::Ok(g) = c[0].acquire("k", &opts(5_000, 0)).await else {
         panic!()
     };

@@ -3,36 +3,16 @@
 
 mod common;
 
+use common::conformance::clients_with as clients;
+
 use std::time::Duration;
 
 use lockbench::Verdict;
-use lockbench::backend::{self, ClientConfig, LockClient, Outcome, Released};
+use lockbench::backend::{Outcome, Released};
 use lockbench::cluster::{Cluster, ServerKind};
 use lockbench::scenario::{RunOptions, RunOutcome, Scenario, run_backend};
 
 use common::conformance::{must_acquire, opts};
-
-async fn clients(
-    name: &str,
-    cluster: &Cluster,
-    n: u64,
-    op_timeout: Duration,
-) -> Vec<Box<dyn LockClient>> {
-    let b = backend::build(name, cluster.endpoints()).await.unwrap();
-    let mut v = Vec::new();
-    for id in 0..n {
-        v.push(
-            b.client(ClientConfig {
-                id,
-                seed: id,
-                op_timeout,
-            })
-            .await
-            .unwrap(),
-        );
-    }
-    v
-}
 
 async fn start(logs: &std::path::Path) -> Cluster {
     Cluster::start(ServerKind::Memcached, 1, logs)

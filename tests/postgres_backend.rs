@@ -3,9 +3,11 @@
 
 mod common;
 
+use common::conformance::clients_with;
+
 use std::time::Duration;
 
-use lockbench::backend::{self, AcquireOptions, ClientConfig, LockClient, Outcome, Released};
+use lockbench::backend::{AcquireOptions, Outcome, Released};
 use lockbench::cluster::{Cluster, ServerKind};
 
 const NAME: &str = "postgres-advisory";
@@ -15,23 +17,6 @@ fn opts(timeout_ms: u64) -> AcquireOptions {
         lease: Duration::from_secs(10),
         timeout: Duration::from_millis(timeout_ms),
     }
-}
-
-async fn clients(cluster: &Cluster, n: u64, op_timeout: Duration) -> Vec<Box<dyn LockClient>> {
-    let b = backend::build(NAME, cluster.endpoints()).await.unwrap();
-    let mut v = Vec::new();
-    for id in 0..n {
-        v.push(
-            b.client(ClientConfig {
-                id,
-                seed: id,
-                op_timeout,
-            })
-            .await
-            .unwrap(),
-        );
-    }
-    v
 }
 
 async fn start(logs: &std::path::Path) -> Cluster {
@@ -64,7 +49,7 @@ async fn a_dropped_holder_connection_frees_the_lock_at_once() {
     }
     let logs = tempfile::tempdir().unwrap();
     let cluster = start(logs.path()).await;
-    let mut c = clients(&cluster, 2, Duration::from_secs(2)).await;
+    let mut c = clients_with("postgres-advisory", &cluster, 2, Duration::from_secs(2)).await;
     let Outcome::Ok(g) = c[0].acquire("k", &opts(0)).await else {
         panic!("first acquire must succeed")
     };
@@ -93,7 +78,7 @@ async fn session_locks_are_reentrant_and_renew_checks_the_hold() {
     }
     let logs = tempfile::tempdir().unwrap();
     let cluster = start(logs.path()).await;
-    let mut c = clients(&cluster, 2, Duration::from_secs(2)).await;
+    let mut c = clients_with("postgres-advisory", &cluster, 2, Duration::from_secs(2)).await;
     let Outcome::Ok(mut g1) = c[0].acquire("k", &opts(0)).await else {
         panic!()
     };
@@ -140,7 +125,7 @@ async fn a_blocked_acquire_times_out_as_busy() {
     }
     let logs = tempfile::tempdir().unwrap();
     let cluster = start(logs.path()).await;
-    let mut c = clients(&cluster, 2, Duration::from_secs(2)).await;
+    let mut c = clients_with("postgres-advisory", &cluster, 2, Duration::from_secs(2)).await;
     let Outcome::Ok(_g) = c[0].acquire("k", &opts(0)).await else {
         panic!()
     };
@@ -196,7 +181,7 @@ async fn a_frozen_server_makes_acquire_info_not_fail() {
     }
     let logs = tempfile::tempdir().unwrap();
     let cluster = start(logs.path()).await;
-    let mut c = clients(&cluster, 1, Duration::from_millis(300)).await;
+    let mut c = clients_with("postgres-advisory", &cluster, 1, Duration::from_millis(300)).await;
     let pid = cluster.pids()[0];
     signal_all(pid, libc::SIGSTOP);
     let out = c[0].acquire("k", &opts(0)).await;
@@ -237,7 +222,7 @@ async fn a_restarted_server_serves_again_and_has_forgotten_the_locks() {
     }
     let logs = tempfile::tempdir().unwrap();
     let mut cluster = start(logs.path()).await;
-    let mut c = clients(&cluster, 2, Duration::from_secs(2)).await;
+    let mut c = clients_with("postgres-advisory", &cluster, 2, Duration::from_secs(2)).await;
     let Outcome::Ok(g) = c[0].acquire("k", &opts(0)).await else {
         panic!()
     };

@@ -3,39 +3,13 @@
 
 mod common;
 
+use common::conformance::clients_with as clients;
+use common::conformance::opts;
+
 use std::time::Duration;
 
-use lockbench::backend::{self, AcquireOptions, ClientConfig, LockClient, Outcome, Released};
+use lockbench::backend::{Outcome, Released};
 use lockbench::cluster::{Cluster, ServerKind};
-
-fn opts(lease_ms: u64, timeout_ms: u64) -> AcquireOptions {
-    AcquireOptions {
-        lease: Duration::from_millis(lease_ms),
-        timeout: Duration::from_millis(timeout_ms),
-    }
-}
-
-async fn clients(
-    name: &str,
-    cluster: &Cluster,
-    n: u64,
-    op_timeout: Duration,
-) -> Vec<Box<dyn LockClient>> {
-    let b = backend::build(name, cluster.endpoints()).await.unwrap();
-    let mut v = Vec::new();
-    for id in 0..n {
-        v.push(
-            b.client(ClientConfig {
-                id,
-                seed: id,
-                op_timeout,
-            })
-            .await
-            .unwrap(),
-        );
-    }
-    v
-}
 
 #[tokio::test]
 async fn set_nx_excludes_hands_off_and_fences_grow() {

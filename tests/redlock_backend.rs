@@ -3,39 +3,18 @@
 
 mod common;
 
+use common::conformance::clients_with;
+use common::conformance::opts;
+
 use std::time::Duration;
 
-use lockbench::backend::{self, AcquireOptions, ClientConfig, LockClient, Outcome, Released};
+use lockbench::backend::{Outcome, Released};
 use lockbench::cluster::{Cluster, ServerKind};
 
 const NAME: &str = "redlock";
 
-fn opts(lease_ms: u64, timeout_ms: u64) -> AcquireOptions {
-    AcquireOptions {
-        lease: Duration::from_millis(lease_ms),
-        timeout: Duration::from_millis(timeout_ms),
-    }
-}
-
 async fn start(logs: &std::path::Path) -> Cluster {
     Cluster::start(ServerKind::Redis, 5, logs).await.unwrap()
-}
-
-async fn clients(cluster: &Cluster, n: u64, op_timeout: Duration) -> Vec<Box<dyn LockClient>> {
-    let b = backend::build(NAME, cluster.endpoints()).await.unwrap();
-    let mut v = Vec::new();
-    for id in 0..n {
-        v.push(
-            b.client(ClientConfig {
-                id,
-                seed: id,
-                op_timeout,
-            })
-            .await
-            .unwrap(),
-        );
-    }
-    v
 }
 
 /// Freezes some masters (SIGSTOP) and thaws them when dropped, even when
@@ -72,7 +51,7 @@ async fn the_lease_is_the_validity_and_there_is_no_fence() {
     }
     let logs = tempfile::tempdir().unwrap();
     let cluster = start(logs.path()).await;
-    let mut c = clients(&cluster, 2, Duration::from_secs(1)).await;
+    let mut c = clients_with("redlock", &cluster, 2, Duration::from_secs(1)).await;
     let Outcome::Ok(mut g) = c[0].acquire("k", &opts(1_000, 0)).await else {
         panic!("acquire must succeed")
     };
@@ -120,7 +99,7 @@ async fn two_frozen_masters_of_five_still_grant_the_lock() {
     }
     let logs = tempfile::tempdir().unwrap();
     let cluster = start(logs.path()).await;
-    let mut c = clients(&cluster, 2, Duration::from_millis(500)).await;
+    let mut c = clients_with("redlock", &cluster, 2, Duration::from_millis(500)).await;
     let _frozen = Frozen::new(&cluster, &[0, 3]);
     let Outcome::Ok(g) = c[0].acquire("k", &opts(10_000, 2_000)).await else {
         panic!("3 of 5 masters are a majority")
@@ -148,7 +127,7 @@ async fn three_frozen_masters_of_five_refuse_the_lock() {
     }
     let logs = tempfile::tempdir().unwrap();
     let cluster = start(logs.path()).await;
-    let mut c = clients(&cluster, 1, Duration::from_millis(500)).await;
+    let mut c = clients_with("redlock", &cluster, 1, Duration::from_millis(500)).await;
     let frozen = Frozen::new(&cluster, &[1, 2, 4]);
     let started = std::time::Instant::now();
     match c[0].acquire("k", &opts(10_000, 500)).await {

@@ -22,8 +22,19 @@ pub async fn cluster(name: &str, logs: &std::path::Path) -> Cluster {
         .unwrap_or_else(|e| panic!("{name}: cannot start its servers: {e}"))
 }
 
-/// `n` clients of `name` on `cluster`.
+/// `n` clients of `name` on `cluster`, each request bounded by 2 s.
 pub async fn clients(name: &str, cluster: &Cluster, n: u64) -> Vec<Box<dyn LockClient>> {
+    clients_with(name, cluster, n, Duration::from_secs(2)).await
+}
+
+/// `n` clients of `name` on `cluster` (ids 0..n), each request bounded by
+/// `op_timeout`.
+pub async fn clients_with(
+    name: &str,
+    cluster: &Cluster,
+    n: u64,
+    op_timeout: Duration,
+) -> Vec<Box<dyn LockClient>> {
     let b = backend::build(name, cluster.endpoints())
         .await
         .unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -32,7 +43,7 @@ pub async fn clients(name: &str, cluster: &Cluster, n: u64) -> Vec<Box<dyn LockC
         let config = ClientConfig {
             id,
             seed: id,
-            op_timeout: Duration::from_secs(2),
+            op_timeout,
         };
         v.push(
             b.client(config)
