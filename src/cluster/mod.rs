@@ -318,6 +318,38 @@ impl Cluster {
         wait_ready(kind, server).await.map(|_| ())
     }
 
+    /// Kills server `i` with SIGKILL and leaves it down; [`Cluster::restart`]
+    /// brings it back on the same port and data directory.
+    pub fn kill(&mut self, i: usize) -> Result<()> {
+        let server = self.server_mut(i)?;
+        server.stop();
+        Ok(())
+    }
+
+    /// Sends `signal` (SIGSTOP, SIGCONT) to server `i`'s process group.
+    pub fn signal(&self, i: usize, signal: i32) -> Result<()> {
+        match self.servers.get(i) {
+            Some(s) => {
+                s.signal(signal);
+                Ok(())
+            }
+            None => Err(self.no_server(i)),
+        }
+    }
+
+    fn server_mut(&mut self, i: usize) -> Result<&mut ServerProcess> {
+        let err = self.no_server(i);
+        self.servers.get_mut(i).ok_or(err)
+    }
+
+    fn no_server(&self, i: usize) -> Error {
+        Error::Backend {
+            backend: self.kind.map_or("inproc", |k| k.name()).into(),
+            endpoint: String::new(),
+            message: format!("no server {} started by lockbench", i + 1),
+        }
+    }
+
     /// Stops every server now (also done on drop).
     pub fn stop(&mut self) {
         for s in &mut self.servers {

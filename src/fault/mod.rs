@@ -1,8 +1,7 @@
-//! Faults: the proxy that stands on every client-to-server link.
-//!
-//! Later: the nemesis that drives it on a schedule, client crashes and
-//! pauses, and server faults (see the issues).
+//! Faults: the proxy that stands on every client-to-server link, and the
+//! nemesis that runs a scenario's timeline of network and server faults.
 
+pub mod nemesis;
 mod proxy;
 
 pub use proxy::{Direction, LinkState, Proxy, Toxics};

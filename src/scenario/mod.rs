@@ -2,9 +2,11 @@
 //! starts; and the runner that executes one.
 
 mod duration;
+mod nemesis;
 mod runner;
 mod spec;
 
 pub use duration::{TimeDist, parse_duration};
+pub use nemesis::{FAULTS, FaultKind, FaultSpec};
 pub use runner::{RunOptions, RunOutcome, check_file, mix, run_backend};
 pub use spec::{KeyChoice, Mode, Scenario, ScenarioError};

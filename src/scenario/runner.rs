@@ -17,6 +17,7 @@ use crate::backend::{self, ClientConfig};
 use crate::check::{self, CheckResult, Verdict};
 use crate::cluster::{self, Cluster};
 use crate::error::{Error, Result};
+use crate::fault::nemesis::{self, Links};
 use crate::history::{Clock, Recorder, RecorderHandle};
 use crate::metrics::Metrics;
 use crate::summary::Summary;
@@ -90,13 +91,33 @@ pub async fn run_backend(
 
     let run_dir = new_run_dir(&opts.out_dir, &scenario.name, backend_name)?;
     let started_at = now_rfc3339();
-    let mut servers = match (info.server, external) {
+    let servers = match (info.server, external) {
         (None, _) => Cluster::none(),
         (Some(kind), Some(addrs)) => Cluster::external(kind, addrs).await?,
         (Some(kind), None) => Cluster::start(kind, info.servers.max(1), &run_dir).await?,
     };
     write_servers_file(&run_dir, &servers)?;
-    let lock_backend = backend::build(backend_name, servers.endpoints()).await?;
+    // With network faults in the timeline, each host's clients reach each
+    // server through a proxy of their own, so one host can be cut off.
+    let network_faults = scenario.nemesis.iter().any(|f| !f.kind.on_servers());
+    let hosts = scenario.hosts.max(1) as usize;
+    let links = if network_faults && info.server.is_some() {
+        Some(Arc::new(
+            Links::start(servers.endpoints(), hosts, seed).await?,
+        ))
+    } else {
+        None
+    };
+    let mut host_backends = Vec::new();
+    match &links {
+        Some(l) => {
+            for h in 0..hosts {
+                let eps = l.endpoints_for(h, servers.endpoints());
+                host_backends.push(backend::build(backend_name, &eps).await?);
+            }
+        }
+        None => host_backends.push(backend::build(backend_name, servers.endpoints()).await?),
+    }
 
     // Clients are made before the clock starts: connecting is not part of
     // the measured run.
@@ -117,7 +138,8 @@ pub async fn run_backend(
             seed: mix(seed, id),
             op_timeout: scenario.op_timeout,
         };
-        locks.push(lock_backend.client(config).await?);
+        let backend = &host_backends[(id as usize % hosts) % host_backends.len()];
+        locks.push(backend.client(config).await?);
     }
 
     let history_path = run_dir.join("history.jsonl");
@@ -144,6 +166,19 @@ pub async fn run_backend(
         );
         tasks.spawn(task.run());
     }
+    let servers = Arc::new(tokio::sync::Mutex::new(servers));
+    let nemesis_stop = CancellationToken::new();
+    let nemesis = tokio::spawn(nemesis::run(
+        scenario.nemesis.clone(),
+        nemesis::Targets {
+            links: links.clone(),
+            servers: servers.clone(),
+            hosts,
+        },
+        handle.clone(),
+        clock,
+        nemesis_stop.clone(),
+    ));
     drop(handle);
 
     let progress = progress_bar(opts.progress, scenario, backend_name);
@@ -177,6 +212,14 @@ pub async fn run_backend(
         tasks.abort_all();
         while tasks.join_next().await.is_some() {}
     }
+    // Every fault ends now: links heal, paused servers resume, killed ones
+    // come back, before the history is closed.
+    nemesis_stop.cancel();
+    let faults = tokio::time::timeout(nemesis::UNDO_GRACE, nemesis)
+        .await
+        .ok()
+        .and_then(|r| r.ok())
+        .unwrap_or_default();
     if let Some(p) = progress {
         p.finish_and_clear();
     }
@@ -190,7 +233,9 @@ pub async fn run_backend(
     // The run lasts until its history is on disk: with recording on, events
     // still queued when the clients stop are part of the run's cost.
     let ran_for = clock.started().elapsed();
+    let mut servers = servers.lock().await;
     servers.stop();
+    drop(links);
 
     let result = if scenario.history {
         check_file(&history_path).await?
@@ -222,7 +267,7 @@ pub async fn run_backend(
         hosts: scenario.hosts,
         keys: scenario.keys.clone(),
         lease_ms: scenario.lease.as_millis() as u64,
-        faults: Vec::new(),
+        faults,
         servers: servers.infos().to_vec(),
         started_at,
         history_events,

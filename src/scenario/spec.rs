@@ -6,6 +6,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::duration::{Dur, TimeDist};
+use super::nemesis::{FaultSpec, RawFault};
 use crate::backend;
 use crate::check::Verdict;
 
@@ -74,6 +75,8 @@ pub struct Scenario {
     pub history: bool,
     /// External endpoints by backend: lockbench starts no server for these.
     pub endpoints: BTreeMap<String, Vec<String>>,
+    /// The faults to inject, in order of start.
+    pub nemesis: Vec<FaultSpec>,
 }
 
 /// What a scenario does with its backends.
@@ -119,6 +122,7 @@ struct Raw {
     think: Option<Spanned<TimeDist>>,
     history: Option<bool>,
     endpoints: Option<BTreeMap<Spanned<String>, Spanned<Endpoints>>>,
+    nemesis: Option<Vec<RawFault>>,
 }
 
 #[derive(Deserialize)]
@@ -457,6 +461,26 @@ impl Scenario {
             endpoints.insert(name, list);
         }
 
+        let (servers, no_server_why) = startable_servers(&backends, &endpoints);
+        let no_link_why = backends
+            .iter()
+            .find(|b| backend::server_kind(b).is_none())
+            .map(|b| format!("{b} runs in-process: there is no link to fault; run it in a scenario of its own"));
+        let mut nemesis = Vec::new();
+        for raw_fault in raw.nemesis.unwrap_or_default() {
+            let spec = raw_fault
+                .validate(
+                    hosts as u32,
+                    servers,
+                    duration,
+                    &no_server_why,
+                    no_link_why.as_deref(),
+                )
+                .map_err(|(span, message, hint)| err(Some(span), message, hint))?;
+            nemesis.push(spec);
+        }
+        nemesis.sort_by_key(|f| f.at);
+
         Ok(Scenario {
             name,
             path: path.to_path_buf(),
@@ -477,8 +501,35 @@ impl Scenario {
             think,
             history: raw.history.unwrap_or(true),
             endpoints,
+            nemesis,
         })
     }
+}
+
+/// How many servers lockbench starts for every backend of the scenario
+/// (the smallest count), and why it is 0 when it is.
+fn startable_servers(
+    backends: &[String],
+    endpoints: &BTreeMap<String, Vec<String>>,
+) -> (usize, String) {
+    let mut least = usize::MAX;
+    let mut why = String::new();
+    for b in backends {
+        let n = match backend::info(b) {
+            Some(info) if endpoints.contains_key(b) => {
+                why = format!("{b} uses external endpoints, which lockbench cannot kill or pause");
+                let _ = info;
+                0
+            }
+            Some(info) if info.server.is_some() => info.servers,
+            _ => {
+                why = format!("{b} runs in-process and has no server");
+                0
+            }
+        };
+        least = least.min(n);
+    }
+    (if least == usize::MAX { 0 } else { least }, why)
 }
 
 fn valid_host_port(a: &str) -> bool {
@@ -515,6 +566,7 @@ const FIELDS: &[&str] = &[
     "think",
     "history",
     "endpoints",
+    "nemesis",
 ];
 
 fn hint_for_parse_error(message: &str) -> Option<String> {
