@@ -37,7 +37,7 @@ pub enum Error {
     },
 
     /// A server binary needed by a backend is not installed.
-    #[error("{backend}: `{binary}` not found on PATH; {hint}")]
+    #[error("{backend}: `{binary}` is not installed; {hint}")]
     MissingServer {
         /// The backend that needs it.
         backend: String,

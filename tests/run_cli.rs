@@ -298,3 +298,52 @@ fn report_rebuilds_pages_and_compares_runs() {
         "a directory without summary.json is bad input"
     );
 }
+
+#[test]
+fn a_missing_server_is_skipped_with_a_hint_or_fails_when_required() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = common::scenario(
+        dir.path(),
+        "missing",
+        "backends = [\"inproc\", \"redis\"]\nduration = \"200ms\"\nclients = 2\n",
+    );
+    // An empty directory as the only place to look for servers.
+    let empty = dir.path().join("no-servers-here");
+    std::fs::create_dir(&empty).unwrap();
+    let run = |required: bool| {
+        let mut cmd = common::lockbench();
+        cmd.env("LOCKBENCH_BIN_DIRS", &empty);
+        if required {
+            cmd.env("LOCKBENCH_REQUIRE_BACKENDS", "1");
+        } else {
+            cmd.env_remove("LOCKBENCH_REQUIRE_BACKENDS");
+        }
+        cmd.args(["run", "--out"])
+            .arg(dir.path().join("out"))
+            .arg(&s)
+            .output()
+            .unwrap()
+    };
+    let o = run(false);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{stdout}");
+    let skips: Vec<&str> = stdout.lines().filter(|l| l.contains("skipped")).collect();
+    assert_eq!(skips.len(), 1, "{stdout}");
+    assert!(
+        skips[0].contains("`redis-server` is not installed"),
+        "{stdout}"
+    );
+    assert!(skips[0].contains("scripts/install-backends.sh"), "{stdout}");
+    assert!(
+        stdout.contains("inproc") && stdout.contains("valid"),
+        "inproc still runs: {stdout}"
+    );
+
+    let o = run(true);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("`redis-server` is not installed"),
+        "{stderr}"
+    );
+}

@@ -126,8 +126,15 @@ pub fn free_port() -> std::io::Result<u16> {
     Ok(l.local_addr()?.port())
 }
 
-/// Looks for `binary` on PATH, then where Debian installs servers.
+/// Looks for `binary` on PATH, then where Debian installs servers; or, when
+/// `LOCKBENCH_BIN_DIRS` is set (directories separated by `:`), only there,
+/// to pick one build of a server over another.
 pub fn find_binary(binary: &str) -> Option<PathBuf> {
+    if let Some(dirs) = std::env::var_os("LOCKBENCH_BIN_DIRS") {
+        return std::env::split_paths(&dirs)
+            .map(|d| d.join(binary))
+            .find(|p| p.is_file());
+    }
     let path = std::env::var_os("PATH").unwrap_or_default();
     let mut dirs: Vec<PathBuf> = std::env::split_paths(&path).collect();
     dirs.extend(["/usr/sbin", "/usr/local/sbin", "/usr/bin"].map(PathBuf::from));
