@@ -75,6 +75,7 @@ pub(crate) fn render(path: &Path, out_dir: &Path, runs: &[(PathBuf, Summary)]) -
     );
 
     let vars = [
+        ("base_css", super::BASE_CSS.to_string()),
         ("title", escape(&format!("lockbench comparison: {heading}"))),
         ("version", escape(env!("CARGO_PKG_VERSION"))),
         ("heading", escape(&heading)),

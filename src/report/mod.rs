@@ -13,6 +13,9 @@
 mod charts;
 mod compare;
 pub(crate) mod html;
+
+/// The stylesheet both pages share (each adds its own rules after it).
+const BASE_CSS: &str = include_str!("base.css");
 mod run;
 #[cfg(test)]
 mod tests;

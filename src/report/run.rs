@@ -57,6 +57,7 @@ pub(crate) fn render(path: &Path, s: &Summary) -> Result<String> {
         s.verdict.as_str()
     );
     let vars = [
+        ("base_css", super::BASE_CSS.to_string()),
         ("title", escape(&title)),
         ("version", escape(&s.lockbench_version)),
         ("scenario", escape(&s.scenario)),
