@@ -25,18 +25,11 @@ async fn the_server_reports_its_version_and_stops_on_drop() {
     if !common::server_available("memcached") {
         return;
     }
-    let logs = tempfile::tempdir().unwrap();
-    let cluster = start(logs.path()).await;
-    let version = &cluster.infos()[0].version;
+    let version = common::conformance::server_lifecycle(ServerKind::Memcached, "memcached").await;
     assert!(
         version.starts_with(|c: char| c.is_ascii_digit()),
         "{version}"
     );
-    let pid = cluster.pids()[0];
-    assert!(common::process_alive(pid, "memcached"));
-    assert!(logs.path().join("memcached-1.log").exists());
-    drop(cluster);
-    assert!(!common::process_alive(pid, "memcached"));
 }
 
 #[tokio::test]

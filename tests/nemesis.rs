@@ -10,15 +10,6 @@ use lockbench::Verdict;
 use lockbench::scenario::Scenario;
 use lockbench::summary::Summary;
 
-fn run(scenario: &str, out: &Path) -> std::process::Output {
-    common::lockbench()
-        .args(["run", "--out"])
-        .arg(out)
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join(scenario))
-        .output()
-        .unwrap()
-}
-
 fn nemesis_events(run_dir: &Path) -> Vec<String> {
     lockbench::history::read_jsonl(&run_dir.join("history.jsonl"))
         .unwrap()
@@ -35,14 +26,7 @@ fn killing_redis_without_persistence_breaks_exclusion() {
         return;
     }
     let out = tempfile::tempdir().unwrap();
-    let o = run("scenarios/faults/server-kill.toml", out.path());
-    let stdout = String::from_utf8_lossy(&o.stdout);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    common::run_shipped_ok("scenarios/faults/server-kill.toml", out.path(), &[]);
     let dir = common::run_dir(out.path(), "server-kill", "redis");
     let s = Summary::read(&dir.join("summary.json")).unwrap();
     assert_eq!(s.verdict, Verdict::Invalid);
@@ -61,14 +45,7 @@ fn a_partitioned_host_times_out_and_exclusion_holds() {
         return;
     }
     let out = tempfile::tempdir().unwrap();
-    let o = run("scenarios/faults/partition-host.toml", out.path());
-    let stdout = String::from_utf8_lossy(&o.stdout);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    common::run_shipped_ok("scenarios/faults/partition-host.toml", out.path(), &[]);
     let dir = common::run_dir(out.path(), "partition-host", "redis");
     let s = Summary::read(&dir.join("summary.json")).unwrap();
     assert_eq!(s.verdict, Verdict::Valid);

@@ -28,18 +28,11 @@ async fn the_server_starts_reports_its_version_and_stops_on_drop() {
     if !common::server_available("postgres") {
         return;
     }
-    let logs = tempfile::tempdir().unwrap();
-    let cluster = start(logs.path()).await;
-    let version = &cluster.infos()[0].version;
+    let version = common::conformance::server_lifecycle(ServerKind::Postgres, "postgres").await;
     assert!(
         version.starts_with(|c: char| c.is_ascii_digit()),
         "{version}"
     );
-    let pid = cluster.pids()[0];
-    assert!(common::process_alive(pid, "postgres"));
-    assert!(logs.path().join("postgres-1.log").exists());
-    drop(cluster);
-    assert!(!common::process_alive(pid, "postgres"));
 }
 
 #[tokio::test]

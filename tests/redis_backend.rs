@@ -123,15 +123,7 @@ async fn dropping_the_cluster_stops_the_server() {
     if !common::server_available("redis-server") {
         return;
     }
-    let logs = tempfile::tempdir().unwrap();
-    let cluster = Cluster::start(ServerKind::Redis, 1, logs.path())
-        .await
-        .unwrap();
-    let pid = cluster.pids()[0];
-    assert!(common::process_alive(pid, "redis-server"));
-    assert!(logs.path().join("redis-1.log").exists());
-    drop(cluster);
-    assert!(!common::process_alive(pid, "redis-server"));
+    common::conformance::server_lifecycle(ServerKind::Redis, "redis-server").await;
 }
 
 #[tokio::test]

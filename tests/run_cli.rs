@@ -11,10 +11,6 @@ use std::time::{Duration, Instant};
 use lockbench::Verdict;
 use lockbench::summary::Summary;
 
-fn manifest(path: &str) -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
-}
-
 fn check_exit(history: &Path) -> Option<i32> {
     common::lockbench()
         .arg("check")
@@ -31,18 +27,10 @@ fn quick_scenario_is_valid_for_inproc_and_redis() {
         return;
     }
     let out = tempfile::tempdir().unwrap();
-    let o = common::lockbench()
-        .args(["run", "--backends", "inproc,redis", "--out"])
-        .arg(out.path())
-        .arg(manifest("scenarios/quick.toml"))
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&o.stdout);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&o.stderr)
+    let stdout = common::run_shipped_ok(
+        "scenarios/quick.toml",
+        out.path(),
+        &["--backends", "inproc,redis"],
     );
     assert!(stdout.contains("seed 20261121"), "{stdout}");
     for backend in ["inproc", "redis"] {
@@ -77,19 +65,7 @@ fn broken_recipe_is_caught_and_that_is_what_it_expects() {
         return;
     }
     let out = tempfile::tempdir().unwrap();
-    let o = common::lockbench()
-        .args(["run", "--out"])
-        .arg(out.path())
-        .arg(manifest("scenarios/broken-recipe.toml"))
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&o.stdout);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    let stdout = common::run_shipped_ok("scenarios/broken-recipe.toml", out.path(), &[]);
     assert!(stdout.contains("invalid"), "{stdout}");
     assert!(stdout.contains("witness: key"), "{stdout}");
     for backend in ["redis-get-set", "memcached-get-set"] {

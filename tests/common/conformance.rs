@@ -179,3 +179,29 @@ pub async fn contended_run_is_valid(name: &str) {
         Err(e) => panic!("{name}: {e}"),
     }
 }
+
+/// One server of `kind` started by the cluster layer: it runs (as a process
+/// whose command line holds `process`), logs into the run directory, and is
+/// gone once its cluster is dropped. Returns the version it reported, for
+/// the caller's own check.
+pub async fn server_lifecycle(kind: lockbench::cluster::ServerKind, process: &str) -> String {
+    let logs = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(kind, 1, logs.path())
+        .await
+        .unwrap_or_else(|e| panic!("{}: cannot start: {e}", kind.name()));
+    let version = cluster.infos()[0].version.clone();
+    let pid = cluster.pids()[0];
+    assert!(
+        super::process_alive(pid, process),
+        "{} is not running",
+        kind.name()
+    );
+    assert!(logs.path().join(format!("{}-1.log", kind.name())).exists());
+    drop(cluster);
+    assert!(
+        !super::process_alive(pid, process),
+        "{} outlived its cluster",
+        kind.name()
+    );
+    version
+}

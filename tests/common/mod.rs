@@ -23,6 +23,27 @@ pub fn lockbench() -> std::process::Command {
     std::process::Command::new(env!("CARGO_BIN_EXE_lockbench"))
 }
 
+/// Runs `lockbench run` (with `flags` first) on a scenario shipped in this
+/// repository, writing under `out`; asserts it exits 0 and returns stdout.
+pub fn run_shipped_ok(scenario: &str, out: &Path, flags: &[&str]) -> String {
+    let o = lockbench()
+        .arg("run")
+        .args(flags)
+        .arg("--out")
+        .arg(out)
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join(scenario))
+        .output()
+        .expect("run lockbench");
+    let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    stdout
+}
+
 /// Writes a scenario file into `dir` and returns its path.
 pub fn scenario(dir: &Path, name: &str, text: &str) -> PathBuf {
     let path = dir.join(format!("{name}.toml"));
