@@ -5,7 +5,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::check::{Verdict, Witness};
+use crate::check::{FencingReport, Liveness, OwnershipReport, Recovery, Verdict, Witness};
 use crate::error::{Error, Result};
 
 /// Latency percentiles, in microseconds.
@@ -68,6 +68,19 @@ pub struct FaultRecord {
     pub targets: Vec<String>,
 }
 
+/// The damage of the counter workload: every holder read the counter,
+/// waited, and wrote it back plus one.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LostUpdates {
+    /// Increments whose write the resource accepted.
+    pub acknowledged: u64,
+    /// The counter's value at the end, summed over keys.
+    pub final_value: u64,
+    /// `acknowledged - final_value`: increments overwritten by a holder
+    /// that read a stale value.
+    pub lost: u64,
+}
+
 /// Everything a run measured and concluded.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
@@ -92,6 +105,29 @@ pub struct Summary {
     /// Why the verdict is unknown, if it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verdict_reason: Option<String>,
+    /// Violations by cause: `lease-expired`, `lock-lost`, `unknown-lease`.
+    #[serde(default)]
+    pub violation_classes: BTreeMap<String, u64>,
+    /// Releases that succeeded for a process that did not hold the lock.
+    #[serde(default)]
+    pub ownership: OwnershipReport,
+    /// What fencing tokens did for the protected resource.
+    #[serde(default)]
+    pub fencing: FencingReport,
+    /// Deadlock, starvation, fairness, longest wait.
+    #[serde(default)]
+    pub liveness: Liveness,
+    /// Recovery after each fault, unavailability, `info` during faults.
+    #[serde(default)]
+    pub recovery: Recovery,
+    /// With the counter workload: increments acknowledged against the
+    /// counter's final value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lost_updates: Option<LostUpdates>,
+    /// Things the reader should know about this run (faults that could not
+    /// apply to this backend, ...).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
     /// Operation counts: `ops[f][type]`.
     pub ops: BTreeMap<String, BTreeMap<String, u64>>,
     /// Acquire latency from when the client meant to start to the `ok`.

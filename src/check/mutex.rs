@@ -72,6 +72,35 @@ pub struct Witness {
     pub overlap_start_ns: u64,
     /// When the overlap ended (`None`: both held to the end of the history).
     pub overlap_end_ns: Option<u64>,
+    /// Why exclusion broke, as far as the history tells.
+    #[serde(default)]
+    pub class: ViolationClass,
+}
+
+/// The cause of a violation (issue 6): read from the earlier hold's lease.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ViolationClass {
+    /// The earlier holder held past the lease it was granted (a slow or
+    /// paused client): the lock service freed the lock as designed.
+    LeaseExpired,
+    /// The overlap began while the earlier holder's lease was still valid:
+    /// the service lost the lock (failover, restart, clock).
+    LockLost,
+    /// The backend grants no lease, so the history cannot tell.
+    #[default]
+    UnknownLease,
+}
+
+impl ViolationClass {
+    /// Its name in reports and summary.json.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ViolationClass::LeaseExpired => "lease-expired",
+            ViolationClass::LockLost => "lock-lost",
+            ViolationClass::UnknownLease => "unknown-lease",
+        }
+    }
 }
 
 impl std::fmt::Display for Witness {
@@ -347,6 +376,7 @@ impl MutexChecker {
                             second: (*h).clone(),
                             overlap_start_ns: h.start_ns,
                             overlap_end_ns: (end != u64::MAX).then_some(end),
+                            class: ViolationClass::UnknownLease,
                         });
                     }
                 }
@@ -364,6 +394,7 @@ impl MutexChecker {
             violations,
             witnesses,
             reason: None,
+            classes: Default::default(),
         }
     }
 }

@@ -6,6 +6,7 @@
 
 mod edn;
 mod event;
+pub mod porcupine;
 mod reader;
 mod recorder;
 

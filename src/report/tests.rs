@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::*;
-use crate::check::{Hold, HoldEnd, Verdict, Witness};
+use crate::check::{Hold, HoldEnd, Verdict, ViolationClass, Witness};
 use crate::history::Process;
 use crate::summary::{CurvePoint, FaultRecord, Percentiles, ServerInfo};
 
@@ -87,6 +87,13 @@ pub(crate) fn valid_summary() -> Summary {
         violations: 0,
         witnesses: Vec::new(),
         verdict_reason: None,
+        violation_classes: BTreeMap::new(),
+        ownership: Default::default(),
+        fencing: Default::default(),
+        liveness: Default::default(),
+        recovery: Default::default(),
+        lost_updates: None,
+        notes: Vec::new(),
         ops,
         acquire_latency_us: percentiles(11_980, 310),
         acquire_latency_curve: curve(310.0),
@@ -130,6 +137,7 @@ pub(crate) fn invalid_summary() -> Summary {
             second: hold(9, 14_100_000_000, Some(14_900_000_000), 18),
             overlap_start_ns: 14_100_000_000,
             overlap_end_ns: Some(14_500_000_000),
+            class: ViolationClass::LeaseExpired,
         },
         Witness {
             key: "lock-0".into(),
@@ -137,6 +145,7 @@ pub(crate) fn invalid_summary() -> Summary {
             second: hold(2, 21_000_000_000, None, 31),
             overlap_start_ns: 21_000_000_000,
             overlap_end_ns: None,
+            class: ViolationClass::UnknownLease,
         },
     ];
     s.faults = vec![
@@ -171,6 +180,13 @@ pub(crate) fn empty_summary() -> Summary {
         violations: 0,
         witnesses: Vec::new(),
         verdict_reason: Some("the history is empty".into()),
+        violation_classes: BTreeMap::new(),
+        ownership: Default::default(),
+        fencing: Default::default(),
+        liveness: Default::default(),
+        recovery: Default::default(),
+        lost_updates: None,
+        notes: Vec::new(),
         ops: BTreeMap::new(),
         acquire_latency_us: Percentiles::default(),
         acquire_latency_curve: Vec::new(),

@@ -237,11 +237,22 @@ pub async fn run_backend(
     servers.stop();
     drop(links);
 
-    let result = if scenario.history {
-        check_file(&history_path).await?
+    let analysis = if scenario.history {
+        Some(analyze_file(&history_path, scenario).await?)
     } else {
-        CheckResult::unknown("mutual-exclusion", "history recording was off for this run")
+        None
     };
+    let (result, analysis) = match analysis {
+        Some(a) => (a.mutex.clone(), Some(a)),
+        None => (
+            CheckResult::unknown("mutual-exclusion", "history recording was off for this run"),
+            None,
+        ),
+    };
+    let verdict = analysis
+        .as_ref()
+        .map(|a| a.verdict())
+        .unwrap_or(result.verdict);
     let snap = metrics.snapshot();
     let duration_s = ran_for.as_secs_f64().max(1e-9);
     let summary = Summary {
@@ -250,11 +261,27 @@ pub async fn run_backend(
         backend: backend_name.to_string(),
         seed,
         expect: scenario.expect,
-        verdict: result.verdict,
-        matches_expectation: result.verdict == scenario.expect,
+        verdict,
+        matches_expectation: verdict == scenario.expect,
         violations: result.violations,
         witnesses: result.witnesses,
         verdict_reason: result.reason,
+        violation_classes: result.classes,
+        ownership: analysis
+            .as_ref()
+            .map(|a| a.ownership.clone())
+            .unwrap_or_default(),
+        fencing: analysis
+            .as_ref()
+            .map(|a| a.fencing.clone())
+            .unwrap_or_default(),
+        liveness: analysis
+            .as_ref()
+            .map(|a| a.liveness.clone())
+            .unwrap_or_default(),
+        recovery: analysis.map(|a| a.recovery).unwrap_or_default(),
+        lost_updates: None,
+        notes: Vec::new(),
         ops: snap.ops,
         acquire_latency_us: snap.acquire,
         acquire_latency_curve: snap.acquire_curve,
@@ -280,6 +307,19 @@ pub async fn run_backend(
         run_dir,
         summary: Box::new(summary),
     })
+}
+
+/// Analyses a run's history file, off the async threads.
+async fn analyze_file(path: &Path, scenario: &Scenario) -> Result<check::Analysis> {
+    let path = path.to_path_buf();
+    let opts = check::AnalysisOptions {
+        // A lock nobody holds while clients wait, with no fault active, for
+        // longer than a lease plus the acquire timeout is stuck.
+        deadlock_bound: Some(scenario.lease + scenario.acquire_timeout),
+    };
+    tokio::task::spawn_blocking(move || check::analyze_file(&path, opts).map(|(a, _)| a))
+        .await
+        .map_err(|e| Error::io("history check", std::io::Error::other(e)))?
 }
 
 /// Reads a history file and checks it, off the async threads.
