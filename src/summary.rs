@@ -66,6 +66,9 @@ pub struct FaultRecord {
     /// What it targeted.
     #[serde(default)]
     pub targets: Vec<String>,
+    /// Why it could not act (or could not be undone), if so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// The damage of the counter workload: every holder read the counter,

@@ -128,3 +128,192 @@ fn faults_that_cannot_apply_are_refused_at_validation() {
     ));
     assert!(e.contains("latency needs a delay"), "{e}");
 }
+
+fn events(run_dir: &Path) -> Vec<lockbench::history::Event> {
+    lockbench::history::read_jsonl(&run_dir.join("history.jsonl"))
+        .unwrap()
+        .events
+}
+
+#[test]
+fn a_paused_holder_resumes_believing_it_holds_and_writes() {
+    use lockbench::history::{F, OpType, Process};
+    if !common::server_available("redis-server") {
+        return;
+    }
+    let out = tempfile::tempdir().unwrap();
+    common::run_shipped_ok(
+        "scenarios/faults/pause-past-lease.toml",
+        out.path(),
+        &["--backends", "redis"],
+    );
+    let dir = common::run_dir(out.path(), "pause-past-lease", "redis");
+    let s = Summary::read(&dir.join("summary.json")).unwrap();
+    assert_eq!(s.verdict, Verdict::Invalid);
+    assert_eq!(s.faults[0].fault, "pause-client");
+    let paused: u64 = s.faults[0].targets[0]
+        .strip_prefix('c')
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("target {:?}", s.faults[0].targets));
+    let (start, end) = (s.faults[0].start_ns, s.faults[0].end_ns.unwrap());
+    let h = events(&dir);
+    let mine = |e: &&lockbench::history::Event| e.process == Process::Client(paused);
+    // Frozen: none of its operations completed during the pause.
+    assert!(
+        !h.iter()
+            .filter(mine)
+            .any(|e| e.kind != OpType::Invoke && e.time_ns > start + 50_000_000 && e.time_ns < end),
+        "the paused client acted during its pause"
+    );
+    // It woke up believing it held the lock: it wrote with its old fence
+    // and the resource, which had seen the new holders' larger fences,
+    // rejected it.
+    let write = h
+        .iter()
+        .filter(mine)
+        .find(|e| e.f == F::Write && e.kind == OpType::Ok && e.time_ns >= end)
+        .expect("a write after the pause");
+    assert_eq!(
+        write.value.as_ref().and_then(|v| v.get("accepted")),
+        Some(&serde_json::Value::Bool(false)),
+        "{write:?}"
+    );
+    // Other clients held the lock during the pause, and the witnesses say
+    // the paused holder's lease had run out.
+    assert!(
+        s.witnesses
+            .iter()
+            .all(|w| w.first.process == Process::Client(paused))
+    );
+    assert!(
+        s.violation_classes
+            .get("lease-expired")
+            .copied()
+            .unwrap_or(0)
+            > 0,
+        "{:?}",
+        s.violation_classes
+    );
+}
+
+#[test]
+fn a_crashed_holder_is_replaced_and_the_lock_comes_free() {
+    use lockbench::history::{F, Process};
+    if !common::server_available("redis-server") {
+        return;
+    }
+    let out = tempfile::tempdir().unwrap();
+    common::run_shipped_ok(
+        "scenarios/faults/holder-crash.toml",
+        out.path(),
+        &["--backends", "redis"],
+    );
+    let dir = common::run_dir(out.path(), "holder-crash", "redis");
+    let s = Summary::read(&dir.join("summary.json")).unwrap();
+    assert_eq!(s.verdict, Verdict::Valid);
+    let h = events(&dir);
+    let crashed: Vec<u64> = h
+        .iter()
+        .filter(|e| e.f == F::Crash)
+        .filter_map(|e| match e.process {
+            Process::Client(p) => Some(p),
+            Process::Nemesis => None,
+        })
+        .collect();
+    assert_eq!(crashed.len(), 2, "two crash faults, two crash events");
+    // Each crashed client had the lock when it died, and its successors
+    // (new process ids) acquired later.
+    let successors: Vec<u64> = h
+        .iter()
+        .filter_map(|e| match e.process {
+            Process::Client(p) if p >= u64::from(s.clients) => Some(p),
+            _ => None,
+        })
+        .collect();
+    assert!(!successors.is_empty(), "no successor client acted");
+    // The lock came free after about the lease (2 s), not never.
+    let rec = &s.recovery.faults;
+    assert_eq!(rec.len(), 2, "{rec:?}");
+    for r in rec {
+        let ms = r.next_acquire_ms.expect("an acquire after the crash");
+        assert!(ms < 4_000.0, "{ms} ms to recover");
+    }
+}
+
+#[test]
+fn a_random_schedule_repeats_with_its_seed() {
+    if !common::server_available("redis-server") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let path = common::scenario(
+        tmp.path(),
+        "random",
+        "backends = [\"redis\"]\nduration = \"6s\"\nclients = 4\nhosts = 3\nlease = \"1s\"\n\
+         hold = \"2ms\"\nthink = \"2ms\"\nop_timeout = \"300ms\"\nacquire_timeout = \"1s\"\n\
+         [random_nemesis]\nstart = \"500ms\"\ninterval = \"300ms\"\n\
+         duration = { min = \"200ms\", max = \"700ms\" }\n\
+         faults = [\"partition\", \"latency\", \"pause-server\"]\n\
+         targets = [\"one-host\", \"minority\"]\ndelay = \"20ms\"\n",
+    );
+    let mut runs = Vec::new();
+    for n in 0..2 {
+        let out = tmp.path().join(format!("out{n}"));
+        let o = common::lockbench()
+            .args(["run", "--seed", "5", "--out"])
+            .arg(&out)
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let dir = common::run_dir(&out, "random", "redis");
+        runs.push(Summary::read(&dir.join("summary.json")).unwrap().faults);
+    }
+    let (a, b) = (&runs[0], &runs[1]);
+    assert!(a.len() >= 4, "{a:?}");
+    assert_eq!(a.len(), b.len());
+    for (x, y) in a.iter().zip(b) {
+        assert_eq!((&x.fault, &x.targets), (&y.fault, &y.targets));
+        // Same start within scheduling jitter.
+        assert!(
+            x.start_ns.abs_diff(y.start_ns) < 200_000_000,
+            "{x:?} vs {y:?}"
+        );
+    }
+}
+
+#[test]
+fn client_and_random_faults_are_validated() {
+    let base = "backends = [\"redis\"]\nhosts = 2\nclients = 4\nduration = \"5s\"\n";
+    let e = error(&format!(
+        "{base}[[nemesis]]\nat = \"1s\"\nfault = \"pause-client\"\ntargets = [\"server-1\"]\nduration = \"1s\"\n"
+    ));
+    assert!(e.contains("is not a host or \"holder\""), "{e}");
+    let e = error(&format!(
+        "{base}[random_nemesis]\nfaults = [\"partition\", \"meteor\"]\n"
+    ));
+    assert!(e.contains("unknown fault \"meteor\""), "{e}");
+    let e = error(&format!(
+        "{base}[random_nemesis]\nfaults = [\"partition\"]\ntargets = [\"everyone\"]\n"
+    ));
+    assert!(e.contains("not a random target"), "{e}");
+    let e = error(
+        "backends = [\"inproc\"]\nduration = \"5s\"\n[random_nemesis]\nfaults = [\"latency\"]\ndelay = \"5ms\"\n",
+    );
+    assert!(e.contains("runs in-process"), "{e}");
+    let e = error(&format!(
+        "{base}[[nemesis]]\nat = \"1s\"\nfault = \"clock-drift\"\nrate = -2.0\nduration = \"1s\"\n"
+    ));
+    assert!(e.contains("rate must be above 0"), "{e}");
+    // A client crash needs no link: inproc takes it.
+    Scenario::parse(
+        Path::new("f.toml"),
+        "backends = [\"inproc\"]\nduration = \"5s\"\n[[nemesis]]\nat = \"1s\"\nfault = \"crash-client\"\ntargets = [\"holder\"]\nduration = \"1s\"\n",
+    )
+    .unwrap();
+}

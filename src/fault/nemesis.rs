@@ -7,7 +7,11 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::{Direction, Proxy};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use super::{Direction, LinkState, Proxy};
+use crate::workload::ClientSlot;
 use crate::cluster::{Cluster, Endpoint};
 use crate::error::{Error, Result};
 use crate::history::{Clock, Event, F, OpType, Process, RecorderHandle};
@@ -20,6 +24,10 @@ use crate::summary::FaultRecord;
 pub struct Links {
     /// `per_host[h][s]`: host `h`'s link to server `s`.
     per_host: Vec<Vec<Proxy>>,
+    /// Per host: the network faults active on its links, by token.
+    active: Mutex<Vec<Vec<(u64, FaultKind)>>>,
+    /// The next fault's token.
+    next: std::sync::atomic::AtomicU64,
 }
 
 impl Links {
@@ -36,7 +44,11 @@ impl Links {
             }
             per_host.push(links);
         }
-        Ok(Links { per_host })
+        Ok(Links {
+            active: Mutex::new(vec![Vec::new(); per_host.len()]),
+            per_host,
+            next: std::sync::atomic::AtomicU64::new(0),
+        })
     }
 
     /// The endpoints host `h`'s clients use: its proxies, in server order.
@@ -53,38 +65,79 @@ impl Links {
 
     /// Removes every fault from every link.
     pub fn heal_all(&self) {
+        let mut active = self.active.lock().unwrap_or_else(|p| p.into_inner());
+        active.iter_mut().for_each(Vec::clear);
         for p in self.per_host.iter().flatten() {
             p.heal();
         }
     }
 
-    fn apply(&self, hosts: &[usize], kind: FaultKind) {
+    /// Adds `kind` to the hosts' links; the token ends it in [`heal`].
+    fn apply(&self, hosts: &[usize], kind: FaultKind) -> u64 {
+        let token = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut active = self.active.lock().unwrap_or_else(|p| p.into_inner());
         for &h in hosts {
-            for p in self.per_host.get(h).into_iter().flatten() {
-                match kind {
-                    FaultKind::Partition => p.partition(),
-                    FaultKind::PartitionReset => p.reset(),
-                    FaultKind::PartitionOneWay(dir) => p.blackhole(dir),
-                    FaultKind::Latency { delay, jitter } => {
-                        p.latency(Direction::Upstream, delay, jitter);
-                        p.latency(Direction::Downstream, delay, jitter);
-                    }
-                    FaultKind::Bandwidth(rate) => {
-                        p.bandwidth(Direction::Upstream, rate);
-                        p.bandwidth(Direction::Downstream, rate);
-                    }
-                    FaultKind::KillServer | FaultKind::PauseServer => {}
-                }
+            if let Some(list) = active.get_mut(h) {
+                list.push((token, kind));
+                self.set_host(h, list);
+            }
+        }
+        token
+    }
+
+    /// Ends the fault `token` on the hosts' links; faults still active on
+    /// them stay (two overlapping faults end each at its own time).
+    fn heal(&self, hosts: &[usize], token: u64) {
+        let mut active = self.active.lock().unwrap_or_else(|p| p.into_inner());
+        for &h in hosts {
+            if let Some(list) = active.get_mut(h) {
+                list.retain(|(t, _)| *t != token);
+                self.set_host(h, list);
             }
         }
     }
 
-    fn heal(&self, hosts: &[usize]) {
-        for &h in hosts {
-            for p in self.per_host.get(h).into_iter().flatten() {
-                p.heal();
+    /// Sets host `h`'s links to the sum of its active faults, in one step.
+    fn set_host(&self, h: usize, faults: &[(u64, FaultKind)]) {
+        let mut state = LinkState::default();
+        for (_, kind) in faults {
+            add_fault(&mut state, *kind);
+        }
+        for p in self.per_host.get(h).into_iter().flatten() {
+            p.set(state);
+        }
+    }
+}
+
+/// What a network fault does to a link's state. Latency and bandwidth of
+/// a later fault replace an earlier one's; blackholes and resets add up.
+fn add_fault(state: &mut LinkState, kind: FaultKind) {
+    match kind {
+        // A paused client's links carry nothing, as a stopped process
+        // sends and reads nothing.
+        FaultKind::Partition | FaultKind::PauseClient => {
+            state.upstream.blackhole = true;
+            state.downstream.blackhole = true;
+        }
+        FaultKind::PartitionReset => state.reset = true,
+        FaultKind::PartitionOneWay(Direction::Upstream) => state.upstream.blackhole = true,
+        FaultKind::PartitionOneWay(Direction::Downstream) => state.downstream.blackhole = true,
+        FaultKind::Latency { delay, jitter } => {
+            for t in [&mut state.upstream, &mut state.downstream] {
+                t.latency = delay;
+                t.jitter = jitter;
             }
         }
+        FaultKind::Bandwidth(rate) => {
+            for t in [&mut state.upstream, &mut state.downstream] {
+                t.bandwidth = Some(rate.max(1));
+            }
+        }
+        FaultKind::KillServer
+        | FaultKind::PauseServer
+        | FaultKind::CrashClient
+        | FaultKind::ClockSkew(_)
+        | FaultKind::ClockDrift(_) => {}
     }
 }
 
@@ -108,6 +161,92 @@ pub struct Targets {
     pub servers: Arc<tokio::sync::Mutex<Cluster>>,
     /// Number of hosts.
     pub hosts: usize,
+    /// The clients' slots, by slot index (slot `i` is on host `i % hosts`).
+    pub slots: Arc<Vec<Arc<ClientSlot>>>,
+    /// Draws "holder" targets.
+    pub seed: u64,
+}
+
+/// What one fault acts on, resolved when it starts.
+#[derive(Debug, Clone, PartialEq)]
+enum On {
+    Hosts(Vec<usize>),
+    Servers(Vec<usize>),
+    /// Client slots (and, for a pause, their hosts' links).
+    Slots(Vec<usize>),
+}
+
+impl On {
+    fn names(&self, slots: &[Arc<ClientSlot>]) -> Vec<String> {
+        match self {
+            On::Hosts(h) => h.iter().map(|i| format!("h{}", i + 1)).collect(),
+            On::Servers(s) => s.iter().map(|i| format!("server-{}", i + 1)).collect(),
+            On::Slots(v) => v
+                .iter()
+                .filter_map(|&i| slots.get(i))
+                .map(|s| format!("c{}", s.id.load(std::sync::atomic::Ordering::Relaxed)))
+                .collect(),
+        }
+    }
+
+    fn hosts(&self, slots: &[Arc<ClientSlot>]) -> Vec<usize> {
+        match self {
+            On::Hosts(h) => h.clone(),
+            On::Servers(_) => Vec::new(),
+            On::Slots(v) => {
+                let mut h: Vec<usize> = v.iter().filter_map(|&i| slots.get(i)).map(|s| s.host).collect();
+                h.sort_unstable();
+                h.dedup();
+                h
+            }
+        }
+    }
+}
+
+/// Waits (at most `patience`) for some client to hold a lock, and draws
+/// one of the holders.
+async fn pick_holder(slots: &[Arc<ClientSlot>], rng: &mut StdRng, patience: Duration) -> Option<usize> {
+    let until = tokio::time::Instant::now() + patience;
+    loop {
+        let holders: Vec<usize> = (0..slots.len()).filter(|&i| slots[i].is_holding()).collect();
+        if !holders.is_empty() {
+            return Some(holders[rng.random_range(0..holders.len())]);
+        }
+        if tokio::time::Instant::now() >= until {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+async fn resolve_targets(spec: &FaultSpec, targets: &Targets, rng: &mut StdRng) -> std::result::Result<On, String> {
+    if spec.kind.on_servers() {
+        let n = targets.servers.lock().await.servers().len();
+        return Ok(On::Servers(spec.target_indices(n)));
+    }
+    let holder = spec.targets.iter().any(|t| t == "holder");
+    let slots = &targets.slots;
+    if spec.kind.on_clients() {
+        if holder {
+            let patience = spec.duration.min(Duration::from_secs(2));
+            return match pick_holder(slots, rng, patience).await {
+                Some(i) => Ok(On::Slots(vec![i])),
+                None => Err(format!("no client held a lock within {patience:?}")),
+            };
+        }
+        let hosts = spec.target_indices(targets.hosts);
+        return Ok(On::Slots(
+            (0..slots.len()).filter(|i| hosts.contains(&slots[*i].host)).collect(),
+        ));
+    }
+    if holder {
+        let patience = spec.duration.min(Duration::from_secs(2));
+        return match pick_holder(slots, rng, patience).await {
+            Some(i) => Ok(On::Hosts(vec![slots[i].host])),
+            None => Err(format!("no client held a lock within {patience:?}")),
+        };
+    }
+    Ok(On::Hosts(spec.target_indices(targets.hosts)))
 }
 
 /// Runs `plan` from the clients' start until `stop`; returns what was
@@ -136,23 +275,14 @@ pub async fn run(
                 _ = stop.cancelled() => return,
             }
             let (start_name, stop_name) = spec.kind.event_names();
-            let on = if spec.kind.on_servers() {
-                let n = targets.servers.lock().await.servers().len();
-                spec.target_indices(n)
-            } else {
-                spec.target_indices(targets.hosts)
+            let mut rng = StdRng::seed_from_u64(targets.seed ^ spec.at.as_nanos() as u64);
+            let resolved = resolve_targets(&spec, &targets, &mut rng).await;
+            let on = resolved.clone().unwrap_or(On::Hosts(Vec::new()));
+            let names = on.names(&targets.slots);
+            let applied = match resolved {
+                Ok(_) => apply(&spec, &on, &targets).await,
+                Err(why) => Err(why),
             };
-            let names: Vec<String> = on
-                .iter()
-                .map(|i| {
-                    if spec.kind.on_servers() {
-                        format!("server-{}", i + 1)
-                    } else {
-                        format!("h{}", i + 1)
-                    }
-                })
-                .collect();
-            let applied = apply(&spec, &on, &targets).await;
             let started_ns = clock.now_ns();
             record(&recorder, start_name, &names, applied.as_ref().err()).await;
             if applied.is_ok() {
@@ -161,7 +291,10 @@ pub async fn run(
                     _ = stop.cancelled() => {}
                 }
             }
-            let undone = undo(&spec, &on, &targets).await;
+            let undone = match &applied {
+                Ok(token) => undo(&spec, &on, &targets, *token).await,
+                Err(_) => Ok(()),
+            };
             record(&recorder, stop_name, &names, undone.as_ref().err()).await;
             if let Ok(mut r) = records.lock() {
                 r.push(FaultRecord {
@@ -169,6 +302,7 @@ pub async fn run(
                     start_ns: started_ns,
                     end_ns: Some(clock.now_ns()),
                     targets: names,
+                    error: applied.err().or(undone.err()),
                 });
             }
         });
@@ -194,71 +328,161 @@ async fn record(recorder: &RecorderHandle, name: &str, targets: &[String], error
     recorder.record(e).await;
 }
 
+/// Starts the fault; for a fault on links, gives the token that ends it.
 async fn apply(
     spec: &FaultSpec,
-    on: &[usize],
+    on: &On,
     targets: &Targets,
-) -> std::result::Result<(), String> {
-    match spec.kind {
-        FaultKind::KillServer => {
+) -> std::result::Result<Option<u64>, String> {
+    match (spec.kind, on) {
+        (FaultKind::KillServer, On::Servers(v)) => {
             let mut cluster = targets.servers.lock().await;
-            for &i in on {
+            for &i in v {
                 cluster.kill(i).map_err(|e| e.to_string())?;
             }
-            Ok(())
+            Ok(None)
         }
-        FaultKind::PauseServer => {
+        (FaultKind::PauseServer, On::Servers(v)) => {
             let cluster = targets.servers.lock().await;
-            for &i in on {
-                cluster
-                    .signal(i, libc::SIGSTOP)
-                    .map_err(|e| e.to_string())?;
+            for &i in v {
+                cluster.signal(i, libc::SIGSTOP).map_err(|e| e.to_string())?;
             }
-            Ok(())
+            Ok(None)
         }
-        kind => match &targets.links {
-            Some(links) => {
-                links.apply(on, kind);
-                Ok(())
+        (FaultKind::ClockSkew(offset_ns), On::Servers(v)) => {
+            let cluster = targets.servers.lock().await;
+            for &i in v {
+                set_clock(&cluster, i, offset_ns, 1.0)?;
             }
+            Ok(None)
+        }
+        (FaultKind::ClockDrift(rate), On::Servers(v)) => {
+            let cluster = targets.servers.lock().await;
+            for &i in v {
+                set_clock(&cluster, i, 0, rate)?;
+            }
+            Ok(None)
+        }
+        (FaultKind::CrashClient, On::Slots(v)) => {
+            for &i in v {
+                targets.slots[i].crash();
+            }
+            Ok(None)
+        }
+        (FaultKind::PauseClient, On::Slots(v)) => {
+            for &i in v {
+                targets.slots[i].set_paused(true);
+            }
+            Ok(targets
+                .links
+                .as_ref()
+                .map(|links| links.apply(&on.hosts(&targets.slots), FaultKind::PauseClient)))
+        }
+        (kind, On::Hosts(h)) => match &targets.links {
+            Some(links) => Ok(Some(links.apply(h, kind))),
             None => {
                 Err("no links to fault: this backend's clients do not go through proxies".into())
             }
         },
+        (kind, on) => Err(format!("{} cannot act on {on:?}", kind.name())),
     }
 }
 
 async fn undo(
     spec: &FaultSpec,
-    on: &[usize],
+    on: &On,
     targets: &Targets,
+    token: Option<u64>,
 ) -> std::result::Result<(), String> {
-    match spec.kind {
-        FaultKind::KillServer => {
+    match (spec.kind, on) {
+        (FaultKind::KillServer, On::Servers(v)) => {
             let mut cluster = targets.servers.lock().await;
-            for &i in on {
+            for &i in v {
                 // Bounded: a restart waits at most the kind's start timeout.
                 cluster.restart(i).await.map_err(|e| e.to_string())?;
             }
             Ok(())
         }
-        FaultKind::PauseServer => {
+        (FaultKind::PauseServer, On::Servers(v)) => {
             let cluster = targets.servers.lock().await;
-            for &i in on {
-                cluster
-                    .signal(i, libc::SIGCONT)
-                    .map_err(|e| e.to_string())?;
+            for &i in v {
+                cluster.signal(i, libc::SIGCONT).map_err(|e| e.to_string())?;
             }
             Ok(())
         }
-        _ => {
-            if let Some(links) = &targets.links {
-                links.heal(on);
+        (FaultKind::ClockSkew(_) | FaultKind::ClockDrift(_), On::Servers(v)) => {
+            let cluster = targets.servers.lock().await;
+            for &i in v {
+                set_clock(&cluster, i, 0, 1.0)?;
             }
             Ok(())
         }
+        (FaultKind::CrashClient, On::Slots(v)) => {
+            for &i in v {
+                targets.slots[i].restart();
+            }
+            Ok(())
+        }
+        (FaultKind::PauseClient, On::Slots(v)) => {
+            // Links first: a process that wakes finds its sockets working.
+            if let (Some(links), Some(t)) = (&targets.links, token) {
+                links.heal(&on.hosts(&targets.slots), t);
+            }
+            for &i in v {
+                targets.slots[i].set_paused(false);
+            }
+            Ok(())
+        }
+        (_, On::Hosts(h)) => {
+            if let (Some(links), Some(t)) = (&targets.links, token) {
+                links.heal(h, t);
+            }
+            Ok(())
+        }
+        _ => Ok(()),
     }
+}
+
+// WIRING PENDING: the cluster's clock control (issue 4, item 3).
+fn set_clock(cluster: &Cluster, i: usize, offset_ns: i64, rate: f64) -> std::result::Result<(), String> {
+    let _ = (cluster, i, offset_ns, rate);
+    Err("clock faults are not wired yet".into())
 }
 
 /// How long undoing a fault may take at the end of a run (a restart).
 pub const UNDO_GRACE: Duration = Duration::from_secs(40);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn overlapping_faults_end_each_at_its_own_time() {
+        let server = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let ep = Endpoint {
+            name: "s".into(),
+            addr: server.local_addr().unwrap().to_string(),
+        };
+        let links = Links::start(&[ep], 2, 1).await.unwrap();
+        let delay = Duration::from_millis(50);
+        let part = links.apply(&[0], FaultKind::Partition);
+        let slow = links.apply(
+            &[0, 1],
+            FaultKind::Latency {
+                delay,
+                jitter: Duration::ZERO,
+            },
+        );
+        let s0 = links.per_host[0][0].state();
+        assert!(s0.upstream.blackhole && s0.downstream.latency == delay);
+        // The partition ends; host 0 keeps its latency.
+        links.heal(&[0], part);
+        let s0 = links.per_host[0][0].state();
+        assert!(!s0.upstream.blackhole && !s0.downstream.blackhole);
+        assert_eq!(s0.upstream.latency, delay);
+        links.heal(&[0, 1], slow);
+        for h in 0..2 {
+            assert_eq!(links.per_host[h][0].state(), LinkState::default());
+        }
+    }
+}

@@ -181,6 +181,12 @@ impl Proxy {
         self.update(|s| s.toxics_mut(dir).bandwidth = Some(bytes_per_s.max(1)));
     }
 
+    /// Sets the whole link state at once (the nemesis composes overlapping
+    /// faults into one state, so that ending one keeps the others).
+    pub fn set(&self, state: LinkState) {
+        self.update(|s| *s = state);
+    }
+
     /// Removes every fault: held bytes flow again, new connections are
     /// accepted. Nothing is restarted.
     pub fn heal(&self) {

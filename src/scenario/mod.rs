@@ -7,6 +7,6 @@ mod runner;
 mod spec;
 
 pub use duration::{TimeDist, parse_duration};
-pub use nemesis::{FAULTS, FaultKind, FaultSpec};
+pub use nemesis::{FAULTS, FaultKind, FaultSpec, RandomSchedule, RandomTarget};
 pub use runner::{RunOptions, RunOutcome, check_file, mix, run_backend};
-pub use spec::{KeyChoice, Mode, Scenario, ScenarioError};
+pub use spec::{KeyChoice, Mode, Scenario, ScenarioError, Workload};

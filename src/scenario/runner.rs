@@ -21,7 +21,10 @@ use crate::fault::nemesis::{self, Links};
 use crate::history::{Clock, Recorder, RecorderHandle};
 use crate::metrics::Metrics;
 use crate::summary::Summary;
-use crate::workload::{ClientPlan, ClientTask, ProtectedResource};
+use crate::scenario::Workload;
+use crate::summary::LostUpdates;
+use crate::workload::{ClientPlan, ClientSlot, ClientTask, ProtectedResource};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// How a run is carried out, beyond the scenario itself.
 #[derive(Debug, Clone)]
@@ -97,9 +100,12 @@ pub async fn run_backend(
         (Some(kind), None) => Cluster::start(kind, info.servers.max(1), &run_dir).await?,
     };
     write_servers_file(&run_dir, &servers)?;
-    // With network faults in the timeline, each host's clients reach each
-    // server through a proxy of their own, so one host can be cut off.
-    let network_faults = scenario.nemesis.iter().any(|f| !f.kind.on_servers());
+    // The timeline plus the random schedule's draw for this seed.
+    let faults = scenario.faults_for(seed, servers.servers().len());
+    // With network faults (or client pauses, which blackhole links), each
+    // host's clients reach each server through a proxy of their own, so
+    // one host can be cut off.
+    let network_faults = faults.iter().any(|f| f.kind.needs_links());
     let hosts = scenario.hosts.max(1) as usize;
     let links = if network_faults && info.server.is_some() {
         Some(Arc::new(
@@ -128,19 +134,26 @@ pub async fn run_backend(
         acquire_timeout: scenario.acquire_timeout,
         hold: scenario.hold,
         think: scenario.think,
+        workload: scenario.workload,
         budget: std::sync::atomic::AtomicU64::new(scenario.ops.unwrap_or(u64::MAX)),
         stop: CancellationToken::new(),
     });
     let mut locks = Vec::with_capacity(scenario.clients as usize);
+    let mut slots = Vec::with_capacity(scenario.clients as usize);
     for id in 0..u64::from(scenario.clients) {
         let config = ClientConfig {
             id,
             seed: mix(seed, id),
             op_timeout: scenario.op_timeout,
         };
-        let backend = &host_backends[(id as usize % hosts) % host_backends.len()];
-        locks.push(backend.client(config).await?);
+        let host = id as usize % hosts;
+        let backend = host_backends[host % host_backends.len()].clone();
+        locks.push((backend.client(config).await?, backend));
+        slots.push(Arc::new(ClientSlot::new(host, id)));
     }
+    let slots = Arc::new(slots);
+    // A crashed client's successor gets the next unused process id.
+    let next_id = Arc::new(AtomicU64::new(u64::from(scenario.clients)));
 
     let history_path = run_dir.join("history.jsonl");
     let clock = Clock::start();
@@ -153,7 +166,7 @@ pub async fn run_backend(
     let metrics = Arc::new(Metrics::new());
     let resource = Arc::new(ProtectedResource::new());
     let mut tasks = JoinSet::new();
-    for (id, lock) in locks.into_iter().enumerate() {
+    for (id, (lock, backend)) in locks.into_iter().enumerate() {
         let task = ClientTask::new(
             id as u64,
             mix(seed, id as u64 ^ 0x5eed),
@@ -163,17 +176,27 @@ pub async fn run_backend(
             metrics.clone(),
             resource.clone(),
             plan.clone(),
-        );
-        tasks.spawn(task.run());
+        )
+        .in_slot(slots[id].clone());
+        tasks.spawn(supervise(
+            task,
+            backend,
+            plan.clone(),
+            next_id.clone(),
+            seed,
+            scenario.op_timeout,
+        ));
     }
     let servers = Arc::new(tokio::sync::Mutex::new(servers));
     let nemesis_stop = CancellationToken::new();
     let nemesis = tokio::spawn(nemesis::run(
-        scenario.nemesis.clone(),
+        faults,
         nemesis::Targets {
             links: links.clone(),
             servers: servers.clone(),
             hosts,
+            slots: slots.clone(),
+            seed,
         },
         handle.clone(),
         clock,
@@ -215,7 +238,7 @@ pub async fn run_backend(
     // Every fault ends now: links heal, paused servers resume, killed ones
     // come back, before the history is closed.
     nemesis_stop.cancel();
-    let faults = tokio::time::timeout(nemesis::UNDO_GRACE, nemesis)
+    let faults_done = tokio::time::timeout(nemesis::UNDO_GRACE, nemesis)
         .await
         .ok()
         .and_then(|r| r.ok())
@@ -280,8 +303,15 @@ pub async fn run_backend(
             .map(|a| a.liveness.clone())
             .unwrap_or_default(),
         recovery: analysis.map(|a| a.recovery).unwrap_or_default(),
-        lost_updates: None,
-        notes: Vec::new(),
+        lost_updates: (scenario.workload == Workload::Counter).then(|| {
+            let (acknowledged, final_value) = (resource.acknowledged(), resource.counter_total());
+            LostUpdates {
+                acknowledged,
+                final_value,
+                lost: acknowledged.saturating_sub(final_value),
+            }
+        }),
+        notes: fault_notes(&faults_done),
         ops: snap.ops,
         acquire_latency_us: snap.acquire,
         acquire_latency_curve: snap.acquire_curve,
@@ -294,7 +324,7 @@ pub async fn run_backend(
         hosts: scenario.hosts,
         keys: scenario.keys.clone(),
         lease_ms: scenario.lease.as_millis() as u64,
-        faults,
+        faults: faults_done.clone(),
         servers: servers.infos().to_vec(),
         started_at,
         history_events,
@@ -307,6 +337,57 @@ pub async fn run_backend(
         run_dir,
         summary: Box::new(summary),
     })
+}
+
+/// Runs one client slot: the client, and after each crash the nemesis
+/// injects, a successor with a new process id, once the fault ends.
+async fn supervise(
+    mut task: ClientTask,
+    backend: Arc<dyn crate::backend::LockBackend>,
+    plan: Arc<ClientPlan>,
+    next_id: Arc<AtomicU64>,
+    seed: u64,
+    op_timeout: Duration,
+) {
+    // Bounded: each turn ends with the run's stop or a crash fault, and
+    // the faults are finite.
+    loop {
+        let Some(dead) = task.run_until_crash().await else {
+            return;
+        };
+        let Some(slot) = dead.slot().cloned() else {
+            return;
+        };
+        tokio::select! {
+            _ = slot.restarted() => {}
+            _ = plan.stop.cancelled() => return,
+        }
+        let id = next_id.fetch_add(1, Ordering::Relaxed);
+        let config = ClientConfig {
+            id,
+            seed: mix(seed, id),
+            op_timeout,
+        };
+        match backend.client(config).await {
+            Ok(lock) => task = dead.reborn(id, mix(seed, id ^ 0x5eed), lock),
+            Err(e) => {
+                tracing::warn!("client {id} could not replace a crashed client: {e}");
+                return;
+            }
+        }
+    }
+}
+
+/// Notes for the reader about faults that could not act.
+fn fault_notes(faults: &[crate::summary::FaultRecord]) -> Vec<String> {
+    faults
+        .iter()
+        .filter_map(|f| {
+            f.error
+                .as_ref()
+                .map(|e| format!("{} at {:.1} s did not act: {e}", f.fault, f.start_ns as f64 / 1e9))
+        })
+        .collect()
 }
 
 /// Analyses a run's history file, off the async threads.

@@ -6,7 +6,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::duration::{Dur, TimeDist};
-use super::nemesis::{FaultSpec, RawFault};
+use super::nemesis::{FaultSpec, RandomSchedule, RawFault, RawRandom};
 use crate::backend;
 use crate::check::Verdict;
 
@@ -77,6 +77,33 @@ pub struct Scenario {
     pub endpoints: BTreeMap<String, Vec<String>>,
     /// The faults to inject, in order of start.
     pub nemesis: Vec<FaultSpec>,
+    /// Faults drawn from the seed, added to `nemesis` at run time.
+    pub random_nemesis: Option<RandomSchedule>,
+    /// What holders do with the protected resource.
+    pub workload: Workload,
+}
+
+/// What a holder does with the protected resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Workload {
+    /// Write its fencing token once, at the end of the hold (the default).
+    Fence,
+    /// Read–modify–write a counter: read it, hold, write it back plus one.
+    /// Lost increments show the damage a violation does.
+    Counter,
+}
+
+impl Scenario {
+    /// Every fault of a run of this scenario with `seed`, `hosts` hosts and
+    /// `servers` servers: the timeline plus the random schedule's draw.
+    pub fn faults_for(&self, seed: u64, servers: usize) -> Vec<FaultSpec> {
+        let mut all = self.nemesis.clone();
+        if let Some(r) = &self.random_nemesis {
+            all.extend(r.expand(seed, self.hosts.max(1) as usize, servers, self.duration));
+        }
+        all.sort_by_key(|f| f.at);
+        all
+    }
 }
 
 /// What a scenario does with its backends.
@@ -123,6 +150,8 @@ struct Raw {
     history: Option<bool>,
     endpoints: Option<BTreeMap<Spanned<String>, Spanned<Endpoints>>>,
     nemesis: Option<Vec<RawFault>>,
+    random_nemesis: Option<RawRandom>,
+    workload: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -480,6 +509,27 @@ impl Scenario {
             nemesis.push(spec);
         }
         nemesis.sort_by_key(|f| f.at);
+        let random_nemesis = match raw.random_nemesis {
+            None => None,
+            Some(r) => Some(
+                r.validate(servers, duration, &no_server_why, no_link_why.as_deref())
+                    .map_err(|(span, message, hint)| err(Some(span), message, hint))?,
+            ),
+        };
+        let workload = match raw.workload {
+            None => Workload::Fence,
+            Some(w) => match w.get_ref().as_str() {
+                "fence" => Workload::Fence,
+                "counter" => Workload::Counter,
+                other => {
+                    return Err(err(
+                        Some(w.span()),
+                        format!("workload = {other:?} is not a workload"),
+                        Some("use \"fence\" (write the fencing token; the default) or \"counter\" (read-modify-write a counter)".into()),
+                    ));
+                }
+            },
+        };
 
         Ok(Scenario {
             name,
@@ -502,6 +552,8 @@ impl Scenario {
             history: raw.history.unwrap_or(true),
             endpoints,
             nemesis,
+            random_nemesis,
+            workload,
         })
     }
 }
@@ -567,6 +619,8 @@ const FIELDS: &[&str] = &[
     "history",
     "endpoints",
     "nemesis",
+    "random_nemesis",
+    "workload",
 ];
 
 fn hint_for_parse_error(message: &str) -> Option<String> {

@@ -1,5 +1,6 @@
+use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use rand::rngs::StdRng;
@@ -11,7 +12,7 @@ use super::ProtectedResource;
 use crate::backend::{AcquireOptions, Guard, LockClient, Outcome};
 use crate::history::{Clock, Event, F, OpType, Process, RecorderHandle};
 use crate::metrics::{Counts, Metrics};
-use crate::scenario::{KeyChoice, TimeDist};
+use crate::scenario::{KeyChoice, TimeDist, Workload};
 
 /// What every client of a run shares: the workload's shape.
 #[derive(Debug)]
@@ -28,6 +29,8 @@ pub struct ClientPlan {
     pub hold: TimeDist,
     /// Think time.
     pub think: TimeDist,
+    /// What a holder does with the protected resource.
+    pub workload: Workload,
     /// Acquire attempts left for the whole run (`u64::MAX`: unbounded).
     pub budget: AtomicU64,
     /// Set when the run should end; clients finish their cycle and stop.
@@ -39,6 +42,111 @@ impl ClientPlan {
         self.budget
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
             .is_ok()
+    }
+}
+
+/// The nemesis's handle on one client's place in the run: a crashed
+/// client's successor takes over the same slot (and host).
+#[derive(Debug)]
+pub struct ClientSlot {
+    /// The host its links belong to (0-based).
+    pub host: usize,
+    /// The process id of the client in the slot now.
+    pub id: AtomicU64,
+    /// Whether that client holds a lock (set at the acquire `ok`, cleared
+    /// at the release invoke): the nemesis's "holder" target.
+    pub holding: AtomicBool,
+    /// True while the client is paused.
+    pause: tokio::sync::watch::Sender<bool>,
+    /// Kills the client in the slot.
+    crash: tokio::sync::Notify,
+    /// Lets a crashed client's successor start.
+    restart_gate: tokio::sync::Notify,
+}
+
+impl ClientSlot {
+    /// A slot on `host` whose first client is `id`.
+    pub fn new(host: usize, id: u64) -> Self {
+        ClientSlot {
+            host,
+            id: AtomicU64::new(id),
+            holding: AtomicBool::new(false),
+            pause: tokio::sync::watch::channel(false).0,
+            crash: tokio::sync::Notify::new(),
+            restart_gate: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// Lets the successor of the slot's crashed client start.
+    pub fn restart(&self) {
+        self.restart_gate.notify_one();
+    }
+
+    /// Waits until the nemesis lets a successor start.
+    pub async fn restarted(&self) {
+        self.restart_gate.notified().await
+    }
+
+    /// Freezes (true) or resumes (false) the slot's client.
+    pub fn set_paused(&self, paused: bool) {
+        self.pause.send_replace(paused);
+    }
+
+    /// Kills the slot's client where it stands.
+    pub fn crash(&self) {
+        self.crash.notify_one();
+    }
+
+    /// Whether the slot's client holds a lock.
+    pub fn is_holding(&self) -> bool {
+        self.holding.load(Ordering::Relaxed)
+    }
+}
+
+/// Runs `fut`, but not while `pause` says paused: a paused client is not
+/// polled at all, so its timers fire late and its requests wait, as in a
+/// stopped process. Time passed during the pause is not made up.
+async fn unless_paused<T>(
+    pause: &mut tokio::sync::watch::Receiver<bool>,
+    fut: impl Future<Output = T>,
+) -> T {
+    tokio::pin!(fut);
+    loop {
+        if *pause.borrow_and_update() {
+            // Bounded by the fault's duration: the nemesis always resumes.
+            while *pause.borrow_and_update() {
+                if pause.changed().await.is_err() {
+                    break;
+                }
+            }
+        }
+        tokio::select! {
+            biased;
+            changed = pause.changed() => {
+                if changed.is_err() {
+                    // The slot is gone: nobody can pause us any more.
+                    return fut.await;
+                }
+            }
+            out = &mut fut => return out,
+        }
+    }
+}
+
+/// A lock client that does nothing: what a crashed client's slot holds
+/// while its connections are being dropped.
+struct Dead;
+
+#[async_trait::async_trait]
+impl LockClient for Dead {
+    async fn acquire(&mut self, _: &str, _: &AcquireOptions) -> Outcome<Guard> {
+        Outcome::Fail("the client crashed".into())
+    }
+    async fn release(&mut self, _: &Guard) -> Outcome<crate::backend::Released> {
+        Outcome::Fail("the client crashed".into())
+    }
+    async fn renew(&mut self, _: &mut Guard, _: Duration) -> Outcome<()> {
+        Outcome::Fail("the client crashed".into())
     }
 }
 
@@ -63,6 +171,10 @@ pub struct ClientTask {
     /// Its own operation counts, added to `metrics` when it ends (also when
     /// it is aborted: see `Drop`).
     counts: Counts,
+    /// The nemesis's handle on it, when the run has client faults.
+    slot: Option<Arc<ClientSlot>>,
+    /// Paused while this says true.
+    pause: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Drop for ClientTask {
@@ -94,6 +206,27 @@ impl ClientTask {
             resource,
             plan,
             counts: Counts::default(),
+            slot: None,
+            pause: tokio::sync::watch::channel(false).1,
+        }
+    }
+
+    /// Puts the client in `slot`, so the nemesis can pause or crash it.
+    pub fn in_slot(mut self, slot: Arc<ClientSlot>) -> Self {
+        slot.id.store(self.id, Ordering::Relaxed);
+        self.pause = slot.pause.subscribe();
+        self.slot = Some(slot);
+        self
+    }
+
+    /// The slot it runs in, if the run has one for it.
+    pub fn slot(&self) -> Option<&Arc<ClientSlot>> {
+        self.slot.as_ref()
+    }
+
+    fn set_holding(&self, holding: bool) {
+        if let Some(s) = &self.slot {
+            s.holding.store(holding, Ordering::Relaxed);
         }
     }
 
@@ -130,19 +263,41 @@ impl ClientTask {
         self.record(e).await;
     }
 
-    /// Hold: wait the hold time, then write the fence to the resource.
+    /// Hold: wait the hold time, then write the fence to the resource (or,
+    /// with the counter workload, read the counter first and write it back
+    /// plus one after the hold).
     async fn hold(&mut self, guard: &Guard) {
         let hold = self.plan.hold.sample(&mut self.rng);
+        let read = match self.plan.workload {
+            Workload::Counter => Some(self.resource.read(&guard.key)),
+            Workload::Fence => None,
+        };
         if !hold.is_zero() {
-            tokio::time::sleep(hold).await;
+            unless_paused(&mut self.pause, tokio::time::sleep(hold)).await;
         }
+        // A client paused during its hold resumes here, as if it still
+        // held the lock.
+        unless_paused(&mut self.pause, std::future::ready(())).await;
         let mut invoke = self.event(OpType::Invoke, F::Write, &guard.key);
         invoke.fence = guard.fence;
         self.record(invoke).await;
-        let accepted = self.resource.write(&guard.key, guard.fence);
+        let (accepted, value) = match read {
+            Some(n) => {
+                let accepted = self.resource.write_counter(&guard.key, guard.fence, n + 1);
+                (
+                    accepted,
+                    serde_json::json!({ "accepted": accepted, "read": n, "wrote": n + 1 }),
+                )
+            }
+            None => {
+                let accepted = self.resource.write(&guard.key, guard.fence);
+                (accepted, serde_json::json!({ "accepted": accepted }))
+            }
+        };
+        let _ = accepted;
         let mut ok = self.event(OpType::Ok, F::Write, &guard.key);
         ok.fence = guard.fence;
-        ok.value = Some(serde_json::json!({ "accepted": accepted }));
+        ok.value = Some(value);
         self.record(ok).await;
     }
 
@@ -153,8 +308,9 @@ impl ClientTask {
             let mut invoke = self.event(OpType::Invoke, F::Release, &guard.key);
             invoke.fence = guard.fence;
             let invoked = Instant::now();
+            self.set_holding(false);
             self.record(invoke).await;
-            let out = self.lock.release(guard).await;
+            let out = unless_paused(&mut self.pause, self.lock.release(guard)).await;
             self.record_outcome(F::Release, &guard.key, &out, |e, r| {
                 if !r.was_held {
                     e.value = Some(serde_json::json!({ "was_held": false }));
@@ -181,6 +337,47 @@ impl ClientTask {
 
     /// Runs cycles until the plan says stop.
     pub async fn run(mut self) {
+        self.cycles().await
+    }
+
+    /// Runs cycles until the plan says stop (`None`) or the nemesis
+    /// crashes the client: then its connections are dropped without a
+    /// release, its `crash` event is recorded, and the task is handed back
+    /// (`Some`) so its slot can be refilled.
+    pub async fn run_until_crash(mut self) -> Option<ClientTask> {
+        let Some(slot) = self.slot.clone() else {
+            self.cycles().await;
+            return None;
+        };
+        let crashed = tokio::select! {
+            _ = self.cycles() => false,
+            _ = slot.crash.notified() => true,
+        };
+        if !crashed {
+            return None;
+        }
+        slot.holding.store(false, Ordering::Relaxed);
+        let lock = std::mem::replace(&mut self.lock, Box::new(Dead));
+        lock.crash();
+        let crash = Event::new(0, Process::Client(self.id), OpType::Info, F::Crash);
+        self.record(crash).await;
+        Some(self)
+    }
+
+    /// Takes a new lock client and process id: the successor of a crashed
+    /// client, in the same slot.
+    pub fn reborn(mut self, id: u64, seed: u64, lock: Box<dyn LockClient>) -> Self {
+        self.metrics.add_counts(self.id, &std::mem::take(&mut self.counts));
+        self.id = id;
+        self.rng = StdRng::seed_from_u64(seed);
+        self.lock = lock;
+        if let Some(slot) = &self.slot {
+            slot.id.store(id, Ordering::Relaxed);
+        }
+        self
+    }
+
+    async fn cycles(&mut self) {
         let opts = AcquireOptions {
             lease: self.plan.lease,
             timeout: self.plan.acquire_timeout,
@@ -201,8 +398,11 @@ impl ClientTask {
             let mut invoke = self.event(OpType::Invoke, F::Acquire, &key);
             invoke.lease_ms = Some(opts.lease.as_millis() as u64);
             self.record(invoke).await;
-            let out = self.lock.acquire(&key, &opts).await;
+            let out = unless_paused(&mut self.pause, self.lock.acquire(&key, &opts)).await;
             let done = Instant::now();
+            if matches!(out, Outcome::Ok(_)) {
+                self.set_holding(true);
+            }
             self.record_outcome(F::Acquire, &key, &out, |e, g| {
                 e.fence = g.fence;
                 e.lease_ms = g.lease.map(|l| l.as_millis() as u64);
@@ -223,9 +423,16 @@ impl ClientTask {
             let think = self.plan.think.sample(&mut self.rng);
             intended = Instant::now() + think;
             if !think.is_zero() {
-                tokio::select! {
-                    _ = tokio::time::sleep_until(intended) => {}
-                    _ = self.plan.stop.cancelled() => break,
+                let stop = self.plan.stop.clone();
+                let stopped = unless_paused(&mut self.pause, async {
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(intended) => false,
+                        _ = stop.cancelled() => true,
+                    }
+                })
+                .await;
+                if stopped {
+                    break;
                 }
             } else {
                 // Without think time, let other tasks run between cycles.

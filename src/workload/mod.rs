@@ -8,5 +8,5 @@
 mod client;
 mod resource;
 
-pub use client::{ClientPlan, ClientTask, run_client};
+pub use client::{ClientPlan, ClientSlot, ClientTask, run_client};
 pub use resource::ProtectedResource;

@@ -8,6 +8,10 @@ use std::sync::Mutex;
 pub struct ProtectedResource {
     /// Per key: the largest fence accepted so far.
     max_fence: Mutex<HashMap<String, u64>>,
+    /// Per key: the counter of the counter workload.
+    counters: Mutex<HashMap<String, u64>>,
+    /// Counter writes accepted: increments acknowledged to their holders.
+    acknowledged: std::sync::atomic::AtomicU64,
 }
 
 impl ProtectedResource {
@@ -35,6 +39,38 @@ impl ProtectedResource {
                 true
             }
         }
+    }
+}
+
+impl ProtectedResource {
+    /// The counter of `key` (0 before any write).
+    pub fn read(&self, key: &str) -> u64 {
+        let c = self.counters.lock().unwrap_or_else(|p| p.into_inner());
+        c.get(key).copied().unwrap_or(0)
+    }
+
+    /// Sets the counter of `key` to `value`, if the fence is accepted (as
+    /// [`write`](Self::write) decides); true if it was.
+    pub fn write_counter(&self, key: &str, fence: Option<u64>, value: u64) -> bool {
+        if !self.write(key, fence) {
+            return false;
+        }
+        let mut c = self.counters.lock().unwrap_or_else(|p| p.into_inner());
+        c.insert(key.to_string(), value);
+        self.acknowledged
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        true
+    }
+
+    /// Counter writes accepted so far.
+    pub fn acknowledged(&self) -> u64 {
+        self.acknowledged.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The counters summed over keys.
+    pub fn counter_total(&self) -> u64 {
+        let c = self.counters.lock().unwrap_or_else(|p| p.into_inner());
+        c.values().sum()
     }
 }
 
