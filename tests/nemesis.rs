@@ -37,6 +37,18 @@ fn killing_redis_without_persistence_breaks_exclusion() {
     // The second holder was granted the lock after the restart began.
     let w = &s.witnesses[0];
     assert!(w.second.start_ns > s.faults[0].start_ns, "{w:?}");
+    // The server came back on the same port: the clients, which know only
+    // that address, acquire again after the restart.
+    let back = s.faults[0].end_ns.unwrap();
+    let after = events(&dir)
+        .iter()
+        .filter(|e| {
+            e.f == lockbench::history::F::Acquire
+                && e.kind == lockbench::history::OpType::Ok
+                && e.time_ns > back
+        })
+        .count();
+    assert!(after > 0, "no acquisition after the restart");
 }
 
 #[test]

@@ -323,3 +323,56 @@ fn a_missing_server_is_skipped_with_a_hint_or_fails_when_required() {
         "{stderr}"
     );
 }
+
+#[test]
+fn the_counter_workload_counts_lost_updates() {
+    use lockbench::summary::Summary;
+    let tmp = tempfile::tempdir().unwrap();
+    // A correct lock loses nothing: the counter ends at the increments
+    // acknowledged.
+    let path = common::scenario(
+        tmp.path(),
+        "counter",
+        "backends = [\"inproc\"]\nworkload = \"counter\"\nduration = \"1s\"\nclients = 8\n\
+         hold = \"1ms\"\nthink = \"0ms\"\n",
+    );
+    let o = common::lockbench()
+        .args(["run", "--out"])
+        .arg(tmp.path())
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let s = Summary::read(&common::run_dir(tmp.path(), "counter", "inproc").join("summary.json"))
+        .unwrap();
+    let lost = s
+        .lost_updates
+        .expect("lost_updates with the counter workload");
+    assert!(lost.acknowledged > 100, "{lost:?}");
+    assert_eq!((lost.final_value, lost.lost), (lost.acknowledged, 0));
+
+    if !common::server_available("redis-server") {
+        return;
+    }
+    // GET-then-SET lets holders overlap: increments are lost.
+    common::run_shipped_ok(
+        "scenarios/lost-updates.toml",
+        tmp.path(),
+        &["--backends", "redis-get-set"],
+    );
+    let s = Summary::read(
+        &common::run_dir(tmp.path(), "lost-updates", "redis-get-set").join("summary.json"),
+    )
+    .unwrap();
+    let lost = s.lost_updates.expect("lost_updates");
+    assert!(
+        lost.lost > 0 && lost.final_value < lost.acknowledged,
+        "{lost:?}"
+    );
+    assert!(s.violations > 0);
+}

@@ -47,6 +47,9 @@ pub struct Scenario {
     pub mode: Mode,
     /// The verdict this scenario expects.
     pub expect: Verdict,
+    /// Backends for which it expects something else (`[expect_backend]`),
+    /// each explained in the scenario's comments.
+    pub expect_backend: BTreeMap<String, Verdict>,
     /// Seed for every random choice; `None`: drawn at run time and printed.
     pub seed: Option<u64>,
     /// How long the clients contend.
@@ -94,6 +97,11 @@ pub enum Workload {
 }
 
 impl Scenario {
+    /// The verdict expected of `backend`.
+    pub fn expect_for(&self, backend: &str) -> Verdict {
+        self.expect_backend.get(backend).copied().unwrap_or(self.expect)
+    }
+
     /// Every fault of a run of this scenario with `seed`, `hosts` hosts and
     /// `servers` servers: the timeline plus the random schedule's draw.
     pub fn faults_for(&self, seed: u64, servers: usize) -> Vec<FaultSpec> {
@@ -135,6 +143,7 @@ struct Raw {
     backends: Option<Spanned<Vec<Spanned<String>>>>,
     mode: Option<Spanned<String>>,
     expect: Option<Spanned<String>>,
+    expect_backend: Option<BTreeMap<Spanned<String>, Spanned<String>>>,
     seed: Option<u64>,
     duration: Option<Spanned<Dur>>,
     ops: Option<Spanned<i64>>,
@@ -309,6 +318,27 @@ impl Scenario {
                 }
             },
         };
+
+        let verdict_of = |e: &Spanned<String>| match e.get_ref().as_str() {
+            "valid" => Ok(Verdict::Valid),
+            "invalid" => Ok(Verdict::Invalid),
+            other => Err(err(
+                Some(e.span()),
+                format!("{other:?} is not a verdict a scenario can expect"),
+                Some("use \"valid\" or \"invalid\"".into()),
+            )),
+        };
+        let mut expect_backend = BTreeMap::new();
+        for (name, e) in raw.expect_backend.unwrap_or_default() {
+            if !backends.contains(name.get_ref()) {
+                return Err(err(
+                    Some(name.span()),
+                    format!("expect_backend names {:?}, which this scenario does not run", name.get_ref()),
+                    Some(format!("backends here: {}", backends.join(", "))),
+                ));
+            }
+            expect_backend.insert(name.into_inner(), verdict_of(&e)?);
+        }
 
         let int_in = |v: Option<Spanned<i64>>, field: &str, lo: i64, hi: i64, default: i64| match v
         {
@@ -537,6 +567,7 @@ impl Scenario {
             backends,
             mode,
             expect,
+            expect_backend,
             seed: raw.seed,
             duration,
             ops,
@@ -604,6 +635,7 @@ const FIELDS: &[&str] = &[
     "backends",
     "mode",
     "expect",
+    "expect_backend",
     "seed",
     "duration",
     "ops",
