@@ -345,7 +345,10 @@ async fn apply(
         (FaultKind::PauseServer, On::Servers(v)) => {
             let cluster = targets.servers.lock().await;
             for &i in v {
+                // The server first (it forks no new children while
+                // stopped), then children that left its process group.
                 cluster.signal(i, libc::SIGSTOP).map_err(|e| e.to_string())?;
+                signal_descendants(cluster.pids().get(i).copied(), libc::SIGSTOP);
             }
             Ok(None)
         }
@@ -406,6 +409,7 @@ async fn undo(
         (FaultKind::PauseServer, On::Servers(v)) => {
             let cluster = targets.servers.lock().await;
             for &i in v {
+                signal_descendants(cluster.pids().get(i).copied(), libc::SIGCONT);
                 cluster.signal(i, libc::SIGCONT).map_err(|e| e.to_string())?;
             }
             Ok(())
@@ -449,12 +453,87 @@ fn set_clock(cluster: &Cluster, i: usize, offset_ns: i64, rate: f64) -> std::res
     Err("clock faults are not wired yet".into())
 }
 
+/// Sends `signal` to every descendant of `root` that is not in `root`'s
+/// process group: PostgreSQL's backends call setsid(), so a signal to the
+/// server's group misses them, and a "paused" PostgreSQL would go on
+/// serving its open connections. Only processes lockbench started (the
+/// server it spawned, and what that server forked) are signalled, by PID.
+fn signal_descendants(root: Option<u32>, signal: i32) {
+    let Some(root) = root else {
+        return;
+    };
+    for pid in descendants(root) {
+        // SAFETY: kill(2) with a PID we just read as a child of our server.
+        unsafe {
+            libc::kill(pid as libc::pid_t, signal);
+        }
+    }
+}
+
+/// The PIDs whose parent chain leads to `root` (not `root` itself), read
+/// from /proc; empty where /proc cannot be read.
+fn descendants(root: u32) -> Vec<u32> {
+    let mut parent_of = Vec::new();
+    if let Ok(dir) = std::fs::read_dir("/proc") {
+        for entry in dir.flatten() {
+            let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+                continue;
+            };
+            // /proc/PID/stat: "pid (comm) state ppid ..."; comm may hold
+            // spaces and parentheses, so read after the last ')'.
+            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+                continue;
+            };
+            let ppid = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                .and_then(|p| p.parse::<u32>().ok());
+            if let Some(ppid) = ppid {
+                parent_of.push((pid, ppid));
+            }
+        }
+    }
+    let mut found = vec![root];
+    let mut i = 0;
+    // Bounded by the number of processes read.
+    while i < found.len() {
+        let p = found[i];
+        found.extend(parent_of.iter().filter(|(_, pp)| *pp == p).map(|(c, _)| *c));
+        i += 1;
+    }
+    found.remove(0);
+    found
+}
+
 /// How long undoing a fault may take at the end of a run (a restart).
 pub const UNDO_GRACE: Duration = Duration::from_secs(40);
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn descendants_are_found_through_the_parent_chain() {
+        // sh → sleep: both are descendants of this test process.
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "sleep 5 & wait"])
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        let found = descendants(std::process::id());
+        let mine = descendants(child.id());
+        child.kill().ok();
+        for &pid in &mine {
+            // SAFETY: kill(2) of processes this test started.
+            unsafe {
+                libc::kill(pid as libc::pid_t, libc::SIGKILL);
+            }
+        }
+        child.wait().ok();
+        assert!(found.contains(&child.id()), "{found:?}");
+        assert_eq!(mine.len(), 1, "sh's child, sleep: {mine:?}");
+        assert!(found.contains(&mine[0]), "the grandchild too: {found:?}");
+    }
 
     #[tokio::test]
     async fn overlapping_faults_end_each_at_its_own_time() {
