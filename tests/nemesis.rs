@@ -329,3 +329,49 @@ fn client_and_random_faults_are_validated() {
     )
     .unwrap();
 }
+
+#[test]
+fn pausing_postgres_stops_its_backends_too() {
+    use lockbench::history::{F, OpType};
+    if !common::server_available("postgres") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let path = common::scenario(
+        tmp.path(),
+        "pg-pause",
+        "backends = [\"postgres-advisory\"]\nduration = \"5s\"\nclients = 4\nlease = \"2s\"\n\
+         hold = \"5ms\"\nacquire_timeout = \"1s\"\nop_timeout = \"500ms\"\n\
+         [[nemesis]]\nat = \"1500ms\"\nfault = \"pause-server\"\ntargets = [\"server-1\"]\nduration = \"2s\"\n",
+    );
+    let out = tmp.path().join("out");
+    let o = common::lockbench()
+        .args(["run", "--out"])
+        .arg(&out)
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let dir = common::run_dir(&out, "pg-pause", "postgres-advisory");
+    let s = Summary::read(&dir.join("summary.json")).unwrap();
+    let (start, end) = (s.faults[0].start_ns, s.faults[0].end_ns.unwrap());
+    let oks: Vec<u64> = events(&dir)
+        .iter()
+        .filter(|e| e.f == F::Acquire && e.kind == OpType::Ok)
+        .map(|e| e.time_ns)
+        .collect();
+    // Backends (which left the postmaster's process group) are stopped
+    // too: no lock is granted while the server is paused, some before and
+    // after.
+    let during = oks
+        .iter()
+        .filter(|&&t| t > start + 100_000_000 && t < end)
+        .count();
+    assert_eq!(during, 0, "granted while paused");
+    assert!(oks.iter().any(|&t| t < start) && oks.iter().any(|&t| t > end));
+}
