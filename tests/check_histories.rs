@@ -1,17 +1,23 @@
 //! The corpus of hand-written histories in `tests/data/histories/`, checked
-//! through the library (`MutexChecker`) and through the CLI
-//! (`lockbench check`).
+//! through the library (the streaming analysis, and `MutexChecker`, which
+//! must agree with it) and through the CLI (`lockbench check`).
 //!
 //! A file's name starts with its expected verdict: `valid-`, `invalid-` or
 //! `unknown-` (see the README next to the files for why each verdict is what
-//! it is, by design.md's rule). Every mismatch in the corpus is collected and
-//! reported at once, not just the first.
+//! it is, by design.md's rule): the run's verdict, mutual exclusion and
+//! ownership together (`Analysis::verdict`). Every mismatch in the corpus is
+//! collected and reported at once, not just the first. The files that show
+//! one finding (a cause, a release by a non-holder, a stale write) have
+//! their own tests below.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use lockbench::check::{CheckResult, HoldEnd, MutexChecker, Verdict, Witness, run_checker};
-use lockbench::history::{Event, Process, read_jsonl};
+use lockbench::check::{
+    Analysis, AnalysisOptions, CheckResult, FencingOutcome, HoldEnd, MutexChecker, Verdict,
+    ViolationClass, Witness, analyze_events, analyze_file, run_checker,
+};
+use lockbench::history::{Event, Process, read_edn, read_jsonl};
 
 fn corpus_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/histories")
@@ -60,6 +66,25 @@ fn check(path: &Path) -> (Vec<Event>, CheckResult) {
     let events = load(path);
     let result = run_checker(&MutexChecker, &events);
     (events, result)
+}
+
+/// The streaming analysis of a corpus file (`.jsonl` from the file, `.edn`
+/// read into memory), with its events.
+fn analyze(name: &str) -> (Vec<Event>, Analysis) {
+    let path = corpus_dir().join(name);
+    if name.ends_with(".edn") {
+        let events = read_edn(&path)
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+            .events;
+        let analysis = analyze_events(&events, AnalysisOptions::default());
+        (events, analysis)
+    } else {
+        let (analysis, stats) = analyze_file(&path, AnalysisOptions::default())
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let events = load(&path);
+        assert_eq!(stats.events, events.len() as u64, "{name}: events streamed");
+        (events, analysis)
+    }
 }
 
 /// One expected witness, written with event indices (the time of an event is
@@ -199,6 +224,63 @@ const EXPECTED: &[Expect] = &[
         }],
     },
     Expect {
+        file: "invalid-release-by-non-holder.jsonl",
+        violations: 0,
+        witnesses: &[],
+    },
+    Expect {
+        file: "invalid-stale-fenced-write-accepted.jsonl",
+        violations: 1,
+        witnesses: &[W {
+            key: "lock",
+            first: 0,
+            first_start: 1,
+            first_end: Some(10),
+            second: 1,
+            second_start: 4,
+            overlap_end: Some(10),
+        }],
+    },
+    Expect {
+        file: "invalid-stale-fenced-write-rejected.jsonl",
+        violations: 1,
+        witnesses: &[W {
+            key: "lock",
+            first: 0,
+            first_start: 1,
+            first_end: Some(10),
+            second: 1,
+            second_start: 4,
+            overlap_end: Some(10),
+        }],
+    },
+    Expect {
+        file: "invalid-paused-holder-past-lease.jsonl",
+        violations: 1,
+        witnesses: &[W {
+            key: "lock",
+            first: 0,
+            first_start: 1,
+            first_end: Some(12),
+            second: 1,
+            second_start: 6,
+            overlap_end: Some(12),
+        }],
+    },
+    Expect {
+        file: "invalid-lock-lost-within-lease.jsonl",
+        violations: 1,
+        witnesses: &[W {
+            key: "lock",
+            first: 0,
+            first_start: 1,
+            first_end: Some(12),
+            second: 1,
+            second_start: 7,
+            overlap_end: Some(12),
+        }],
+    },
+    Expect {
         file: "invalid-no-key-overlap.jsonl",
         violations: 1,
         witnesses: &[W {
@@ -333,34 +415,73 @@ fn checker_verdicts_match_file_names() {
             Verdict::Invalid => 1,
             Verdict::Unknown => 2,
         }] += 1;
-        let (events, result) = check(&path);
-        if result.verdict != want {
-            let detail = match result.verdict {
+        let (events, direct) = check(&path);
+        let (_, analysis) = analyze(&name);
+        // The streaming pass and the checker over events in memory are one
+        // rule: they must give the same result, witnesses and classes.
+        if direct != analysis.mutex {
+            failures.push(format!(
+                "{name}: MutexChecker and analyze_file disagree:\n      {direct:?}\n      {:?}",
+                analysis.mutex
+            ));
+        }
+        let result = &analysis.mutex;
+        let own = &analysis.ownership;
+        let verdict = analysis.verdict();
+        if verdict != want {
+            let detail = match verdict {
                 Verdict::Invalid => result
                     .witnesses
                     .iter()
                     .map(|w| format!("\n      witness: {w}"))
+                    .chain(
+                        own.witnesses
+                            .iter()
+                            .map(|w| format!("\n      ownership: {w}")),
+                    )
                     .collect::<String>(),
                 _ => format!(" ({})", result.reason.as_deref().unwrap_or("no reason")),
             };
             failures.push(format!(
-                "{name}: expected {want}, checker said {} with {} violation(s){detail}",
-                result.verdict, result.violations
+                "{name}: expected {want}, the analysis said {} with {} mutex and {} ownership violation(s){detail}",
+                verdict, result.violations, own.violations
             ));
             continue;
         }
+        // Every violation has a cause, and the counts by cause add up.
+        let by_class: u64 = result.classes.values().sum();
+        if by_class != result.violations {
+            failures.push(format!(
+                "{name}: classes {:?} count {by_class}, violations {}",
+                result.classes, result.violations
+            ));
+        }
+        for w in &result.witnesses {
+            if !result.classes.contains_key(w.class.as_str()) {
+                failures.push(format!(
+                    "{name}: witness class {} not counted",
+                    w.class.as_str()
+                ));
+            }
+        }
         match want {
             Verdict::Valid => {
-                if result.violations != 0 || !result.witnesses.is_empty() {
-                    failures.push(format!("{name}: valid but carries violations: {result:?}"));
+                if result.violations != 0 || !result.witnesses.is_empty() || own.violations != 0 {
+                    failures.push(format!(
+                        "{name}: valid but carries violations: {result:?} {own:?}"
+                    ));
                 }
             }
             Verdict::Invalid => {
-                if result.violations == 0 || result.witnesses.is_empty() {
+                let mutex_ok = (result.violations == 0) == result.witnesses.is_empty();
+                let own_ok = (own.violations == 0) == own.witnesses.is_empty();
+                if result.violations + own.violations == 0 || !mutex_ok || !own_ok {
                     failures.push(format!(
-                        "{name}: invalid with {} violations and {} witnesses",
+                        "{name}: invalid with {} + {} violations and {} + {} witnesses",
                         result.violations,
-                        result.witnesses.len()
+                        own.violations,
+                        result.witnesses.len(),
+                        own.witnesses.len()
                     ));
                 }
                 // Every witness, expected or not, is two holders of one key
@@ -474,16 +595,23 @@ fn cli_check_exit_codes_match_file_names() {
         }
         if want == Verdict::Invalid {
             let stdout = String::from_utf8_lossy(&out.stdout);
-            let (_, result) = check(&path);
-            let w = &result.witnesses[0];
+            let (_, analysis) = analyze(name);
+            // The first witness: of mutual exclusion, or else of ownership.
+            let (key, processes) = match analysis.mutex.witnesses.first() {
+                Some(w) => (w.key.clone(), vec![w.first.process, w.second.process]),
+                None => {
+                    let w = &analysis.ownership.witnesses[0];
+                    (w.key.clone(), vec![w.process])
+                }
+            };
             let mut missing = Vec::new();
             if !stdout.contains("invalid") {
                 missing.push("the word \"invalid\"".to_string());
             }
-            if !w.key.is_empty() && !stdout.contains(&w.key) {
-                missing.push(format!("the key {:?}", w.key));
+            if !key.is_empty() && !stdout.contains(&key) {
+                missing.push(format!("the key {key:?}"));
             }
-            for p in [&w.first.process, &w.second.process] {
+            for p in &processes {
                 if !mentions_process(&stdout, p) {
                     missing.push(format!("process {p}"));
                 }
@@ -581,4 +709,207 @@ fn cli_check_edn_files_match_file_names() {
             describe(&out)
         );
     }
+}
+
+// ---- The findings of the files that show one thing each (see the README).
+
+const MS: f64 = 1e6;
+
+#[test]
+fn failed_then_retried_releases_are_valid_and_owned() {
+    let (_, a) = analyze("valid-release-failed-twice-then-retried.jsonl");
+    assert_eq!(a.verdict(), Verdict::Valid, "{a:?}");
+    assert_eq!(a.mutex.violations, 0);
+    // The retries succeeded for the holder: no ownership violation.
+    assert_eq!(a.ownership.verdict, Verdict::Valid);
+    assert_eq!(a.ownership.violations, 0);
+    assert_eq!(a.fencing.outcome, FencingOutcome::Safe);
+    assert_eq!((a.fencing.accepted, a.fencing.fence_regressions), (2, 0));
+}
+
+#[test]
+fn a_release_by_a_non_holder_is_an_ownership_violation() {
+    let (events, a) = analyze("invalid-release-by-non-holder.jsonl");
+    assert_eq!(a.verdict(), Verdict::Invalid);
+    // Mutual exclusion itself held: only ownership is violated.
+    assert_eq!(a.mutex.verdict, Verdict::Valid);
+    assert_eq!(a.ownership.verdict, Verdict::Invalid);
+    // Client 2's release said was_held=false: honest, not counted.
+    assert_eq!(a.ownership.violations, 1, "{:?}", a.ownership);
+    let w = &a.ownership.witnesses[0];
+    assert_eq!(w.key, "lock");
+    assert_eq!(w.process, Process::Client(1));
+    assert_eq!(w.index, 5);
+    assert_eq!(w.time_ns, events[5].time_ns);
+    assert_eq!(w.holder, Some(Process::Client(0)));
+    let text = w.to_string();
+    assert!(
+        text.contains("process 1") && text.contains("process 0"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_jepsen_release_by_a_non_holder_is_an_ownership_violation() {
+    let (_, a) = analyze("invalid-jepsen-release-by-non-holder.edn");
+    assert_eq!(a.verdict(), Verdict::Invalid);
+    assert_eq!(a.mutex.verdict, Verdict::Valid);
+    assert_eq!(a.ownership.violations, 1);
+    let w = &a.ownership.witnesses[0];
+    assert_eq!(
+        (w.key.as_str(), w.process, w.holder),
+        ("orders", Process::Client(1), Some(Process::Client(0)))
+    );
+}
+
+#[test]
+fn a_stale_fenced_write_accepted_breaks_the_resource() {
+    let (events, a) = analyze("invalid-stale-fenced-write-accepted.jsonl");
+    assert_eq!(a.verdict(), Verdict::Invalid);
+    assert_eq!(a.fencing.verdict, Some(Verdict::Invalid));
+    assert_eq!(a.fencing.outcome, FencingOutcome::StaleWritesAccepted);
+    assert_eq!(a.fencing.stale_accepted, 1);
+    let w = &a.fencing.witnesses[0];
+    assert_eq!(
+        (w.key.as_str(), w.process, w.index),
+        ("lock", Process::Client(0), 9)
+    );
+    assert_eq!((w.fence, w.max_before), (1, 2));
+    assert_eq!(w.time_ns, events[9].time_ns);
+    // The paused holder outlived its 10 ms lease.
+    assert_eq!(a.mutex.witnesses[0].class, ViolationClass::LeaseExpired);
+}
+
+#[test]
+fn a_stale_fenced_write_rejected_keeps_the_resource_safe() {
+    let (_, a) = analyze("invalid-stale-fenced-write-rejected.jsonl");
+    assert_eq!(
+        a.verdict(),
+        Verdict::Invalid,
+        "exclusion was still violated"
+    );
+    assert_eq!(a.mutex.violations, 1);
+    assert_eq!(a.fencing.verdict, Some(Verdict::Valid));
+    assert_eq!(
+        a.fencing.outcome,
+        FencingOutcome::ExclusionViolatedResourceSafe
+    );
+    assert_eq!(
+        (
+            a.fencing.accepted,
+            a.fencing.rejected,
+            a.fencing.stale_accepted
+        ),
+        (1, 1, 0)
+    );
+    assert!(a.fencing.witnesses.is_empty());
+}
+
+#[test]
+fn a_paused_holder_past_its_lease_is_lease_expired() {
+    let (events, a) = analyze("invalid-paused-holder-past-lease.jsonl");
+    assert_eq!(a.verdict(), Verdict::Invalid);
+    assert_eq!(a.mutex.violations, 1);
+    assert_eq!(
+        a.mutex.classes.get("lease-expired"),
+        Some(&1),
+        "{:?}",
+        a.mutex.classes
+    );
+    assert_eq!(a.mutex.classes.len(), 1);
+    assert!(a.mutex.witnesses[0].to_string().contains("lease-expired"));
+    // No write carried a token.
+    assert_eq!(a.fencing.outcome, FencingOutcome::NoFence);
+    assert_eq!(a.fencing.unfenced, 2);
+    // The pause ended (resume-client) and no acquire followed it.
+    assert_eq!(a.recovery.faults.len(), 1);
+    assert_eq!(a.recovery.faults[0].fault, "resume-client");
+    assert_eq!(a.recovery.faults[0].end_ns, events[9].time_ns);
+    assert_eq!(a.recovery.faults[0].next_acquire_ms, None);
+}
+
+#[test]
+fn a_lock_lost_within_the_lease_is_lock_lost() {
+    let (events, a) = analyze("invalid-lock-lost-within-lease.jsonl");
+    assert_eq!(a.verdict(), Verdict::Invalid);
+    // Client 0 renewed at 80 ms for 100 ms; client 1 got the lock at
+    // 121 ms, after the server restarted: the lease was certainly running.
+    assert_eq!(
+        a.mutex.classes.get("lock-lost"),
+        Some(&1),
+        "{:?}",
+        a.mutex.classes
+    );
+    assert_eq!(a.mutex.witnesses[0].class, ViolationClass::LockLost);
+    assert!(a.mutex.witnesses[0].to_string().contains("lock-lost"));
+    // The restarted server handed out fence 1 again.
+    assert_eq!(a.fencing.fence_regressions, 1);
+    assert_eq!(
+        a.fencing.outcome,
+        FencingOutcome::ExclusionViolatedResourceSafe
+    );
+    // Recovery: from the restart to client 1's acquire.
+    assert_eq!(a.recovery.faults.len(), 1);
+    assert_eq!(a.recovery.faults[0].fault, "restart-server");
+    let want = (events[7].time_ns - events[5].time_ns) as f64 / MS;
+    assert_eq!(a.recovery.faults[0].next_acquire_ms, Some(want));
+}
+
+#[test]
+fn an_info_acquire_that_could_explain_an_overlap_proves_nothing() {
+    let (events, a) = analyze("valid-acquire-info-could-explain-overlap.jsonl");
+    assert_eq!(a.verdict(), Verdict::Valid, "{a:?}");
+    assert_eq!(a.mutex.violations, 0);
+    // Client 1's clean-up release after its info acquire may be its own.
+    assert_eq!(a.ownership.violations, 0);
+    // The info came inside the partition.
+    assert_eq!(a.recovery.info_during_faults, 1);
+    assert_eq!(a.recovery.faults.len(), 1);
+    let want = (events[11].time_ns - events[5].time_ns) as f64 / MS;
+    assert_eq!(a.recovery.faults[0].next_acquire_ms, Some(want));
+    // Client 1 waited from its invoke to the timeout.
+    assert_eq!(a.liveness.longest_wait_process, Some(Process::Client(1)));
+    let wait = (events[4].time_ns - events[3].time_ns) as f64 / MS;
+    assert_eq!(a.liveness.longest_wait_ms, wait);
+    assert_eq!(a.liveness.starved_clients, 1);
+}
+
+#[test]
+fn an_info_acquire_that_could_not_explain_an_overlap_proves_nothing() {
+    let (_, a) = analyze("valid-acquire-info-cannot-explain-overlap.jsonl");
+    assert_eq!(a.verdict(), Verdict::Valid, "{a:?}");
+    assert_eq!(a.mutex.violations, 0);
+    assert_eq!(a.ownership.violations, 0);
+    assert_eq!(a.recovery.info_during_faults, 0);
+    assert!(a.liveness.deadlocks.is_empty());
+}
+
+#[test]
+fn a_crashed_holder_frees_the_lock_without_a_deadlock() {
+    let (events, a) = analyze("valid-crashed-holder-lock-freed-after-lease.jsonl");
+    assert_eq!(a.verdict(), Verdict::Valid, "{a:?}");
+    assert_eq!(a.ownership.violations, 0);
+    assert!(a.liveness.deadlocks.is_empty(), "{:?}", a.liveness);
+    // Client 1 waited out the crashed holder's lease.
+    assert_eq!(a.liveness.longest_wait_process, Some(Process::Client(1)));
+    let wait = (events[4].time_ns - events[2].time_ns) as f64 / MS;
+    assert_eq!(a.liveness.longest_wait_ms, wait);
+    // Unavailable: client 0's own wait, from the crash to client 1's
+    // acquire, then client 3's wait from its invoke to its ok.
+    let gaps = (events[1].time_ns - events[0].time_ns)
+        + (events[4].time_ns - events[3].time_ns)
+        + (events[10].time_ns - events[9].time_ns);
+    assert_eq!(a.recovery.unavailable_ms, gaps as f64 / MS);
+    // A deadlock bound shorter than the wait finds it.
+    let opts = AnalysisOptions {
+        deadlock_bound: Some(std::time::Duration::from_millis(20)),
+    };
+    let (b, _) = analyze_file(
+        &corpus_dir().join("valid-crashed-holder-lock-freed-after-lease.jsonl"),
+        opts,
+    )
+    .unwrap();
+    assert_eq!(b.liveness.deadlocks.len(), 1);
+    assert_eq!(b.liveness.deadlocks[0].start_ns, events[3].time_ns);
+    assert_eq!(b.liveness.deadlocks[0].end_ns, events[4].time_ns);
 }

@@ -1,11 +1,17 @@
 //! Fencing: did the protected resource stay safe? (issue 6, item 3)
 //!
-//! SCAFFOLD: types fixed; the checker is to be written.
+//! Per key, in the order the resource answered: every accepted write must
+//! carry a token at least as large as every token accepted before it, and
+//! the tokens successive holders get from the lock service must grow.
 
 use serde::{Deserialize, Serialize};
 
 use super::Verdict;
+use super::mutex::Keys;
 use crate::history::Process;
+
+/// How many witnesses the report carries; the count covers them all.
+const MAX_WITNESSES: usize = 20;
 
 /// What fencing did for the resource in a run.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,4 +66,133 @@ pub struct FencingReport {
     pub unfenced: u64,
     /// The first stale accepted writes.
     pub witnesses: Vec<FenceWitness>,
+    /// Acquires whose token was not larger than the token an earlier,
+    /// different holder of the key got (or smaller than the holder's own
+    /// earlier one): the lock service's fence went backwards.
+    #[serde(default)]
+    pub fence_regressions: u64,
+}
+
+/// The fencing check, fed one completion at a time.
+#[derive(Debug, Default)]
+pub(crate) struct FencingState {
+    /// Per key id: the largest token accepted so far.
+    max_accepted: Vec<Option<u64>>,
+    /// Per key id: the largest token granted so far, and to whom.
+    max_granted: Vec<Option<(u64, Process)>>,
+    fenced_writes: u64,
+    report: FencingReport,
+    witness_keys: Vec<u32>,
+}
+
+fn slot<T: Default + Clone>(v: &mut Vec<T>, key: u32) -> &mut T {
+    let i = key as usize;
+    if v.len() <= i {
+        v.resize(i + 1, T::default());
+    }
+    &mut v[i]
+}
+
+impl FencingState {
+    /// An acquire of `key` by `process` ended `ok` with `fence`.
+    pub(crate) fn granted(&mut self, key: u32, process: Process, fence: Option<u64>) {
+        let Some(t) = fence else { return };
+        let max = slot(&mut self.max_granted, key);
+        if let Some((m, holder)) = *max
+            && (t < m || (t == m && holder != process))
+        {
+            self.report.fence_regressions += 1;
+        }
+        if max.is_none_or(|(m, _)| t > m) {
+            *max = Some((t, process));
+        }
+    }
+
+    /// A write to the resource completed `ok`: `accepted` is what the
+    /// resource said.
+    pub(crate) fn write(
+        &mut self,
+        key: u32,
+        process: Process,
+        fence: Option<u64>,
+        accepted: Option<bool>,
+        index: u64,
+        time_ns: u64,
+    ) {
+        let r = &mut self.report;
+        r.writes += 1;
+        match fence {
+            Some(_) => self.fenced_writes += 1,
+            None => r.unfenced += 1,
+        }
+        match accepted {
+            Some(true) => {
+                r.accepted += 1;
+                let max = slot(&mut self.max_accepted, key);
+                if let Some(t) = fence {
+                    if let Some(m) = *max
+                        && t < m
+                    {
+                        r.stale_accepted += 1;
+                        if r.witnesses.len() < MAX_WITNESSES {
+                            r.witnesses.push(FenceWitness {
+                                key: String::new(),
+                                process,
+                                index,
+                                time_ns,
+                                fence: t,
+                                max_before: m,
+                            });
+                            self.witness_keys.push(key);
+                        }
+                    }
+                    *max = Some(max.map_or(t, |m| m.max(t)));
+                }
+            }
+            Some(false) => r.rejected += 1,
+            None => {}
+        }
+    }
+
+    /// The report, given whether mutual exclusion was violated.
+    pub(crate) fn finish(self, keys: &Keys, exclusion_violated: bool) -> FencingReport {
+        let mut r = self.report;
+        for (w, key) in r.witnesses.iter_mut().zip(self.witness_keys) {
+            w.key = keys.name(key).to_string();
+        }
+        r.outcome = if r.stale_accepted > 0 {
+            FencingOutcome::StaleWritesAccepted
+        } else if self.fenced_writes == 0 {
+            FencingOutcome::NoFence
+        } else if exclusion_violated {
+            FencingOutcome::ExclusionViolatedResourceSafe
+        } else {
+            FencingOutcome::Safe
+        };
+        r.verdict = Some(if r.stale_accepted > 0 {
+            Verdict::Invalid
+        } else {
+            Verdict::Valid
+        });
+        r
+    }
+}
+
+impl std::fmt::Display for FenceWitness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.key.is_empty() {
+            f.write_str("the lock's resource")?;
+        } else {
+            write!(f, "key {:?}", self.key)?;
+        }
+        write!(
+            f,
+            ": the resource accepted process {}'s write with fence {} at {:.6} s (event {}) after accepting fence {}",
+            self.process,
+            self.fence,
+            self.time_ns as f64 / 1e9,
+            self.index,
+            self.max_before
+        )
+    }
 }

@@ -1,10 +1,24 @@
 //! Liveness and recovery, measured from the history (issue 6 item 6,
 //! issue 4 item 5).
 //!
-//! SCAFFOLD: types fixed; the measures are to be written.
+//! Per key, the pass keeps how many clients wait (an `acquire` invoked and
+//! not completed) and how many hold (from the `acquire` `ok` to the
+//! completion of the release, or the crash: while a release is in flight
+//! the key still counts as held, since a `fail` would mean it never ended).
+//! A key is *unavailable* while someone waits and nobody holds it; an
+//! unavailable stretch with no fault active that lasts longer than the
+//! bound is a deadlock.
+//!
+//! Faults are the nemesis's start and end events: names beginning with
+//! `start-`, `kill-`, `crash-` or `pause-` open a fault; `stop-`, `restart-` and
+//! `resume-` of the same suffix close it, matched by targets where they
+//! agree.
+
+use std::collections::{HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
+use super::mutex::Keys;
 use crate::history::Process;
 
 /// A window in which clients waited for a key, nobody held it and no fault
@@ -63,4 +77,467 @@ pub struct Recovery {
     pub unavailable_fraction: f64,
     /// Operations that ended `info` while a fault was active.
     pub info_during_faults: u64,
+}
+
+/// Whether a nemesis event opens or closes a fault, and the name of the
+/// start event it pairs with.
+fn fault_edge(name: &str) -> Option<(bool, String)> {
+    let (prefix, suffix) = name.split_once('-')?;
+    match prefix {
+        "start" | "kill" | "pause" | "crash" => Some((true, name.to_string())),
+        "stop" => Some((false, format!("start-{suffix}"))),
+        // A crashed client's successor starts at `restart-client`.
+        "restart" if suffix == "client" => Some((false, "crash-client".to_string())),
+        "restart" => Some((false, format!("kill-{suffix}"))),
+        "resume" => Some((false, format!("pause-{suffix}"))),
+        _ => None,
+    }
+}
+
+/// Per key: who waits, who holds, and since when it has been unavailable.
+#[derive(Debug, Default, Clone)]
+struct KeyLive {
+    waiting: u32,
+    held: u32,
+    unavailable_since: Option<u64>,
+    stuck_since: Option<u64>,
+}
+
+/// Per client: did it try, how often did it get a lock.
+#[derive(Debug, Default, Clone, Copy)]
+struct ClientLive {
+    acquisitions: u64,
+}
+
+/// Liveness and recovery, fed one event at a time.
+#[derive(Debug)]
+pub(crate) struct LivenessState {
+    bound_ns: Option<u64>,
+    max_lease_ms: u64,
+    keys: Vec<KeyLive>,
+    held: HashSet<(u64, u32)>,
+    clients: HashMap<u64, ClientLive>,
+    /// Open faults by (start name, targets).
+    open_faults: HashMap<(String, String), u32>,
+    faults_active: u32,
+    longest_wait_ns: u64,
+    longest_wait_process: Option<Process>,
+    /// Stuck windows long enough to be deadlocks under some bound.
+    candidates: Vec<(u32, u64, u64)>,
+    unavailable_ns: u128,
+    faults: Vec<FaultRecovery>,
+    /// Entries of `faults` still waiting for an acquire.
+    awaiting: Vec<usize>,
+    info_during_faults: u64,
+    first_ns: Option<u64>,
+    last_ns: u64,
+}
+
+impl LivenessState {
+    /// `bound`: the deadlock bound; `None` to take the largest lease seen
+    /// plus one second.
+    pub(crate) fn new(bound: Option<std::time::Duration>) -> Self {
+        LivenessState {
+            bound_ns: bound.map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
+            max_lease_ms: 0,
+            keys: Vec::new(),
+            held: HashSet::new(),
+            clients: HashMap::new(),
+            open_faults: HashMap::new(),
+            faults_active: 0,
+            longest_wait_ns: 0,
+            longest_wait_process: None,
+            candidates: Vec::new(),
+            unavailable_ns: 0,
+            faults: Vec::new(),
+            awaiting: Vec::new(),
+            info_during_faults: 0,
+            first_ns: None,
+            last_ns: 0,
+        }
+    }
+
+    /// Every event's time passes through here first.
+    pub(crate) fn tick(&mut self, time_ns: u64, lease_ms: Option<u64>) {
+        if self.first_ns.is_none() {
+            self.first_ns = Some(time_ns);
+        }
+        self.last_ns = self.last_ns.max(time_ns);
+        if let Some(ms) = lease_ms {
+            self.max_lease_ms = self.max_lease_ms.max(ms);
+        }
+    }
+
+    fn key(&mut self, key: u32) -> &mut KeyLive {
+        let i = key as usize;
+        if self.keys.len() <= i {
+            self.keys.resize(i + 1, KeyLive::default());
+        }
+        &mut self.keys[i]
+    }
+
+    /// The shortest stuck window worth keeping before the bound is known.
+    fn keep_ns(&self) -> u64 {
+        self.bound_ns.unwrap_or(1_000_000_000)
+    }
+
+    /// Brings `key`'s windows up to date after its state changed at `t`.
+    fn settle(&mut self, key: u32, t: u64) {
+        let keep = self.keep_ns();
+        let calm = self.faults_active == 0;
+        let k = self.key(key);
+        let unavailable = k.waiting > 0 && k.held == 0;
+        let mut closed_stuck = None;
+        match (unavailable, k.unavailable_since) {
+            (true, None) => k.unavailable_since = Some(t),
+            (false, Some(s)) => {
+                k.unavailable_since = None;
+                self.unavailable_ns += t.saturating_sub(s) as u128;
+            }
+            _ => {}
+        }
+        let k = self.key(key);
+        match (unavailable && calm, k.stuck_since) {
+            (true, None) => k.stuck_since = Some(t),
+            (false, Some(s)) => {
+                k.stuck_since = None;
+                if t.saturating_sub(s) > keep {
+                    closed_stuck = Some((key, s, t));
+                }
+            }
+            _ => {}
+        }
+        if let Some(c) = closed_stuck {
+            self.candidates.push(c);
+        }
+    }
+
+    /// Client `p` invoked an acquire of `key`.
+    pub(crate) fn acquire_invoked(&mut self, p: u64, key: u32, t: u64) {
+        self.clients.entry(p).or_default();
+        self.key(key).waiting += 1;
+        self.settle(key, t);
+    }
+
+    /// Client `p`'s acquire of `key`, invoked at `invoked`, completed.
+    pub(crate) fn acquire_done(&mut self, p: u64, key: u32, invoked: u64, t: u64, ok: bool) {
+        let k = self.key(key);
+        k.waiting = k.waiting.saturating_sub(1);
+        let wait = t.saturating_sub(invoked);
+        if wait > self.longest_wait_ns || self.longest_wait_process.is_none() {
+            self.longest_wait_ns = wait;
+            self.longest_wait_process = Some(Process::Client(p));
+        }
+        if ok {
+            self.clients.entry(p).or_default().acquisitions += 1;
+            if self.held.insert((p, key)) {
+                self.key(key).held += 1;
+            }
+            for i in self.awaiting.drain(..) {
+                if let Some(f) = self.faults.get_mut(i) {
+                    f.next_acquire_ms = Some(t.saturating_sub(f.end_ns) as f64 / 1e6);
+                }
+            }
+        }
+        self.settle(key, t);
+    }
+
+    /// Client `p`'s release of `key` completed `ok` or `info`.
+    pub(crate) fn released(&mut self, p: u64, key: u32, t: u64) {
+        if self.held.remove(&(p, key)) {
+            let k = self.key(key);
+            k.held = k.held.saturating_sub(1);
+            self.settle(key, t);
+        }
+    }
+
+    /// Client `p` crashed at `t`, with an acquire of `waiting_for` in
+    /// flight, or none.
+    pub(crate) fn crashed(&mut self, p: u64, waiting_for: Option<u32>, t: u64) {
+        if let Some(key) = waiting_for {
+            let k = self.key(key);
+            k.waiting = k.waiting.saturating_sub(1);
+            self.settle(key, t);
+        }
+        let mine: Vec<u32> = self
+            .held
+            .iter()
+            .filter(|(q, _)| *q == p)
+            .map(|(_, k)| *k)
+            .collect();
+        for key in mine {
+            self.released(p, key, t);
+        }
+    }
+
+    /// A client operation completed `info`.
+    pub(crate) fn info_completion(&mut self) {
+        if self.faults_active > 0 {
+            self.info_during_faults += 1;
+        }
+    }
+
+    /// A nemesis event (`targets` as compact JSON).
+    pub(crate) fn nemesis(&mut self, name: &str, targets: &str, t: u64) {
+        let Some((opens, start)) = fault_edge(name) else {
+            return;
+        };
+        if opens {
+            *self
+                .open_faults
+                .entry((start, targets.to_string()))
+                .or_default() += 1;
+            self.faults_active += 1;
+        } else {
+            let exact = (start.clone(), targets.to_string());
+            let slot = if self.open_faults.get(&exact).is_some_and(|n| *n > 0) {
+                Some(exact)
+            } else {
+                // Targets written differently at the end: any open fault
+                // of that kind.
+                self.open_faults
+                    .iter()
+                    .find(|((s, _), n)| *s == start && **n > 0)
+                    .map(|(k, _)| k.clone())
+            };
+            if let Some(slot) = slot {
+                if let Some(n) = self.open_faults.get_mut(&slot) {
+                    *n -= 1;
+                    if *n == 0 {
+                        self.open_faults.remove(&slot);
+                    }
+                }
+                self.faults_active = self.faults_active.saturating_sub(1);
+            }
+            self.awaiting.push(self.faults.len());
+            self.faults.push(FaultRecovery {
+                fault: name.to_string(),
+                end_ns: t,
+                next_acquire_ms: None,
+            });
+        }
+        // A fault starting or ending changes whether every key is calm.
+        for key in 0..self.keys.len() as u32 {
+            self.settle(key, t);
+        }
+    }
+
+    /// The measures, over `keys` (every key a client named).
+    pub(crate) fn finish(mut self, keys: &Keys) -> (Liveness, Recovery) {
+        let end = self.last_ns;
+        // Close the windows still open at the end of the history.
+        for key in 0..self.keys.len() as u32 {
+            let k = self.key(key);
+            k.waiting = 0;
+            self.settle(key, end);
+        }
+        let bound = self.bound_ns.unwrap_or_else(|| {
+            self.max_lease_ms
+                .saturating_mul(1_000_000)
+                .saturating_add(1_000_000_000)
+        });
+        let mut deadlocks: Vec<Deadlock> = self
+            .candidates
+            .iter()
+            .filter(|(_, s, e)| e - s > bound)
+            .map(|&(key, start_ns, end_ns)| Deadlock {
+                key: keys.name(key).to_string(),
+                start_ns,
+                end_ns,
+            })
+            .collect();
+        deadlocks.sort_by(|a, b| (a.start_ns, &a.key).cmp(&(b.start_ns, &b.key)));
+        let counts: Vec<u64> = self.clients.values().map(|c| c.acquisitions).collect();
+        let n = counts.len() as f64;
+        let sum: f64 = counts.iter().map(|&x| x as f64).sum();
+        let squares: f64 = counts.iter().map(|&x| (x as f64) * (x as f64)).sum();
+        let liveness = Liveness {
+            deadlocks,
+            longest_wait_ms: self.longest_wait_ns as f64 / 1e6,
+            longest_wait_process: self.longest_wait_process,
+            min_acquisitions: counts.iter().copied().min().unwrap_or(0),
+            max_acquisitions: counts.iter().copied().max().unwrap_or(0),
+            jain_index: if squares > 0.0 {
+                sum * sum / (n * squares)
+            } else {
+                0.0
+            },
+            starved_clients: counts.iter().filter(|&&x| x == 0).count() as u64,
+        };
+        let span = end.saturating_sub(self.first_ns.unwrap_or(end)) as f64;
+        let keys_seen = keys.len().max(1) as f64;
+        let unavailable_ms = self.unavailable_ns as f64 / 1e6;
+        let recovery = Recovery {
+            faults: self.faults,
+            unavailable_ms,
+            unavailable_fraction: if span > 0.0 {
+                (self.unavailable_ns as f64 / (span * keys_seen)).min(1.0)
+            } else {
+                0.0
+            },
+            info_during_faults: self.info_during_faults,
+        };
+        (liveness, recovery)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::check::{AnalysisOptions, analyze_events};
+    use crate::history::{Event, F, OpType, Process};
+
+    const MS: u64 = 1_000_000;
+
+    /// A client event on key "a" at `ms`.
+    fn c(ms: u64, p: u64, kind: OpType, f: F) -> Event {
+        let mut e = Event::new(ms * MS, Process::Client(p), kind, f);
+        e.key = Some("a".into());
+        if e.f == F::Acquire {
+            e.lease_ms = Some(100);
+        }
+        e
+    }
+
+    fn nemesis(ms: u64, name: &str, kind: OpType, targets: &str) -> Event {
+        let mut e = Event::new(ms * MS, Process::Nemesis, kind, F::Fault(name.into()));
+        e.value = Some(serde_json::json!({ "targets": [targets] }));
+        e
+    }
+
+    fn numbered(mut events: Vec<Event>) -> Vec<Event> {
+        for (i, e) in events.iter_mut().enumerate() {
+            e.index = i as u64;
+        }
+        events
+    }
+
+    #[test]
+    fn a_free_lock_nobody_gets_for_longer_than_the_bound_is_a_deadlock() {
+        use OpType::*;
+        let h = numbered(vec![
+            c(0, 1, Invoke, F::Acquire),
+            c(10, 1, Ok, F::Acquire),
+            c(20, 2, Invoke, F::Acquire),
+            c(30, 1, Invoke, F::Release),
+            c(31, 1, Ok, F::Release),
+            c(2000, 2, Fail, F::Acquire),
+        ]);
+        let a = analyze_events(&h, AnalysisOptions::default());
+        let l = &a.liveness;
+        // Bound: the largest lease (100 ms) plus 1 s; the lock stood free
+        // with client 2 waiting from 31 ms to 2000 ms.
+        assert_eq!(l.deadlocks.len(), 1, "{l:?}");
+        assert_eq!(l.deadlocks[0].key, "a");
+        assert_eq!(
+            (l.deadlocks[0].start_ns, l.deadlocks[0].end_ns),
+            (31 * MS, 2000 * MS)
+        );
+        assert_eq!(l.longest_wait_ms, 1980.0);
+        assert_eq!(l.longest_wait_process, Some(Process::Client(2)));
+        assert_eq!((l.min_acquisitions, l.max_acquisitions), (0, 1));
+        assert_eq!(l.starved_clients, 1);
+        // (0 + 1)^2 / (2 * (0 + 1)) = 0.5
+        assert!((l.jain_index - 0.5).abs() < 1e-12, "{}", l.jain_index);
+        let r = &a.recovery;
+        // 0..10 (client 1 waiting) and 31..2000 (client 2 waiting).
+        assert_eq!(r.unavailable_ms, 1979.0);
+        assert!((r.unavailable_fraction - 1979.0 / 2000.0).abs() < 1e-12);
+        assert!(r.faults.is_empty());
+        assert_eq!(r.info_during_faults, 0);
+        // A bound above the window: no deadlock.
+        let opts = AnalysisOptions {
+            deadlock_bound: Some(std::time::Duration::from_millis(1969)),
+        };
+        assert!(analyze_events(&h, opts).liveness.deadlocks.is_empty());
+    }
+
+    #[test]
+    fn faults_excuse_waits_and_recovery_is_timed_from_their_end() {
+        use OpType::*;
+        let h = numbered(vec![
+            nemesis(0, "start-partition", Info, "h1"),
+            c(5, 1, Invoke, F::Acquire),
+            c(1500, 1, Info, F::Acquire),
+            // Same fault, its targets written the same way: it ends here.
+            nemesis(1600, "stop-partition", Info, "h1"),
+            c(1700, 1, Invoke, F::Acquire),
+            c(1750, 1, Ok, F::Acquire),
+            c(1800, 1, Invoke, F::Release),
+            c(1801, 1, Ok, F::Release),
+            c(1850, 2, Invoke, F::Acquire),
+            c(1900, 2, Info, F::Acquire),
+        ]);
+        let a = analyze_events(&h, AnalysisOptions::default());
+        let r = &a.recovery;
+        assert_eq!(r.faults.len(), 1, "{r:?}");
+        assert_eq!(r.faults[0].fault, "stop-partition");
+        assert_eq!(r.faults[0].end_ns, 1600 * MS);
+        assert_eq!(r.faults[0].next_acquire_ms, Some(150.0));
+        // Only the info inside the partition counts.
+        assert_eq!(r.info_during_faults, 1);
+        // 5..1500, 1700..1750 and 1850..1900.
+        assert_eq!(r.unavailable_ms, 1595.0);
+        assert!((r.unavailable_fraction - 1595.0 / 1900.0).abs() < 1e-12);
+        // The long wait fell inside the partition: no deadlock.
+        assert!(a.liveness.deadlocks.is_empty(), "{:?}", a.liveness);
+        // A tight bound finds the two calm 50 ms windows only.
+        let opts = AnalysisOptions {
+            deadlock_bound: Some(std::time::Duration::from_millis(10)),
+        };
+        let d = analyze_events(&h, opts).liveness.deadlocks;
+        let windows: Vec<(u64, u64)> = d.iter().map(|d| (d.start_ns / MS, d.end_ns / MS)).collect();
+        assert_eq!(windows, vec![(1700, 1750), (1850, 1900)]);
+        // Two clients tried; client 2 never got the lock.
+        assert_eq!(a.liveness.starved_clients, 1);
+        assert_eq!(a.liveness.longest_wait_ms, 1495.0);
+    }
+
+    #[test]
+    fn a_nemesis_invoke_and_its_completion_are_one_fault_and_targets_may_differ() {
+        use OpType::*;
+        let h = numbered(vec![
+            nemesis(0, "pause-server", Invoke, "n1"),
+            nemesis(1, "pause-server", Info, "n1"),
+            c(10, 1, Invoke, F::Acquire),
+            c(20, 1, Info, F::Acquire),
+            // Ends the pause even though its targets are written otherwise.
+            nemesis(30, "resume-server", Info, "all"),
+            c(40, 2, Invoke, F::Acquire),
+            c(50, 2, Info, F::Acquire),
+            c(60, 2, Invoke, F::Acquire),
+            c(65, 2, Ok, F::Acquire),
+        ]);
+        let a = analyze_events(&h, AnalysisOptions::default());
+        assert_eq!(a.recovery.info_during_faults, 1, "{:?}", a.recovery);
+        assert_eq!(a.recovery.faults.len(), 1);
+        assert_eq!(a.recovery.faults[0].next_acquire_ms, Some(35.0));
+        // Client 1 tried once and never got it; client 2 got it once.
+        assert_eq!(a.liveness.starved_clients, 1);
+        assert!((a.liveness.jain_index - 0.5).abs() < 1e-12);
+    }
+
+    #[test]
+    fn equal_shares_are_perfectly_fair() {
+        use OpType::*;
+        let mut h = Vec::new();
+        let mut t = 0;
+        for _ in 0..3 {
+            for p in 1..=3 {
+                h.push(c(t, p, Invoke, F::Acquire));
+                h.push(c(t + 1, p, Ok, F::Acquire));
+                h.push(c(t + 2, p, Invoke, F::Release));
+                h.push(c(t + 3, p, Ok, F::Release));
+                t += 4;
+            }
+        }
+        let a = analyze_events(&numbered(h), AnalysisOptions::default());
+        assert_eq!(a.liveness.jain_index, 1.0);
+        assert_eq!(
+            (a.liveness.min_acquisitions, a.liveness.max_acquisitions),
+            (3, 3)
+        );
+        assert_eq!(a.liveness.starved_clients, 0);
+        // Each of the nine acquires waited 1 ms on a free lock.
+        assert_eq!(a.recovery.unavailable_ms, 9.0);
+    }
 }

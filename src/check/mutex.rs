@@ -52,12 +52,6 @@ pub struct Hold {
     pub lease_ms: Option<u64>,
 }
 
-impl Hold {
-    fn end_or_max(&self) -> u64 {
-        self.end_ns.unwrap_or(u64::MAX)
-    }
-}
-
 /// Proof of a violation: two holds of one key by different processes that
 /// overlap in time.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -78,7 +72,9 @@ pub struct Witness {
 }
 
 /// The cause of a violation (issue 6): read from the earlier hold's lease.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum ViolationClass {
     /// The earlier holder held past the lease it was granted (a slow or
@@ -147,10 +143,11 @@ impl std::fmt::Display for Witness {
             Some(end) => write!(
                 f,
                 ": both held it for {:.3} ms",
-                (end - self.overlap_start_ns) as f64 / 1e6
-            ),
-            None => write!(f, ": both held it to the end of the history"),
+                end.saturating_sub(self.overlap_start_ns) as f64 / 1e6
+            )?,
+            None => write!(f, ": both held it to the end of the history")?,
         }
+        write!(f, " [{}]", self.class.as_str())
     }
 }
 
@@ -162,27 +159,226 @@ fn fence_note(fence: Option<u64>) -> String {
 #[derive(Debug)]
 pub struct Inconsistent(pub String);
 
+/// The function of an event, borrowed: what the checkers need of `F`
+/// without allocating for each event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Fn<'a> {
+    Acquire,
+    Release,
+    Renew,
+    Write,
+    Crash,
+    Fault(&'a str),
+}
+
+impl<'a> Fn<'a> {
+    pub(crate) fn of(f: &'a F) -> Self {
+        match f {
+            F::Acquire => Fn::Acquire,
+            F::Release => Fn::Release,
+            F::Renew => Fn::Renew,
+            F::Write => Fn::Write,
+            F::Crash => Fn::Crash,
+            F::Fault(name) => Fn::Fault(name),
+        }
+    }
+
+    pub(crate) fn from_name(name: &'a str) -> Self {
+        match name {
+            "acquire" => Fn::Acquire,
+            "release" => Fn::Release,
+            "renew" => Fn::Renew,
+            "write" => Fn::Write,
+            "crash" => Fn::Crash,
+            other => Fn::Fault(other),
+        }
+    }
+
+    pub(crate) fn as_str(self) -> &'a str {
+        match self {
+            Fn::Acquire => "acquire",
+            Fn::Release => "release",
+            Fn::Renew => "renew",
+            Fn::Write => "write",
+            Fn::Crash => "crash",
+            Fn::Fault(name) => name,
+        }
+    }
+}
+
+/// One event as the checkers see it: borrowed, with the few parts of
+/// `value` they read already picked out.
+#[derive(Debug, Clone)]
+pub(crate) struct Ev<'a> {
+    pub index: u64,
+    pub time_ns: u64,
+    pub process: Process,
+    pub kind: OpType,
+    pub f: Fn<'a>,
+    /// `""` for the one lock of a run without keys.
+    pub key: &'a str,
+    pub fence: Option<u64>,
+    pub lease_ms: Option<u64>,
+    /// `value.accepted` (writes).
+    pub accepted: Option<bool>,
+    /// `value.was_held` (releases).
+    pub was_held: Option<bool>,
+    /// `value.targets` as compact JSON, for nemesis events only.
+    pub targets: String,
+}
+
+impl<'a> Ev<'a> {
+    pub(crate) fn of(e: &'a Event) -> Self {
+        let field = |name: &str| {
+            e.value
+                .as_ref()
+                .and_then(|v| v.get(name))
+                .and_then(serde_json::Value::as_bool)
+        };
+        let targets = match e.process {
+            Process::Nemesis => e
+                .value
+                .as_ref()
+                .and_then(|v| v.get("targets"))
+                .map(|t| t.to_string())
+                .unwrap_or_default(),
+            Process::Client(_) => String::new(),
+        };
+        Ev {
+            index: e.index,
+            time_ns: e.time_ns,
+            process: e.process,
+            kind: e.kind,
+            f: Fn::of(&e.f),
+            key: e.key_or_default(),
+            fence: e.fence,
+            lease_ms: e.lease_ms,
+            accepted: field("accepted"),
+            was_held: field("was_held"),
+            targets,
+        }
+    }
+}
+
+/// Keys seen, each given a small number so per-event state needs no
+/// string copies.
+#[derive(Debug, Default)]
+pub(crate) struct Keys {
+    ids: HashMap<String, u32>,
+    names: Vec<String>,
+}
+
+impl Keys {
+    pub(crate) fn id(&mut self, key: &str) -> u32 {
+        if let Some(&id) = self.ids.get(key) {
+            return id;
+        }
+        let id = self.names.len() as u32;
+        self.names.push(key.to_string());
+        self.ids.insert(key.to_string(), id);
+        id
+    }
+
+    pub(crate) fn name(&self, id: u32) -> &str {
+        self.names
+            .get(id as usize)
+            .map(String::as_str)
+            .unwrap_or("")
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.names.len()
+    }
+}
+
 /// An invoke still waiting for its completion: only what the rule needs.
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 struct PendingOp {
-    f: F,
-    key: String,
+    f: Op,
+    key: u32,
     index: u64,
     time_ns: u64,
     fence: Option<u64>,
     lease_ms: Option<u64>,
 }
 
+/// Client operations the hold rule looks at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Acquire,
+    Release,
+    Renew,
+    Other,
+}
+
+/// A hold as the tracker keeps it: compact, with the lease grants the
+/// cause of a violation is read from.
+#[derive(Debug, Clone)]
+pub(crate) struct Rec {
+    process: Process,
+    key: u32,
+    start_ns: u64,
+    start_index: u64,
+    end_ns: Option<u64>,
+    end_index: Option<u64>,
+    end: HoldEnd,
+    fence: Option<u64>,
+    lease_ms: Option<u64>,
+    /// (invoke time of the acquire or of a renew that ended `ok`, lease
+    /// in ms): the lease was granted no earlier than that invoke, so it ran
+    /// at least until invoke + lease.
+    grants: Vec<(u64, u64)>,
+}
+
+impl Rec {
+    fn end_or_max(&self) -> u64 {
+        self.end_ns.unwrap_or(u64::MAX)
+    }
+
+    fn to_hold(&self, keys: &Keys) -> Hold {
+        Hold {
+            process: self.process,
+            key: keys.name(self.key).to_string(),
+            start_ns: self.start_ns,
+            start_index: self.start_index,
+            end_ns: self.end_ns,
+            end_index: self.end_index,
+            end: self.end,
+            fence: self.fence,
+            lease_ms: self.lease_ms,
+        }
+    }
+
+    /// Why a hold that began at `at` could overlap this one: read from the
+    /// last grant invoked before `at`. Lock-lost is claimed only when the
+    /// lease was certainly still running (its earliest possible end was
+    /// after `at`).
+    fn class_at(&self, at: u64) -> ViolationClass {
+        let grant = self.grants.iter().rev().find(|(from, _)| *from < at);
+        match grant.or(self.grants.first()) {
+            None => ViolationClass::UnknownLease,
+            Some((from, ms)) => {
+                if at >= from.saturating_add(ms.saturating_mul(1_000_000)) {
+                    ViolationClass::LeaseExpired
+                } else {
+                    ViolationClass::LockLost
+                }
+            }
+        }
+    }
+}
+
 /// Builds holds from events fed one at a time, in file order, so a history
-/// of any length is checked in memory proportional to its open holds.
+/// of any length is checked in memory proportional to its holds.
 #[derive(Debug, Default)]
 pub struct HoldTracker {
+    keys: Keys,
     /// Each process's invoke that has not completed yet.
     pending: HashMap<u64, PendingOp>,
-    /// Holds not ended yet, by (process, key).
-    open: HashMap<(u64, String), Hold>,
-    /// Holds that ended.
-    done: Vec<Hold>,
+    /// Holds not ended yet, by (process, key): their place in `recs`.
+    open: HashMap<(u64, u32), usize>,
+    /// Every hold, in the order it began.
+    recs: Vec<Rec>,
 }
 
 impl HoldTracker {
@@ -194,44 +390,69 @@ impl HoldTracker {
     /// Takes the next event, or says why the history is inconsistent (a
     /// completion without an invoke, two invokes in a row).
     pub fn push(&mut self, e: &Event) -> Result<(), Inconsistent> {
+        let ev = Ev::of(e);
+        let key = self.keys.id(ev.key);
+        self.push_ev(&ev, key)
+    }
+
+    /// The key table, shared with the other streaming checkers.
+    pub(crate) fn keys_mut(&mut self) -> &mut Keys {
+        &mut self.keys
+    }
+
+    /// Some other process that holds `key` now.
+    pub(crate) fn other_holder(&self, p: u64, key: u32) -> Option<Process> {
+        self.open
+            .iter()
+            .find(|((q, k), _)| *k == key && *q != p)
+            .map(|((q, _), _)| Process::Client(*q))
+    }
+
+    /// [`push`](Self::push) with the key already numbered.
+    pub(crate) fn push_ev(&mut self, e: &Ev<'_>, key: u32) -> Result<(), Inconsistent> {
         let Process::Client(p) = e.process else {
             return Ok(());
         };
-        if e.f == F::Crash {
+        if e.f == Fn::Crash {
             // A release in flight at the crash never ended, so it did not
             // end in `fail`: the hold ended at its invoke.
             if let Some(op) = self.pending.remove(&p)
-                && op.f == F::Release
+                && op.f == Op::Release
             {
                 self.close_at_release(p, &op);
             }
-            let keys: Vec<(u64, String)> =
-                self.open.keys().filter(|(q, _)| *q == p).cloned().collect();
-            for k in keys {
-                if let Some(mut hold) = self.open.remove(&k) {
-                    hold.end_ns = Some(e.time_ns.max(hold.start_ns));
-                    hold.end_index = Some(e.index);
-                    hold.end = HoldEnd::Crash;
-                    self.done.push(hold);
+            let mine: Vec<(u64, u32)> =
+                self.open.keys().filter(|(q, _)| *q == p).copied().collect();
+            for k in mine {
+                if let Some(i) = self.open.remove(&k) {
+                    let rec = &mut self.recs[i];
+                    rec.end_ns = Some(e.time_ns.max(rec.start_ns));
+                    rec.end_index = Some(e.index);
+                    rec.end = HoldEnd::Crash;
                 }
             }
             return Ok(());
         }
+        let op_of = |f: Fn<'_>| match f {
+            Fn::Acquire => Op::Acquire,
+            Fn::Release => Op::Release,
+            Fn::Renew => Op::Renew,
+            _ => Op::Other,
+        };
         if e.kind == OpType::Invoke {
             if let Some(prev) = self.pending.get(&p) {
                 return Err(Inconsistent(format!(
-                    "process {p} invoked {} at event {} while its {} from event {} had not completed",
+                    "process {p} invoked {} at event {} while its operation from event {} had not completed",
                     e.f.as_str(),
                     e.index,
-                    prev.f.as_str(),
                     prev.index
                 )));
             }
             self.pending.insert(
                 p,
                 PendingOp {
-                    f: e.f.clone(),
-                    key: e.key_or_default().to_string(),
+                    f: op_of(e.f),
+                    key,
                     index: e.index,
                     time_ns: e.time_ns,
                     fence: e.fence,
@@ -247,75 +468,104 @@ impl HoldTracker {
                 e.f.as_str()
             )));
         };
-        if op.f != e.f {
+        let same = match op.f {
+            Op::Other => op_of(e.f) == Op::Other,
+            f => op_of(e.f) == f,
+        };
+        if !same {
             return Err(Inconsistent(format!(
-                "event {}: process {p} completed {} but had invoked {} at event {}",
+                "event {}: process {p} completed {} but had invoked another operation at event {}",
                 e.index,
                 e.f.as_str(),
-                op.f.as_str(),
                 op.index
             )));
         }
-        match (&e.f, e.kind) {
-            (F::Acquire, OpType::Ok) => {
+        match (op.f, e.kind) {
+            (Op::Acquire, OpType::Ok) => {
                 // A second acquire by the holder (reentrancy) keeps the
                 // first hold.
-                let key = op.key;
-                self.open.entry((p, key.clone())).or_insert_with(|| Hold {
+                if self.open.contains_key(&(p, op.key)) {
+                    return Ok(());
+                }
+                let lease_ms = e.lease_ms.or(op.lease_ms);
+                self.open.insert((p, op.key), self.recs.len());
+                self.recs.push(Rec {
                     process: e.process,
-                    key,
+                    key: op.key,
                     start_ns: e.time_ns,
                     start_index: e.index,
                     end_ns: None,
                     end_index: None,
                     end: HoldEnd::EndOfHistory,
                     fence: e.fence.or(op.fence),
-                    lease_ms: e.lease_ms.or(op.lease_ms),
+                    lease_ms,
+                    grants: lease_ms.map(|ms| (op.time_ns, ms)).into_iter().collect(),
                 });
             }
-            (F::Release, OpType::Ok | OpType::Info) => self.close_at_release(p, &op),
+            (Op::Renew, OpType::Ok) => {
+                if let Some(&i) = self.open.get(&(p, op.key)) {
+                    let rec = &mut self.recs[i];
+                    let ms = e
+                        .lease_ms
+                        .or(op.lease_ms)
+                        .or(rec.grants.last().map(|g| g.1));
+                    if let Some(ms) = ms {
+                        rec.grants.push((op.time_ns, ms));
+                    }
+                }
+            }
+            (Op::Release, OpType::Ok | OpType::Info) => self.close_at_release(p, &op),
             _ => {}
         }
         Ok(())
     }
 
     fn close_at_release(&mut self, p: u64, op: &PendingOp) {
-        if let Some(mut hold) = self.open.remove(&(p, op.key.clone())) {
-            hold.end_ns = Some(op.time_ns.max(hold.start_ns));
-            hold.end_index = Some(op.index);
-            hold.end = HoldEnd::Release;
-            self.done.push(hold);
+        if let Some(i) = self.open.remove(&(p, op.key)) {
+            let rec = &mut self.recs[i];
+            rec.end_ns = Some(op.time_ns.max(rec.start_ns));
+            rec.end_index = Some(op.index);
+            rec.end = HoldEnd::Release;
         }
     }
 
-    /// Ends the history: every hold, in the order they began.
-    pub fn finish(mut self) -> Vec<Hold> {
+    /// Ends the history: the compact holds, in the order they began.
+    pub(crate) fn finish_recs(mut self) -> (Vec<Rec>, Keys) {
         // A release still in flight when the history ends may have happened.
         let pending: Vec<(u64, PendingOp)> = self.pending.drain().collect();
         for (p, op) in pending {
-            if op.f == F::Release {
+            if op.f == Op::Release {
                 self.close_at_release(p, &op);
             }
         }
-        let mut done = self.done;
-        done.extend(self.open.into_values());
-        done.sort_by_key(|h| (h.start_ns, h.start_index));
-        done
+        let mut recs = self.recs;
+        recs.sort_by_key(|h| (h.start_ns, h.start_index));
+        (recs, self.keys)
+    }
+
+    /// Ends the history: every hold, in the order they began.
+    pub fn finish(self) -> Vec<Hold> {
+        let (recs, keys) = self.finish_recs();
+        recs.iter().map(|r| r.to_hold(&keys)).collect()
     }
 }
 
 /// The holds in a history, in the order they began, or why the history is
 /// inconsistent.
 pub fn holds(events: &[Event]) -> Result<Vec<Hold>, Inconsistent> {
-    let mut order: Vec<&Event> = events.iter().collect();
-    // File order is the contract; sorting by index only guards against
-    // events handed over out of order.
-    order.sort_by_key(|e| e.index);
     let mut tracker = HoldTracker::new();
-    for e in order {
+    for e in in_index_order(events) {
         tracker.push(e)?;
     }
     Ok(tracker.finish())
+}
+
+/// File order is the contract; sorting by index only guards against events
+/// handed over out of order.
+pub(crate) fn in_index_order(events: &[Event]) -> Vec<&Event> {
+    let mut order: Vec<&Event> = events.iter().collect();
+    order.sort_by_key(|e| e.index);
+    order
 }
 
 /// The direct mutual-exclusion checker.
@@ -328,10 +578,14 @@ impl Checker for MutexChecker {
     }
 
     fn check(&self, events: &[Event]) -> CheckResult {
-        match holds(events) {
-            Ok(h) => self.check_holds(&h),
-            Err(why) => self.inconsistent(why),
+        let mut tracker = HoldTracker::new();
+        for e in in_index_order(events) {
+            if let Err(why) = tracker.push(e) {
+                return self.inconsistent(why);
+            }
         }
+        let (recs, keys) = tracker.finish_recs();
+        self.check_recs(&recs, &keys)
     }
 }
 
@@ -341,19 +595,51 @@ impl MutexChecker {
         CheckResult::unknown(self.name(), format!("inconsistent history: {why}"))
     }
 
-    /// The verdict over holds, however they were gathered.
+    /// The verdict over holds, however they were gathered. A `Hold` does
+    /// not carry its acquire's invoke time, so the lease is counted from
+    /// the `ok` here: the classes are less certain than those of
+    /// [`check`](Checker::check) and `analyze_file`, which know the invoke.
     pub fn check_holds(&self, holds: &[Hold]) -> CheckResult {
-        let mut by_key: BTreeMap<&str, Vec<&Hold>> = BTreeMap::new();
-        for h in holds {
-            by_key.entry(h.key.as_str()).or_default().push(h);
+        let mut keys = Keys::default();
+        let mut recs: Vec<Rec> = holds
+            .iter()
+            .map(|h| Rec {
+                process: h.process,
+                key: keys.id(&h.key),
+                start_ns: h.start_ns,
+                start_index: h.start_index,
+                end_ns: h.end_ns,
+                end_index: h.end_index,
+                end: h.end,
+                fence: h.fence,
+                lease_ms: h.lease_ms,
+                grants: h.lease_ms.map(|ms| (h.start_ns, ms)).into_iter().collect(),
+            })
+            .collect();
+        recs.sort_by_key(|h| (h.start_ns, h.start_index));
+        self.check_recs(&recs, &keys)
+    }
+
+    /// The verdict over compact holds sorted by start.
+    pub(crate) fn check_recs(&self, recs: &[Rec], keys: &Keys) -> CheckResult {
+        let mut by_key: Vec<Vec<usize>> = vec![Vec::new(); keys.len()];
+        for (i, h) in recs.iter().enumerate() {
+            if let Some(list) = by_key.get_mut(h.key as usize) {
+                list.push(i);
+            }
         }
         let mut violations = 0u64;
         let mut witnesses = Vec::new();
-        for (key, holds) in by_key {
+        let mut classes: BTreeMap<String, u64> = BTreeMap::new();
+        let mut order: Vec<u32> = (0..keys.len() as u32).collect();
+        order.sort_by(|a, b| keys.name(*a).cmp(keys.name(*b)));
+        for key in order {
+            let holds = &by_key[key as usize];
             // Holds arrive sorted by start. `active` keeps those not yet
             // ended, smallest end first, so each is popped once.
             let mut active: BinaryHeap<Reverse<(u64, usize)>> = BinaryHeap::new();
-            for (i, h) in holds.iter().enumerate() {
+            for &i in holds {
+                let h = &recs[i];
                 while let Some(Reverse((end, _))) = active.peek() {
                     if *end <= h.start_ns {
                         active.pop();
@@ -362,21 +648,23 @@ impl MutexChecker {
                     }
                 }
                 for Reverse((_, j)) in active.iter() {
-                    let a = holds[*j];
+                    let a = &recs[*j];
                     // Half-open intervals [start, end): touching is a hand-off.
                     if a.process == h.process || a.start_ns >= h.end_or_max() {
                         continue;
                     }
                     violations += 1;
+                    let class = a.class_at(h.start_ns);
+                    *classes.entry(class.as_str().to_string()).or_default() += 1;
                     if witnesses.len() < MAX_WITNESSES {
                         let end = a.end_or_max().min(h.end_or_max());
                         witnesses.push(Witness {
-                            key: key.to_string(),
-                            first: a.clone(),
-                            second: (*h).clone(),
+                            key: keys.name(key).to_string(),
+                            first: a.to_hold(keys),
+                            second: h.to_hold(keys),
                             overlap_start_ns: h.start_ns,
                             overlap_end_ns: (end != u64::MAX).then_some(end),
-                            class: ViolationClass::UnknownLease,
+                            class,
                         });
                     }
                 }
@@ -394,7 +682,7 @@ impl MutexChecker {
             violations,
             witnesses,
             reason: None,
-            classes: Default::default(),
+            classes,
         }
     }
 }
