@@ -16,6 +16,11 @@ packages=(
   postgresql                   # advisory locks
   protobuf-compiler            # etcd-client needs protoc at build time
 )
+# The browser test renders the HTML reports in headless Chromium. Some
+# systems (GitHub's Ubuntu runners) ship one outside apt: keep it.
+if ! command -v chromium >/dev/null 2>&1; then
+  packages+=(chromium)
+fi
 
 sudo=""
 if [ "$(id -u)" -ne 0 ]; then
