@@ -35,7 +35,8 @@ enum Command {
     /// Run scenarios: one run directory per scenario and backend.
     ///
     /// Exit code 0 when every verdict is what its scenario expects, 1 when one
-    /// is not, 2 on a bad scenario or flag.
+    /// is not (or, under --fail-on-regression, when a run regressed against
+    /// its --baseline), 2 on a bad scenario or flag.
     Run {
         /// Scenario files (TOML), e.g. scenarios/quick.toml. All are
         /// validated before anything starts.
@@ -54,6 +55,8 @@ enum Command {
         /// No progress bar (it is also off when stderr is not a terminal).
         #[arg(long)]
         no_progress: bool,
+        #[command(flatten)]
+        gate: Gate,
     },
     /// Check a recorded history and print the verdict with its witness.
     ///
@@ -65,6 +68,28 @@ enum Command {
         /// The history's format.
         #[arg(long, value_enum, default_value_t = Format::Jsonl)]
         format: Format,
+        /// Also check linearizability against an owner-aware mutex model
+        /// (a search per key; may end `unknown` on its time budget).
+        #[arg(long)]
+        linearizable: bool,
+    },
+    /// Write a history in another tool's form.
+    ///
+    /// Exit code 0 written, 2 bad input.
+    Export {
+        /// The output form: `porcupine` (Porcupine's operations, one JSON
+        /// array).
+        #[arg(long, value_enum)]
+        format: ExportFormat,
+        /// The history (history v1 JSONL, or Jepsen EDN with --input edn).
+        #[arg(value_name = "HISTORY")]
+        history: PathBuf,
+        /// The input history's format.
+        #[arg(long, value_enum, default_value_t = Format::Jsonl)]
+        input: Format,
+        /// Write here instead of stdout.
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
     },
     /// Rebuild index.html of recorded runs; given several, also write a
     /// page that compares them.
@@ -75,7 +100,33 @@ enum Command {
         /// Where the comparison page goes when several runs are given.
         #[arg(long, value_name = "DIR", default_value = "reports")]
         out: PathBuf,
+        #[command(flatten)]
+        gate: Gate,
     },
+}
+
+/// The regression gate's flags.
+#[derive(clap::Args, Clone)]
+struct Gate {
+    /// Compare each run with the newest earlier run of the same scenario and
+    /// backend under DIR (an out dir: DIR/<scenario>/<backend>/<timestamp>/).
+    /// Flags a worse verdict or new violations, and acquire p99 latency or
+    /// throughput worse by more than --threshold percent; shown on the pages
+    /// and printed.
+    #[arg(long, value_name = "DIR")]
+    baseline: Option<PathBuf>,
+    /// The regression threshold, percent.
+    #[arg(long, value_name = "PCT", default_value_t = 10.0)]
+    threshold: f64,
+    /// Exit 1 when a run regressed against the baseline.
+    #[arg(long, requires = "baseline")]
+    fail_on_regression: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ExportFormat {
+    /// Porcupine's operation form (client id, input, call, output, return).
+    Porcupine,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -126,9 +177,20 @@ fn main() -> ExitCode {
                 seed,
                 backends,
                 no_progress,
-            } => run(scenarios, out, seed, backends, !no_progress).await,
-            Command::Check { history, format } => check(history, format).await,
-            Command::Report { runs, out } => report(runs, out),
+                gate,
+            } => run(scenarios, out, seed, backends, !no_progress, gate).await,
+            Command::Check {
+                history,
+                format,
+                linearizable,
+            } => check(history, format, linearizable).await,
+            Command::Export {
+                format: ExportFormat::Porcupine,
+                history,
+                input,
+                output,
+            } => export(history, input, output),
+            Command::Report { runs, out, gate } => report(runs, out, gate),
         }
     });
     match code {
@@ -175,7 +237,19 @@ async fn run(
     seed: Option<u64>,
     only: Option<Vec<String>>,
     progress: bool,
+    gate: Gate,
 ) -> anyhow::Result<u8> {
+    if let Some(dir) = &gate.baseline
+        && !dir.is_dir()
+    {
+        eprintln!("error: --baseline: {} is not a directory", dir.display());
+        return Ok(BAD_INPUT);
+    }
+    if !(gate.threshold.is_finite() && gate.threshold >= 0.0) {
+        eprintln!("error: --threshold must be a percentage >= 0");
+        return Ok(BAD_INPUT);
+    }
+    let mut regressed = Vec::new();
     // Validate everything before starting anything.
     let mut scenarios = Vec::new();
     for p in &paths {
@@ -249,10 +323,19 @@ async fn run(
             if cancel.is_cancelled() {
                 break;
             }
+            // Found before the run, so the new run cannot be its own baseline.
+            let base = gate.baseline.as_ref().and_then(|dir| {
+                lockbench::report::baseline::find_baseline(dir, &scenario.name, backend, None)
+            });
             match run_backend(scenario, backend, seed, &opts).await {
                 Ok(RunOutcome::Skipped { reason }) => println!("  {backend:<18} skipped: {reason}"),
                 Ok(RunOutcome::Completed { run_dir, summary }) => {
                     print_run(&summary, &run_dir);
+                    if gate.baseline.is_some()
+                        && apply_baseline(&run_dir, &summary, base, gate.threshold)
+                    {
+                        regressed.push(format!("{}/{}", summary.scenario, summary.backend));
+                    }
                     if !summary.matches_expectation {
                         mismatches.push(format!(
                             "{}/{}: {} but the scenario expects {} (seed {seed}; {})",
@@ -292,6 +375,15 @@ async fn run(
             eprintln!("  {m}");
         }
     }
+    if !regressed.is_empty() {
+        println!(
+            "\nREGRESSION against the baseline: {}",
+            regressed.join(", ")
+        );
+        if gate.fail_on_regression {
+            return Ok(1);
+        }
+    }
     Ok(if mismatches.is_empty() && failures == 0 {
         0
     } else {
@@ -324,18 +416,76 @@ fn print_run(s: &Summary, run_dir: &std::path::Path) {
     println!("      report: {}", run_dir.join("index.html").display());
 }
 
-async fn check(path: PathBuf, format: Format) -> anyhow::Result<u8> {
-    let checked = match format {
-        Format::Jsonl => check::check_file(&path),
-        Format::Edn => lockbench::history::read_edn(&path).map(|h| {
-            let stats = lockbench::history::StreamStats {
-                events: h.events.len() as u64,
-                truncated: false,
-            };
-            (check::run_checker(&check::MutexChecker, &h.events), stats)
-        }),
+/// Compares a finished run with its baseline (if any), records the result
+/// in the run directory, rebuilds the run page and prints the outcome.
+/// True when the run regressed.
+fn apply_baseline(
+    run_dir: &std::path::Path,
+    summary: &Summary,
+    base: Option<(PathBuf, Summary)>,
+    threshold: f64,
+) -> bool {
+    use lockbench::report::baseline;
+    let Some((base_dir, base)) = base else {
+        println!("      baseline: none found for this scenario and backend (this run can be one)");
+        return false;
     };
-    let (result, stats) = match checked {
+    let cmp = baseline::compare(summary, &base, &base_dir, threshold);
+    if let Err(e) = baseline::write(run_dir, &cmp) {
+        eprintln!("      baseline comparison not saved: {e}");
+    }
+    if let Err(e) = lockbench::report::write_run_report(run_dir, summary) {
+        eprintln!("      report not rebuilt: {e}");
+    }
+    if cmp.regressed() {
+        println!("      REGRESSION against {}:", base_dir.display());
+        for r in &cmp.regressions {
+            println!("        {r}");
+        }
+    } else {
+        println!(
+            "      baseline: no regression against {} (threshold {} %)",
+            base_dir.display(),
+            threshold
+        );
+    }
+    cmp.regressed()
+}
+
+/// Reads a history in `format`; the error is printed.
+fn load_events(path: &std::path::Path, format: Format) -> Option<Vec<lockbench::history::Event>> {
+    let loaded = match format {
+        Format::Jsonl => lockbench::history::read_jsonl(path),
+        Format::Edn => lockbench::history::read_edn(path),
+    };
+    match loaded {
+        Ok(h) => Some(h.events),
+        Err(e) => {
+            eprintln!("error: {e}");
+            None
+        }
+    }
+}
+
+async fn check(path: PathBuf, format: Format, linearizable: bool) -> anyhow::Result<u8> {
+    let opts = check::AnalysisOptions::default();
+    let mut events = None;
+    let analysed = match format {
+        Format::Jsonl => check::analyze_file(&path, opts),
+        Format::Edn => match load_events(&path, format) {
+            Some(ev) => {
+                let a = check::analyze_events(&ev, opts);
+                let stats = lockbench::history::StreamStats {
+                    events: ev.len() as u64,
+                    truncated: false,
+                };
+                events = Some(ev);
+                Ok((a, stats))
+            }
+            None => return Ok(BAD_INPUT),
+        },
+    };
+    let (analysis, stats) = match analysed {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: {e}");
@@ -348,21 +498,111 @@ async fn check(path: PathBuf, format: Format) -> anyhow::Result<u8> {
             path.display()
         );
     }
+    let m = &analysis.mutex;
     println!(
         "{}: {} ({} events, {} violations)",
-        result.checker, result.verdict, stats.events, result.violations
+        m.checker, m.verdict, stats.events, m.violations
     );
-    for w in &result.witnesses {
+    if !m.classes.is_empty() {
+        let classes: Vec<String> = m
+            .classes
+            .iter()
+            .map(|(c, n)| format!("{c} × {n}"))
+            .collect();
+        println!("  classes: {}", classes.join(", "));
+    }
+    for w in &m.witnesses {
         println!("  witness: {w}");
     }
-    if let Some(reason) = &result.reason {
+    if let Some(reason) = &m.reason {
         println!("  {reason}");
     }
-    Ok(result.verdict.exit_code() as u8)
+    let o = &analysis.ownership;
+    println!(
+        "ownership: {} ({} releases by a non-holder)",
+        o.verdict, o.violations
+    );
+    for w in &o.witnesses {
+        println!("  witness: {w}");
+    }
+    let f = &analysis.fencing;
+    let outcome = serde_json::to_value(f.outcome)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_else(|| format!("{:?}", f.outcome));
+    println!(
+        "fencing: {outcome} ({} writes, {} accepted, {} rejected, {} stale accepted)",
+        f.writes, f.accepted, f.rejected, f.stale_accepted
+    );
+    for w in f.witnesses.iter().take(10) {
+        println!("  witness: {w}");
+    }
+    let l = &analysis.liveness;
+    println!(
+        "liveness: Jain index {:.3}, longest wait {:.1} ms, {} deadlocks, {} starved clients",
+        l.jain_index,
+        l.longest_wait_ms,
+        l.deadlocks.len(),
+        l.starved_clients
+    );
+    let mut verdict = analysis.verdict();
+    if linearizable {
+        let events = match events {
+            Some(ev) => ev,
+            None => match load_events(&path, format) {
+                Some(ev) => ev,
+                None => return Ok(BAD_INPUT),
+            },
+        };
+        let r = check::check_linearizable(&events, check::Budget::default());
+        print!("linearizable: {} ({} keys", r.verdict, r.keys);
+        if let Some(key) = &r.key {
+            print!(", key {key:?}");
+        }
+        if let Some(n) = r.longest_prefix {
+            print!(", longest linearizable prefix {n} operations");
+        }
+        println!(")");
+        if !r.unplaceable.is_empty() {
+            println!("  cannot be placed: events {:?}", r.unplaceable);
+        }
+        if let Some(reason) = &r.reason {
+            println!("  {reason}");
+        }
+        if r.verdict == Verdict::Invalid {
+            verdict = Verdict::Invalid;
+        }
+    }
+    Ok(verdict.exit_code() as u8)
 }
 
-fn report(runs: Vec<PathBuf>, out: PathBuf) -> anyhow::Result<u8> {
+fn export(path: PathBuf, format: Format, output: Option<PathBuf>) -> anyhow::Result<u8> {
+    let Some(events) = load_events(&path, format) else {
+        return Ok(BAD_INPUT);
+    };
+    let mut buf = Vec::new();
+    if let Err(e) = lockbench::history::porcupine::write_porcupine(&events, &mut buf) {
+        eprintln!("error: {e}");
+        return Ok(BAD_INPUT);
+    }
+    match output {
+        Some(file) => {
+            std::fs::write(&file, &buf).with_context(|| format!("writing {}", file.display()))?;
+            eprintln!("wrote {}", file.display());
+        }
+        None => {
+            use std::io::Write as _;
+            std::io::stdout()
+                .write_all(&buf)
+                .context("writing to stdout")?;
+        }
+    }
+    Ok(0)
+}
+
+fn report(runs: Vec<PathBuf>, out: PathBuf, gate: Gate) -> anyhow::Result<u8> {
     let mut loaded = Vec::new();
+    let mut regressed = false;
     for dir in &runs {
         let summary = match Summary::read(&dir.join("summary.json")) {
             Ok(s) => s,
@@ -373,6 +613,16 @@ fn report(runs: Vec<PathBuf>, out: PathBuf) -> anyhow::Result<u8> {
                 return Ok(BAD_INPUT);
             }
         };
+        if let Some(base_dir) = &gate.baseline {
+            let base = lockbench::report::baseline::find_baseline(
+                base_dir,
+                &summary.scenario,
+                &summary.backend,
+                Some(dir),
+            );
+            println!("{}:", dir.display());
+            regressed |= apply_baseline(dir, &summary, base, gate.threshold);
+        }
         let page = lockbench::report::write_run_report(dir, &summary)
             .with_context(|| format!("writing the report of {}", dir.display()))?;
         println!("{}", page.display());
@@ -386,5 +636,8 @@ fn report(runs: Vec<PathBuf>, out: PathBuf) -> anyhow::Result<u8> {
     let all_valid = loaded
         .iter()
         .all(|(_, s)| s.verdict == Verdict::Valid || s.matches_expectation);
+    if regressed && gate.fail_on_regression {
+        return Ok(1);
+    }
     Ok(if all_valid { 0 } else { 1 })
 }

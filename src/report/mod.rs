@@ -10,9 +10,11 @@
 //! [`register_font`]; the SVG names the family `sans-serif`, so browsers draw
 //! the text with their own sans-serif font.
 
+pub mod baseline;
 mod charts;
 mod compare;
 pub(crate) mod html;
+mod timeline;
 
 /// The stylesheet both pages share (each adds its own rules after it).
 const BASE_CSS: &str = include_str!("base.css");

@@ -20,6 +20,7 @@ const KEYS_SHOWN: usize = 12;
 
 /// The page for one run; `path` is where it will be written (for errors).
 pub(crate) fn render(path: &Path, s: &Summary) -> Result<String> {
+    let run_dir = path.parent().unwrap_or(Path::new("."));
     let latency_chart = charts::latency_chart(
         path,
         "Acquire latency by percentile",
@@ -84,6 +85,12 @@ pub(crate) fn render(path: &Path, s: &Summary) -> Result<String> {
         ("ops_table", ops_table(s)),
         ("servers", servers(s)),
         ("faults", faults(s)),
+        (
+            "baseline",
+            super::baseline::section(super::baseline::read(run_dir).as_ref()),
+        ),
+        ("timeline", super::timeline::section(run_dir, s)),
+        ("checks", checks(s)),
         ("latency_chart", latency_chart),
         ("throughput_chart", throughput_chart),
     ];
@@ -468,5 +475,47 @@ fn faults(s: &Summary) -> String {
         );
     }
     out.push_str("</tbody></table></div>");
+    out
+}
+
+/// Ownership, fencing, liveness and recovery, as the checkers found them.
+fn checks(s: &Summary) -> String {
+    let mut out = String::from("<section>\n<h2>Other checks</h2>\n<table class=\"kv\"><tbody>\n");
+    let _ = writeln!(
+        out,
+        "<tr><th>violation classes</th><td>{}</td></tr>",
+        super::compare::classes_text(s)
+    );
+    let _ = writeln!(
+        out,
+        "<tr><th>ownership</th><td>{}</td></tr>",
+        super::compare::ownership_text(s)
+    );
+    let _ = writeln!(
+        out,
+        "<tr><th>fencing</th><td>{}</td></tr>",
+        super::compare::fencing_text(s)
+    );
+    let _ = writeln!(
+        out,
+        "<tr><th>liveness</th><td>{}</td></tr>",
+        super::compare::liveness_text(s)
+    );
+    let _ = writeln!(
+        out,
+        "<tr><th>fault recovery</th><td>{}</td></tr>",
+        super::compare::recovery_text(s)
+    );
+    if let Some(l) = &s.lost_updates {
+        let _ = writeln!(
+            out,
+            "<tr><th>lost updates</th><td>{} of {} acknowledged increments lost (final value {})</td></tr>",
+            l.lost, l.acknowledged, l.final_value
+        );
+    }
+    for n in &s.notes {
+        let _ = writeln!(out, "<tr><th>note</th><td>{}</td></tr>", escape(n));
+    }
+    out.push_str("</tbody></table>\n</section>");
     out
 }

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use super::baseline;
 use super::*;
 use crate::check::{Hold, HoldEnd, Verdict, ViolationClass, Witness};
 use crate::history::Process;
@@ -154,12 +155,14 @@ pub(crate) fn invalid_summary() -> Summary {
             start_ns: 10_000_000_000,
             end_ns: Some(15_000_000_000),
             targets: vec!["redis-1".into()],
+            error: None,
         },
         FaultRecord {
             fault: "partition".into(),
             start_ns: 25_000_000_000,
             end_ns: None,
             targets: vec![],
+            error: None,
         },
     ];
     s.throughput_timeline[11] = 3;
@@ -315,6 +318,7 @@ fn odd_data_does_not_panic() {
         start_ns: 50_000_000_000,
         end_ns: Some(1),
         targets: vec![],
+        error: None,
     }];
     let page = read(&write_run_report(dir.path(), &s).unwrap());
     assert_eq!(page.matches("<svg").count(), 2);
@@ -406,4 +410,130 @@ fn sample_pages() {
     let empty = dir.join("empty");
     std::fs::create_dir_all(&empty).unwrap();
     write_run_report(&empty, &empty_summary()).unwrap();
+}
+
+#[test]
+fn baseline_flags_slower_runs_and_new_violations() {
+    let base = valid_summary();
+    let dir = Path::new("reports/x/redis/1");
+    let same = baseline::compare(&base, &base, dir, 10.0);
+    assert!(!same.regressed(), "{:?}", same.regressions);
+
+    let mut slow = valid_summary();
+    slow.throughput_per_s = base.throughput_per_s / 2.0;
+    slow.acquire_latency_us.p99 = base.acquire_latency_us.p99 * 2;
+    let cmp = baseline::compare(&slow, &base, dir, 10.0);
+    assert_eq!(cmp.regressions.len(), 2, "{:?}", cmp.regressions);
+    assert!(cmp.regressions.iter().any(|r| r.contains("throughput")));
+    assert!(cmp.regressions.iter().any(|r| r.contains("p99")));
+    // The same change is within a 150 % threshold.
+    assert!(!baseline::compare(&slow, &base, dir, 150.0).regressed());
+
+    let mut broken = valid_summary();
+    broken.verdict = Verdict::Invalid;
+    broken.violations = 3;
+    let cmp = baseline::compare(&broken, &base, dir, 10.0);
+    assert!(cmp.regressions.iter().any(|r| r.contains("verdict")));
+
+    // Written into the run directory, shown on the run page.
+    let run = tempfile::tempdir().unwrap();
+    baseline::write(run.path(), &cmp).unwrap();
+    let page = read(&write_run_report(run.path(), &broken).unwrap());
+    assert!(page.contains("REGRESSION"));
+    assert!(page.contains("verdict got worse"));
+}
+
+#[test]
+fn find_baseline_takes_the_newest_run() {
+    let out = tempfile::tempdir().unwrap();
+    let mut s = valid_summary();
+    for (name, at) in [("a", "2025-01-01T00:00:00Z"), ("b", "2025-03-01T00:00:00Z")] {
+        let dir = out.path().join(&s.scenario).join(&s.backend).join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        s.started_at = at.into();
+        s.write(&dir.join("summary.json")).unwrap();
+    }
+    let (dir, found) = baseline::find_baseline(out.path(), &s.scenario, &s.backend, None).unwrap();
+    assert!(dir.ends_with("b"));
+    assert_eq!(found.started_at, "2025-03-01T00:00:00Z");
+    let newest = out.path().join(&s.scenario).join(&s.backend).join("b");
+    let (dir, _) =
+        baseline::find_baseline(out.path(), &s.scenario, &s.backend, Some(&newest)).unwrap();
+    assert!(dir.ends_with("a"));
+    assert!(baseline::find_baseline(out.path(), "other", &s.backend, None).is_none());
+}
+
+/// One history line.
+fn line(index: u64, ms: u64, process: u64, kind: &str, f: &str) -> String {
+    format!(
+        "{{\"index\":{index},\"time_ns\":{},\"process\":{process},\"type\":\"{kind}\",\"f\":\"{f}\",\"key\":\"lock-0\"}}\n",
+        ms * 1_000_000
+    )
+}
+
+#[test]
+fn timeline_draws_holds_and_red_overlaps() {
+    let dir = tempfile::tempdir().unwrap();
+    // Client 1 holds 10..50 ms, client 2 acquires at 30 ms: overlap 30..50.
+    let history = [
+        line(0, 9, 1, "invoke", "acquire"),
+        line(1, 10, 1, "ok", "acquire"),
+        line(2, 29, 2, "invoke", "acquire"),
+        line(3, 30, 2, "ok", "acquire"),
+        line(4, 50, 1, "invoke", "release"),
+        line(5, 51, 1, "ok", "release"),
+        line(6, 60, 2, "invoke", "release"),
+        line(7, 61, 2, "ok", "release"),
+    ]
+    .concat();
+    std::fs::write(dir.path().join("history.jsonl"), history).unwrap();
+    let mut s = invalid_summary();
+    let mut w = s.witnesses[0].clone();
+    w.key = "lock-0".into();
+    w.first = hold(1, 10_000_000, Some(50_000_000), 1);
+    w.second = hold(2, 30_000_000, Some(60_000_000), 2);
+    w.overlap_start_ns = 30_000_000;
+    w.overlap_end_ns = Some(50_000_000);
+    w.class = ViolationClass::LockLost;
+    s.witnesses = vec![w];
+    s.violations = 1;
+    s.violation_classes = BTreeMap::from([("lock-lost".to_string(), 1)]);
+    let page = read(&write_run_report(dir.path(), &s).unwrap());
+    assert!(page.contains("<h2>Timeline</h2>"));
+    // Two holds drawn, the overlap in red on both clients' rows.
+    assert_eq!(page.matches("class=\"overlap\"").count(), 2);
+    assert!(page.contains("client 1 held lock-0"));
+    assert!(page.contains("client 2 held lock-0"));
+    assert!(page.contains("class <span class=\"red\">lock-lost</span>"));
+    assert!(page.contains("Overview: when each key was held"));
+    assert_eq!(external_refs(&page), Vec::<String>::new());
+}
+
+#[test]
+fn timeline_of_a_long_run_is_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    // 40 clients taking turns, 20,000 holds in all.
+    let mut history = String::new();
+    let mut index = 0;
+    for i in 0..20_000u64 {
+        let p = i % 40;
+        for (ms, kind, f) in [
+            (i * 2, "invoke", "acquire"),
+            (i * 2, "ok", "acquire"),
+            (i * 2 + 1, "invoke", "release"),
+            (i * 2 + 1, "ok", "release"),
+        ] {
+            history.push_str(&line(index, ms, p, kind, f));
+            index += 1;
+        }
+    }
+    std::fs::write(dir.path().join("history.jsonl"), history).unwrap();
+    let s = valid_summary();
+    let page = read(&write_run_report(dir.path(), &s).unwrap());
+    assert!(page.contains("(no violations: an example)"));
+    assert!(
+        page.contains("Capped:"),
+        "the example window says it is capped"
+    );
+    assert!(page.len() < 600_000, "page size {}", page.len());
 }
