@@ -49,6 +49,37 @@ fn killing_redis_without_persistence_breaks_exclusion() {
         })
         .count();
     assert!(after > 0, "no acquisition after the restart");
+    // The restarted server forgot a lock whose lease was still running.
+    assert_eq!(
+        s.violation_classes.get("lock-lost").copied(),
+        Some(s.violations),
+        "{:?}",
+        s.violation_classes
+    );
+}
+
+#[test]
+fn a_fast_server_clock_ends_leases_early() {
+    if !common::server_available("redis-server") {
+        return;
+    }
+    let out = tempfile::tempdir().unwrap();
+    common::run_shipped_ok(
+        "scenarios/faults/clock-jump.toml",
+        out.path(),
+        &["--backends", "redis"],
+    );
+    let dir = common::run_dir(out.path(), "clock-jump", "redis");
+    let s = Summary::read(&dir.join("summary.json")).unwrap();
+    assert_eq!(s.verdict, Verdict::Invalid);
+    assert_eq!(s.faults[0].fault, "clock-drift");
+    assert_eq!(s.faults[0].error, None);
+    // Every overlap began inside the first holder's lease by real time,
+    // and inside the drift.
+    assert!(s.violation_classes.get("lock-lost").copied().unwrap_or(0) > 0);
+    for w in &s.witnesses {
+        assert!(w.second.start_ns >= s.faults[0].start_ns, "{w:?}");
+    }
 }
 
 #[test]

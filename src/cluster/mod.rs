@@ -26,6 +26,7 @@ use std::time::Duration;
 pub use process::{Launch, ServerProcess, find_binary, free_port, kill_all};
 
 use crate::error::{Error, Result};
+use crate::fault::clock::SkewControl;
 use crate::summary::ServerInfo;
 
 /// The kinds of server lockbench can start.
@@ -147,6 +148,36 @@ pub async fn start_server(
     name: &str,
     log_dir: &Path,
 ) -> Result<(ServerProcess, String)> {
+    start_server_inner(kind, name, log_dir, false)
+        .await
+        .map(|(server, version, _)| (server, version))
+}
+
+/// Like [`start_server`], with the clock skew library preloaded and its
+/// control file in the server's data directory (see [`crate::fault::clock`]).
+pub async fn start_server_with_clock(
+    kind: ServerKind,
+    name: &str,
+    log_dir: &Path,
+) -> Result<(ServerProcess, String, SkewControl)> {
+    crate::fault::clock::skew_support(kind).map_err(|message| Error::Backend {
+        backend: kind.name().into(),
+        endpoint: String::new(),
+        message: format!("cannot skew this server's clock: {message}"),
+    })?;
+    let (server, version, clock) = start_server_inner(kind, name, log_dir, true).await?;
+    match clock {
+        Some(clock) => Ok((server, version, clock)),
+        None => Err(server.start_error("started without its clock control")),
+    }
+}
+
+async fn start_server_inner(
+    kind: ServerKind,
+    name: &str,
+    log_dir: &Path,
+    with_clock: bool,
+) -> Result<(ServerProcess, String, Option<SkewControl>)> {
     let installed = kind.locate().map_err(|why| Error::MissingServer {
         backend: kind.name().into(),
         binary: why,
@@ -163,12 +194,21 @@ pub async fn start_server(
             .map_err(|e| Error::io(std::env::temp_dir(), e))?;
         let dir = data_dir.path().to_path_buf();
         let inst = installed.clone();
-        let launch = tokio::task::spawn_blocking(move || kind.prepare(&inst, port, &dir))
+        let mut launch = tokio::task::spawn_blocking(move || kind.prepare(&inst, port, &dir))
             .await
             .map_err(|e| Error::io("prepare", std::io::Error::other(e)))??;
+        // The control file lives in the data directory, so a restart (same
+        // directory, same Launch) keeps the server's skewed clock.
+        let clock = if with_clock {
+            let clock = SkewControl::create(data_dir.path())?;
+            launch.env.extend(clock.env());
+            Some(clock)
+        } else {
+            None
+        };
         let mut server = ServerProcess::spawn(name, log_dir, port, data_dir, launch)?;
         match wait_ready(kind, &mut server).await {
-            Ok(version) => return Ok((server, version)),
+            Ok(version) => return Ok((server, version, clock)),
             Err(e) if server.exited().is_some() => last = Some(e),
             Err(e) => return Err(e),
         }
@@ -219,6 +259,9 @@ pub struct Cluster {
     endpoints: Vec<Endpoint>,
     /// What summary.json says about each server.
     infos: Vec<ServerInfo>,
+    /// Each server's clock control, when started with
+    /// [`Cluster::start_with_clock`] (same order as `servers`).
+    clocks: Vec<SkewControl>,
 }
 
 impl Cluster {
@@ -229,13 +272,42 @@ impl Cluster {
 
     /// Starts `count` servers of `kind`, logging into `log_dir`.
     pub async fn start(kind: ServerKind, count: usize, log_dir: &Path) -> Result<Cluster> {
+        Cluster::start_inner(kind, count, log_dir, false).await
+    }
+
+    /// Like [`Cluster::start`], but every server runs with lockbench's clock
+    /// skew library and its own control file: [`Cluster::set_clock`] skews
+    /// it. Refused for kinds that cannot be skewed
+    /// ([`crate::fault::clock::skew_support`] says why).
+    pub async fn start_with_clock(
+        kind: ServerKind,
+        count: usize,
+        log_dir: &Path,
+    ) -> Result<Cluster> {
+        Cluster::start_inner(kind, count, log_dir, true).await
+    }
+
+    async fn start_inner(
+        kind: ServerKind,
+        count: usize,
+        log_dir: &Path,
+        with_clock: bool,
+    ) -> Result<Cluster> {
         let mut cluster = Cluster {
             kind: Some(kind),
             ..Cluster::default()
         };
         for i in 1..=count {
             let name = format!("{}-{i}", kind.name());
-            let (server, version) = start_server(kind, &name, log_dir).await?;
+            let server = if with_clock {
+                let (server, version, clock) =
+                    start_server_with_clock(kind, &name, log_dir).await?;
+                cluster.clocks.push(clock);
+                (server, version)
+            } else {
+                start_server(kind, &name, log_dir).await?
+            };
+            let (server, version) = server;
             cluster.endpoints.push(Endpoint {
                 name: name.clone(),
                 addr: server.addr(),
@@ -334,6 +406,75 @@ impl Cluster {
                 Ok(())
             }
             None => Err(self.no_server(i)),
+        }
+    }
+
+    /// Whether the servers run with the clock skew library.
+    pub fn has_clock_control(&self) -> bool {
+        !self.clocks.is_empty()
+    }
+
+    /// Server `i`'s clock control, if it was started with
+    /// [`Cluster::start_with_clock`].
+    pub fn clock(&self, i: usize) -> Result<&SkewControl> {
+        self.clocks.get(i).ok_or_else(|| Error::Backend {
+            backend: self.kind.map_or("inproc", |k| k.name()).into(),
+            endpoint: self
+                .endpoints
+                .get(i)
+                .map(|e| e.addr.clone())
+                .unwrap_or_default(),
+            message: format!(
+                "server {} was not started with clock control (Cluster::start_with_clock)",
+                i + 1
+            ),
+        })
+    }
+
+    /// Skews the clock server `i`'s leases follow: jumps it by `offset_ns`
+    /// now and runs it at `rate` from now on; the server keeps running.
+    /// Wall-clock kinds (redis) take both ([`SkewControl::set`]);
+    /// monotonic-clock kinds (memcached) take only a rate and refuse a
+    /// non-zero offset ([`SkewControl::set_monotonic_rate`]).
+    pub fn set_clock(&self, i: usize, offset_ns: i64, rate: f64) -> Result<()> {
+        let clock = self.clock(i)?;
+        let kind = self.kind.ok_or_else(|| self.no_server(i))?;
+        match crate::fault::clock::lease_clock(kind) {
+            Ok(crate::fault::clock::LeaseClock::Wall) => clock.set(offset_ns, rate),
+            Ok(crate::fault::clock::LeaseClock::Monotonic) if offset_ns == 0 => {
+                clock.set_monotonic_rate(rate)
+            }
+            Ok(crate::fault::clock::LeaseClock::Monotonic) => Err(Error::Backend {
+                backend: kind.name().into(),
+                endpoint: self
+                    .endpoints
+                    .get(i)
+                    .map(|e| e.addr.clone())
+                    .unwrap_or_default(),
+                message: format!(
+                    "{}'s expiry follows its monotonic clock, which cannot jump: \
+                     use a rate (clock drift), not an offset",
+                    kind.name()
+                ),
+            }),
+            Err(message) => Err(Error::Backend {
+                backend: kind.name().into(),
+                endpoint: String::new(),
+                message,
+            }),
+        }
+    }
+
+    /// Puts server `i`'s clock back to real time ([`SkewControl::reset`]).
+    pub fn reset_clock(&self, i: usize) -> Result<()> {
+        self.clock(i)?.reset();
+        Ok(())
+    }
+
+    /// Puts every server's clock back to real time (for the end of a run).
+    pub fn reset_clocks(&self) {
+        for c in &self.clocks {
+            c.reset();
         }
     }
 

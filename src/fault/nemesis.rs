@@ -11,12 +11,12 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use super::{Direction, LinkState, Proxy};
-use crate::workload::ClientSlot;
 use crate::cluster::{Cluster, Endpoint};
 use crate::error::{Error, Result};
 use crate::history::{Clock, Event, F, OpType, Process, RecorderHandle};
 use crate::scenario::{FaultKind, FaultSpec};
 use crate::summary::FaultRecord;
+use crate::workload::ClientSlot;
 
 /// One proxy per (host, server): every connection from a host's clients to
 /// a server goes through its own link, so a fault can cut one host off.
@@ -194,7 +194,11 @@ impl On {
             On::Hosts(h) => h.clone(),
             On::Servers(_) => Vec::new(),
             On::Slots(v) => {
-                let mut h: Vec<usize> = v.iter().filter_map(|&i| slots.get(i)).map(|s| s.host).collect();
+                let mut h: Vec<usize> = v
+                    .iter()
+                    .filter_map(|&i| slots.get(i))
+                    .map(|s| s.host)
+                    .collect();
                 h.sort_unstable();
                 h.dedup();
                 h
@@ -205,10 +209,16 @@ impl On {
 
 /// Waits (at most `patience`) for some client to hold a lock, and draws
 /// one of the holders.
-async fn pick_holder(slots: &[Arc<ClientSlot>], rng: &mut StdRng, patience: Duration) -> Option<usize> {
+async fn pick_holder(
+    slots: &[Arc<ClientSlot>],
+    rng: &mut StdRng,
+    patience: Duration,
+) -> Option<usize> {
     let until = tokio::time::Instant::now() + patience;
     loop {
-        let holders: Vec<usize> = (0..slots.len()).filter(|&i| slots[i].is_holding()).collect();
+        let holders: Vec<usize> = (0..slots.len())
+            .filter(|&i| slots[i].is_holding())
+            .collect();
         if !holders.is_empty() {
             return Some(holders[rng.random_range(0..holders.len())]);
         }
@@ -219,7 +229,11 @@ async fn pick_holder(slots: &[Arc<ClientSlot>], rng: &mut StdRng, patience: Dura
     }
 }
 
-async fn resolve_targets(spec: &FaultSpec, targets: &Targets, rng: &mut StdRng) -> std::result::Result<On, String> {
+async fn resolve_targets(
+    spec: &FaultSpec,
+    targets: &Targets,
+    rng: &mut StdRng,
+) -> std::result::Result<On, String> {
     if spec.kind.on_servers() {
         let n = targets.servers.lock().await.servers().len();
         return Ok(On::Servers(spec.target_indices(n)));
@@ -236,7 +250,9 @@ async fn resolve_targets(spec: &FaultSpec, targets: &Targets, rng: &mut StdRng) 
         }
         let hosts = spec.target_indices(targets.hosts);
         return Ok(On::Slots(
-            (0..slots.len()).filter(|i| hosts.contains(&slots[*i].host)).collect(),
+            (0..slots.len())
+                .filter(|i| hosts.contains(&slots[*i].host))
+                .collect(),
         ));
     }
     if holder {
@@ -347,7 +363,9 @@ async fn apply(
             for &i in v {
                 // The server first (it forks no new children while
                 // stopped), then children that left its process group.
-                cluster.signal(i, libc::SIGSTOP).map_err(|e| e.to_string())?;
+                cluster
+                    .signal(i, libc::SIGSTOP)
+                    .map_err(|e| e.to_string())?;
                 signal_descendants(cluster.pids().get(i).copied(), libc::SIGSTOP);
             }
             Ok(None)
@@ -410,7 +428,9 @@ async fn undo(
             let cluster = targets.servers.lock().await;
             for &i in v {
                 signal_descendants(cluster.pids().get(i).copied(), libc::SIGCONT);
-                cluster.signal(i, libc::SIGCONT).map_err(|e| e.to_string())?;
+                cluster
+                    .signal(i, libc::SIGCONT)
+                    .map_err(|e| e.to_string())?;
             }
             Ok(())
         }
@@ -447,10 +467,20 @@ async fn undo(
     }
 }
 
-// WIRING PENDING: the cluster's clock control (issue 4, item 3).
-fn set_clock(cluster: &Cluster, i: usize, offset_ns: i64, rate: f64) -> std::result::Result<(), String> {
-    let _ = (cluster, i, offset_ns, rate);
-    Err("clock faults are not wired yet".into())
+/// Skews server `i`'s clock (or, with offset 0 and rate 1, puts it back),
+/// through the clock library the cluster was started with.
+fn set_clock(
+    cluster: &Cluster,
+    i: usize,
+    offset_ns: i64,
+    rate: f64,
+) -> std::result::Result<(), String> {
+    let done = if offset_ns == 0 && rate == 1.0 {
+        cluster.reset_clock(i)
+    } else {
+        cluster.set_clock(i, offset_ns, rate)
+    };
+    done.map_err(|e| e.to_string())
 }
 
 /// Sends `signal` to every descendant of `root` that is not in `root`'s
@@ -476,7 +506,11 @@ fn descendants(root: u32) -> Vec<u32> {
     let mut parent_of = Vec::new();
     if let Ok(dir) = std::fs::read_dir("/proc") {
         for entry in dir.flatten() {
-            let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
                 continue;
             };
             // /proc/PID/stat: "pid (comm) state ppid ..."; comm may hold

@@ -20,9 +20,9 @@ use crate::error::{Error, Result};
 use crate::fault::nemesis::{self, Links};
 use crate::history::{Clock, Recorder, RecorderHandle};
 use crate::metrics::Metrics;
-use crate::summary::Summary;
 use crate::scenario::Workload;
 use crate::summary::LostUpdates;
+use crate::summary::Summary;
 use crate::workload::{ClientPlan, ClientSlot, ClientTask, ProtectedResource};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -94,14 +94,27 @@ pub async fn run_backend(
 
     let run_dir = new_run_dir(&opts.out_dir, &scenario.name, backend_name)?;
     let started_at = now_rfc3339();
+    // The timeline plus the random schedule's draw for this seed.
+    let faults = scenario.faults_for(seed, info.servers.max(1));
+    let mut notes = Vec::new();
+    // Clock faults need the servers started with lockbench's clock
+    // library; a kind it cannot skew runs without, and the report says so.
+    let clock_faults = faults.iter().any(|f| f.kind.on_clocks());
     let servers = match (info.server, external) {
         (None, _) => Cluster::none(),
         (Some(kind), Some(addrs)) => Cluster::external(kind, addrs).await?,
+        (Some(kind), None) if clock_faults => match crate::fault::clock::skew_support(kind) {
+            Ok(()) => Cluster::start_with_clock(kind, info.servers.max(1), &run_dir).await?,
+            Err(why) => {
+                notes.push(format!(
+                    "clock faults did not apply to {backend_name}: {why}"
+                ));
+                Cluster::start(kind, info.servers.max(1), &run_dir).await?
+            }
+        },
         (Some(kind), None) => Cluster::start(kind, info.servers.max(1), &run_dir).await?,
     };
     write_servers_file(&run_dir, &servers)?;
-    // The timeline plus the random schedule's draw for this seed.
-    let faults = scenario.faults_for(seed, servers.servers().len());
     // With network faults (or client pauses, which blackhole links), each
     // host's clients reach each server through a proxy of their own, so
     // one host can be cut off.
@@ -311,7 +324,7 @@ pub async fn run_backend(
                 lost: acknowledged.saturating_sub(final_value),
             }
         }),
-        notes: fault_notes(&faults_done),
+        notes: notes.into_iter().chain(fault_notes(&faults_done)).collect(),
         ops: snap.ops,
         acquire_latency_us: snap.acquire,
         acquire_latency_curve: snap.acquire_curve,
@@ -383,9 +396,13 @@ fn fault_notes(faults: &[crate::summary::FaultRecord]) -> Vec<String> {
     faults
         .iter()
         .filter_map(|f| {
-            f.error
-                .as_ref()
-                .map(|e| format!("{} at {:.1} s did not act: {e}", f.fault, f.start_ns as f64 / 1e9))
+            f.error.as_ref().map(|e| {
+                format!(
+                    "{} at {:.1} s did not act: {e}",
+                    f.fault,
+                    f.start_ns as f64 / 1e9
+                )
+            })
         })
         .collect()
 }
