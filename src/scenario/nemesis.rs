@@ -302,7 +302,11 @@ pub(super) struct KindParams {
 
 impl KindParams {
     /// The fault kind called `name`, with its parameters checked.
-    pub(super) fn kind(&self, name: &str, fault_span: std::ops::Range<usize>) -> Result<FaultKind, FaultError> {
+    pub(super) fn kind(
+        &self,
+        name: &str,
+        fault_span: std::ops::Range<usize>,
+    ) -> Result<FaultKind, FaultError> {
         let kind = match name {
             "partition" => FaultKind::Partition,
             "partition-reset" => FaultKind::PartitionReset,
@@ -377,7 +381,9 @@ impl KindParams {
                 }
             },
             "clock-drift" => match &self.rate {
-                Some(r) if r.get_ref().is_finite() && *r.get_ref() > 0.0 && *r.get_ref() <= 1000.0 => {
+                Some(r)
+                    if r.get_ref().is_finite() && *r.get_ref() > 0.0 && *r.get_ref() <= 1000.0 =>
+                {
                     FaultKind::ClockDrift(*r.get_ref())
                 }
                 Some(r) => {
@@ -521,7 +527,10 @@ impl RawRandom {
             {
                 return Err((
                     span.clone(),
-                    format!("{} acts on the links between clients and servers", kind.name()),
+                    format!(
+                        "{} acts on the links between clients and servers",
+                        kind.name()
+                    ),
                     Some(why.to_string()),
                 ));
             }
@@ -535,7 +544,11 @@ impl RawRandom {
             ));
         }
         let targets = match self.targets {
-            None => vec![RandomTarget::OneHost, RandomTarget::Minority, RandomTarget::Holder],
+            None => vec![
+                RandomTarget::OneHost,
+                RandomTarget::Minority,
+                RandomTarget::Holder,
+            ],
             Some(t) => {
                 let span = t.span();
                 let mut out = Vec::new();
@@ -566,7 +579,9 @@ impl RawRandom {
                 return Err((
                     i.span(),
                     format!("interval = {:?} is out of range", i.get_ref().0),
-                    Some("the quiet time between faults is above 0 and shorter than the run".into()),
+                    Some(
+                        "the quiet time between faults is above 0 and shorter than the run".into(),
+                    ),
                 ));
             }
         };
@@ -637,8 +652,16 @@ mod tests {
                 min: Duration::from_millis(500),
                 max: Duration::from_secs(2),
             },
-            faults: vec![FaultKind::Partition, FaultKind::CrashClient, FaultKind::KillServer],
-            targets: vec![RandomTarget::OneHost, RandomTarget::Minority, RandomTarget::Holder],
+            faults: vec![
+                FaultKind::Partition,
+                FaultKind::CrashClient,
+                FaultKind::KillServer,
+            ],
+            targets: vec![
+                RandomTarget::OneHost,
+                RandomTarget::Minority,
+                RandomTarget::Holder,
+            ],
         }
     }
 

@@ -99,7 +99,10 @@ pub enum Workload {
 impl Scenario {
     /// The verdict expected of `backend`.
     pub fn expect_for(&self, backend: &str) -> Verdict {
-        self.expect_backend.get(backend).copied().unwrap_or(self.expect)
+        self.expect_backend
+            .get(backend)
+            .copied()
+            .unwrap_or(self.expect)
     }
 
     /// Every fault of a run of this scenario with `seed`, `hosts` hosts and
@@ -333,7 +336,10 @@ impl Scenario {
             if !backends.contains(name.get_ref()) {
                 return Err(err(
                     Some(name.span()),
-                    format!("expect_backend names {:?}, which this scenario does not run", name.get_ref()),
+                    format!(
+                        "expect_backend names {:?}, which this scenario does not run",
+                        name.get_ref()
+                    ),
                     Some(format!("backends here: {}", backends.join(", "))),
                 ));
             }

@@ -367,7 +367,8 @@ impl ClientTask {
     /// Takes a new lock client and process id: the successor of a crashed
     /// client, in the same slot.
     pub fn reborn(mut self, id: u64, seed: u64, lock: Box<dyn LockClient>) -> Self {
-        self.metrics.add_counts(self.id, &std::mem::take(&mut self.counts));
+        self.metrics
+            .add_counts(self.id, &std::mem::take(&mut self.counts));
         self.id = id;
         self.rng = StdRng::seed_from_u64(seed);
         self.lock = lock;
