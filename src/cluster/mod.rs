@@ -18,6 +18,7 @@ mod memcached;
 mod postgres;
 mod process;
 mod redis;
+pub mod topology;
 mod zookeeper;
 
 use std::path::{Path, PathBuf};
