@@ -18,7 +18,10 @@
 #        after `cargo build --release`), DURATION=5s (each lockbench run), REQUESTS=200000
 #        (each 64-client redis-benchmark test), HISTORY=true|false
 #        (lockbench records history.jsonl or not; default true, as users run),
-#        ROUNDS=3 (each figure is the median of this many rounds).
+#        ROUNDS=3 (each figure is the median of this many rounds),
+#        THREADS=1 (lockbench's driver threads: redis-benchmark drives its
+#        clients from one thread by default, so lockbench gets one too, and
+#        on a 2-core machine the other core is left to redis-server).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,6 +36,7 @@ DURATION=${DURATION:-5s}
 REQUESTS=${REQUESTS:-200000}
 HISTORY=${HISTORY:-true}
 ROUNDS=${ROUNDS:-3}
+THREADS=${THREADS:-1}
 if [ -z "${LOCKBENCH:-}" ]; then
   # Up to date with the tree (a no-op when it already is).
   cargo build --quiet --release --locked --bin lockbench
@@ -115,7 +119,7 @@ EOF
   # Exit 1 only says the verdict is not the expected one: without a
   # history (HISTORY=false) it is `unknown`, and the rates still count.
   local rc=0
-  "$LOCKBENCH" run --no-progress --seed 1 --out "$tmp/out" "$scen" >"$tmp/$name.log" 2>&1 || rc=$?
+  "$LOCKBENCH" --threads "$THREADS" run --no-progress --seed 1 --out "$tmp/out" "$scen" >"$tmp/$name.log" 2>&1 || rc=$?
   local summary
   summary=$(find "$tmp/out/$name/redis" -name summary.json 2>/dev/null | head -n 1)
   if [ "$rc" -gt 1 ] || [ -z "$summary" ]; then
