@@ -10,6 +10,21 @@ use lockbench::Verdict;
 use lockbench::scenario::Scenario;
 use lockbench::summary::Summary;
 
+/// Runs a shipped scenario (asserting exit 0) and reads its run of
+/// `backend`: the temp dir (keep it alive), the run dir and the summary.
+fn run_shipped(
+    scenario: &str,
+    name: &str,
+    backend: &str,
+    flags: &[&str],
+) -> (tempfile::TempDir, std::path::PathBuf, Summary) {
+    let out = tempfile::tempdir().unwrap();
+    common::run_shipped_ok(scenario, out.path(), flags);
+    let dir = common::run_dir(out.path(), name, backend);
+    let s = Summary::read(&dir.join("summary.json")).unwrap();
+    (out, dir, s)
+}
+
 fn nemesis_events(run_dir: &Path) -> Vec<String> {
     lockbench::history::read_jsonl(&run_dir.join("history.jsonl"))
         .unwrap()
@@ -25,10 +40,12 @@ fn killing_redis_without_persistence_breaks_exclusion() {
     if !common::server_available("redis-server") {
         return;
     }
-    let out = tempfile::tempdir().unwrap();
-    common::run_shipped_ok("scenarios/faults/server-kill.toml", out.path(), &[]);
-    let dir = common::run_dir(out.path(), "server-kill", "redis");
-    let s = Summary::read(&dir.join("summary.json")).unwrap();
+    let (_out, dir, s) = run_shipped(
+        "scenarios/faults/server-kill.toml",
+        "server-kill",
+        "redis",
+        &[],
+    );
     assert_eq!(s.verdict, Verdict::Invalid);
     assert_eq!(s.faults.len(), 1);
     assert_eq!(s.faults[0].fault, "kill-server");
@@ -63,14 +80,12 @@ fn a_fast_server_clock_ends_leases_early() {
     if !common::server_available("redis-server") {
         return;
     }
-    let out = tempfile::tempdir().unwrap();
-    common::run_shipped_ok(
+    let (_out, _dir, s) = run_shipped(
         "scenarios/faults/clock-jump.toml",
-        out.path(),
+        "clock-jump",
+        "redis",
         &["--backends", "redis"],
     );
-    let dir = common::run_dir(out.path(), "clock-jump", "redis");
-    let s = Summary::read(&dir.join("summary.json")).unwrap();
     assert_eq!(s.verdict, Verdict::Invalid);
     assert_eq!(s.faults[0].fault, "clock-drift");
     assert_eq!(s.faults[0].error, None);
@@ -87,10 +102,12 @@ fn a_partitioned_host_times_out_and_exclusion_holds() {
     if !common::server_available("redis-server") {
         return;
     }
-    let out = tempfile::tempdir().unwrap();
-    common::run_shipped_ok("scenarios/faults/partition-host.toml", out.path(), &[]);
-    let dir = common::run_dir(out.path(), "partition-host", "redis");
-    let s = Summary::read(&dir.join("summary.json")).unwrap();
+    let (_out, dir, s) = run_shipped(
+        "scenarios/faults/partition-host.toml",
+        "partition-host",
+        "redis",
+        &[],
+    );
     assert_eq!(s.verdict, Verdict::Valid);
     assert_eq!(s.faults[0].fault, "partition");
     assert_eq!(s.faults[0].targets, vec!["h1"]);
@@ -184,14 +201,12 @@ fn a_paused_holder_resumes_believing_it_holds_and_writes() {
     if !common::server_available("redis-server") {
         return;
     }
-    let out = tempfile::tempdir().unwrap();
-    common::run_shipped_ok(
+    let (_out, dir, s) = run_shipped(
         "scenarios/faults/pause-past-lease.toml",
-        out.path(),
+        "pause-past-lease",
+        "redis",
         &["--backends", "redis"],
     );
-    let dir = common::run_dir(out.path(), "pause-past-lease", "redis");
-    let s = Summary::read(&dir.join("summary.json")).unwrap();
     assert_eq!(s.verdict, Verdict::Invalid);
     assert_eq!(s.faults[0].fault, "pause-client");
     let paused: u64 = s.faults[0].targets[0]
@@ -245,14 +260,12 @@ fn a_crashed_holder_is_replaced_and_the_lock_comes_free() {
     if !common::server_available("redis-server") {
         return;
     }
-    let out = tempfile::tempdir().unwrap();
-    common::run_shipped_ok(
+    let (_out, dir, s) = run_shipped(
         "scenarios/faults/holder-crash.toml",
-        out.path(),
+        "holder-crash",
+        "redis",
         &["--backends", "redis"],
     );
-    let dir = common::run_dir(out.path(), "holder-crash", "redis");
-    let s = Summary::read(&dir.join("summary.json")).unwrap();
     assert_eq!(s.verdict, Verdict::Valid);
     let h = events(&dir);
     let crashed: Vec<u64> = h
@@ -302,18 +315,7 @@ fn a_random_schedule_repeats_with_its_seed() {
     let mut runs = Vec::new();
     for n in 0..2 {
         let out = tmp.path().join(format!("out{n}"));
-        let o = common::lockbench()
-            .args(["run", "--seed", "5", "--out"])
-            .arg(&out)
-            .arg(&path)
-            .output()
-            .unwrap();
-        assert_eq!(
-            o.status.code(),
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&o.stderr)
-        );
+        common::run_shipped_ok(path.to_str().unwrap(), &out, &["--seed", "5"]);
         let dir = common::run_dir(&out, "random", "redis");
         runs.push(Summary::read(&dir.join("summary.json")).unwrap().faults);
     }
@@ -376,18 +378,7 @@ fn pausing_postgres_stops_its_backends_too() {
          [[nemesis]]\nat = \"1500ms\"\nfault = \"pause-server\"\ntargets = [\"server-1\"]\nduration = \"2s\"\n",
     );
     let out = tmp.path().join("out");
-    let o = common::lockbench()
-        .args(["run", "--out"])
-        .arg(&out)
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stdout)
-    );
+    common::run_shipped_ok(path.to_str().unwrap(), &out, &[]);
     let dir = common::run_dir(&out, "pg-pause", "postgres-advisory");
     let s = Summary::read(&dir.join("summary.json")).unwrap();
     let (start, end) = (s.faults[0].start_ns, s.faults[0].end_ns.unwrap());

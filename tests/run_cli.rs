@@ -336,18 +336,7 @@ fn the_counter_workload_counts_lost_updates() {
         "backends = [\"inproc\"]\nworkload = \"counter\"\nduration = \"1s\"\nclients = 8\n\
          hold = \"1ms\"\nthink = \"0ms\"\n",
     );
-    let o = common::lockbench()
-        .args(["run", "--out"])
-        .arg(tmp.path())
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    common::run_shipped_ok(path.to_str().unwrap(), tmp.path(), &[]);
     let s = Summary::read(&common::run_dir(tmp.path(), "counter", "inproc").join("summary.json"))
         .unwrap();
     let lost = s

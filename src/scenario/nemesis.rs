@@ -212,21 +212,14 @@ impl RawFault {
             None => (vec!["all".to_string()], fault_span.clone()),
         };
         if kind.on_clients() {
-            for t in &targets {
-                let ok = t == "all"
-                    || t == "holder"
-                    || t.strip_prefix('h')
-                        .and_then(|n| n.parse::<u32>().ok())
-                        .is_some_and(|n| (1..=hosts).contains(&n));
-                if !ok {
-                    return Err((
-                        span,
-                        format!("target {t:?} is not a host or \"holder\""),
-                        Some(format!(
-                            "client faults target \"holder\" (a client that holds a lock when the fault starts), hosts \"h1\" to \"h{hosts}\", or \"all\""
-                        )),
-                    ));
-                }
+            if let Some(t) = targets.iter().find(|t| !host_target(t, hosts)) {
+                return Err((
+                    span,
+                    format!("target {t:?} is not a host or \"holder\""),
+                    Some(format!(
+                        "client faults target \"holder\" (a client that holds a lock when the fault starts), hosts \"h1\" to \"h{hosts}\", or \"all\""
+                    )),
+                ));
             }
         } else if kind.on_servers() {
             if servers == 0 {
@@ -262,21 +255,14 @@ impl RawFault {
                     Some(why.to_string()),
                 ));
             }
-            for t in &targets {
-                let ok = t == "all"
-                    || t == "holder"
-                    || t.strip_prefix('h')
-                        .and_then(|n| n.parse::<u32>().ok())
-                        .is_some_and(|n| (1..=hosts).contains(&n));
-                if !ok {
-                    return Err((
-                        span,
-                        format!("target {t:?} is not a host"),
-                        Some(format!(
-                            "network faults target hosts \"h1\" to \"h{hosts}\", \"holder\" (the host of a client that holds a lock when the fault starts), or \"all\""
-                        )),
-                    ));
-                }
+            if let Some(t) = targets.iter().find(|t| !host_target(t, hosts)) {
+                return Err((
+                    span,
+                    format!("target {t:?} is not a host"),
+                    Some(format!(
+                        "network faults target hosts \"h1\" to \"h{hosts}\", \"holder\" (the host of a client that holds a lock when the fault starts), or \"all\""
+                    )),
+                ));
             }
         }
         Ok(FaultSpec {
@@ -286,6 +272,15 @@ impl RawFault {
             duration,
         })
     }
+}
+
+/// Whether `t` names a host of `hosts` (`h1`..), the holder's, or all.
+fn host_target(t: &str, hosts: u32) -> bool {
+    t == "all"
+        || t == "holder"
+        || t.strip_prefix('h')
+            .and_then(|n| n.parse::<u32>().ok())
+            .is_some_and(|n| (1..=hosts).contains(&n))
 }
 
 /// The parameters a fault kind may take, as written (shared by the

@@ -23,8 +23,9 @@ pub fn lockbench() -> std::process::Command {
     std::process::Command::new(env!("CARGO_BIN_EXE_lockbench"))
 }
 
-/// Runs `lockbench run` (with `flags` first) on a scenario shipped in this
-/// repository, writing under `out`; asserts it exits 0 and returns stdout.
+/// Runs `lockbench run` (with `flags` first) on a scenario (a path relative
+/// to this repository, or absolute), writing under `out`; asserts it exits
+/// 0 and returns stdout.
 pub fn run_shipped_ok(scenario: &str, out: &Path, flags: &[&str]) -> String {
     let o = lockbench()
         .arg("run")
