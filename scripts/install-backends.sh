@@ -15,6 +15,7 @@ packages=(
   mariadb-server               # MySQL-family recipes
   postgresql                   # advisory locks
   protobuf-compiler            # etcd-client needs protoc at build time
+  iproute2                     # ss -K: cutting ZooKeeper's direct election links
 )
 # The browser test renders the HTML reports in headless Chromium. Some
 # systems (GitHub's Ubuntu runners) ship one outside apt: keep it.

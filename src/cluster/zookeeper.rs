@@ -89,31 +89,47 @@ fn classpath() -> std::result::Result<Vec<PathBuf>, String> {
 /// The `zoo.cfg` for a standalone server on `port` keeping its data in
 /// `data_dir`.
 fn config(port: u16, data_dir: &Path) -> String {
+    base_config(port, &data_dir.join("data"))
+}
+
+/// The settings every ZooKeeper server lockbench starts has, standalone or
+/// in an ensemble: the short tick, loopback clients, no connection limit.
+pub(super) fn base_config(client_port: u16, data: &Path) -> String {
     format!(
         "tickTime={tick}\n\
          dataDir={data}\n\
-         clientPort={port}\n\
+         clientPort={client_port}\n\
          clientPortAddress=127.0.0.1\n\
          maxClientCnxns=0\n\
          forceSync=no\n\
          admin.enableServer=false\n\
          4lw.commands.whitelist=srvr,ruok,stat\n",
         tick = TICK.as_millis(),
-        data = data_dir.join("data").display(),
+        data = data.display(),
     )
 }
 
 pub(super) fn prepare(installed: &Installed, port: u16, data_dir: &Path) -> Result<Launch> {
     let cfg = data_dir.join("zoo.cfg");
     std::fs::write(&cfg, config(port, data_dir)).map_err(|e| Error::io(&cfg, e))?;
+    launch(
+        installed,
+        "org.apache.zookeeper.server.ZooKeeperServerMain",
+        &cfg,
+    )
+}
+
+/// The JVM command line of a ZooKeeper server: `main` is
+/// `ZooKeeperServerMain` (standalone) or `QuorumPeerMain` (ensemble).
+pub(super) fn launch(installed: &Installed, main: &str, cfg: &Path) -> Result<Launch> {
     let classpath = std::env::join_paths(&installed.extra).map_err(|e| Error::Backend {
         backend: "zookeeper".into(),
-        endpoint: format!("127.0.0.1:{port}"),
+        endpoint: cfg.display().to_string(),
         message: format!("bad classpath: {e}"),
     })?;
     Ok(Launch::new(&installed.binary)
-        // A small heap and the serial collector: one standalone server
-        // holding a few thousand nodes needs little, and starts faster.
+        // A small heap and the serial collector: a test server holding a
+        // few thousand nodes needs little, and starts faster.
         .args(["-Xms64m", "-Xmx256m", "-XX:+UseSerialGC"])
         .arg("-Djava.net.preferIPv4Stack=true")
         .arg("-Dorg.slf4j.simpleLogger.logFile=System.out")
@@ -122,7 +138,7 @@ pub(super) fn prepare(installed: &Installed, port: u16, data_dir: &Path) -> Resu
         .arg("-Dzookeeper.jmx.log4j.disable=true")
         .arg("-cp")
         .arg(classpath)
-        .arg("org.apache.zookeeper.server.ZooKeeperServerMain")
+        .arg(main)
         .arg(cfg))
 }
 
