@@ -165,6 +165,19 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { BAD_INPUT } else { 0 });
         }
     };
+    // `check`, `export` and `report` only print and write files: let them
+    // end quietly when their output pipe closes (`lockbench check h | head`),
+    // as Unix tools do. `run` keeps SIGPIPE ignored: it writes to sockets.
+    if matches!(
+        cli.command,
+        Command::Check { .. } | Command::Export { .. } | Command::Report { .. }
+    ) {
+        // SAFETY: setting a signal's disposition to its default, before any
+        // thread is started.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if let Some(n) = cli.threads {
         builder.worker_threads(usize::from(n));
