@@ -7,34 +7,20 @@ mod common;
 use std::path::{Path, PathBuf};
 
 fn write_scenario(dir: &Path, name: &str, backends: &str, expect: &str) -> PathBuf {
-    let path = dir.join(format!("{name}.toml"));
-    std::fs::write(
-        &path,
-        format!(
+    common::scenario(
+        dir,
+        name,
+        &format!(
             "name = \"{name}\"\nbackends = [{backends}]\nexpect = \"{expect}\"\nseed = 5\n\
              duration = \"1500ms\"\nclients = 8\nhosts = 2\nkeys = 1\nlease = \"5s\"\n\
              acquire_timeout = \"2s\"\nop_timeout = \"1s\"\nhold = \"2ms\"\nthink = \"0ms\"\n"
         ),
     )
-    .unwrap();
-    path
 }
 
 fn run_ok(out: &Path, scenario: &Path) -> String {
-    let o = common::lockbench()
-        .args(["run", "--no-progress", "--out"])
-        .arg(out)
-        .arg(scenario)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    stdout
+    let scenario = scenario.to_str().expect("a UTF-8 temp path");
+    common::run_shipped_ok(scenario, out, &["--no-progress"])
 }
 
 fn run_dirs(out: &Path, scenario: &str, backend: &str) -> Vec<PathBuf> {

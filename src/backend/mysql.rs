@@ -113,7 +113,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, Opts, OptsBuilder};
+use mysql_async::{Conn, Opts};
 use tokio::time::Instant;
 
 use super::{
@@ -199,7 +199,7 @@ pub async fn connect(recipe: Recipe, endpoints: &[Endpoint]) -> Result<Arc<dyn L
         endpoint: endpoint.addr.clone(),
         message,
     };
-    let base = base_opts(&endpoint.addr).map_err(err)?;
+    let base = crate::cluster::mariadb::opts(&endpoint.addr).map_err(err)?;
     let setup = async {
         let mut conn = Conn::new(base.clone()).await?;
         for stmt in SCHEMA {
@@ -251,26 +251,6 @@ impl LockBackend for MysqlBackend {
             known_rows: HashSet::new(),
         }))
     }
-}
-
-/// Connection options for `addr` (`host:port`): `root` with no password,
-/// as lockbench's MariaDB is installed (an external server must allow it).
-fn base_opts(addr: &str) -> std::result::Result<OptsBuilder, String> {
-    let (host, port) = addr
-        .rsplit_once(':')
-        .ok_or_else(|| format!("{addr}: expected host:port"))?;
-    let port: u16 = port
-        .parse()
-        .map_err(|_| format!("{addr}: bad port {port:?}"))?;
-    Ok(OptsBuilder::default()
-        .ip_or_hostname(host)
-        .tcp_port(port)
-        .user(Some("root"))
-        // Over TCP, as the benchmark means: by default the client switches
-        // to the server's Unix socket when it finds one on this host.
-        .prefer_socket(false)
-        // Saves a query at connect (the server's default is 28800 too).
-        .wait_timeout(Some(28_800)))
 }
 
 /// Opens a connection; the error says why (nothing was sent that could

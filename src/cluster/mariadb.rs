@@ -114,8 +114,10 @@ pub(super) fn prepare(installed: &Installed, port: u16, data_dir: &Path) -> Resu
         ]))
 }
 
-/// Connection options for `addr` (`host:port`) as [`USER`].
-fn opts(addr: &str) -> std::result::Result<mysql_async::OptsBuilder, String> {
+/// Connection options for `addr` (`host:port`) as [`USER`] (`root` with
+/// no password, as lockbench's MariaDB is installed; an external server
+/// must allow it), over TCP. The lock backends connect with these too.
+pub(crate) fn opts(addr: &str) -> std::result::Result<mysql_async::OptsBuilder, String> {
     let (host, port) = addr
         .rsplit_once(':')
         .ok_or_else(|| format!("{addr}: expected host:port"))?;

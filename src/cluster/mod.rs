@@ -13,7 +13,7 @@
 //! `probe` (serving yet? which version?) and `START_TIMEOUT`.
 
 mod etcd;
-mod mariadb;
+pub(crate) mod mariadb;
 mod memcached;
 mod postgres;
 mod process;
@@ -418,17 +418,14 @@ impl Cluster {
     /// Server `i`'s clock control, if it was started with
     /// [`Cluster::start_with_clock`].
     pub fn clock(&self, i: usize) -> Result<&SkewControl> {
-        self.clocks.get(i).ok_or_else(|| Error::Backend {
-            backend: self.kind.map_or("inproc", |k| k.name()).into(),
-            endpoint: self
-                .endpoints
-                .get(i)
-                .map(|e| e.addr.clone())
-                .unwrap_or_default(),
-            message: format!(
-                "server {} was not started with clock control (Cluster::start_with_clock)",
-                i + 1
-            ),
+        self.clocks.get(i).ok_or_else(|| {
+            self.error_at(
+                i,
+                format!(
+                    "server {} was not started with clock control (Cluster::start_with_clock)",
+                    i + 1
+                ),
+            )
         })
     }
 
@@ -445,24 +442,15 @@ impl Cluster {
             Ok(crate::fault::clock::LeaseClock::Monotonic) if offset_ns == 0 => {
                 clock.set_monotonic_rate(rate)
             }
-            Ok(crate::fault::clock::LeaseClock::Monotonic) => Err(Error::Backend {
-                backend: kind.name().into(),
-                endpoint: self
-                    .endpoints
-                    .get(i)
-                    .map(|e| e.addr.clone())
-                    .unwrap_or_default(),
-                message: format!(
+            Ok(crate::fault::clock::LeaseClock::Monotonic) => Err(self.error_at(
+                i,
+                format!(
                     "{}'s expiry follows its monotonic clock, which cannot jump: \
                      use a rate (clock drift), not an offset",
                     kind.name()
                 ),
-            }),
-            Err(message) => Err(Error::Backend {
-                backend: kind.name().into(),
-                endpoint: String::new(),
-                message,
-            }),
+            )),
+            Err(message) => Err(self.error_at(i, message)),
         }
     }
 
@@ -484,12 +472,21 @@ impl Cluster {
         self.servers.get_mut(i).ok_or(err)
     }
 
-    fn no_server(&self, i: usize) -> Error {
+    /// An error about server `i`, naming its address.
+    fn error_at(&self, i: usize, message: String) -> Error {
         Error::Backend {
             backend: self.kind.map_or("inproc", |k| k.name()).into(),
-            endpoint: String::new(),
-            message: format!("no server {} started by lockbench", i + 1),
+            endpoint: self
+                .endpoints
+                .get(i)
+                .map(|e| e.addr.clone())
+                .unwrap_or_default(),
+            message,
         }
+    }
+
+    fn no_server(&self, i: usize) -> Error {
+        self.error_at(i, format!("no server {} started by lockbench", i + 1))
     }
 
     /// Stops every server now (also done on drop).

@@ -222,13 +222,7 @@ impl RawFault {
                 ));
             }
         } else if kind.on_servers() {
-            if servers == 0 {
-                return Err((
-                    fault_span,
-                    format!("{} acts on servers lockbench started", kind.name()),
-                    Some(no_server_why.to_string()),
-                ));
-            }
+            applies(kind, &fault_span, servers, no_server_why, no_link_why)?;
             for t in &targets {
                 let ok = t == "all"
                     || t.strip_prefix("server-")
@@ -245,16 +239,7 @@ impl RawFault {
                 }
             }
         } else {
-            if let Some(why) = no_link_why {
-                return Err((
-                    fault_span,
-                    format!(
-                        "{} acts on the links between clients and servers",
-                        kind.name()
-                    ),
-                    Some(why.to_string()),
-                ));
-            }
+            applies(kind, &fault_span, servers, no_server_why, no_link_why)?;
             if let Some(t) = targets.iter().find(|t| !host_target(t, hosts)) {
                 return Err((
                     span,
@@ -272,6 +257,40 @@ impl RawFault {
             duration,
         })
     }
+}
+
+/// Refuses a fault kind the scenario's backends give nothing to act on:
+/// server faults without servers lockbench started, network faults
+/// without links (client faults need neither: an in-process client can
+/// crash or pause).
+fn applies(
+    kind: FaultKind,
+    span: &std::ops::Range<usize>,
+    servers: usize,
+    no_server_why: &str,
+    no_link_why: Option<&str>,
+) -> Result<(), FaultError> {
+    if kind.on_servers() && servers == 0 {
+        return Err((
+            span.clone(),
+            format!("{} acts on servers lockbench started", kind.name()),
+            Some(no_server_why.to_string()),
+        ));
+    }
+    if kind.needs_links()
+        && !kind.on_clients()
+        && let Some(why) = no_link_why
+    {
+        return Err((
+            span.clone(),
+            format!(
+                "{} acts on the links between clients and servers",
+                kind.name()
+            ),
+            Some(why.to_string()),
+        ));
+    }
+    Ok(())
 }
 
 /// Whether `t` names a host of `hosts` (`h1`..), the holder's, or all.
@@ -509,26 +528,7 @@ impl RawRandom {
         let mut faults = Vec::new();
         for name in self.faults.get_ref() {
             let kind = params.kind(name, span.clone())?;
-            if kind.on_servers() && servers == 0 {
-                return Err((
-                    span.clone(),
-                    format!("{} acts on servers lockbench started", kind.name()),
-                    Some(no_server_why.to_string()),
-                ));
-            }
-            if kind.needs_links()
-                && !kind.on_clients()
-                && let Some(why) = no_link_why
-            {
-                return Err((
-                    span.clone(),
-                    format!(
-                        "{} acts on the links between clients and servers",
-                        kind.name()
-                    ),
-                    Some(why.to_string()),
-                ));
-            }
+            applies(kind, &span, servers, no_server_why, no_link_why)?;
             faults.push(kind);
         }
         if faults.is_empty() {
