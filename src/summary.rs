@@ -160,6 +160,10 @@ pub struct Summary {
     pub faults: Vec<FaultRecord>,
     /// The servers used, with their versions.
     pub servers: Vec<ServerInfo>,
+    /// The replicated topology the servers formed (`None`: single
+    /// servers, `topology = "single"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topology: Option<String>,
     /// Wall-clock start, RFC 3339.
     pub started_at: String,
     /// Events in history.jsonl.

@@ -30,6 +30,7 @@ async fn setup(
     let through = [Endpoint {
         name: "redis-1 via proxy".into(),
         addr: proxy.addr().to_string(),
+        announced: None,
     }];
     let b = backend::build("redis", &through).await.unwrap();
     let client = b

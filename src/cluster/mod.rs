@@ -18,6 +18,7 @@ mod memcached;
 mod postgres;
 mod process;
 mod redis;
+pub mod sentinel;
 pub mod topology;
 mod zookeeper;
 
@@ -241,12 +242,16 @@ pub async fn wait_ready(kind: ServerKind, server: &mut ServerProcess) -> Result<
 }
 
 /// An address clients connect to.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Endpoint {
     /// The server's name in the cluster (`redis-1`).
     pub name: String,
     /// `host:port`.
     pub addr: String,
+    /// The address the server's peers know it by, where that differs
+    /// from `addr` (a replicated topology's inbound peer proxy): Sentinel
+    /// answers with it, and clients map it back to `addr`.
+    pub announced: Option<String>,
 }
 
 /// The servers one backend uses during one run.
@@ -263,6 +268,12 @@ pub struct Cluster {
     /// Each server's clock control, when started with
     /// [`Cluster::start_with_clock`] (same order as `servers`).
     clocks: Vec<SkewControl>,
+    /// A replicated topology, which owns its processes (then `servers`
+    /// is empty and member operations go to it).
+    replicated: Option<topology::Replicated>,
+    /// The replicated shape asked for, if any (independent masters have
+    /// no [`topology::Replicated`], only this).
+    shape: Option<topology::Shape>,
 }
 
 impl Cluster {
@@ -312,6 +323,7 @@ impl Cluster {
             cluster.endpoints.push(Endpoint {
                 name: name.clone(),
                 addr: server.addr(),
+                announced: None,
             });
             cluster.infos.push(ServerInfo {
                 name,
@@ -327,6 +339,99 @@ impl Cluster {
             cluster.servers.push(server);
         }
         Ok(cluster)
+    }
+
+    /// Starts `backend`'s replicated topology
+    /// ([`topology::replicated_shape`]), logging into `log_dir`.
+    pub async fn start_replicated(backend: &str, log_dir: &Path) -> Result<Cluster> {
+        let Some(shape) = topology::replicated_shape(backend) else {
+            return Err(Error::Backend {
+                backend: backend.into(),
+                endpoint: String::new(),
+                message: "lockbench has no replicated topology for this backend".into(),
+            });
+        };
+        if let topology::Shape::Masters(n) = shape {
+            let mut cluster = Cluster::start(ServerKind::Redis, n, log_dir).await?;
+            cluster.shape = Some(shape);
+            return Ok(cluster);
+        }
+        let replicated = topology::Replicated::start(shape, log_dir).await?;
+        let version = replicated.version().to_string();
+        let endpoints = replicated.endpoints();
+        let infos = replicated
+            .all_processes()
+            .into_iter()
+            .map(|p| ServerInfo {
+                name: p.name().to_string(),
+                addr: p.addr(),
+                version: version.clone(),
+                started_by_lockbench: true,
+                log: p
+                    .log_path()
+                    .strip_prefix(log_dir)
+                    .ok()
+                    .map(|p| p.display().to_string()),
+            })
+            .collect();
+        Ok(Cluster {
+            kind: Some(replicated.kind()),
+            servers: Vec::new(),
+            endpoints,
+            infos,
+            clocks: Vec::new(),
+            replicated: Some(replicated),
+            shape: Some(shape),
+        })
+    }
+
+    /// The replicated shape this cluster was started as (`None`: a single
+    /// server per backend server, as `topology = "single"`).
+    pub fn shape(&self) -> Option<topology::Shape> {
+        self.shape
+    }
+
+    /// Every member's role, asked now; `None` when the servers do not
+    /// replicate (a single server, independent masters).
+    pub async fn roles(&self) -> Option<Vec<topology::Role>> {
+        match &self.replicated {
+            Some(r) => Some(r.roles().await),
+            None => None,
+        }
+    }
+
+    /// The member that leads now (the primary, for Sentinel). A single
+    /// server leads itself; independent masters have no leader.
+    pub async fn leader(&self) -> std::result::Result<usize, String> {
+        match &self.replicated {
+            Some(r) => r.leader().await.ok_or_else(|| "no member leads now".to_string()),
+            None if self.servers.len() == 1 => Ok(0),
+            None => Err(format!(
+                "the {} servers are independent: none leads",
+                self.servers.len()
+            )),
+        }
+    }
+
+    /// Cuts the members in `set` from the other members (traffic between
+    /// servers only; clients still reach every member).
+    pub fn isolate(&self, set: &[usize]) -> Result<()> {
+        match &self.replicated {
+            Some(r) => r.isolate(set),
+            None => Err(self.error_at(
+                set.first().copied().unwrap_or(0),
+                "these servers do not talk to each other: there is no link between \
+                 them to cut (use topology = \"replicated\")"
+                    .into(),
+            )),
+        }
+    }
+
+    /// Removes every fault between members.
+    pub fn heal_members(&self) {
+        if let Some(r) = &self.replicated {
+            r.heal();
+        }
     }
 
     /// Servers run by the user at `addrs`; asks each for its version.
@@ -345,6 +450,7 @@ impl Cluster {
             cluster.endpoints.push(Endpoint {
                 name: name.clone(),
                 addr: addr.clone(),
+                announced: None,
             });
             cluster.infos.push(ServerInfo {
                 name,
@@ -367,19 +473,26 @@ impl Cluster {
         &self.infos
     }
 
-    /// The processes started here (empty for external endpoints).
+    /// The processes started here (empty for external endpoints): a
+    /// replicated topology's data servers, not its sentinels.
     pub fn servers(&self) -> &[ServerProcess] {
-        &self.servers
+        match &self.replicated {
+            Some(r) => r.servers(),
+            None => &self.servers,
+        }
     }
 
     /// The PIDs of the servers started here.
     pub fn pids(&self) -> Vec<u32> {
-        self.servers.iter().map(|s| s.pid()).collect()
+        self.servers().iter().map(|s| s.pid()).collect()
     }
 
     /// Kills server `i` with SIGKILL and starts it again on the same port
     /// and data directory; returns when it serves again.
     pub async fn restart(&mut self, i: usize) -> Result<()> {
+        if let Some(r) = &mut self.replicated {
+            return r.restart(i).await;
+        }
         let (Some(kind), Some(server)) = (self.kind, self.servers.get_mut(i)) else {
             return Err(Error::Backend {
                 backend: self.kind.map_or("inproc", |k| k.name()).into(),
@@ -394,6 +507,9 @@ impl Cluster {
     /// Kills server `i` with SIGKILL and leaves it down; [`Cluster::restart`]
     /// brings it back on the same port and data directory.
     pub fn kill(&mut self, i: usize) -> Result<()> {
+        if let Some(r) = &mut self.replicated {
+            return r.kill(i);
+        }
         let server = self.server_mut(i)?;
         server.stop();
         Ok(())
@@ -401,7 +517,7 @@ impl Cluster {
 
     /// Sends `signal` (SIGSTOP, SIGCONT) to server `i`'s process group.
     pub fn signal(&self, i: usize, signal: i32) -> Result<()> {
-        match self.servers.get(i) {
+        match self.servers().get(i) {
             Some(s) => {
                 s.signal(signal);
                 Ok(())
@@ -491,6 +607,9 @@ impl Cluster {
 
     /// Stops every server now (also done on drop).
     pub fn stop(&mut self) {
+        if let Some(r) = &mut self.replicated {
+            r.stop();
+        }
         for s in &mut self.servers {
             s.stop();
         }

@@ -27,6 +27,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use super::sentinel::RedisSentinel;
 use super::{Installed, Launch, ServerKind, ServerProcess, free_port};
 use crate::error::{Error, Result};
 use crate::fault::Proxy;
@@ -126,6 +127,240 @@ fn check_index(backend: &str, i: usize, n: usize) -> Result<()> {
             "",
             format!("no member {i} (the topology has {n}, numbered from 0)"),
         ))
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The topology a scenario asks for
+// ---------------------------------------------------------------------------
+
+/// What `topology = "replicated"` starts for a backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// A Redis primary, replicas and sentinels ([`RedisSentinel`]).
+    Sentinel {
+        /// Replicas of the primary.
+        replicas: usize,
+        /// `redis-server --sentinel` processes.
+        sentinels: usize,
+    },
+    /// A ZooKeeper ensemble ([`ZkEnsemble`]).
+    Ensemble(usize),
+    /// An etcd cluster ([`EtcdCluster`]).
+    EtcdCluster(usize),
+    /// Independent masters, as the single topology already starts them
+    /// (Redlock): nothing replicates, nobody leads.
+    Masters(usize),
+}
+
+impl Shape {
+    /// The number of data servers (the members faults can target).
+    pub fn members(self) -> usize {
+        match self {
+            Shape::Sentinel { replicas, .. } => replicas + 1,
+            Shape::Ensemble(n) | Shape::EtcdCluster(n) | Shape::Masters(n) => n,
+        }
+    }
+
+    /// How reports name it.
+    pub fn describe(self) -> String {
+        match self {
+            Shape::Sentinel {
+                replicas,
+                sentinels,
+            } => format!("Redis primary + {replicas} replicas + {sentinels} sentinels"),
+            Shape::Ensemble(n) => format!("ZooKeeper ensemble of {n}"),
+            Shape::EtcdCluster(n) => format!("etcd cluster of {n}"),
+            Shape::Masters(n) => format!("{n} independent Redis masters"),
+        }
+    }
+}
+
+/// The replicated topology of `backend`, if lockbench has one: what users
+/// deploy (seed 003; the list).
+pub fn replicated_shape(backend: &str) -> Option<Shape> {
+    match backend {
+        "redis" | "redis-get-set" => Some(Shape::Sentinel {
+            replicas: 2,
+            sentinels: 3,
+        }),
+        "zookeeper" | "zookeeper-herd" => Some(Shape::Ensemble(3)),
+        "etcd" => Some(Shape::EtcdCluster(3)),
+        "redlock" => Some(Shape::Masters(5)),
+        _ => None,
+    }
+}
+
+/// A running replicated topology.
+#[derive(Debug)]
+pub enum Replicated {
+    /// Redis with Sentinel.
+    Sentinel(RedisSentinel),
+    /// A ZooKeeper ensemble.
+    Zk(ZkEnsemble),
+    /// An etcd cluster.
+    Etcd(EtcdCluster),
+}
+
+impl Replicated {
+    /// Starts `shape` (not [`Shape::Masters`], which is an ordinary
+    /// cluster), logging into `log_dir`.
+    pub async fn start(shape: Shape, log_dir: &Path) -> Result<Replicated> {
+        Ok(match shape {
+            Shape::Sentinel {
+                replicas,
+                sentinels,
+            } => Replicated::Sentinel(RedisSentinel::start(replicas, sentinels, log_dir).await?),
+            Shape::Ensemble(n) => Replicated::Zk(ZkEnsemble::start(n, log_dir).await?),
+            Shape::EtcdCluster(n) => Replicated::Etcd(EtcdCluster::start(n, log_dir).await?),
+            Shape::Masters(_) => {
+                return Err(backend_error(
+                    "redis",
+                    "",
+                    "independent masters are started as an ordinary cluster",
+                ));
+            }
+        })
+    }
+
+    /// The kind of its data servers.
+    pub fn kind(&self) -> ServerKind {
+        match self {
+            Replicated::Sentinel(_) => ServerKind::Redis,
+            Replicated::Zk(_) => ServerKind::ZooKeeper,
+            Replicated::Etcd(_) => ServerKind::Etcd,
+        }
+    }
+
+    /// The data servers (the members faults target), in member order.
+    pub fn servers(&self) -> &[ServerProcess] {
+        match self {
+            Replicated::Sentinel(t) => t.servers(),
+            Replicated::Zk(t) => t.servers(),
+            Replicated::Etcd(t) => t.servers(),
+        }
+    }
+
+    /// The version its first member reported.
+    pub fn version(&self) -> &str {
+        match self {
+            Replicated::Sentinel(t) => t.version(),
+            Replicated::Zk(t) => t.version(),
+            Replicated::Etcd(t) => t.version(),
+        }
+    }
+
+    /// Where clients connect: the data servers (with the address peers
+    /// know each by, for Sentinel), then the sentinels.
+    pub fn endpoints(&self) -> Vec<super::Endpoint> {
+        let named = |addrs: Vec<String>, prefix: &str| -> Vec<super::Endpoint> {
+            addrs
+                .into_iter()
+                .enumerate()
+                .map(|(i, addr)| super::Endpoint {
+                    name: format!("{prefix}-{}", i + 1),
+                    addr,
+                    announced: None,
+                })
+                .collect()
+        };
+        match self {
+            Replicated::Sentinel(t) => {
+                let mut eps = named(t.client_addrs(), "redis");
+                for (ep, a) in eps.iter_mut().zip(t.announced_addrs()) {
+                    ep.announced = Some(a);
+                }
+                eps.extend(named(t.sentinel_addrs(), "sentinel"));
+                eps
+            }
+            Replicated::Zk(t) => named(t.client_addrs(), "zookeeper"),
+            Replicated::Etcd(t) => named(t.client_addrs(), "etcd"),
+        }
+    }
+
+    /// Every process it runs, for summary.json: data servers, then the
+    /// sentinels.
+    pub fn all_processes(&self) -> Vec<&ServerProcess> {
+        let mut all: Vec<&ServerProcess> = self.servers().iter().collect();
+        if let Replicated::Sentinel(t) = self {
+            all.extend(t.sentinel_processes());
+        }
+        all
+    }
+
+    /// Every member's role, asked now.
+    pub async fn roles(&self) -> Vec<Role> {
+        match self {
+            Replicated::Sentinel(t) => t.roles().await,
+            Replicated::Zk(t) => t.roles().await,
+            Replicated::Etcd(t) => {
+                let (seen, leader) = (t.serving().await, t.leader().await);
+                seen.into_iter()
+                    .enumerate()
+                    .map(|(i, r)| match r {
+                        Ok(()) if Some(i) == leader => Role::Leader,
+                        Ok(()) => Role::Follower,
+                        Err(e) => Role::NotServing(e),
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    /// The member that leads (the primary the sentinels name), asked now.
+    pub async fn leader(&self) -> Option<usize> {
+        match self {
+            Replicated::Sentinel(t) => t.primary().await,
+            Replicated::Zk(t) => t.leader().await,
+            Replicated::Etcd(t) => t.leader().await,
+        }
+    }
+
+    /// Kills member `i` (SIGKILL); it stays down.
+    pub fn kill(&mut self, i: usize) -> Result<()> {
+        match self {
+            Replicated::Sentinel(t) => t.kill(i),
+            Replicated::Zk(t) => t.kill(i),
+            Replicated::Etcd(t) => t.kill(i),
+        }
+    }
+
+    /// Starts member `i` again, on the same ports.
+    pub async fn restart(&mut self, i: usize) -> Result<()> {
+        match self {
+            Replicated::Sentinel(t) => t.restart(i).await,
+            Replicated::Zk(t) => t.restart(i).await,
+            Replicated::Etcd(t) => t.restart(i).await,
+        }
+    }
+
+    /// Cuts every member of `set` from the members outside it. etcd and
+    /// Sentinel cut what reaches each member of `set` (its inbound peer
+    /// proxy), so members of `set` do not reach each other either.
+    pub fn isolate(&self, set: &[usize]) -> Result<()> {
+        match self {
+            Replicated::Sentinel(t) => set.iter().try_for_each(|&i| t.isolate(i)),
+            Replicated::Zk(t) => t.isolate_set(set),
+            Replicated::Etcd(t) => set.iter().try_for_each(|&i| t.isolate(i)),
+        }
+    }
+
+    /// Removes every fault between servers.
+    pub fn heal(&self) {
+        match self {
+            Replicated::Sentinel(t) => t.heal(),
+            Replicated::Zk(t) => t.heal(),
+            Replicated::Etcd(t) => t.heal(),
+        }
+    }
+
+    /// Stops every process now (also done on drop).
+    pub fn stop(&mut self) {
+        match self {
+            Replicated::Sentinel(t) => t.stop(),
+            Replicated::Zk(t) => t.stop(),
+            Replicated::Etcd(t) => t.stop(),
+        }
     }
 }
 
@@ -540,6 +775,20 @@ impl ZkEnsemble {
         check_index("zookeeper", i, self.servers.len())?;
         for j in (0..self.servers.len()).filter(|&j| j != i) {
             self.partition(i, j)?;
+        }
+        Ok(())
+    }
+
+    /// Cuts every member of `set` from every member outside it (members
+    /// of `set` still reach each other): a majority/minority split when
+    /// `set` is a minority.
+    pub fn isolate_set(&self, set: &[usize]) -> Result<()> {
+        let n = self.servers.len();
+        for &i in set {
+            check_index("zookeeper", i, n)?;
+            for j in (0..n).filter(|j| !set.contains(j)) {
+                self.partition(i, j)?;
+            }
         }
         Ok(())
     }

@@ -59,6 +59,7 @@ impl Links {
             .map(|(p, ep)| Endpoint {
                 name: ep.name.clone(),
                 addr: p.addr().to_string(),
+                announced: ep.announced.clone(),
             })
             .collect()
     }
@@ -137,7 +138,8 @@ fn add_fault(state: &mut LinkState, kind: FaultKind) {
         | FaultKind::PauseServer
         | FaultKind::CrashClient
         | FaultKind::ClockSkew(_)
-        | FaultKind::ClockDrift(_) => {}
+        | FaultKind::ClockDrift(_)
+        | FaultKind::IsolateServer => {}
     }
 }
 
@@ -229,15 +231,103 @@ async fn pick_holder(
     }
 }
 
+/// The servers a server fault targets, with their names for the history:
+/// `server-N`, and in a replicated topology the role each member had when
+/// the fault started (`server-2 (leader)`). Role targets are resolved by
+/// asking the servers now.
+async fn resolve_servers(
+    spec: &FaultSpec,
+    cluster: &Cluster,
+    rng: &mut StdRng,
+) -> std::result::Result<(Vec<usize>, Vec<String>), String> {
+    use crate::cluster::topology::{Role, Shape};
+    let n = cluster.servers().len();
+    let roles = cluster.roles().await;
+    let mut set = spec.target_indices(n);
+    let mut leader = None;
+    for t in &spec.targets {
+        let role_target = t.as_str();
+        if !crate::scenario::ROLE_TARGETS.contains(&role_target) {
+            continue;
+        }
+        if matches!(role_target, "leader" | "primary" | "follower" | "followers") {
+            leader = Some(match leader {
+                Some(l) => l,
+                None => cluster.leader().await.map_err(|why| match &roles {
+                    Some(r) => format!("{why}: roles {r:?}"),
+                    None => why,
+                })?,
+            });
+        }
+        let others = |l: usize| (0..n).filter(move |&i| i != l);
+        match (role_target, leader) {
+            ("leader" | "primary", Some(l)) => set.push(l),
+            ("follower", Some(l)) => {
+                let pool: Vec<usize> = others(l).collect();
+                if pool.is_empty() {
+                    return Err("no follower: the leader is the only member".into());
+                }
+                set.push(pool[rng.random_range(0..pool.len())]);
+            }
+            ("followers", Some(l)) => set.extend(others(l)),
+            ("minority" | "majority", _) => {
+                let k = if role_target == "minority" {
+                    ((n.saturating_sub(1)) / 2).max(1)
+                } else {
+                    n / 2 + 1
+                };
+                let mut pool: Vec<usize> = (0..n).collect();
+                for _ in 0..k.min(n) {
+                    set.push(pool.swap_remove(rng.random_range(0..pool.len())));
+                }
+            }
+            _ => {}
+        }
+    }
+    set.sort_unstable();
+    set.dedup();
+    let sentinel = matches!(cluster.shape(), Some(Shape::Sentinel { .. }));
+    let names = set
+        .iter()
+        .map(|&i| {
+            let role = roles.as_ref().and_then(|r| r.get(i)).map(|r| match r {
+                Role::Leader if sentinel => "primary",
+                Role::Leader => "leader",
+                Role::Follower if sentinel => "replica",
+                Role::Follower => "follower",
+                Role::NotServing(_) => "not serving",
+                Role::Down(_) => "down",
+            });
+            match role {
+                Some(role) => format!("server-{} ({role})", i + 1),
+                None => format!("server-{}", i + 1),
+            }
+        })
+        .collect();
+    Ok((set, names))
+}
+
+/// What `spec` acts on, and the names the history gives its targets.
 async fn resolve_targets(
     spec: &FaultSpec,
     targets: &Targets,
     rng: &mut StdRng,
-) -> std::result::Result<On, String> {
+) -> std::result::Result<(On, Vec<String>), String> {
     if spec.kind.on_servers() {
-        let n = targets.servers.lock().await.servers().len();
-        return Ok(On::Servers(spec.target_indices(n)));
+        let cluster = targets.servers.lock().await;
+        let (set, names) = resolve_servers(spec, &cluster, rng).await?;
+        return Ok((On::Servers(set), names));
     }
+    let on = resolve_client_targets(spec, targets, rng).await?;
+    let names = on.names(&targets.slots);
+    Ok((on, names))
+}
+
+async fn resolve_client_targets(
+    spec: &FaultSpec,
+    targets: &Targets,
+    rng: &mut StdRng,
+) -> std::result::Result<On, String> {
     let holder = spec.targets.iter().any(|t| t == "holder");
     let slots = &targets.slots;
     if spec.kind.on_clients() {
@@ -293,8 +383,9 @@ pub async fn run(
             let (start_name, stop_name) = spec.kind.event_names();
             let mut rng = StdRng::seed_from_u64(targets.seed ^ spec.at.as_nanos() as u64);
             let resolved = resolve_targets(&spec, &targets, &mut rng).await;
-            let on = resolved.clone().unwrap_or(On::Hosts(Vec::new()));
-            let names = on.names(&targets.slots);
+            let (on, names) = resolved
+                .clone()
+                .unwrap_or((On::Hosts(Vec::new()), Vec::new()));
             let applied = match resolved {
                 Ok(_) => apply(&spec, &on, &targets).await,
                 Err(why) => Err(why),
@@ -390,6 +481,11 @@ async fn apply(
             }
             Ok(None)
         }
+        (FaultKind::IsolateServer, On::Servers(v)) => {
+            let cluster = targets.servers.lock().await;
+            cluster.isolate(v).map_err(|e| e.to_string())?;
+            Ok(None)
+        }
         (FaultKind::PauseClient, On::Slots(v)) => {
             for &i in v {
                 targets.slots[i].set_paused(true);
@@ -445,6 +541,12 @@ async fn undo(
             for &i in v {
                 targets.slots[i].restart();
             }
+            Ok(())
+        }
+        (FaultKind::IsolateServer, On::Servers(_)) => {
+            // Every cut between members heals (the topologies keep no
+            // per-fault record of their links).
+            targets.servers.lock().await.heal_members();
             Ok(())
         }
         (FaultKind::PauseClient, On::Slots(v)) => {
@@ -575,6 +677,7 @@ mod tests {
         let ep = Endpoint {
             name: "s".into(),
             addr: server.local_addr().unwrap().to_string(),
+            announced: None,
         };
         let links = Links::start(&[ep], 2, 1).await.unwrap();
         let delay = Duration::from_millis(50);

@@ -7,6 +7,6 @@ mod runner;
 mod spec;
 
 pub use duration::{TimeDist, parse_duration};
-pub use nemesis::{FAULTS, FaultKind, FaultSpec, RandomSchedule, RandomTarget};
+pub use nemesis::{FAULTS, FaultKind, FaultSpec, ROLE_TARGETS, RandomSchedule, RandomTarget};
 pub use runner::{RunOptions, RunOutcome, check_file, mix, run_backend};
-pub use spec::{KeyChoice, Mode, Scenario, ScenarioError, Workload};
+pub use spec::{KeyChoice, Mode, Scenario, ScenarioError, Topology, Workload};

@@ -67,6 +67,10 @@ pub enum FaultKind {
     ClockSkew(i64),
     /// The servers' wall clocks run this many times as fast as real time.
     ClockDrift(f64),
+    /// The servers are cut from the other members of their replicated
+    /// topology (replication, quorum, election and monitoring traffic
+    /// stops); clients still reach them.
+    IsolateServer,
 }
 
 impl FaultKind {
@@ -78,6 +82,7 @@ impl FaultKind {
                 | FaultKind::PauseServer
                 | FaultKind::ClockSkew(_)
                 | FaultKind::ClockDrift(_)
+                | FaultKind::IsolateServer
         )
     }
 
@@ -111,6 +116,7 @@ impl FaultKind {
             FaultKind::PauseClient => ("pause-client", "resume-client"),
             FaultKind::ClockSkew(_) => ("start-clock-skew", "stop-clock-skew"),
             FaultKind::ClockDrift(_) => ("start-clock-drift", "stop-clock-drift"),
+            FaultKind::IsolateServer => ("start-isolate-server", "stop-isolate-server"),
         }
     }
 
@@ -128,6 +134,7 @@ impl FaultKind {
             FaultKind::PauseClient => "pause-client",
             FaultKind::ClockSkew(_) => "clock-skew",
             FaultKind::ClockDrift(_) => "clock-drift",
+            FaultKind::IsolateServer => "isolate-server",
         }
     }
 }
@@ -145,6 +152,20 @@ pub const FAULTS: &[&str] = &[
     "pause-client",
     "clock-skew",
     "clock-drift",
+    "isolate-server",
+];
+
+/// Server targets chosen by role when the fault starts (the servers are
+/// asked who leads): `leader` (`primary` is the same), one `follower`,
+/// all `followers`, a `minority` (⌊(n − 1)/2⌋ members) or a `majority`
+/// (⌊n/2⌋ + 1), the last two drawn with the run's seed.
+pub const ROLE_TARGETS: &[&str] = &[
+    "leader",
+    "primary",
+    "follower",
+    "followers",
+    "minority",
+    "majority",
 ];
 
 /// One `[[nemesis]]` table as written.
@@ -225,6 +246,7 @@ impl RawFault {
             applies(kind, &fault_span, servers, no_server_why, no_link_why)?;
             for t in &targets {
                 let ok = t == "all"
+                    || ROLE_TARGETS.contains(&t.as_str())
                     || t.strip_prefix("server-")
                         .and_then(|n| n.parse::<usize>().ok())
                         .is_some_and(|n| (1..=servers).contains(&n));
@@ -233,7 +255,8 @@ impl RawFault {
                         span,
                         format!("target {t:?} is not a server"),
                         Some(format!(
-                            "server faults target \"server-1\" to \"server-{servers}\", or \"all\""
+                            "server faults target \"server-1\" to \"server-{servers}\", \"all\", or a role: {}",
+                            ROLE_TARGETS.join(", ")
                         )),
                     ));
                 }
@@ -375,6 +398,7 @@ impl KindParams {
             "pause-server" => FaultKind::PauseServer,
             "crash-client" => FaultKind::CrashClient,
             "pause-client" => FaultKind::PauseClient,
+            "isolate-server" => FaultKind::IsolateServer,
             "clock-skew" => match &self.offset_ms {
                 Some(o) if *o.get_ref() != 0 && o.get_ref().abs() <= 86_400_000 => {
                     FaultKind::ClockSkew(*o.get_ref() * 1_000_000)

@@ -20,7 +20,7 @@ use crate::error::{Error, Result};
 use crate::fault::nemesis::{self, Links};
 use crate::history::{Clock, Recorder, RecorderHandle};
 use crate::metrics::Metrics;
-use crate::scenario::Workload;
+use crate::scenario::{Topology, Workload};
 use crate::summary::LostUpdates;
 use crate::summary::Summary;
 use crate::workload::{ClientPlan, ClientSlot, ClientTask, ProtectedResource};
@@ -95,7 +95,12 @@ pub async fn run_backend(
     let run_dir = new_run_dir(&opts.out_dir, &scenario.name, backend_name)?;
     let started_at = now_rfc3339();
     // The timeline plus the random schedule's draw for this seed.
-    let faults = scenario.faults_for(seed, info.servers.max(1));
+    let shape = match scenario.topology {
+        Topology::Replicated => crate::cluster::topology::replicated_shape(backend_name),
+        Topology::Single => None,
+    };
+    let members = shape.map_or(info.servers.max(1), |s| s.members());
+    let faults = scenario.faults_for(seed, members);
     let mut notes = Vec::new();
     // Clock faults need the servers started with lockbench's clock
     // library; a kind it cannot skew runs without, and the report says so.
@@ -103,6 +108,15 @@ pub async fn run_backend(
     let servers = match (info.server, external) {
         (None, _) => Cluster::none(),
         (Some(kind), Some(addrs)) => Cluster::external(kind, addrs).await?,
+        (Some(_), None) if shape.is_some() => {
+            if clock_faults {
+                notes.push(format!(
+                    "clock faults did not apply to {backend_name}: lockbench does not skew \
+                     the members of a replicated topology yet"
+                ));
+            }
+            Cluster::start_replicated(backend_name, &run_dir).await?
+        }
         (Some(kind), None) if clock_faults => match crate::fault::clock::skew_support(kind) {
             Ok(()) => Cluster::start_with_clock(kind, info.servers.max(1), &run_dir).await?,
             Err(why) => {
@@ -339,6 +353,7 @@ pub async fn run_backend(
         lease_ms: scenario.lease.as_millis() as u64,
         faults: faults_done.clone(),
         servers: servers.infos().to_vec(),
+        topology: servers.shape().map(|s| s.describe()),
         started_at,
         history_events,
         interrupted,

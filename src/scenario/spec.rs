@@ -84,6 +84,20 @@ pub struct Scenario {
     pub random_nemesis: Option<RandomSchedule>,
     /// What holders do with the protected resource.
     pub workload: Workload,
+    /// The servers each backend runs on.
+    pub topology: Topology,
+}
+
+/// The servers a backend runs on (`topology =`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Topology {
+    /// What each recipe needs at least: one server (Redlock: five
+    /// independent masters). The default.
+    Single,
+    /// What users deploy for availability: Redis with Sentinel, a
+    /// ZooKeeper ensemble, an etcd cluster (see
+    /// [`crate::cluster::topology::replicated_shape`]).
+    Replicated,
 }
 
 /// What a holder does with the protected resource.
@@ -164,6 +178,7 @@ struct Raw {
     nemesis: Option<Vec<RawFault>>,
     random_nemesis: Option<RawRandom>,
     workload: Option<Spanned<String>>,
+    topology: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -526,13 +541,65 @@ impl Scenario {
             endpoints.insert(name, list);
         }
 
-        let (servers, no_server_why) = startable_servers(&backends, &endpoints);
+        let topology = match raw.topology {
+            None => Topology::Single,
+            Some(t) => {
+                let topology = match t.get_ref().as_str() {
+                    "single" => Topology::Single,
+                    "replicated" => Topology::Replicated,
+                    other => {
+                        return Err(err(
+                            Some(t.span()),
+                            format!("topology = {other:?} is not a topology"),
+                            Some("use \"single\" (the default) or \"replicated\" (Redis with Sentinel, a ZooKeeper ensemble, an etcd cluster)".into()),
+                        ));
+                    }
+                };
+                if topology == Topology::Replicated {
+                    let lacking: Vec<&String> = backends
+                        .iter()
+                        .filter(|b| crate::cluster::topology::replicated_shape(b).is_none())
+                        .collect();
+                    if let Some(b) = lacking.first() {
+                        let with: Vec<&str> = known
+                            .iter()
+                            .copied()
+                            .filter(|b| crate::cluster::topology::replicated_shape(b).is_some())
+                            .collect();
+                        return Err(err(
+                            Some(t.span()),
+                            format!("{b} has no replicated topology in lockbench"),
+                            Some(format!(
+                                "replicated topologies exist for {}; run the others in a scenario of their own",
+                                with.join(", ")
+                            )),
+                        ));
+                    }
+                    if let Some(b) = backends.iter().find(|b| endpoints.contains_key(*b)) {
+                        return Err(err(
+                            Some(t.span()),
+                            format!("{b} uses external endpoints; lockbench cannot start a topology for it"),
+                            Some("drop its [endpoints] entry or the topology line".into()),
+                        ));
+                    }
+                }
+                topology
+            }
+        };
+        let (servers, no_server_why) = startable_servers(&backends, &endpoints, topology);
         let no_link_why = backends
             .iter()
             .find(|b| backend::server_kind(b).is_none())
             .map(|b| format!("{b} runs in-process: there is no link to fault; run it in a scenario of its own"));
         let mut nemesis = Vec::new();
         for raw_fault in raw.nemesis.unwrap_or_default() {
+            if raw_fault.fault.get_ref() == "isolate-server" && topology == Topology::Single {
+                return Err(err(
+                    Some(raw_fault.fault.span()),
+                    "isolate-server cuts the links between the members of a replicated topology".into(),
+                    Some("add topology = \"replicated\" (single servers have no peers to be cut from)".into()),
+                ));
+            }
             let spec = raw_fault
                 .validate(
                     hosts as u32,
@@ -591,6 +658,7 @@ impl Scenario {
             nemesis,
             random_nemesis,
             workload,
+            topology,
         })
     }
 }
@@ -600,6 +668,7 @@ impl Scenario {
 fn startable_servers(
     backends: &[String],
     endpoints: &BTreeMap<String, Vec<String>>,
+    topology: Topology,
 ) -> (usize, String) {
     let mut least = usize::MAX;
     let mut why = String::new();
@@ -610,7 +679,11 @@ fn startable_servers(
                 let _ = info;
                 0
             }
-            Some(info) if info.server.is_some() => info.servers,
+            Some(info) if info.server.is_some() => match topology {
+                Topology::Single => info.servers,
+                Topology::Replicated => crate::cluster::topology::replicated_shape(b)
+                    .map_or(info.servers, |s| s.members()),
+            },
             _ => {
                 why = format!("{b} runs in-process and has no server");
                 0
@@ -659,6 +732,7 @@ const FIELDS: &[&str] = &[
     "nemesis",
     "random_nemesis",
     "workload",
+    "topology",
 ];
 
 fn hint_for_parse_error(message: &str) -> Option<String> {

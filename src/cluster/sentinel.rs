@@ -1,0 +1,629 @@
+//! Redis with Sentinel (issue 5): a primary, replicas and `redis-server
+//! --sentinel` processes on loopback, with the traffic between servers
+//! (replication, sentinels' monitoring) through fault proxies.
+//!
+//! Each data server `i` listens on its real port (what lock clients use)
+//! and has one inbound peer proxy ([`Proxy`]) in front of it, whose address
+//! is the only one its peers and the sentinels know: replicas replicate
+//! from the primary's proxy, every data server announces its own proxy as
+//! its replica address (`replica-announce-ip/port`, so the primary's
+//! `INFO replication`, and from it the sentinels, list the proxies), and
+//! the sentinels monitor the primary at its proxy. Blackholing a proxy
+//! ([`RedisSentinel::isolate`]) therefore cuts that server from its
+//! replicas or primary and from every sentinel, while clients on its real
+//! port still reach it: the partition of the Redis docs' split-brain
+//! warning.
+//!
+//! Not proxied: the sentinels' links to each other (votes, hello messages
+//! sent directly). A sentinel announces its own real address, so there is
+//! nothing to map; faults here split data servers, not sentinels.
+//!
+//! Sentinel is `redis-server <conf> --sentinel` (the same program as
+//! `redis-sentinel`), each with its own writable configuration file in its
+//! data directory, since Sentinel rewrites it as it learns.
+//!
+//! Every process stops when the topology drops ([`ServerProcess`] does
+//! it), and the proxies with it.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use redis::Value;
+
+use super::topology::Role;
+use super::{Launch, ServerKind, ServerProcess, free_port};
+use crate::error::{Error, Result};
+use crate::fault::Proxy;
+
+/// The master name the sentinels monitor.
+pub const MASTER_NAME: &str = "lockbench";
+
+/// How long the whole topology may take to be ready.
+pub const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// After this long without an answer a sentinel deems a server down.
+const DOWN_AFTER_MS: u64 = 1000;
+
+/// Sentinel's failover timeout: also how long a failed failover waits
+/// before the next try (twice this), so it is kept short.
+const FAILOVER_TIMEOUT_MS: u64 = 5000;
+
+/// How often readiness is asked.
+const POLL: Duration = Duration::from_millis(100);
+
+/// Bound on one question to one process.
+const ASK_TIMEOUT: Duration = Duration::from_secs(1);
+
+fn backend_error(endpoint: impl Into<String>, message: impl Into<String>) -> Error {
+    Error::Backend {
+        backend: "redis".into(),
+        endpoint: endpoint.into(),
+        message: message.into(),
+    }
+}
+
+fn new_port() -> Result<u16> {
+    free_port().map_err(|e| Error::io("127.0.0.1:0", e))
+}
+
+fn data_dir(name: &str) -> Result<tempfile::TempDir> {
+    tempfile::Builder::new()
+        .prefix(&format!("lockbench-{name}-"))
+        .tempdir()
+        .map_err(|e| Error::io(std::env::temp_dir(), e))
+}
+
+/// Runs `tasks` concurrently; their outputs in order (a paused server
+/// must not delay the answers of the others).
+async fn join_ordered<F, T>(tasks: Vec<F>) -> Vec<T>
+where
+    F: std::future::Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    let handles: Vec<_> = tasks.into_iter().map(tokio::spawn).collect();
+    let mut out = Vec::with_capacity(handles.len());
+    for h in handles {
+        match h.await {
+            Ok(v) => out.push(v),
+            // A task only fails by panicking, which the asks do not do.
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        }
+    }
+    out
+}
+
+/// Sends one command to the server at `addr` on a fresh connection, all
+/// within `timeout`.
+async fn ask(addr: &str, cmd: redis::Cmd, timeout: Duration) -> std::result::Result<Value, String> {
+    let client = redis::Client::open(format!("redis://{addr}/")).map_err(|e| e.to_string())?;
+    let config = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(timeout))
+        .set_response_timeout(Some(timeout));
+    let attempt = async {
+        let mut conn = client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await?;
+        cmd.query_async::<Value>(&mut conn).await
+    };
+    tokio::time::timeout(timeout, attempt)
+        .await
+        .map_err(|_| format!("{addr}: no answer within {timeout:?}"))?
+        .map_err(|e| format!("{addr}: {e}"))
+}
+
+fn text(v: &Value) -> Option<String> {
+    redis::from_redis_value_ref::<String>(v).ok()
+}
+
+/// What a `ROLE` reply says: master → Leader, a replica whose link to its
+/// primary is up (`connected`) → Follower, any other replica state (or a
+/// sentinel) → NotServing.
+fn role_of(reply: std::result::Result<Value, String>) -> Role {
+    let reply = match reply {
+        Ok(r) => r,
+        Err(e) => return Role::Down(e),
+    };
+    let Value::Array(items) = reply else {
+        return Role::NotServing(format!("unexpected ROLE reply {reply:?}"));
+    };
+    match items.first().and_then(text).as_deref() {
+        Some("master") => Role::Leader,
+        Some("slave") => match items.get(3).and_then(text) {
+            Some(state) if state == "connected" => Role::Follower,
+            Some(state) => Role::NotServing(format!("replica, link {state}")),
+            None => Role::NotServing("replica, link state unknown".into()),
+        },
+        Some(other) => Role::NotServing(other.to_string()),
+        None => Role::NotServing("empty ROLE reply".into()),
+    }
+}
+
+/// `[ip, port]` from `SENTINEL get-master-addr-by-name` as `ip:port`.
+fn master_addr(reply: &Value) -> Option<String> {
+    let Value::Array(items) = reply else {
+        return None;
+    };
+    let ip = text(items.first()?)?;
+    let port = text(items.get(1)?)?;
+    Some(format!("{ip}:{port}"))
+}
+
+/// A flat field/value reply (`SENTINEL master`, one entry of
+/// `SENTINEL replicas`) as a map.
+fn fields(reply: &Value) -> HashMap<String, String> {
+    let mut out = HashMap::new();
+    match reply {
+        Value::Array(items) => {
+            for pair in items.chunks(2) {
+                if let [k, v] = pair
+                    && let (Some(k), Some(v)) = (text(k), text(v))
+                {
+                    out.insert(k, v);
+                }
+            }
+        }
+        Value::Map(pairs) => {
+            for (k, v) in pairs {
+                if let (Some(k), Some(v)) = (text(k), text(v)) {
+                    out.insert(k, v);
+                }
+            }
+        }
+        _ => {}
+    }
+    out
+}
+
+/// The sentinel configuration: monitor `lockbench` at the primary's proxy,
+/// announce the sentinel's own real address.
+fn sentinel_config(port: u16, dir: &Path, primary: &str, quorum: usize) -> String {
+    let (ip, primary_port) = primary.rsplit_once(':').unwrap_or(("127.0.0.1", primary));
+    format!(
+        "port {port}\n\
+         bind 127.0.0.1\n\
+         protected-mode no\n\
+         daemonize no\n\
+         dir {dir}\n\
+         sentinel announce-ip 127.0.0.1\n\
+         sentinel announce-port {port}\n\
+         sentinel monitor {MASTER_NAME} {ip} {primary_port} {quorum}\n\
+         sentinel down-after-milliseconds {MASTER_NAME} {DOWN_AFTER_MS}\n\
+         sentinel failover-timeout {MASTER_NAME} {FAILOVER_TIMEOUT_MS}\n\
+         sentinel parallel-syncs {MASTER_NAME} 1\n",
+        dir = dir.display(),
+    )
+}
+
+/// A Redis primary with replicas, watched by sentinels. Data servers are
+/// numbered from 0 (`redis-<i+1>`); server 0 is the first primary.
+#[derive(Debug)]
+pub struct RedisSentinel {
+    servers: Vec<ServerProcess>,
+    sentinels: Vec<ServerProcess>,
+    /// Data server i's inbound peer proxy address (what peers and the
+    /// sentinels know it by).
+    announced: Vec<String>,
+    version: String,
+    /// Data server i's inbound peer proxy.
+    peer_proxies: Vec<Proxy>,
+}
+
+impl RedisSentinel {
+    /// Starts a primary, `replicas` replicas and `sentinels` sentinels,
+    /// logging into `log_dir`; returns once every replica is in sync and
+    /// every sentinel names the primary and sees the replicas and the other
+    /// sentinels. The quorum is a majority of the sentinels (2 of 3).
+    pub async fn start(replicas: usize, sentinels: usize, log_dir: &Path) -> Result<RedisSentinel> {
+        if sentinels == 0 {
+            return Err(backend_error("", "a Sentinel topology needs sentinels"));
+        }
+        let installed = super::ensure_installed("redis", ServerKind::Redis)?;
+        let n = replicas + 1;
+        let mut ports = Vec::with_capacity(n);
+        let mut peer_proxies = Vec::with_capacity(n);
+        for _ in 0..n {
+            let port = new_port()?;
+            ports.push(port);
+            // The seed only draws jitter, which these links do not use.
+            peer_proxies.push(Proxy::start(SocketAddr::from(([127, 0, 0, 1], port)), 0).await?);
+        }
+        let announced: Vec<String> = peer_proxies.iter().map(|p| p.addr().to_string()).collect();
+        let primary_port = peer_proxies[0].addr().port();
+        let deadline = Instant::now() + START_TIMEOUT;
+
+        let mut servers = Vec::with_capacity(n);
+        for (i, &port) in ports.iter().enumerate() {
+            let name = format!("redis-{}", i + 1);
+            let dir = data_dir(&name)?;
+            let own = peer_proxies[i].addr().port().to_string();
+            // Every server announces its proxy, the primary too: after a
+            // failover it may be demoted to a replica.
+            let mut launch = super::redis::prepare(&installed, port, dir.path())?
+                .args(["--replica-announce-ip", "127.0.0.1"])
+                .args(["--replica-announce-port", &own])
+                // Redis 7 waits 5 s by default before a diskless full sync,
+                // for more replicas to join it: that would delay the start
+                // and every resync after a failover.
+                .args(["--repl-diskless-sync-delay", "0"]);
+            if i > 0 {
+                launch = launch.args(["--replicaof", "127.0.0.1", &primary_port.to_string()]);
+            }
+            servers.push(ServerProcess::spawn(&name, log_dir, port, dir, launch)?);
+        }
+        let mut topology = RedisSentinel {
+            servers,
+            sentinels: Vec::new(),
+            announced,
+            version: String::new(),
+            peer_proxies,
+        };
+        // Replicas first, in sync, before any sentinel starts: a sentinel
+        // learns the replicas from the primary's INFO, which it asks at
+        // connect and then only every 10 s.
+        topology.wait_replicas_up(deadline).await?;
+
+        let quorum = sentinels / 2 + 1;
+        for k in 0..sentinels {
+            let name = format!("sentinel-{}", k + 1);
+            let dir = data_dir(&name)?;
+            let port = new_port()?;
+            let conf = dir.path().join("sentinel.conf");
+            std::fs::write(
+                &conf,
+                sentinel_config(port, dir.path(), &topology.announced[0], quorum),
+            )
+            .map_err(|e| Error::io(&conf, e))?;
+            let launch = Launch::new(&installed.binary).arg(&conf).arg("--sentinel");
+            topology
+                .sentinels
+                .push(ServerProcess::spawn(&name, log_dir, port, dir, launch)?);
+        }
+        topology.wait_sentinels_ready(deadline).await?;
+        let first = topology
+            .client_addrs()
+            .into_iter()
+            .next()
+            .unwrap_or_default();
+        topology.version = super::redis::probe(&first).await.unwrap_or_default();
+        Ok(topology)
+    }
+
+    /// Fails with the log tail of a process that exited.
+    fn check_alive(&mut self) -> Result<()> {
+        for s in self.servers.iter_mut().chain(self.sentinels.iter_mut()) {
+            if let Some(status) = s.exited() {
+                return Err(s.start_error(format!("exited at start ({status})")));
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits until the primary answers and every replica's link is up.
+    async fn wait_replicas_up(&mut self, deadline: Instant) -> Result<()> {
+        loop {
+            self.check_alive()?;
+            let roles = self.roles().await;
+            let pending = roles.iter().enumerate().find(|(i, r)| {
+                *r != if *i == 0 {
+                    &Role::Leader
+                } else {
+                    &Role::Follower
+                }
+            });
+            let Some((i, role)) = pending else {
+                return Ok(());
+            };
+            if Instant::now() >= deadline {
+                return Err(self.servers[i]
+                    .start_error(format!("not ready after {START_TIMEOUT:?} (role {role:?})")));
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Waits until every sentinel names server 0, sees every replica up
+    /// and every other sentinel.
+    async fn wait_sentinels_ready(&mut self, deadline: Instant) -> Result<()> {
+        loop {
+            self.check_alive()?;
+            let asks = self
+                .sentinel_addrs()
+                .into_iter()
+                .map(|addr| {
+                    let primary = self.announced[0].clone();
+                    let replicas = self.servers.len() - 1;
+                    let others = self.sentinels.len() - 1;
+                    async move { sentinel_ready(&addr, &primary, replicas, others).await }
+                })
+                .collect();
+            let pending = join_ordered(asks)
+                .await
+                .into_iter()
+                .enumerate()
+                .find_map(|(k, r)| r.err().map(|why| (k, why)));
+            let Some((k, why)) = pending else {
+                return Ok(());
+            };
+            if Instant::now() >= deadline {
+                return Err(self.sentinels[k]
+                    .start_error(format!("not ready after {START_TIMEOUT:?} ({why})")));
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// The number of data servers.
+    pub fn len(&self) -> usize {
+        self.servers.len()
+    }
+
+    /// Whether there are no data servers (never, once started).
+    pub fn is_empty(&self) -> bool {
+        self.servers.is_empty()
+    }
+
+    /// The Redis version.
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    /// Each data server's real address (`127.0.0.1:PORT`), in order: what
+    /// lock clients connect to.
+    pub fn client_addrs(&self) -> Vec<String> {
+        self.servers.iter().map(|s| s.addr()).collect()
+    }
+
+    /// Each data server's announced address (its inbound peer proxy): what
+    /// the sentinels answer when asked for the primary.
+    pub fn announced_addrs(&self) -> Vec<String> {
+        self.announced.clone()
+    }
+
+    /// Each sentinel's address.
+    pub fn sentinel_addrs(&self) -> Vec<String> {
+        self.sentinels.iter().map(|s| s.addr()).collect()
+    }
+
+    /// The data server processes.
+    pub fn servers(&self) -> &[ServerProcess] {
+        &self.servers
+    }
+
+    /// The sentinel processes.
+    pub fn sentinel_processes(&self) -> &[ServerProcess] {
+        &self.sentinels
+    }
+
+    /// Asks every data server its role now (`ROLE`): master → Leader,
+    /// replica with its link up → Follower.
+    pub async fn roles(&self) -> Vec<Role> {
+        let asks = self
+            .client_addrs()
+            .into_iter()
+            .map(|addr| async move { role_of(ask(&addr, redis::cmd("ROLE"), ASK_TIMEOUT).await) })
+            .collect();
+        join_ordered(asks).await
+    }
+
+    /// What each sentinel names as the primary now (its announced
+    /// address), or why it did not answer.
+    pub async fn primaries_named(&self) -> Vec<std::result::Result<String, String>> {
+        let asks = self
+            .sentinel_addrs()
+            .into_iter()
+            .map(|addr| async move {
+                let mut cmd = redis::cmd("SENTINEL");
+                cmd.arg("get-master-addr-by-name").arg(MASTER_NAME);
+                let reply = ask(&addr, cmd, ASK_TIMEOUT).await?;
+                master_addr(&reply).ok_or_else(|| format!("{addr}: no master named"))
+            })
+            .collect();
+        join_ordered(asks).await
+    }
+
+    /// The primary a majority of sentinels name now, as a member index.
+    pub async fn primary(&self) -> Option<usize> {
+        let named = self.primaries_named().await;
+        let mut votes: HashMap<String, usize> = HashMap::new();
+        for addr in named.into_iter().flatten() {
+            *votes.entry(addr).or_default() += 1;
+        }
+        let (addr, _) = votes
+            .into_iter()
+            .find(|(_, c)| c * 2 > self.sentinels.len())?;
+        self.announced.iter().position(|a| *a == addr)
+    }
+
+    fn check_index(&self, i: usize) -> Result<()> {
+        let n = self.servers.len();
+        if i < n {
+            Ok(())
+        } else {
+            Err(backend_error(
+                "",
+                format!("no data server {i} (the topology has {n}, numbered from 0)"),
+            ))
+        }
+    }
+
+    /// Kills data server `i` with SIGKILL and leaves it down.
+    pub fn kill(&mut self, i: usize) -> Result<()> {
+        self.check_index(i)?;
+        self.servers[i].stop();
+        Ok(())
+    }
+
+    /// Starts data server `i` again on the same port (empty: no
+    /// persistence; with the arguments it first had, so a first primary
+    /// comes back as an empty primary until the sentinels demote it);
+    /// returns once it answers `PING`, within the standalone server's
+    /// start timeout.
+    pub async fn restart(&mut self, i: usize) -> Result<()> {
+        self.check_index(i)?;
+        let server = &mut self.servers[i];
+        server.restart()?;
+        let addr = server.addr();
+        let timeout = super::redis::START_TIMEOUT;
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = server.exited() {
+                return Err(server.start_error(format!("exited at restart ({status})")));
+            }
+            let why = match ask(&addr, redis::cmd("PING"), ASK_TIMEOUT).await {
+                Ok(_) => return Ok(()),
+                Err(why) => why,
+            };
+            if Instant::now() >= deadline {
+                return Err(
+                    server.start_error(format!("not answering {timeout:?} after restart ({why})"))
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Freezes data server `i` (SIGSTOP).
+    pub fn pause(&self, i: usize) -> Result<()> {
+        self.check_index(i)?;
+        self.servers[i].signal(libc::SIGSTOP);
+        Ok(())
+    }
+
+    /// Resumes data server `i` (SIGCONT).
+    pub fn resume(&self, i: usize) -> Result<()> {
+        self.check_index(i)?;
+        self.servers[i].signal(libc::SIGCONT);
+        Ok(())
+    }
+
+    /// Cuts data server `i` from its peers and the sentinels (its inbound
+    /// peer proxy carries nothing, both ways); clients still reach it.
+    ///
+    /// Every link that ends at `i` is cut: replicas replicating from it,
+    /// the sentinels' command and hello links to it. Links `i` opens to
+    /// others (a replica `i` replicating from the primary) go through the
+    /// *primary's* proxy and are not cut here, but the primary, being
+    /// unable to reach `i`'s announced address, is not disturbed by them
+    /// either; a replica `i` mostly loses the sentinels.
+    pub fn isolate(&self, i: usize) -> Result<()> {
+        self.check_index(i)?;
+        self.peer_proxies[i].partition();
+        Ok(())
+    }
+
+    /// Removes every fault between servers.
+    pub fn heal(&self) {
+        for p in &self.peer_proxies {
+            p.heal();
+        }
+    }
+
+    /// Stops every process now (also done on drop).
+    pub fn stop(&mut self) {
+        for s in self.servers.iter_mut().chain(self.sentinels.iter_mut()) {
+            s.stop();
+        }
+    }
+}
+
+/// Whether the sentinel at `addr` names `primary`, sees `replicas` replicas
+/// with their links up and `others` other sentinels.
+async fn sentinel_ready(
+    addr: &str,
+    primary: &str,
+    replicas: usize,
+    others: usize,
+) -> std::result::Result<(), String> {
+    let mut cmd = redis::cmd("SENTINEL");
+    cmd.arg("get-master-addr-by-name").arg(MASTER_NAME);
+    let named = master_addr(&ask(addr, cmd, ASK_TIMEOUT).await?);
+    if named.as_deref() != Some(primary) {
+        return Err(format!("names {named:?}, not {primary}"));
+    }
+    let mut cmd = redis::cmd("SENTINEL");
+    cmd.arg("master").arg(MASTER_NAME);
+    let master = fields(&ask(addr, cmd, ASK_TIMEOUT).await?);
+    let seen_others = master
+        .get("num-other-sentinels")
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(0);
+    if seen_others < others {
+        return Err(format!("sees {seen_others} other sentinels of {others}"));
+    }
+    let mut cmd = redis::cmd("SENTINEL");
+    cmd.arg("replicas").arg(MASTER_NAME);
+    let listed = ask(addr, cmd, ASK_TIMEOUT).await?;
+    let up = match &listed {
+        Value::Array(entries) => entries
+            .iter()
+            .map(fields)
+            .filter(|f| {
+                f.get("flags").map(String::as_str) == Some("slave")
+                    && f.get("master-link-status").map(String::as_str) == Some("ok")
+            })
+            .count(),
+        _ => 0,
+    };
+    if up < replicas {
+        return Err(format!("sees {up} replicas up of {replicas}"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bulk(s: &str) -> Value {
+        Value::BulkString(s.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn role_replies_map_to_roles() {
+        let master = Value::Array(vec![bulk("master"), Value::Int(10), Value::Array(vec![])]);
+        assert_eq!(role_of(Ok(master)), Role::Leader);
+        let replica = |state: &str| {
+            Value::Array(vec![
+                bulk("slave"),
+                bulk("127.0.0.1"),
+                Value::Int(6379),
+                bulk(state),
+                Value::Int(10),
+            ])
+        };
+        assert_eq!(role_of(Ok(replica("connected"))), Role::Follower);
+        assert!(matches!(
+            role_of(Ok(replica("sync"))),
+            Role::NotServing(ref s) if s.contains("sync")
+        ));
+        assert!(matches!(role_of(Err("refused".into())), Role::Down(_)));
+    }
+
+    #[test]
+    fn sentinel_replies_parse() {
+        let addr = Value::Array(vec![bulk("127.0.0.1"), bulk("4000")]);
+        assert_eq!(master_addr(&addr).as_deref(), Some("127.0.0.1:4000"));
+        assert_eq!(master_addr(&Value::Nil), None);
+        let f = fields(&Value::Array(vec![
+            bulk("flags"),
+            bulk("slave"),
+            bulk("num-other-sentinels"),
+            bulk("2"),
+        ]));
+        assert_eq!(f.get("flags").map(String::as_str), Some("slave"));
+        assert_eq!(f.get("num-other-sentinels").map(String::as_str), Some("2"));
+    }
+
+    #[test]
+    fn sentinels_monitor_the_proxy_and_announce_themselves() {
+        let cfg = sentinel_config(26000, Path::new("/d"), "127.0.0.1:4000", 2);
+        assert!(
+            cfg.contains("sentinel monitor lockbench 127.0.0.1 4000 2\n"),
+            "{cfg}"
+        );
+        assert!(cfg.contains("sentinel announce-port 26000\n"), "{cfg}");
+        assert!(cfg.contains("port 26000\n"), "{cfg}");
+    }
+}
