@@ -89,6 +89,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone)]
 pub struct EtcdBackend {
     /// `host:port` of the server.
+    /// Every member's address, comma-separated (one for a single server).
     addr: String,
     /// Makes owner tokens unique across clients and acquisitions.
     tokens: Arc<AtomicU64>,
@@ -116,18 +117,27 @@ pub async fn connect(endpoints: &[Endpoint]) -> Result<Arc<dyn LockBackend>> {
         .map_err(|_| err(format!("no answer within {CONNECT_TIMEOUT:?}")))?
         .map_err(|e| err(e.to_string()))?;
     Ok(Arc::new(EtcdBackend {
-        addr: endpoint.addr.clone(),
+        // A cluster's clients know every member, as etcd's own clients
+        // are configured: requests spread over them, and a member that
+        // stops answering is not the only way in.
+        addr: endpoints
+            .iter()
+            .map(|e| e.addr.as_str())
+            .collect::<Vec<_>>()
+            .join(","),
         tokens: Arc::new(AtomicU64::new(0)),
     }))
 }
 
-/// A new etcd client with its own connection to `addr`.
+/// A new etcd client with its own connections to `addrs` (one address,
+/// or several separated by commas).
 async fn open(
-    addr: &str,
+    addrs: &str,
     connect_timeout: Duration,
 ) -> std::result::Result<etcd::Client, etcd::Error> {
     let options = etcd::ConnectOptions::new().with_connect_timeout(connect_timeout);
-    etcd::Client::connect([format!("http://{addr}")], Some(options)).await
+    let urls: Vec<String> = addrs.split(',').map(|a| format!("http://{a}")).collect();
+    etcd::Client::connect(urls, Some(options)).await
 }
 
 #[async_trait]

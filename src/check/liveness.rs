@@ -63,6 +63,13 @@ pub struct FaultRecovery {
     /// Time from its end to the next successful acquire, ms (`None`: none
     /// followed).
     pub next_acquire_ms: Option<f64>,
+    /// When it started (`None`: its start was not in the history).
+    #[serde(default)]
+    pub start_ns: Option<u64>,
+    /// Successful acquires (of any key) while it lasted: whether the lock
+    /// stayed available during the fault.
+    #[serde(default)]
+    pub acquired_during: u64,
 }
 
 /// Recovery measures of a run with faults.
@@ -109,6 +116,15 @@ struct ClientLive {
     acquisitions: u64,
 }
 
+/// A fault that started and has not ended yet.
+#[derive(Debug)]
+struct OpenFault {
+    start: String,
+    targets: String,
+    start_ns: u64,
+    acquired: u64,
+}
+
 /// Liveness and recovery, fed one event at a time.
 #[derive(Debug)]
 pub(crate) struct LivenessState {
@@ -117,8 +133,9 @@ pub(crate) struct LivenessState {
     keys: Vec<KeyLive>,
     held: HashSet<(u64, u32)>,
     clients: HashMap<u64, ClientLive>,
-    /// Open faults by (start name, targets).
-    open_faults: HashMap<(String, String), u32>,
+    /// Open faults: (start name, targets), when it started, acquires
+    /// since.
+    open_faults: Vec<OpenFault>,
     faults_active: u32,
     longest_wait_ns: u64,
     longest_wait_process: Option<Process>,
@@ -143,7 +160,7 @@ impl LivenessState {
             keys: Vec::new(),
             held: HashSet::new(),
             clients: HashMap::new(),
-            open_faults: HashMap::new(),
+            open_faults: Vec::new(),
             faults_active: 0,
             longest_wait_ns: 0,
             longest_wait_process: None,
@@ -233,6 +250,9 @@ impl LivenessState {
             if self.held.insert((p, key)) {
                 self.key(key).held += 1;
             }
+            for f in &mut self.open_faults {
+                f.acquired += 1;
+            }
             for i in self.awaiting.drain(..) {
                 if let Some(f) = self.faults.get_mut(i) {
                     f.next_acquire_ms = Some(t.saturating_sub(f.end_ns) as f64 / 1e6);
@@ -283,30 +303,23 @@ impl LivenessState {
             return;
         };
         if opens {
-            *self
-                .open_faults
-                .entry((start, targets.to_string()))
-                .or_default() += 1;
+            self.open_faults.push(OpenFault {
+                start,
+                targets: targets.to_string(),
+                start_ns: t,
+                acquired: 0,
+            });
             self.faults_active += 1;
         } else {
-            let exact = (start.clone(), targets.to_string());
-            let slot = if self.open_faults.get(&exact).is_some_and(|n| *n > 0) {
-                Some(exact)
-            } else {
-                // Targets written differently at the end: any open fault
-                // of that kind.
-                self.open_faults
-                    .iter()
-                    .find(|((s, _), n)| *s == start && **n > 0)
-                    .map(|(k, _)| k.clone())
-            };
-            if let Some(slot) = slot {
-                if let Some(n) = self.open_faults.get_mut(&slot) {
-                    *n -= 1;
-                    if *n == 0 {
-                        self.open_faults.remove(&slot);
-                    }
-                }
+            // The oldest open fault of that kind with the same targets;
+            // else (targets written differently at the end) of that kind.
+            let slot = self
+                .open_faults
+                .iter()
+                .position(|f| f.start == start && f.targets == targets)
+                .or_else(|| self.open_faults.iter().position(|f| f.start == start));
+            let opened = slot.map(|i| self.open_faults.remove(i));
+            if opened.is_some() {
                 self.faults_active = self.faults_active.saturating_sub(1);
             }
             self.awaiting.push(self.faults.len());
@@ -314,6 +327,8 @@ impl LivenessState {
                 fault: name.to_string(),
                 end_ns: t,
                 next_acquire_ms: None,
+                start_ns: opened.as_ref().map(|f| f.start_ns),
+                acquired_during: opened.map_or(0, |f| f.acquired),
             });
         }
         // A fault starting or ending changes whether every key is calm.
@@ -452,6 +467,34 @@ mod tests {
     }
 
     #[test]
+    fn acquires_during_a_fault_are_counted_for_it_alone() {
+        use OpType::*;
+        let h = numbered(vec![
+            nemesis(0, "kill-server", Info, "server-1 (leader)"),
+            c(5, 1, Invoke, F::Acquire),
+            c(10, 1, Ok, F::Acquire),
+            c(20, 1, Invoke, F::Release),
+            c(21, 1, Ok, F::Release),
+            nemesis(30, "start-isolate-server", Info, "server-2 (follower)"),
+            c(40, 2, Invoke, F::Acquire),
+            c(50, 2, Ok, F::Acquire),
+            nemesis(60, "restart-server", Info, "server-1 (leader)"),
+            c(70, 2, Invoke, F::Release),
+            c(71, 2, Ok, F::Release),
+            c(80, 1, Invoke, F::Acquire),
+            c(90, 1, Ok, F::Acquire),
+            nemesis(100, "stop-isolate-server", Info, "server-2 (follower)"),
+        ]);
+        let a = analyze_events(&h, AnalysisOptions::default());
+        let f = &a.recovery.faults;
+        assert_eq!(f.len(), 2, "{f:?}");
+        assert_eq!((f[0].fault.as_str(), f[0].acquired_during), ("restart-server", 2));
+        assert_eq!(f[0].start_ns, Some(0));
+        assert_eq!(f[1].fault, "stop-isolate-server");
+        assert_eq!((f[1].start_ns, f[1].acquired_during), (Some(30 * MS), 2));
+    }
+
+    #[test]
     fn faults_excuse_waits_and_recovery_is_timed_from_their_end() {
         use OpType::*;
         let h = numbered(vec![
@@ -473,6 +516,8 @@ mod tests {
         assert_eq!(r.faults[0].fault, "stop-partition");
         assert_eq!(r.faults[0].end_ns, 1600 * MS);
         assert_eq!(r.faults[0].next_acquire_ms, Some(150.0));
+        assert_eq!(r.faults[0].start_ns, Some(0));
+        assert_eq!(r.faults[0].acquired_during, 0, "the lock was unavailable");
         // Only the info inside the partition counts.
         assert_eq!(r.info_during_faults, 1);
         // 5..1500, 1700..1750 and 1850..1900.

@@ -416,7 +416,11 @@ fn servers(s: &Summary) -> String {
     if s.servers.is_empty() {
         return "<p class=\"note\">No servers (the backend runs in process).</p>".into();
     }
-    let mut out = String::from(
+    let mut out = match &s.topology {
+        Some(t) => format!("<p>Topology: {}.</p>\n", escape(t)),
+        None => String::new(),
+    };
+    out.push_str(
         "<div class=\"wide\"><table>\n<thead><tr><th>name</th><th>address</th><th>version</th>\
          <th>started by lockbench</th><th>log</th></tr></thead>\n<tbody>\n",
     );
@@ -453,9 +457,25 @@ fn faults(s: &Summary) -> String {
     }
     let mut out = String::from(
         "<div class=\"wide\"><table>\n<thead><tr><th>fault</th><th>targets</th>\
-         <th class=\"num\">from (s)</th><th class=\"num\">to (s)</th></tr></thead>\n<tbody>\n",
+         <th class=\"num\">from (s)</th><th class=\"num\">to (s)</th>\
+         <th class=\"num\">acquired during</th><th class=\"num\">next acquire after the end (ms)</th>\
+         </tr></thead>\n<tbody>\n",
     );
     for f in &s.faults {
+        // The checker's entry for this fault: the one that ended nearest.
+        let recovered = f.end_ns.and_then(|end| {
+            s.recovery
+                .faults
+                .iter()
+                .min_by_key(|r| r.end_ns.abs_diff(end))
+                .filter(|r| r.end_ns.abs_diff(end) < 1_000_000_000)
+        });
+        let during = recovered.map_or("—".to_string(), |r| r.acquired_during.to_string());
+        let next = match recovered.map(|r| r.next_acquire_ms) {
+            Some(Some(ms)) => format!("{ms:.0}"),
+            Some(None) => "none".into(),
+            None => "—".into(),
+        };
         let to = match f.end_ns {
             Some(ns) => format!("{:.3}", ns as f64 / 1e9),
             None => "end of run".into(),
@@ -467,11 +487,14 @@ fn faults(s: &Summary) -> String {
         };
         let _ = writeln!(
             out,
-            "<tr><td>{}</td><td>{}</td><td class=\"num\">{:.3}</td><td class=\"num\">{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td class=\"num\">{:.3}</td><td class=\"num\">{}</td>\
+             <td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
             escape(&f.fault),
             escape(&targets),
             f.start_ns as f64 / 1e9,
-            escape(&to)
+            escape(&to),
+            escape(&during),
+            escape(&next)
         );
     }
     out.push_str("</tbody></table></div>");
