@@ -488,7 +488,10 @@ mod tests {
         let a = analyze_events(&h, AnalysisOptions::default());
         let f = &a.recovery.faults;
         assert_eq!(f.len(), 2, "{f:?}");
-        assert_eq!((f[0].fault.as_str(), f[0].acquired_during), ("restart-server", 2));
+        assert_eq!(
+            (f[0].fault.as_str(), f[0].acquired_during),
+            ("restart-server", 2)
+        );
         assert_eq!(f[0].start_ns, Some(0));
         assert_eq!(f[1].fault, "stop-isolate-server");
         assert_eq!((f[1].start_ns, f[1].acquired_during), (Some(30 * MS), 2));

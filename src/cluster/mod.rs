@@ -404,7 +404,10 @@ impl Cluster {
     /// server leads itself; independent masters have no leader.
     pub async fn leader(&self) -> std::result::Result<usize, String> {
         match &self.replicated {
-            Some(r) => r.leader().await.ok_or_else(|| "no member leads now".to_string()),
+            Some(r) => r
+                .leader()
+                .await
+                .ok_or_else(|| "no member leads now".to_string()),
             None if self.servers.len() == 1 => Ok(0),
             None => Err(format!(
                 "the {} servers are independent: none leads",

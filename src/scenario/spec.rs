@@ -578,7 +578,9 @@ impl Scenario {
                     if let Some(b) = backends.iter().find(|b| endpoints.contains_key(*b)) {
                         return Err(err(
                             Some(t.span()),
-                            format!("{b} uses external endpoints; lockbench cannot start a topology for it"),
+                            format!(
+                                "{b} uses external endpoints; lockbench cannot start a topology for it"
+                            ),
                             Some("drop its [endpoints] entry or the topology line".into()),
                         ));
                     }
