@@ -13,14 +13,30 @@
 //! Every client has its own connection. A request that fails after it may
 //! have left (a timeout, a dropped connection) is `Info`; a refused
 //! connection or an error reply from the server is `Fail`.
+//!
+//! **Sentinel mode.** When the endpoints include sentinels (names starting
+//! with `sentinel-`, after the data servers `redis-1..`), both recipes run
+//! against whichever data server the sentinels name as the primary of
+//! [`MASTER_NAME`]: a client asks the sentinels in order, maps the answer
+//! (the address the server announces to its peers) back to that data
+//! endpoint's `addr`, connects, and checks that `ROLE` says `master`. It
+//! keeps that connection while it works, and after any error (a dropped
+//! connection, a timeout, `READONLY` from a primary that was demoted to a
+//! replica) it discovers the primary again before its next try. The redis
+//! crate's own sentinel client is not used: it would connect to the
+//! announced address, which in lockbench's topology is a fault proxy
+//! between servers, not the address this client must use (which may be a
+//! per-host proxy of its own).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{AsyncCommands, ErrorKind, RedisError, Script};
+use redis::aio::{
+    ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection,
+};
+use redis::{AsyncCommands, ErrorKind, RedisError, Script, Value};
 use tokio::time::Instant;
 
 use super::{
@@ -28,6 +44,7 @@ use super::{
     Released, acquire_with_retry,
 };
 use crate::cluster::Endpoint;
+use crate::cluster::sentinel::MASTER_NAME;
 use crate::error::{Error, Result};
 
 /// Take the lock and, only if taken, the next fence, in one atomic step.
@@ -71,14 +88,24 @@ struct Scripts {
     renew: Script,
 }
 
-/// A Redis lock backend over one server.
+/// Where the lock clients find their server.
+#[derive(Debug, Clone)]
+enum Target {
+    /// One server; each lock client opens its own connection to it.
+    Direct(redis::Client),
+    /// Whichever data server the sentinels name as the primary.
+    Sentinel(Arc<Discovery>),
+}
+
+/// A Redis lock backend over one server, or over the primary that
+/// sentinels name.
 #[derive(Debug, Clone)]
 pub struct RedisBackend {
     /// Which recipe.
     recipe: Recipe,
-    /// Client for the server; each lock client opens its own connection.
-    client: redis::Client,
-    /// `host:port`, for messages.
+    /// The server, or how to find it.
+    target: Target,
+    /// `host:port` (the sentinels' in Sentinel mode), for messages.
     addr: String,
     /// Shared scripts.
     scripts: Arc<Scripts>,
@@ -87,12 +114,32 @@ pub struct RedisBackend {
 }
 
 impl RedisBackend {
-    /// Connects to the first endpoint and checks that it answers `PING`.
+    /// Connects to the first endpoint and checks that it answers `PING`;
+    /// or, when the endpoints include sentinels, checks that they name a
+    /// primary that says it is one.
     pub async fn connect(recipe: Recipe, endpoints: &[Endpoint]) -> Result<Self> {
         let name = match recipe {
             Recipe::SetNx => "redis",
             Recipe::GetThenSet => "redis-get-set",
         };
+        if let Some(discovery) = Discovery::from_endpoints(endpoints) {
+            let addr = discovery.sentinels.join(",");
+            discovery
+                .primary(Duration::from_secs(5))
+                .await
+                .map_err(|message| Error::Backend {
+                    backend: name.into(),
+                    endpoint: addr.clone(),
+                    message,
+                })?;
+            return Ok(RedisBackend {
+                recipe,
+                target: Target::Sentinel(Arc::new(discovery)),
+                addr,
+                scripts: Arc::new(Scripts::new()),
+                tokens: Arc::new(AtomicU64::new(0)),
+            });
+        }
         let endpoint = endpoints.first().ok_or_else(|| Error::Backend {
             backend: name.into(),
             endpoint: String::new(),
@@ -118,16 +165,183 @@ impl RedisBackend {
             .map_err(|e| err(e.to_string()))?;
         Ok(RedisBackend {
             recipe,
-            client,
+            target: Target::Direct(client),
             addr: endpoint.addr.clone(),
-            scripts: Arc::new(Scripts {
-                acquire: Script::new(ACQUIRE),
-                release: Script::new(RELEASE),
-                renew: Script::new(RENEW),
-            }),
+            scripts: Arc::new(Scripts::new()),
             tokens: Arc::new(AtomicU64::new(0)),
         })
     }
+}
+
+impl Scripts {
+    fn new() -> Self {
+        Scripts {
+            acquire: Script::new(ACQUIRE),
+            release: Script::new(RELEASE),
+            renew: Script::new(RENEW),
+        }
+    }
+}
+
+/// How a Sentinel-mode client finds the primary: the sentinels to ask, in
+/// order, and each data server's announced address → the address to use.
+#[derive(Debug)]
+struct Discovery {
+    /// The sentinels' addresses, in endpoint order.
+    sentinels: Vec<String>,
+    /// (announced address, address to connect to) of each data server.
+    data: Vec<(String, String)>,
+}
+
+/// Pause between rounds of asking every sentinel.
+const DISCOVERY_PAUSE: Duration = Duration::from_millis(100);
+
+/// Most rounds of one discovery (each is also bounded in time).
+const DISCOVERY_ROUNDS: usize = 20;
+
+impl Discovery {
+    /// Sentinel mode when any endpoint is a sentinel; `None` otherwise.
+    fn from_endpoints(endpoints: &[Endpoint]) -> Option<Discovery> {
+        let is_sentinel = |e: &&Endpoint| e.name.starts_with("sentinel-");
+        let sentinels: Vec<String> = endpoints
+            .iter()
+            .filter(is_sentinel)
+            .map(|e| e.addr.clone())
+            .collect();
+        if sentinels.is_empty() {
+            return None;
+        }
+        let data = endpoints
+            .iter()
+            .filter(|e| !is_sentinel(e))
+            .map(|e| {
+                // An endpoint that announces nothing (a deployment without
+                // proxies) is known to the sentinels by its own address.
+                let announced = e.announced.clone().unwrap_or_else(|| e.addr.clone());
+                (announced, e.addr.clone())
+            })
+            .collect();
+        Some(Discovery { sentinels, data })
+    }
+
+    /// The address to use for the data server the sentinels call
+    /// `announced`.
+    fn map(&self, announced: &str) -> Option<&str> {
+        self.data
+            .iter()
+            .find(|(a, _)| a == announced)
+            .map(|(_, addr)| addr.as_str())
+    }
+
+    /// Asks the sentinels in order for the primary and connects to it,
+    /// until one names a server whose `ROLE` is `master`; all within
+    /// `op_timeout` (which also bounds each request on the connection
+    /// returned). On failure: why, for each sentinel asked last.
+    async fn primary(
+        &self,
+        op_timeout: Duration,
+    ) -> std::result::Result<(String, MultiplexedConnection), String> {
+        let deadline = Instant::now() + op_timeout;
+        // A sentinel that does not answer (paused, cut off) may take half
+        // the time, so the next one is asked; a refused one fails at once.
+        let ask_bound = (op_timeout / 2).max(Duration::from_millis(100));
+        let mut why = Vec::new();
+        for _ in 0..DISCOVERY_ROUNDS {
+            why.clear();
+            for sentinel in &self.sentinels {
+                if Instant::now() >= deadline {
+                    break;
+                }
+                match self
+                    .try_sentinel(sentinel, ask_bound, deadline, op_timeout)
+                    .await
+                {
+                    Ok(found) => return Ok(found),
+                    Err(e) => why.push(format!("sentinel {sentinel}: {e}")),
+                }
+            }
+            if Instant::now() + DISCOVERY_PAUSE >= deadline {
+                break;
+            }
+            tokio::time::sleep(DISCOVERY_PAUSE).await;
+        }
+        Err(format!(
+            "no primary found through the sentinels within {op_timeout:?}: {}",
+            why.join("; ")
+        ))
+    }
+
+    /// One sentinel's answer, connected and checked: the question bounded
+    /// by `ask_bound`, everything by `deadline`; the connection returned
+    /// times requests out after `op_timeout`.
+    async fn try_sentinel(
+        &self,
+        sentinel: &str,
+        ask_bound: Duration,
+        deadline: Instant,
+        op_timeout: Duration,
+    ) -> std::result::Result<(String, MultiplexedConnection), String> {
+        let left = || deadline.saturating_duration_since(Instant::now());
+        let mut ask = redis::cmd("SENTINEL");
+        ask.arg("get-master-addr-by-name").arg(MASTER_NAME);
+        let step = ask_bound.min(left());
+        let named: Option<(String, u16)> = query_once(sentinel, &ask, step, step).await?;
+        let (ip, port) = named.ok_or_else(|| format!("names no master {MASTER_NAME}"))?;
+        let announced = format!("{ip}:{port}");
+        let addr = self
+            .map(&announced)
+            .ok_or_else(|| format!("names {announced}, which is no data endpoint"))?;
+        let (conn, role) =
+            connect_and_query::<Vec<Value>>(addr, &redis::cmd("ROLE"), left(), op_timeout).await?;
+        let role = role
+            .first()
+            .and_then(|v| redis::from_redis_value_ref::<String>(v).ok())
+            .unwrap_or_default();
+        if role == "master" {
+            Ok((addr.to_string(), conn))
+        } else {
+            Err(format!(
+                "names {announced} ({addr}), whose ROLE is {role:?}"
+            ))
+        }
+    }
+}
+
+/// Opens a connection to `addr` (requests on it time out after
+/// `op_timeout`) and sends `cmd`, both within `step`.
+async fn connect_and_query<T: redis::FromRedisValue>(
+    addr: &str,
+    cmd: &redis::Cmd,
+    step: Duration,
+    op_timeout: Duration,
+) -> std::result::Result<(MultiplexedConnection, T), String> {
+    let client = redis::Client::open(format!("redis://{addr}/")).map_err(|e| e.to_string())?;
+    let config = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(step))
+        .set_response_timeout(Some(op_timeout));
+    let attempt = async {
+        let mut conn = client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await?;
+        let reply: T = cmd.query_async(&mut conn).await?;
+        Ok::<_, RedisError>((conn, reply))
+    };
+    tokio::time::timeout(step, attempt)
+        .await
+        .map_err(|_| format!("{addr}: no answer within {step:?}"))?
+        .map_err(|e| format!("{addr}: {e}"))
+}
+
+/// One request on a fresh connection, within `step`.
+async fn query_once<T: redis::FromRedisValue>(
+    addr: &str,
+    cmd: &redis::Cmd,
+    step: Duration,
+    op_timeout: Duration,
+) -> std::result::Result<T, String> {
+    connect_and_query(addr, cmd, step, op_timeout)
+        .await
+        .map(|(_, reply)| reply)
 }
 
 #[async_trait]
@@ -140,21 +354,38 @@ impl LockBackend for RedisBackend {
     }
 
     async fn client(&self, config: ClientConfig) -> Result<Box<dyn LockClient>> {
-        // redis-rs's default response timeout is 500 ms; use the scenario's.
-        let cm_config = ConnectionManagerConfig::new()
-            .set_response_timeout(Some(config.op_timeout))
-            .set_connection_timeout(Some(config.op_timeout))
-            .set_number_of_retries(2);
-        let conn = ConnectionManager::new_with_config(self.client.clone(), cm_config)
-            .await
-            .map_err(|e| Error::Backend {
-                backend: self.name().into(),
-                endpoint: self.addr.clone(),
-                message: e.to_string(),
-            })?;
+        let err = |message: String| Error::Backend {
+            backend: self.name().into(),
+            endpoint: self.addr.clone(),
+            message,
+        };
+        let link = match &self.target {
+            Target::Direct(client) => {
+                // redis-rs's default response timeout is 500 ms; use the
+                // scenario's.
+                let cm_config = ConnectionManagerConfig::new()
+                    .set_response_timeout(Some(config.op_timeout))
+                    .set_connection_timeout(Some(config.op_timeout))
+                    .set_number_of_retries(2);
+                let conn = ConnectionManager::new_with_config(client.clone(), cm_config)
+                    .await
+                    .map_err(|e| err(e.to_string()))?;
+                Link::Direct(conn)
+            }
+            Target::Sentinel(discovery) => {
+                // Found now, as a direct client connects now: a client that
+                // cannot find a primary at all is an error here too.
+                let (_, conn) = discovery.primary(config.op_timeout).await.map_err(err)?;
+                Link::Sentinel(SentinelLink {
+                    discovery: discovery.clone(),
+                    op_timeout: config.op_timeout,
+                    current: std::sync::Mutex::new(Some(conn)),
+                })
+            }
+        };
         Ok(Box::new(RedisClient {
             recipe: self.recipe,
-            conn,
+            link,
             scripts: self.scripts.clone(),
             tokens: self.tokens.clone(),
             id: config.id,
@@ -163,11 +394,52 @@ impl LockBackend for RedisBackend {
     }
 }
 
+/// A Sentinel-mode client's connection to the primary it found.
+struct SentinelLink {
+    discovery: Arc<Discovery>,
+    /// Bounds one discovery and each request.
+    op_timeout: Duration,
+    /// The primary's connection; `None` after an error, until the next
+    /// operation discovers the primary again. Never held across an await.
+    current: std::sync::Mutex<Option<MultiplexedConnection>>,
+}
+
+impl SentinelLink {
+    fn slot(&self) -> std::sync::MutexGuard<'_, Option<MultiplexedConnection>> {
+        self.current.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The connection kept, or a new one to the primary the sentinels
+    /// name now (bounded by the op timeout). Nothing has been sent to a
+    /// primary when this fails.
+    async fn connection(&self) -> std::result::Result<MultiplexedConnection, String> {
+        if let Some(conn) = self.slot().clone() {
+            return Ok(conn);
+        }
+        let (_, conn) = self.discovery.primary(self.op_timeout).await?;
+        *self.slot() = Some(conn.clone());
+        Ok(conn)
+    }
+
+    /// Drops the connection after an error: the primary may have changed.
+    fn forget(&self) {
+        *self.slot() = None;
+    }
+}
+
+/// How one client reaches its server.
+enum Link {
+    /// Its own connection (reconnects by itself after a drop).
+    Direct(ConnectionManager),
+    /// A connection to the primary the sentinels named.
+    Sentinel(SentinelLink),
+}
+
 /// One client's connection and state.
 struct RedisClient {
     recipe: Recipe,
-    /// Its own connection (reconnects by itself after a drop).
-    conn: ConnectionManager,
+    /// Its connection.
+    link: Link,
     scripts: Arc<Scripts>,
     tokens: Arc<AtomicU64>,
     /// Part of every owner token, so tokens name their client.
@@ -219,8 +491,8 @@ impl RedisClient {
         )
     }
 
-    async fn try_set_nx(
-        conn: &mut ConnectionManager,
+    async fn try_set_nx<C: ConnectionLike + Send + Sync>(
+        conn: &mut C,
         scripts: &Scripts,
         key: &str,
         token: String,
@@ -252,8 +524,8 @@ impl RedisClient {
 
     /// The broken recipe: look, then set. The gap between the two round
     /// trips is the race.
-    async fn try_get_then_set(
-        conn: &mut ConnectionManager,
+    async fn try_get_then_set<C: ConnectionLike + Send + Sync>(
+        conn: &mut C,
         key: &str,
         token: String,
         lease: Duration,
@@ -283,6 +555,87 @@ impl RedisClient {
             acquired_at: started,
         })
     }
+
+    async fn try_acquire<C: ConnectionLike + Send + Sync>(
+        recipe: Recipe,
+        conn: &mut C,
+        scripts: &Scripts,
+        key: &str,
+        token: String,
+        lease: Duration,
+    ) -> Attempt {
+        match recipe {
+            Recipe::SetNx => Self::try_set_nx(conn, scripts, key, token, lease).await,
+            Recipe::GetThenSet => Self::try_get_then_set(conn, key, token, lease).await,
+        }
+    }
+
+    /// Deletes the key if it holds our token: the number of keys deleted.
+    async fn release_on<C: ConnectionLike + Send + Sync>(
+        recipe: Recipe,
+        conn: &mut C,
+        scripts: &Scripts,
+        guard: &Guard,
+    ) -> redis::RedisResult<u64> {
+        match recipe {
+            Recipe::SetNx => {
+                scripts
+                    .release
+                    .key(lock_key(&guard.key))
+                    .arg(&guard.token)
+                    .invoke_async(conn)
+                    .await
+            }
+            Recipe::GetThenSet => {
+                // Also the naive way: compare, then delete, in two steps.
+                match conn.get::<_, Option<String>>(lock_key(&guard.key)).await {
+                    Ok(Some(t)) if t == guard.token => conn.del(lock_key(&guard.key)).await,
+                    Ok(_) => Ok(0),
+                    Err(e) => Err(e),
+                }
+            }
+        }
+    }
+
+    /// Extends the TTL if the key holds our token: 1 if it did.
+    async fn renew_on<C: ConnectionLike + Send + Sync>(
+        conn: &mut C,
+        scripts: &Scripts,
+        guard: &Guard,
+        lease: Duration,
+    ) -> redis::RedisResult<u64> {
+        scripts
+            .renew
+            .key(lock_key(&guard.key))
+            .arg(&guard.token)
+            .arg(lease.as_millis().max(1) as u64)
+            .invoke_async(conn)
+            .await
+    }
+}
+
+fn released(deleted: redis::RedisResult<u64>) -> Outcome<Released> {
+    match deleted {
+        Ok(n) => Outcome::Ok(Released { was_held: n > 0 }),
+        Err(e) => classify(e),
+    }
+}
+
+fn renewed(
+    result: redis::RedisResult<u64>,
+    guard: &mut Guard,
+    lease: Duration,
+    started: Instant,
+) -> Outcome<()> {
+    match result {
+        Ok(1) => {
+            guard.lease = Some(lease);
+            guard.acquired_at = started;
+            Outcome::Ok(())
+        }
+        Ok(_) => Outcome::Fail("not held: the key expired or holds another token".into()),
+        Err(e) => classify(e),
+    }
 }
 
 #[async_trait]
@@ -291,77 +644,156 @@ impl LockClient for RedisClient {
         let recipe = self.recipe;
         let token = self.new_token();
         let RedisClient {
-            conn,
+            link,
             scripts,
             backoff,
             ..
         } = self;
         let scripts = scripts.clone();
-        acquire_with_retry(backoff, opts.timeout, || {
-            let mut conn = conn.clone();
-            let token = token.clone();
-            let scripts = scripts.clone();
-            async move {
-                match recipe {
-                    Recipe::SetNx => {
-                        Self::try_set_nx(&mut conn, &scripts, key, token, opts.lease).await
+        match link {
+            Link::Direct(conn) => {
+                acquire_with_retry(backoff, opts.timeout, || {
+                    let mut conn = conn.clone();
+                    let token = token.clone();
+                    let scripts = scripts.clone();
+                    async move {
+                        Self::try_acquire(recipe, &mut conn, &scripts, key, token, opts.lease).await
                     }
-                    Recipe::GetThenSet => {
-                        Self::try_get_then_set(&mut conn, key, token, opts.lease).await
-                    }
-                }
+                })
+                .await
             }
-        })
-        .await
+            Link::Sentinel(link) => {
+                let link = &*link;
+                acquire_with_retry(backoff, opts.timeout, || {
+                    let token = token.clone();
+                    let scripts = scripts.clone();
+                    async move {
+                        // A failed discovery sent nothing to a primary.
+                        let mut conn = match link.connection().await {
+                            Ok(conn) => conn,
+                            Err(why) => return Attempt::Failed(why),
+                        };
+                        let attempt =
+                            Self::try_acquire(recipe, &mut conn, &scripts, key, token, opts.lease)
+                                .await;
+                        if matches!(attempt, Attempt::Failed(_) | Attempt::Unknown(_)) {
+                            link.forget();
+                        }
+                        attempt
+                    }
+                })
+                .await
+            }
+        }
     }
 
     async fn release(&mut self, guard: &Guard) -> Outcome<Released> {
-        let deleted: redis::RedisResult<u64> = match self.recipe {
-            Recipe::SetNx => {
-                self.scripts
-                    .release
-                    .key(lock_key(&guard.key))
-                    .arg(&guard.token)
-                    .invoke_async(&mut self.conn)
-                    .await
+        match &mut self.link {
+            Link::Direct(conn) => {
+                released(Self::release_on(self.recipe, conn, &self.scripts, guard).await)
             }
-            Recipe::GetThenSet => {
-                // Also the naive way: compare, then delete, in two steps.
-                match self
-                    .conn
-                    .get::<_, Option<String>>(lock_key(&guard.key))
-                    .await
-                {
-                    Ok(Some(t)) if t == guard.token => self.conn.del(lock_key(&guard.key)).await,
-                    Ok(_) => Ok(0),
-                    Err(e) => Err(e),
+            Link::Sentinel(link) => {
+                let mut conn = match link.connection().await {
+                    Ok(conn) => conn,
+                    Err(why) => return Outcome::Fail(why),
+                };
+                let deleted = Self::release_on(self.recipe, &mut conn, &self.scripts, guard).await;
+                if deleted.is_err() {
+                    link.forget();
                 }
+                released(deleted)
             }
-        };
-        match deleted {
-            Ok(n) => Outcome::Ok(Released { was_held: n > 0 }),
-            Err(e) => classify(e),
         }
     }
 
     async fn renew(&mut self, guard: &mut Guard, lease: Duration) -> Outcome<()> {
         let started = Instant::now();
-        let renewed: redis::RedisResult<u64> = self
-            .scripts
-            .renew
-            .key(lock_key(&guard.key))
-            .arg(&guard.token)
-            .arg(lease.as_millis().max(1) as u64)
-            .invoke_async(&mut self.conn)
-            .await;
-        match renewed {
-            Ok(1) => {
-                guard.lease = Some(lease);
-                guard.acquired_at = started;
-                Outcome::Ok(())
+        match &mut self.link {
+            Link::Direct(conn) => {
+                let result = Self::renew_on(conn, &self.scripts, guard, lease).await;
+                renewed(result, guard, lease, started)
             }
-            Ok(_) => Outcome::Fail("not held: the key expired or holds another token".into()),
-            Err(e) => classify(e),
+            Link::Sentinel(link) => {
+                let mut conn = match link.connection().await {
+                    Ok(conn) => conn,
+                    Err(why) => return Outcome::Fail(why),
+                };
+                let result = Self::renew_on(&mut conn, &self.scripts, guard, lease).await;
+                if result.is_err() {
+                    link.forget();
+                }
+                renewed(result, guard, lease, started)
+            }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn endpoint(name: &str, addr: &str, announced: Option<&str>) -> Endpoint {
+        Endpoint {
+            name: name.into(),
+            addr: addr.into(),
+            announced: announced.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn sentinel_mode_only_with_sentinel_endpoints() {
+        let standalone = [endpoint("redis-1", "127.0.0.1:1", None)];
+        assert!(Discovery::from_endpoints(&standalone).is_none());
+        let eps = [
+            endpoint("redis-1", "127.0.0.1:1", Some("127.0.0.1:11")),
+            endpoint("redis-2", "127.0.0.1:2", Some("127.0.0.1:12")),
+            endpoint("redis-3", "127.0.0.1:3", None),
+            endpoint("sentinel-1", "127.0.0.1:21", None),
+            endpoint("sentinel-2", "127.0.0.1:22", None),
+        ];
+        let d = Discovery::from_endpoints(&eps).unwrap();
+        assert_eq!(d.sentinels, ["127.0.0.1:21", "127.0.0.1:22"]);
+        // Announced addresses map back to the addresses to use; a server
+        // that announces nothing is known by its own address.
+        assert_eq!(d.map("127.0.0.1:12"), Some("127.0.0.1:2"));
+        assert_eq!(d.map("127.0.0.1:3"), Some("127.0.0.1:3"));
+        assert_eq!(d.map("127.0.0.1:2"), None);
+        assert_eq!(d.map("127.0.0.1:21"), None);
+    }
+
+    #[test]
+    fn readonly_means_the_command_did_not_run() {
+        let err =
+            redis::parse_redis_value(b"-READONLY You can't write against a read only replica.\r\n")
+                .and_then(|v| v.extract_error())
+                .unwrap_err();
+        assert!(definitely_not_run(&err), "{err:?}");
+        match classify::<()>(err) {
+            Outcome::Fail(why) => assert!(why.contains("read only replica"), "{why}"),
+            other => panic!("READONLY must be Fail: {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn discovery_without_sentinels_answering_is_bounded() {
+        // Ports nothing listens on: refused at once, asked again until the
+        // op timeout, then an error naming each sentinel.
+        let ports: Vec<u16> = (0..2)
+            .map(|_| crate::cluster::free_port().unwrap())
+            .collect();
+        let eps = [
+            endpoint("redis-1", "127.0.0.1:1", Some("127.0.0.1:11")),
+            endpoint("sentinel-1", &format!("127.0.0.1:{}", ports[0]), None),
+            endpoint("sentinel-2", &format!("127.0.0.1:{}", ports[1]), None),
+        ];
+        let d = Discovery::from_endpoints(&eps).unwrap();
+        let started = std::time::Instant::now();
+        let err = d.primary(Duration::from_millis(300)).await.unwrap_err();
+        let took = started.elapsed();
+        assert!(took < Duration::from_secs(2), "{took:?}");
+        assert!(
+            err.contains(&format!("sentinel 127.0.0.1:{}", ports[1])),
+            "{err}"
+        );
     }
 }

@@ -32,8 +32,8 @@ use std::time::{Duration, Instant};
 
 use redis::Value;
 
-use super::topology::Role;
-use super::{Launch, ServerKind, ServerProcess, free_port};
+use super::topology::{Role, data_dir, join_ordered, new_port};
+use super::{Launch, ServerKind, ServerProcess};
 use crate::error::{Error, Result};
 use crate::fault::Proxy;
 
@@ -62,36 +62,6 @@ fn backend_error(endpoint: impl Into<String>, message: impl Into<String>) -> Err
         endpoint: endpoint.into(),
         message: message.into(),
     }
-}
-
-fn new_port() -> Result<u16> {
-    free_port().map_err(|e| Error::io("127.0.0.1:0", e))
-}
-
-fn data_dir(name: &str) -> Result<tempfile::TempDir> {
-    tempfile::Builder::new()
-        .prefix(&format!("lockbench-{name}-"))
-        .tempdir()
-        .map_err(|e| Error::io(std::env::temp_dir(), e))
-}
-
-/// Runs `tasks` concurrently; their outputs in order (a paused server
-/// must not delay the answers of the others).
-async fn join_ordered<F, T>(tasks: Vec<F>) -> Vec<T>
-where
-    F: std::future::Future<Output = T> + Send + 'static,
-    T: Send + 'static,
-{
-    let handles: Vec<_> = tasks.into_iter().map(tokio::spawn).collect();
-    let mut out = Vec::with_capacity(handles.len());
-    for h in handles {
-        match h.await {
-            Ok(v) => out.push(v),
-            // A task only fails by panicking, which the asks do not do.
-            Err(e) => std::panic::resume_unwind(e.into_panic()),
-        }
-    }
-    out
 }
 
 /// Sends one command to the server at `addr` on a fresh connection, all
@@ -501,12 +471,13 @@ impl RedisSentinel {
     /// Cuts data server `i` from its peers and the sentinels (its inbound
     /// peer proxy carries nothing, both ways); clients still reach it.
     ///
-    /// Every link that ends at `i` is cut: replicas replicating from it,
-    /// the sentinels' command and hello links to it. Links `i` opens to
-    /// others (a replica `i` replicating from the primary) go through the
-    /// *primary's* proxy and are not cut here, but the primary, being
-    /// unable to reach `i`'s announced address, is not disturbed by them
-    /// either; a replica `i` mostly loses the sentinels.
+    /// Every link that ends at `i` is cut: replicas replicating from it
+    /// and the sentinels' command and hello links to it. A primary `i` is
+    /// thus lost to the sentinels (they fail over) and to its replicas
+    /// (which keep a stalled link: Redis notices only after `repl-timeout`,
+    /// 60 s, unless the sentinels reconfigure them first). A replica `i`
+    /// replicates through the *primary's* proxy, which stays open: it only
+    /// loses the sentinels.
     pub fn isolate(&self, i: usize) -> Result<()> {
         self.check_index(i)?;
         self.peer_proxies[i].partition();

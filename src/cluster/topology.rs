@@ -48,7 +48,7 @@ fn backend_error(backend: &str, endpoint: impl Into<String>, message: impl Into<
 
 /// Runs `tasks` concurrently; their outputs in order (a paused member
 /// must not delay the answers of the others).
-async fn join_ordered<F, T>(tasks: Vec<F>) -> Vec<T>
+pub(super) async fn join_ordered<F, T>(tasks: Vec<F>) -> Vec<T>
 where
     F: std::future::Future<Output = T> + Send + 'static,
     T: Send + 'static,
@@ -69,11 +69,11 @@ fn loopback(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
 }
 
-fn new_port() -> Result<u16> {
+pub(super) fn new_port() -> Result<u16> {
     free_port().map_err(|e| Error::io("127.0.0.1:0", e))
 }
 
-fn data_dir(name: &str) -> Result<tempfile::TempDir> {
+pub(super) fn data_dir(name: &str) -> Result<tempfile::TempDir> {
     tempfile::Builder::new()
         .prefix(&format!("lockbench-{name}-"))
         .tempdir()

@@ -1,0 +1,174 @@
+//! Replicated topologies from a scenario line (`topology = "replicated"`):
+//! the shipped known-result scenarios in scenarios/topologies reach their
+//! expected verdicts, role targets are resolved and named, and the
+//! mistakes a scenario can make about topologies get clear errors.
+
+mod common;
+
+use std::path::Path;
+
+use lockbench::scenario::Scenario;
+use lockbench::summary::Summary;
+
+fn error(text: &str) -> String {
+    Scenario::parse(Path::new("bad.toml"), text)
+        .expect_err("this scenario must be rejected")
+        .to_string()
+}
+
+#[test]
+fn a_backend_without_a_replicated_topology_is_refused_with_the_ones_that_have_one() {
+    let e = error("backends = [\"etcd\", \"memcached\"]\ntopology = \"replicated\"\n");
+    assert!(
+        e.starts_with("bad.toml:2:12: memcached has no replicated topology"),
+        "{e}"
+    );
+    assert!(
+        e.contains("redis, redis-get-set, redlock, zookeeper"),
+        "{e}"
+    );
+}
+
+#[test]
+fn an_unknown_topology_is_refused() {
+    let e = error("backends = [\"etcd\"]\ntopology = \"cluster\"\n");
+    assert!(
+        e.contains("topology = \"cluster\" is not a topology"),
+        "{e}"
+    );
+    assert!(e.contains("\"replicated\""), "{e}");
+}
+
+#[test]
+fn isolating_a_member_needs_a_replicated_topology() {
+    let e = error(
+        "backends = [\"redis\"]\nduration = \"5s\"\n[[nemesis]]\nat = \"1s\"\n\
+         fault = \"isolate-server\"\ntargets = [\"leader\"]\nduration = \"1s\"\n",
+    );
+    assert!(e.starts_with("bad.toml:5:9: isolate-server cuts"), "{e}");
+    assert!(
+        e.contains("topology = \\\"replicated\\\"") || e.contains("topology = \"replicated\""),
+        "{e}"
+    );
+}
+
+#[test]
+fn role_targets_are_accepted_and_a_wrong_one_lists_them() {
+    let ok = "backends = [\"zookeeper\"]\ntopology = \"replicated\"\nduration = \"5s\"\n\
+              [[nemesis]]\nat = \"1s\"\nfault = \"kill-server\"\ntargets = [\"follower\"]\nduration = \"1s\"\n";
+    let s = Scenario::parse(Path::new("ok.toml"), ok).unwrap();
+    assert_eq!(s.nemesis[0].targets, vec!["follower"]);
+    let e = error(&ok.replace("\"follower\"", "\"leaderr\""));
+    assert!(e.contains("target \"leaderr\" is not a server"), "{e}");
+    assert!(
+        e.contains("leader, primary, follower, followers, minority, majority"),
+        "{e}"
+    );
+}
+
+/// Every role-targeted fault of a run names its members with a role.
+fn assert_roles_named(s: &Summary) {
+    for f in &s.faults {
+        assert!(f.error.is_none(), "{} failed: {:?}", f.fault, f.error);
+        assert!(!f.targets.is_empty(), "{f:?}");
+        if s.topology
+            .as_deref()
+            .is_some_and(|t| !t.contains("independent"))
+        {
+            assert!(
+                f.targets.iter().all(|t| t.contains(" (")),
+                "targets named without their role: {:?}",
+                f.targets
+            );
+        }
+    }
+}
+
+/// The shipped topology scenarios, one after another (several ensembles
+/// at once would compete for two cores): each must end with lockbench's
+/// exit 0, which means every verdict matched its expectation.
+#[test]
+fn shipped_topology_scenarios_reach_their_expected_verdicts() {
+    let needs = [
+        ("zookeeper-ensemble-partition", vec!["zookeeper"]),
+        ("zookeeper-paused-holder", vec!["zookeeper"]),
+        ("etcd-cluster-partition", vec!["etcd"]),
+        ("etcd-paused-holder", vec!["etcd"]),
+        ("redis-sentinel-failover", vec!["redis"]),
+        ("redlock-member-loss", vec!["redlock"]),
+        ("redlock-restart-without-persistence", vec!["redlock"]),
+    ];
+    let available = |b: &str| {
+        let kind = lockbench::backend::server_kind(b).unwrap();
+        kind.locate().is_ok() || lockbench::cluster::backends_required()
+    };
+    for (name, backends) in needs {
+        if !backends.iter().all(|b| available(b)) {
+            eprintln!("skipped {name}: a server is not installed");
+            continue;
+        }
+        let out = tempfile::tempdir().unwrap();
+        let stdout = common::run_shipped_ok(
+            &format!("scenarios/topologies/{name}.toml"),
+            out.path(),
+            &[],
+        );
+        println!("{stdout}");
+        for b in backends {
+            let dir = common::run_dir(out.path(), name, b);
+            let s = Summary::read(&dir.join("summary.json")).unwrap();
+            assert!(s.matches_expectation, "{name}/{b}: {:?}", s.verdict);
+            assert!(s.topology.is_some(), "{name}/{b}: no topology recorded");
+            assert_roles_named(&s);
+            match name {
+                "zookeeper-ensemble-partition" | "etcd-cluster-partition" => {
+                    assert!(
+                        s.faults[0].targets[0].ends_with("(leader)"),
+                        "{:?}",
+                        s.faults
+                    );
+                    // A majority kept serving through every fault but the
+                    // first moments of an election: some acquire landed in
+                    // each window (the lock stayed available).
+                    let during: Vec<u64> = s
+                        .recovery
+                        .faults
+                        .iter()
+                        .map(|f| f.acquired_during)
+                        .collect();
+                    assert!(during.iter().all(|&n| n > 0), "{name}/{b}: {during:?}");
+                }
+                "redlock-member-loss" => {
+                    let during: Vec<u64> = s
+                        .recovery
+                        .faults
+                        .iter()
+                        .map(|f| f.acquired_during)
+                        .collect();
+                    assert_eq!(during.len(), 2, "{during:?}");
+                    assert!(
+                        during[0] > 0,
+                        "two of five down: still available: {during:?}"
+                    );
+                    assert_eq!(during[1], 0, "three of five down: unavailable: {during:?}");
+                }
+                "redlock-restart-without-persistence" | "redis-sentinel-failover" => {
+                    assert!(s.violations > 0, "{name}/{b}");
+                    assert_eq!(
+                        s.violation_classes.get("lock-lost").copied().unwrap_or(0),
+                        s.violations,
+                        "{:?}",
+                        s.violation_classes
+                    );
+                }
+                _ => {
+                    assert!(
+                        s.violation_classes.contains_key("lease-expired"),
+                        "{:?}",
+                        s.violation_classes
+                    );
+                }
+            }
+        }
+    }
+}
