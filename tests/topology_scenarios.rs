@@ -66,14 +66,17 @@ fn role_targets_are_accepted_and_a_wrong_one_lists_them() {
     );
 }
 
-/// Every role-targeted fault of a run names its members with a role.
+/// Every fault acted; every server fault of a replicated topology names
+/// its members with a role (client faults name clients).
 fn assert_roles_named(s: &Summary) {
     for f in &s.faults {
         assert!(f.error.is_none(), "{} failed: {:?}", f.fault, f.error);
         assert!(!f.targets.is_empty(), "{f:?}");
-        if s.topology
-            .as_deref()
-            .is_some_and(|t| !t.contains("independent"))
+        let on_servers = f.targets.iter().all(|t| t.starts_with("server-"));
+        if on_servers
+            && s.topology
+                .as_deref()
+                .is_some_and(|t| !t.contains("independent"))
         {
             assert!(
                 f.targets.iter().all(|t| t.contains(" (")),
@@ -82,6 +85,32 @@ fn assert_roles_named(s: &Summary) {
             );
         }
     }
+}
+
+/// The PIDs of processes holding a file under `dir` open (every server
+/// lockbench starts writes its log into the run directory).
+fn processes_with_files_under(dir: &Path) -> Vec<u32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else {
+            continue;
+        };
+        if fds
+            .flatten()
+            .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+            .any(|target| target.starts_with(dir))
+        {
+            found.push(pid);
+        }
+    }
+    found
 }
 
 /// The shipped topology scenarios, one after another (several ensembles
@@ -114,6 +143,9 @@ fn shipped_topology_scenarios_reach_their_expected_verdicts() {
             &[],
         );
         println!("{stdout}");
+        // Nothing the run started is left: no process writes to its logs.
+        let left = processes_with_files_under(out.path());
+        assert!(left.is_empty(), "{name}: processes still running: {left:?}");
         for b in backends {
             let dir = common::run_dir(out.path(), name, b);
             let s = Summary::read(&dir.join("summary.json")).unwrap();
@@ -171,4 +203,20 @@ fn shipped_topology_scenarios_reach_their_expected_verdicts() {
             }
         }
     }
+}
+
+#[test]
+fn the_leftover_check_sees_a_process_writing_into_the_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = std::fs::File::create(dir.path().join("x.log")).unwrap();
+    let mut child = std::process::Command::new("sleep")
+        .arg("10")
+        .stdout(log)
+        .spawn()
+        .unwrap();
+    let found = processes_with_files_under(dir.path());
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(found, vec![child.id()]);
+    assert!(processes_with_files_under(dir.path()).is_empty());
 }

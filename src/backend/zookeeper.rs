@@ -192,6 +192,7 @@ impl LockBackend for ZkBackend {
             session: None,
             held: HashMap::new(),
             counter: 0,
+            abandoned: Vec::new(),
         };
         client
             .new_session(DEFAULT_SESSION)
@@ -223,6 +224,13 @@ struct ZkClient {
     held: HashMap<String, zk::SessionId>,
     /// Makes each create's protected prefix unique within the session.
     counter: u64,
+    /// Nodes whose release may not have happened (`info`): deleted before
+    /// this client's next acquire, as Curator's guaranteed delete keeps
+    /// trying. Otherwise a node left by a release that lost
+    /// its connection outlives the hold while the session lives on (it
+    /// moves to another server), and this client's next acquire queues
+    /// behind its own old node: a deadlock for every client of the key.
+    abandoned: Vec<String>,
 }
 
 /// Why one request gave no answer.
@@ -368,6 +376,69 @@ fn to_watch<'a>(
 }
 
 impl ZkClient {
+    /// Deletes the guard's node: the release.
+    async fn delete_lock_node(&mut self, guard: &Guard) -> Outcome<Released> {
+        let path = guard.token.as_str();
+        if !path.starts_with(ROOT) {
+            return Outcome::Fail(format!("{path:?} is not a zookeeper lock node"));
+        }
+        let owner = self.held.get(path).copied();
+        let zk = match self.session_for(None).await {
+            Ok(zk) => zk,
+            // Nothing was sent: the node, if it is still there, stays.
+            Err(why) => return Outcome::Fail(why),
+        };
+        // Any session may delete the node (its ACL lets anyone): a node
+        // that still exists is still the lowest, so deleting it releases
+        // our lock. Two tries when the first loses its connection.
+        let mut lost = false;
+        for _ in 0..2 {
+            match self.bounded(zk.delete(path, None)).await {
+                Ok(()) => {
+                    self.held.remove(path);
+                    return Outcome::Ok(Released { was_held: true });
+                }
+                Err(e) if e.is(&zk::Error::NoNode) => {
+                    self.held.remove(path);
+                    // Gone after our own delete lost its answer: that delete
+                    // released it (the session lives, so no expiry did).
+                    return Outcome::Ok(Released { was_held: lost });
+                }
+                Err(e) if e.is(&zk::Error::ConnectionLoss) => lost = true,
+                Err(e) if e.session_over() => {
+                    self.drop_session();
+                    if owner == Some(zk.session_id()) && !lost {
+                        // Our own session ended: the server deleted the
+                        // node with it.
+                        self.held.remove(path);
+                        return Outcome::Ok(Released { was_held: false });
+                    }
+                    return Outcome::Fail(format!("delete: {e}"));
+                }
+                Err(e) if e.definite() && !lost => return Outcome::Fail(format!("delete: {e}")),
+                Err(e) => return Outcome::Info(format!("delete: {e}")),
+            }
+        }
+        Outcome::Info("delete: connection lost twice".into())
+    }
+
+    /// Deletes the nodes of releases that did not certainly happen; those
+    /// still not deleted stay for the next try.
+    async fn delete_abandoned(&mut self, zk: &zk::Client) {
+        for path in std::mem::take(&mut self.abandoned) {
+            match self.bounded(zk.delete(&path, None)).await {
+                Ok(()) => {
+                    self.held.remove(&path);
+                }
+                // Gone already, or gone with its session.
+                Err(e) if e.is(&zk::Error::NoNode) || e.session_over() => {
+                    self.held.remove(&path);
+                }
+                Err(_) => self.abandoned.push(path),
+            }
+        }
+    }
+
     /// Runs one request, bounded by `op_timeout`.
     async fn bounded<T>(
         &self,
@@ -594,6 +665,7 @@ impl LockClient for ZkClient {
             Ok(zk) => zk,
             Err(why) => return Outcome::Fail(why),
         };
+        self.delete_abandoned(&zk).await;
         let sid = zk.session_id();
         let dir = lock_dir(key);
         self.counter += 1;
@@ -655,48 +727,20 @@ impl LockClient for ZkClient {
     }
 
     async fn release(&mut self, guard: &Guard) -> Outcome<Released> {
-        let path = guard.token.as_str();
-        if !path.starts_with(ROOT) {
-            return Outcome::Fail(format!("{path:?} is not a zookeeper lock node"));
-        }
-        let owner = self.held.get(path).copied();
-        let zk = match self.session_for(None).await {
-            Ok(zk) => zk,
-            // Nothing was sent: the node, if it is still there, stays.
-            Err(why) => return Outcome::Fail(why),
-        };
-        // Any session may delete the node (its ACL lets anyone): a node
-        // that still exists is still the lowest, so deleting it releases
-        // our lock. Two tries when the first loses its connection.
-        let mut lost = false;
-        for _ in 0..2 {
-            match self.bounded(zk.delete(path, None)).await {
-                Ok(()) => {
-                    self.held.remove(path);
-                    return Outcome::Ok(Released { was_held: true });
+        let out = self.delete_lock_node(guard).await;
+        let path = &guard.token;
+        match &out {
+            Outcome::Ok(_) => self.abandoned.retain(|p| p != path),
+            // A failed release did not happen: the client still holds the
+            // lock (design.md) until a release that does not fail.
+            Outcome::Fail(_) => {}
+            Outcome::Info(_) => {
+                if path.starts_with(ROOT) && !self.abandoned.contains(path) {
+                    self.abandoned.push(path.clone());
                 }
-                Err(e) if e.is(&zk::Error::NoNode) => {
-                    self.held.remove(path);
-                    // Gone after our own delete lost its answer: that delete
-                    // released it (the session lives, so no expiry did).
-                    return Outcome::Ok(Released { was_held: lost });
-                }
-                Err(e) if e.is(&zk::Error::ConnectionLoss) => lost = true,
-                Err(e) if e.session_over() => {
-                    self.drop_session();
-                    if owner == Some(zk.session_id()) && !lost {
-                        // Our own session ended: the server deleted the
-                        // node with it.
-                        self.held.remove(path);
-                        return Outcome::Ok(Released { was_held: false });
-                    }
-                    return Outcome::Fail(format!("delete: {e}"));
-                }
-                Err(e) if e.definite() && !lost => return Outcome::Fail(format!("delete: {e}")),
-                Err(e) => return Outcome::Info(format!("delete: {e}")),
             }
         }
-        Outcome::Info("delete: connection lost twice".into())
+        out
     }
 
     async fn renew(&mut self, guard: &mut Guard, _lease: Duration) -> Outcome<()> {

@@ -485,6 +485,15 @@ impl Cluster {
         }
     }
 
+    /// Every process started here, helpers included (a Sentinel
+    /// topology's sentinels), in the order of [`Cluster::infos`].
+    pub fn processes(&self) -> Vec<&ServerProcess> {
+        match &self.replicated {
+            Some(r) => r.all_processes(),
+            None => self.servers.iter().collect(),
+        }
+    }
+
     /// The PIDs of the servers started here.
     pub fn pids(&self) -> Vec<u32> {
         self.servers().iter().map(|s| s.pid()).collect()

@@ -35,6 +35,10 @@ use crate::fault::Proxy;
 /// How long a whole topology may take to elect its first leader.
 pub const START_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long a peer proxy retries a refused connect (see
+/// [`Proxy::start_patient`]).
+pub(super) const PEER_PATIENCE: Duration = Duration::from_secs(2);
+
 /// How often readiness is asked.
 const POLL: Duration = Duration::from_millis(100);
 
@@ -482,8 +486,10 @@ impl ZkEnsemble {
         for from in 0..n {
             for to in (0..n).filter(|&to| to != from) {
                 // The seed only draws jitter, which these links do not use.
-                let quorum = Proxy::start(loopback(ports[to].quorum), 0).await?;
-                let election = Proxy::start(loopback(ports[to].election), 0).await?;
+                let quorum =
+                    Proxy::start_patient(loopback(ports[to].quorum), 0, PEER_PATIENCE).await?;
+                let election =
+                    Proxy::start_patient(loopback(ports[to].election), 0, PEER_PATIENCE).await?;
                 proxied.insert((from, to), (quorum.addr().port(), election.addr().port()));
                 links.insert((from, to), PairLink { quorum, election });
             }
@@ -931,7 +937,7 @@ impl EtcdCluster {
             let peer = new_port()?;
             client_ports.push(client);
             peer_ports.push(peer);
-            peer_proxies.push(Proxy::start(loopback(peer), 0).await?);
+            peer_proxies.push(Proxy::start_patient(loopback(peer), 0, PEER_PATIENCE).await?);
         }
         let initial_cluster = peer_proxies
             .iter()

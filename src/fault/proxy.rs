@@ -106,6 +106,22 @@ impl Proxy {
     /// Listens on a free 127.0.0.1 port and forwards to `upstream`, which
     /// must be a loopback address. `seed` draws the jitter.
     pub async fn start(upstream: SocketAddr, seed: u64) -> Result<Proxy> {
+        Proxy::start_patient(upstream, seed, Duration::ZERO).await
+    }
+
+    /// Like [`Proxy::start`], but a connection whose upstream refuses is
+    /// tried again for up to `patience` before it is refused, as a
+    /// connecting kernel retransmits its SYN. For links between servers: a
+    /// proxy accepts at once, so without this a server that connects a
+    /// moment before its peer listens (a ZooKeeper follower to a leader
+    /// just elected) would see its connection accepted and then closed,
+    /// which it takes for a failed peer, where a direct connect would have
+    /// been refused and retried.
+    pub async fn start_patient(
+        upstream: SocketAddr,
+        seed: u64,
+        patience: Duration,
+    ) -> Result<Proxy> {
         if !upstream.ip().is_loopback() {
             return Err(Error::Backend {
                 backend: "proxy".into(),
@@ -121,7 +137,7 @@ impl Proxy {
             .map_err(|e| Error::io("127.0.0.1:0", e))?;
         let (state, watcher) = watch::channel(LinkState::default());
         let rng = Arc::new(Mutex::new(StdRng::seed_from_u64(seed)));
-        let accept = tokio::spawn(accept_loop(listener, upstream, watcher, rng));
+        let accept = tokio::spawn(accept_loop(listener, upstream, watcher, rng, patience));
         Ok(Proxy {
             listen,
             upstream,
@@ -199,6 +215,7 @@ async fn accept_loop(
     upstream: SocketAddr,
     state: watch::Receiver<LinkState>,
     rng: Arc<Mutex<StdRng>>,
+    patience: Duration,
 ) {
     let mut conns = JoinSet::new();
     loop {
@@ -209,7 +226,7 @@ async fn accept_loop(
                     refuse(client);
                     continue;
                 }
-                conns.spawn(connection(client, upstream, state.clone(), rng.clone()));
+                conns.spawn(connection(client, upstream, state.clone(), rng.clone(), patience));
             }
             // Reap finished connections so the set does not grow.
             Some(_) = conns.join_next(), if !conns.is_empty() => {}
@@ -228,10 +245,21 @@ async fn connection(
     upstream: SocketAddr,
     mut state: watch::Receiver<LinkState>,
     rng: Arc<Mutex<StdRng>>,
+    patience: Duration,
 ) {
-    let Ok(server) = TcpStream::connect(upstream).await else {
-        refuse(client);
-        return;
+    let give_up = tokio::time::Instant::now() + patience;
+    // Bounded by `patience`: one try every 20 ms.
+    let server = loop {
+        match TcpStream::connect(upstream).await {
+            Ok(server) => break server,
+            Err(_) if tokio::time::Instant::now() < give_up => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(_) => {
+                refuse(client);
+                return;
+            }
+        }
     };
     let _ = client.set_nodelay(true);
     let _ = server.set_nodelay(true);

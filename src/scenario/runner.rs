@@ -491,8 +491,8 @@ fn write_servers_file(run_dir: &Path, cluster: &Cluster) -> Result<()> {
         .iter()
         .map(|info| {
             let pid = cluster
-                .servers()
-                .iter()
+                .processes()
+                .into_iter()
                 .find(|s| s.name() == info.name)
                 .map(|s| s.pid());
             serde_json::json!({
