@@ -317,3 +317,63 @@ async fn conformance_contended_run_is_valid() {
         common::conformance::contended_run_is_valid("zookeeper-herd").await;
     }
 }
+
+/// A release whose delete never reached the server (sent into a
+/// partition, then the connection reset) ends `info`, and the session
+/// lives on after the heal. The client's next acquire must delete that
+/// node first (Curator's guaranteed delete): otherwise the client queues
+/// behind its own old node and nobody ever gets the key again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_lost_in_a_partition_does_not_leave_the_key_locked() {
+    if !zookeeper_available() {
+        return;
+    }
+    let (cluster, _logs) = start().await;
+    let upstream: std::net::SocketAddr = cluster.endpoints()[0].addr.parse().unwrap();
+    let proxy = lockbench::fault::Proxy::start(upstream, 1).await.unwrap();
+    let through = [lockbench::cluster::Endpoint {
+        name: "zookeeper-1 via proxy".into(),
+        addr: proxy.addr().to_string(),
+        announced: None,
+    }];
+    let b = backend::build("zookeeper", &through).await.unwrap();
+    let mut c = b
+        .client(ClientConfig {
+            id: 0,
+            seed: 0,
+            op_timeout: Duration::from_millis(500),
+        })
+        .await
+        .unwrap();
+    // A 10 s session outlives the partition below.
+    let g = match c.acquire("k", &opts(10_000, 1_000)).await {
+        Outcome::Ok(g) => g,
+        other => panic!("first acquire: {other:?}"),
+    };
+    proxy.partition();
+    let released = c.release(&g).await;
+    assert!(matches!(released, Outcome::Info(_)), "{released:?}");
+    // The held delete is dropped with the connections, never delivered.
+    proxy.reset();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    proxy.heal();
+    let t0 = Instant::now();
+    let again = c.acquire("k", &opts(10_000, 3_000)).await;
+    println!(
+        "acquire after the lost release: {again:?} in {:?}",
+        t0.elapsed()
+    );
+    assert!(matches!(again, Outcome::Ok(_)), "{again:?}");
+    // And another client can have it after this one releases.
+    if let Outcome::Ok(g) = again {
+        assert_eq!(
+            c.release(&g).await,
+            Outcome::Ok(Released { was_held: true })
+        );
+    }
+    let mut other = clients("zookeeper", &cluster, 1).await.remove(0);
+    assert!(matches!(
+        other.acquire("k", &opts(10_000, 3_000)).await,
+        Outcome::Ok(_)
+    ));
+}
