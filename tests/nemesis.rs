@@ -7,6 +7,7 @@ mod common;
 use std::path::Path;
 
 use lockbench::Verdict;
+use lockbench::history::OpType;
 use lockbench::scenario::Scenario;
 use lockbench::summary::Summary;
 
@@ -50,7 +51,19 @@ fn killing_redis_without_persistence_breaks_exclusion() {
     assert_eq!(s.faults.len(), 1);
     assert_eq!(s.faults[0].fault, "kill-server");
     assert_eq!(s.faults[0].targets, vec!["server-1"]);
-    assert_eq!(nemesis_events(&dir), vec!["kill-server", "restart-server"]);
+    // The restart is an invoke when it begins and an info when it is done.
+    assert_eq!(
+        nemesis_events(&dir),
+        vec!["kill-server", "restart-server", "restart-server"]
+    );
+    let kinds: Vec<OpType> = lockbench::history::read_jsonl(&dir.join("history.jsonl"))
+        .unwrap()
+        .events
+        .into_iter()
+        .filter(|e| e.process == lockbench::history::Process::Nemesis)
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(kinds, vec![OpType::Info, OpType::Invoke, OpType::Info]);
     // The second holder was granted the lock after the restart began.
     let w = &s.witnesses[0];
     assert!(w.second.start_ns > s.faults[0].start_ns, "{w:?}");

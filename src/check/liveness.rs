@@ -66,8 +66,8 @@ pub struct FaultRecovery {
     /// When it started (`None`: its start was not in the history).
     #[serde(default)]
     pub start_ns: Option<u64>,
-    /// Successful acquires (of any key) while it lasted: whether the lock
-    /// stayed available during the fault.
+    /// Acquires (of any key) both invoked and granted while it lasted:
+    /// whether the lock stayed available during the fault.
     #[serde(default)]
     pub acquired_during: u64,
 }
@@ -250,7 +250,13 @@ impl LivenessState {
             if self.held.insert((p, key)) {
                 self.key(key).held += 1;
             }
-            for f in &mut self.open_faults {
+            // Only acquires asked for after the fault began: one in
+            // flight when it began may have been granted just before.
+            for f in self
+                .open_faults
+                .iter_mut()
+                .filter(|f| invoked >= f.start_ns)
+            {
                 f.acquired += 1;
             }
             for i in self.awaiting.drain(..) {
@@ -475,7 +481,13 @@ mod tests {
             c(10, 1, Ok, F::Acquire),
             c(20, 1, Invoke, F::Release),
             c(21, 1, Ok, F::Release),
+            // Invoked before the isolation began, granted after: not
+            // counted for it (it may have been granted before).
+            c(25, 3, Invoke, F::Acquire),
             nemesis(30, "start-isolate-server", Info, "server-2 (follower)"),
+            c(35, 3, Ok, F::Acquire),
+            c(36, 3, Invoke, F::Release),
+            c(37, 3, Ok, F::Release),
             c(40, 2, Invoke, F::Acquire),
             c(50, 2, Ok, F::Acquire),
             nemesis(60, "restart-server", Info, "server-1 (leader)"),
@@ -490,7 +502,7 @@ mod tests {
         assert_eq!(f.len(), 2, "{f:?}");
         assert_eq!(
             (f[0].fault.as_str(), f[0].acquired_during),
-            ("restart-server", 2)
+            ("restart-server", 3)
         );
         assert_eq!(f[0].start_ns, Some(0));
         assert_eq!(f[1].fault, "stop-isolate-server");

@@ -398,6 +398,14 @@ pub async fn run(
                     _ = stop.cancelled() => {}
                 }
             }
+            // A restart takes a while (a ZooKeeper member rejoins its
+            // quorum): its end is an invoke when it begins and an info when
+            // it is done, as design.md allows, so checkers time the fault's
+            // end from the moment the server was started again.
+            let slow_undo = spec.kind == FaultKind::KillServer && applied.is_ok();
+            if slow_undo {
+                record_as(&recorder, OpType::Invoke, stop_name, &names, None).await;
+            }
             let undone = match &applied {
                 Ok(token) => undo(&spec, &on, &targets, *token).await,
                 Err(_) => Ok(()),
@@ -424,12 +432,17 @@ pub async fn run(
 }
 
 async fn record(recorder: &RecorderHandle, name: &str, targets: &[String], error: Option<&String>) {
-    let mut e = Event::new(
-        0,
-        Process::Nemesis,
-        OpType::Info,
-        F::Fault(name.to_string()),
-    );
+    record_as(recorder, OpType::Info, name, targets, error).await;
+}
+
+async fn record_as(
+    recorder: &RecorderHandle,
+    kind: OpType,
+    name: &str,
+    targets: &[String],
+    error: Option<&String>,
+) {
+    let mut e = Event::new(0, Process::Nemesis, kind, F::Fault(name.to_string()));
     e.value = Some(serde_json::json!({ "targets": targets }));
     e.error = error.cloned();
     recorder.record(e).await;
