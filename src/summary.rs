@@ -71,6 +71,18 @@ pub struct FaultRecord {
     pub error: Option<String>,
 }
 
+impl FaultRecord {
+    /// How reports label it: the fault and what it hit
+    /// (`isolate-server server-3 (leader)`), or how many it hit.
+    pub fn label(&self) -> String {
+        match self.targets.len() {
+            0 => self.fault.clone(),
+            1..=3 => format!("{} {}", self.fault, self.targets.join(", ")),
+            n => format!("{} ({n} targets)", self.fault),
+        }
+    }
+}
+
 /// The damage of the counter workload: every holder read the counter,
 /// waited, and wrote it back plus one.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -321,7 +321,7 @@ pub(crate) fn throughput_chart(
                     .pos(Pos::new(HPos::Left, VPos::Top));
                 chart
                     .draw_series(std::iter::once(
-                        EmptyElement::at((start, y_max)) + Text::new(f.fault.clone(), (4, 4), font),
+                        EmptyElement::at((start, y_max)) + Text::new(f.label(), (4, 4), font),
                     ))
                     .map_err(err)?;
             }

@@ -215,7 +215,7 @@ fn frame(svg: &mut String, title: &str, rows: usize, t0: u64, t1: u64, faults: &
             "<rect x=\"{a:.1}\" y=\"{TOP}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"#bbb\" fill-opacity=\"0.45\"><title>{}</title></rect>",
             (b - a).max(1.0),
             h - TOP,
-            escape(&f.fault)
+            escape(&f.label())
         );
     }
     // Axis and ticks.
