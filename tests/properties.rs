@@ -1,18 +1,31 @@
-//! The property matrix on inproc and a real Redis: the cells that the
-//! vendors' documentation fixes must come out that way.
+//! The property matrix on real servers: the cells that the vendors'
+//! documentation fixes must come out that way.
 
 mod common;
 
 use std::path::Path;
 
-use lockbench::properties::run_matrix;
+use lockbench::cluster::ServerKind;
+use lockbench::properties::{Cell, Matrix, run_matrix};
 use lockbench::scenario::{RunOptions, Scenario};
+
+/// The matrices run one at a time: each starts several clusters, and two
+/// at once on a small machine would slow the elections they measure.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// The cell `prop` of `backend`'s row, which must have no error.
+fn cell(matrix: &Matrix, backend: &str, prop: &str) -> Cell {
+    let row = matrix.rows.iter().find(|r| r.backend == backend).unwrap();
+    assert!(row.error.is_none(), "{backend}: {:?}", row.error);
+    row.cells.iter().find(|(k, _)| k == prop).unwrap().1.clone()
+}
 
 #[tokio::test]
 async fn the_matrix_measures_what_the_docs_say() {
     if !common::server_available("redis-server") {
         return;
     }
+    let _serial = SERIAL.lock().await;
     let out = tempfile::tempdir().unwrap();
     let text = "name = \"m\"\nmode = \"properties\"\nbackends = [\"inproc\", \"redis\"]\n\
                 lease = \"1s\"\nclients = 8\nduration = \"500ms\"\nhold = \"0ms\"\nthink = \"0ms\"\n";
@@ -24,11 +37,7 @@ async fn the_matrix_measures_what_the_docs_say() {
     let (page, matrix) = run_matrix(&scenario, 1, &opts).await.unwrap();
     assert!(page.exists());
     assert!(out.path().join("m/matrix.json").exists());
-    let cell = |backend: &str, prop: &str| {
-        let row = matrix.rows.iter().find(|r| r.backend == backend).unwrap();
-        assert!(row.error.is_none(), "{backend}: {:?}", row.error);
-        row.cells.iter().find(|(k, _)| k == prop).unwrap().1.clone()
-    };
+    let cell = |backend: &str, prop: &str| cell(&matrix, backend, prop);
     for backend in ["inproc", "redis"] {
         assert_eq!(cell(backend, "exclusion").text, "valid", "{backend}");
         assert_eq!(cell(backend, "fencing").text, "yes, grows", "{backend}");
@@ -60,4 +69,85 @@ async fn the_matrix_measures_what_the_docs_say() {
     );
     assert!(restart.text.contains("fence went back"), "{restart:?}");
     assert_eq!(cell("inproc", "restart").text, "n/a (no server)");
+    // No server, no member to lose.
+    for prop in ["member_lost", "member_cut"] {
+        assert_eq!(cell("inproc", prop).text, "no server");
+        assert_eq!(cell("inproc", prop).good, None);
+    }
+}
+
+/// Seed 003: a single cache server goes down with its server; a ZooKeeper
+/// ensemble keeps serving while a majority lives.
+#[tokio::test]
+async fn the_matrix_shows_which_lock_is_a_single_point_of_failure() {
+    if !common::server_available("memcached") {
+        return;
+    }
+    if let Err(missing) = ServerKind::ZooKeeper.locate() {
+        assert!(!lockbench::cluster::backends_required(), "{missing}");
+        eprintln!("skipped: {missing} is not installed (scripts/install-backends.sh)");
+        return;
+    }
+    let _serial = SERIAL.lock().await;
+    let out = tempfile::tempdir().unwrap();
+    let text = "name = \"s\"\nmode = \"properties\"\nbackends = [\"memcached\", \"zookeeper\"]\n\
+                lease = \"1s\"\nclients = 8\nhosts = 2\nduration = \"500ms\"\nhold = \"0ms\"\nthink = \"0ms\"\n";
+    let scenario = Scenario::parse(Path::new("s.toml"), text).unwrap();
+    let opts = RunOptions {
+        out_dir: out.path().to_path_buf(),
+        ..RunOptions::default()
+    };
+    let (page, matrix) = run_matrix(&scenario, 5, &opts).await.unwrap();
+    let topology = |backend: &str| {
+        let row = matrix.rows.iter().find(|r| r.backend == backend).unwrap();
+        row.topology.clone()
+    };
+    assert_eq!(topology("memcached").as_deref(), Some("single server"));
+    assert_eq!(
+        topology("zookeeper").as_deref(),
+        Some("ZooKeeper ensemble of 3")
+    );
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(
+        html.contains("member faults: ZooKeeper ensemble of 3"),
+        "{html}"
+    );
+
+    // memcached: its one server killed, nobody acquires until it is back.
+    let lost = cell(&matrix, "memcached", "member_lost");
+    assert_eq!(lost.good, Some(false), "{lost:?}");
+    assert!(lost.text.contains("unavailable while down"), "{lost:?}");
+    assert_eq!(lost.data["acquired_during_fault"], 0, "{lost:?}");
+    assert_eq!(lost.data["targets"], serde_json::json!(["server-1"]));
+    // It came back (restarted on the same port) and was acquired again.
+    assert!(lost.data["recovered_ms"].is_f64(), "{lost:?}");
+    let link = lost.link.clone().unwrap();
+    assert!(out.path().join("s").join(link).exists(), "{lost:?}");
+    let cut = cell(&matrix, "memcached", "member_cut");
+    assert_eq!(cut.text, "no peers (single server)");
+    assert_eq!(cut.good, None);
+
+    // zookeeper: its leader killed, the two others elect a new one and
+    // the lock goes on being granted, once at a time.
+    let lost = cell(&matrix, "zookeeper", "member_lost");
+    assert_eq!(lost.good, Some(true), "{lost:?}");
+    assert_eq!(lost.data["verdict"], "valid", "{lost:?}");
+    assert!(
+        lost.data["acquired_during_fault"].as_u64().unwrap() > 0,
+        "{lost:?}"
+    );
+    let target = lost.data["targets"][0].as_str().unwrap();
+    assert!(target.ends_with("(leader)"), "{lost:?}");
+    assert!(lost.text.starts_with(target), "{lost:?}");
+    // Cut from its peers, the leader steps down; exclusion holds. (How
+    // available the lock stays meanwhile is what the cell measures.)
+    let cut = cell(&matrix, "zookeeper", "member_cut");
+    assert_eq!(cut.data["verdict"], "valid", "{cut:?}");
+    assert!(
+        cut.data["targets"][0]
+            .as_str()
+            .unwrap()
+            .ends_with("(leader)"),
+        "{cut:?}"
+    );
 }

@@ -12,13 +12,20 @@
 //! - **server restart**: the server is killed (-9) and restarted while a
 //!   lock is held: does the lock survive;
 //! - **latency and throughput**: uncontended acquire+release, and lock
-//!   cycles per second with many clients on one key and on their own keys.
+//!   cycles per second with many clients on one key and on their own keys;
+//! - **single point of failure**: one member of the backend's servers is
+//!   killed, or cut from its peers, while clients contend: is exclusion
+//!   kept, is the lock available meanwhile, how soon after the restart or
+//!   heal is it acquired again ([`spof`]).
 //!
-//! Probes run on a cluster started for them; the two contended runs go
-//! through the ordinary runner, so each has its own run directory and
-//! report, which the matrix links to.
+//! Probes run on a cluster started for them; the contended runs and the
+//! member-fault runs go through the ordinary runner, so each has its own
+//! run directory and report, which the matrix links to.
 
 mod page;
+mod spof;
+
+pub use spof::{MEMBER_FAULT_AT, MEMBER_FAULT_FOR, MEMBER_FAULT_RUN};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -77,6 +84,10 @@ pub struct Row {
     /// Why the row is empty: measuring it failed.
     #[serde(default)]
     pub error: Option<String>,
+    /// The servers the member-fault columns ran on (a replicated topology,
+    /// or the single server); `None`: no server.
+    #[serde(default)]
+    pub topology: Option<String>,
     /// The cells by property name, in [`PROPERTIES`] order.
     pub cells: Vec<(String, Cell)>,
 }
@@ -93,6 +104,8 @@ pub const PROPERTIES: &[(&str, &str)] = &[
     ("latency", "uncontended acquire+release p50 / p99"),
     ("one_key", "cycles/s, clients on one key"),
     ("own_keys", "cycles/s, each client its own key"),
+    ("member_lost", "one member killed (-9) for 8 s"),
+    ("member_cut", "one member cut from its peers for 8 s"),
 ];
 
 /// The whole matrix, as written to `matrix.json`.
@@ -154,6 +167,7 @@ pub async fn run_matrix(
                     .unwrap_or_default(),
                 skipped: None,
                 error: Some(e.to_string()),
+                topology: None,
                 cells: Vec::new(),
             },
         };
@@ -207,6 +221,7 @@ async fn measure_backend(
         recipe: info.recipe.to_string(),
         skipped: None,
         error: None,
+        topology: spof::topology(name),
         cells: Vec::new(),
     };
     if let Some(kind) = info.server
@@ -222,6 +237,10 @@ async fn measure_backend(
     // The two contended runs, through the ordinary runner.
     let one_key = contended(scenario, name, seed, opts, false).await?;
     let own_keys = contended(scenario, name, seed, opts, true).await?;
+    // One member lost, then one cut off, each in a run of its own.
+    let member_lost =
+        spof::measure(scenario, name, seed, opts, dir, spof::MemberFault::Lost).await?;
+    let member_cut = spof::measure(scenario, name, seed, opts, dir, spof::MemberFault::Cut).await?;
 
     // The probes, on a cluster of their own.
     let probe_dir = dir.join(name).join("probes");
@@ -302,6 +321,8 @@ async fn measure_backend(
         ("latency".into(), latency.linked(link)),
         ("one_key".into(), rate(&one_key)),
         ("own_keys".into(), rate(&own_keys)),
+        ("member_lost".into(), member_lost),
+        ("member_cut".into(), member_cut),
     ];
     Ok(row)
 }
@@ -336,11 +357,10 @@ async fn contended(
     }
 }
 
+/// `target` as a link from a page in `base`: relative (run directories
+/// sit beside the matrix's directory, not under it), else as it is.
 fn relative(base: &Path, target: &Path) -> String {
-    target
-        .strip_prefix(base)
-        .map(|p| p.display().to_string())
-        .unwrap_or_else(|_| target.display().to_string())
+    crate::report::html::relative_path(base, target).unwrap_or_else(|| target.display().to_string())
 }
 
 /// The probes' shared setup.

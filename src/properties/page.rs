@@ -1,6 +1,6 @@
 //! `matrix.html`: the property matrix as one self-contained page.
 
-use super::{Matrix, PROPERTIES};
+use super::{MEMBER_FAULT_AT, MEMBER_FAULT_FOR, MEMBER_FAULT_RUN, Matrix, PROPERTIES};
 use crate::report::html::{escape, href};
 
 /// The page for `matrix`.
@@ -12,8 +12,14 @@ pub fn render(matrix: &Matrix) -> String {
     head.push_str("</tr>");
     let mut rows = String::new();
     for row in &matrix.rows {
+        // The member-fault columns may run on more servers than the others.
+        let topology = row
+            .topology
+            .as_ref()
+            .map(|t| format!("<br><small>member faults: {}</small>", escape(t)))
+            .unwrap_or_default();
         rows.push_str(&format!(
-            "<tr><th title=\"{}\"><code>{}</code></th>",
+            "<tr><th title=\"{}\"><code>{}</code>{topology}</th>",
             escape(&row.recipe),
             escape(&row.backend)
         ));
@@ -63,11 +69,13 @@ td.bad {{ background: #fbe7e7; }}
 td.skip {{ color: #666; font-style: italic; }}
 a {{ color: inherit; }}
 p.note {{ color: #555; max-width: 70rem; }}
+th small {{ font-weight: normal; color: #555; }}
 </style></head><body>
 <h1>Property matrix: {name}</h1>
 <p class="note">Each cell is measured on the backend's real server (started by lockbench) and links to the run or probe file that measured it.
 Probes ask for a lease of {lease} ms; contended runs use {clients} clients (seed {seed}). Green: the safe answer; red: the unsafe one.
 "Holder crashes" kills the holding client without a release or goodbye; "server restart" kills the server with SIGKILL and starts it again on the same port and data directory while a lock is held.</p>
+<p class="note">The last two columns ask whether the lock is a single point of failure: in a {run} s run of the same clients on one key, one member is killed (-9, restarted when the fault ends) or cut from its peers (clients still reach it) from {at} s to {end} s, on the topology named under the backend: the leader or primary of a replicated topology, a minority of Redlock's masters, the server itself otherwise. Each cell: the member hit (its role when the fault began); whether exclusion was kept; whether clients still acquired the lock while the member was gone, with the longest gap; the time from the moment the restart began (or the heal) to the next acquire. Green: exclusion kept and available.</p>
 <table><thead>{head}</thead><tbody>{rows}</tbody></table>
 </body></html>
 "#,
@@ -75,5 +83,8 @@ Probes ask for a lease of {lease} ms; contended runs use {clients} clients (seed
         lease = matrix.lease_ms,
         clients = matrix.clients,
         seed = matrix.seed,
+        run = MEMBER_FAULT_RUN.as_secs(),
+        at = MEMBER_FAULT_AT.as_secs(),
+        end = (MEMBER_FAULT_AT + MEMBER_FAULT_FOR).as_secs(),
     )
 }
