@@ -159,16 +159,27 @@ fn shipped_topology_scenarios_reach_their_expected_verdicts() {
                         "{:?}",
                         s.faults
                     );
-                    // A majority kept serving through every fault but the
-                    // first moments of an election: some acquire landed in
-                    // each window (the lock stayed available).
                     let during: Vec<u64> = s
                         .recovery
                         .faults
                         .iter()
                         .map(|f| f.acquired_during)
                         .collect();
-                    assert!(during.iter().all(|&n| n > 0), "{name}/{b}: {during:?}");
+                    assert_eq!(during.len(), 3, "{during:?}");
+                    // A killed leader: its clients' connections are refused
+                    // and they move; the majority elects and serves, so
+                    // acquires were asked for and granted meanwhile.
+                    assert!(during[2] > 0, "{name}/{b}: {during:?}");
+                    // A cut ZooKeeper server drops its clients once it
+                    // loses the quorum, and they move too: the 14 s cuts
+                    // leave room for that. An etcd client spreads requests
+                    // over every member, and those routed to the cut one
+                    // hang until their timeout (a lease grant, a release),
+                    // so an etcd cut may leave the lock unavailable
+                    // throughout: not asserted.
+                    if name == "zookeeper-ensemble-partition" {
+                        assert!(during.iter().all(|&n| n > 0), "{name}/{b}: {during:?}");
+                    }
                 }
                 "redlock-member-loss" => {
                     let during: Vec<u64> = s
