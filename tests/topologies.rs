@@ -176,11 +176,13 @@ async fn zookeeper_member_kill_restart_pause() {
     zk.restart(follower).await.unwrap();
     println!("zookeeper: follower restarted in {:?}", t0.elapsed());
     zk.pause(follower).unwrap();
-    let roles = zk.roles().await;
-    assert!(
-        matches!(roles[follower], Role::Down(_)),
-        "paused: {roles:?}"
-    );
+    // SIGSTOP is delivered asynchronously: poll (bounded) for the silence.
+    let paused = zk
+        .wait_roles(Duration::from_secs(5), |r| {
+            matches!(r[follower], Role::Down(_))
+        })
+        .await;
+    assert!(paused.is_ok(), "paused: {paused:?}");
     zk.resume(follower).unwrap();
     zk.wait_roles(WAIT, |r| r.iter().all(Role::is_serving))
         .await

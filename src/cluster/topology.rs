@@ -39,6 +39,17 @@ pub const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// [`Proxy::start_patient`]).
 pub(super) const PEER_PATIENCE: Duration = Duration::from_secs(2);
 
+/// Whole starts of a topology, when a member exits at once.
+const START_TRIES: usize = 3;
+
+/// Whether `e` says a member exited while the topology started: a port
+/// probed free was taken before the member bound it (another process's
+/// connection or listener got it in between), which a start on new ports
+/// avoids. The single-server start tries again the same way.
+fn exited_at_start(e: &Error) -> bool {
+    matches!(e, Error::ServerStart { message, .. } if message.starts_with("exited"))
+}
+
 /// How often readiness is asked.
 const POLL: Duration = Duration::from_millis(100);
 
@@ -469,6 +480,19 @@ impl ZkEnsemble {
     /// `log_dir/zookeeper-<i>.log`; returns once every member serves and
     /// exactly one leads.
     pub async fn start(n: usize, log_dir: &Path) -> Result<ZkEnsemble> {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match ZkEnsemble::start_once(n, log_dir).await {
+                Err(e) if tries < START_TRIES && exited_at_start(&e) => {
+                    tracing::warn!("zookeeper ensemble: {e}; starting again on other ports");
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn start_once(n: usize, log_dir: &Path) -> Result<ZkEnsemble> {
         if n == 0 {
             return Err(backend_error("zookeeper", "", "an ensemble needs members"));
         }
@@ -925,6 +949,19 @@ impl EtcdCluster {
     /// `log_dir/etcd-<i>.log`; returns once every member serves a
     /// linearizable read and they agree on one leader.
     pub async fn start(n: usize, log_dir: &Path) -> Result<EtcdCluster> {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match EtcdCluster::start_once(n, log_dir).await {
+                Err(e) if tries < START_TRIES && exited_at_start(&e) => {
+                    tracing::warn!("etcd cluster: {e}; starting again on other ports");
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn start_once(n: usize, log_dir: &Path) -> Result<EtcdCluster> {
         if n == 0 {
             return Err(backend_error("etcd", "", "a cluster needs members"));
         }
