@@ -152,6 +152,13 @@ fn shipped_topology_scenarios_reach_their_expected_verdicts() {
             assert!(s.matches_expectation, "{name}/{b}: {:?}", s.verdict);
             assert!(s.topology.is_some(), "{name}/{b}: no topology recorded");
             assert_roles_named(&s);
+            // Acquires asked for and granted during each fault.
+            let during: Vec<u64> = s
+                .recovery
+                .faults
+                .iter()
+                .map(|f| f.acquired_during)
+                .collect();
             match name {
                 "zookeeper-ensemble-partition" | "etcd-cluster-partition" => {
                     assert!(
@@ -159,12 +166,6 @@ fn shipped_topology_scenarios_reach_their_expected_verdicts() {
                         "{:?}",
                         s.faults
                     );
-                    let during: Vec<u64> = s
-                        .recovery
-                        .faults
-                        .iter()
-                        .map(|f| f.acquired_during)
-                        .collect();
                     assert_eq!(during.len(), 3, "{during:?}");
                     // A killed leader: its clients' connections are refused
                     // and they move; the majority elects and serves, so
@@ -182,12 +183,6 @@ fn shipped_topology_scenarios_reach_their_expected_verdicts() {
                     }
                 }
                 "redlock-member-loss" => {
-                    let during: Vec<u64> = s
-                        .recovery
-                        .faults
-                        .iter()
-                        .map(|f| f.acquired_during)
-                        .collect();
                     assert_eq!(during.len(), 2, "{during:?}");
                     assert!(
                         during[0] > 0,

@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 
 use redis::Value;
 
-use super::topology::{Role, data_dir, join_ordered, new_port};
+use super::topology::{Members, Role, data_dir, join_ordered, new_port};
 use super::{Launch, ServerKind, ServerProcess};
 use crate::error::{Error, Result};
 use crate::fault::Proxy;
@@ -180,6 +180,17 @@ pub struct RedisSentinel {
     peer_proxies: Vec<Proxy>,
 }
 
+impl Members for RedisSentinel {
+    /// The data servers, not the sentinels.
+    fn servers(&self) -> &[ServerProcess] {
+        &self.servers
+    }
+
+    fn version(&self) -> &str {
+        &self.version
+    }
+}
+
 impl RedisSentinel {
     /// Starts a primary, `replicas` replicas and `sentinels` sentinels,
     /// logging into `log_dir`; returns once every replica is in sync and
@@ -324,27 +335,6 @@ impl RedisSentinel {
         }
     }
 
-    /// The number of data servers.
-    pub fn len(&self) -> usize {
-        self.servers.len()
-    }
-
-    /// Whether there are no data servers (never, once started).
-    pub fn is_empty(&self) -> bool {
-        self.servers.is_empty()
-    }
-
-    /// The Redis version.
-    pub fn version(&self) -> &str {
-        &self.version
-    }
-
-    /// Each data server's real address (`127.0.0.1:PORT`), in order: what
-    /// lock clients connect to.
-    pub fn client_addrs(&self) -> Vec<String> {
-        self.servers.iter().map(|s| s.addr()).collect()
-    }
-
     /// Each data server's announced address (its inbound peer proxy): what
     /// the sentinels answer when asked for the primary.
     pub fn announced_addrs(&self) -> Vec<String> {
@@ -354,11 +344,6 @@ impl RedisSentinel {
     /// Each sentinel's address.
     pub fn sentinel_addrs(&self) -> Vec<String> {
         self.sentinels.iter().map(|s| s.addr()).collect()
-    }
-
-    /// The data server processes.
-    pub fn servers(&self) -> &[ServerProcess] {
-        &self.servers
     }
 
     /// The sentinel processes.

@@ -206,6 +206,57 @@ pub fn replicated_shape(backend: &str) -> Option<Shape> {
     }
 }
 
+/// What every replicated topology says about its data servers (the
+/// members faults target); the rest comes with these two.
+pub trait Members {
+    /// The data servers, in member order (numbered from 0).
+    fn servers(&self) -> &[ServerProcess];
+
+    /// The version the first member reported at start.
+    fn version(&self) -> &str;
+
+    /// The number of members.
+    fn len(&self) -> usize {
+        self.servers().len()
+    }
+
+    /// Whether there are no members (never, once started).
+    fn is_empty(&self) -> bool {
+        self.servers().is_empty()
+    }
+
+    /// Each member's real client address (`127.0.0.1:PORT`), in member
+    /// order: what lock clients connect to.
+    fn client_addrs(&self) -> Vec<String> {
+        self.servers().iter().map(|s| s.addr()).collect()
+    }
+
+    /// The members' PIDs.
+    fn pids(&self) -> Vec<u32> {
+        self.servers().iter().map(|s| s.pid()).collect()
+    }
+}
+
+impl Members for ZkEnsemble {
+    fn servers(&self) -> &[ServerProcess] {
+        &self.servers
+    }
+
+    fn version(&self) -> &str {
+        &self.version
+    }
+}
+
+impl Members for EtcdCluster {
+    fn servers(&self) -> &[ServerProcess] {
+        &self.servers
+    }
+
+    fn version(&self) -> &str {
+        &self.version
+    }
+}
+
 /// A running replicated topology.
 #[derive(Debug)]
 pub enum Replicated {
@@ -247,22 +298,23 @@ impl Replicated {
         }
     }
 
+    /// Its members.
+    pub fn members(&self) -> &dyn Members {
+        match self {
+            Replicated::Sentinel(t) => t,
+            Replicated::Zk(t) => t,
+            Replicated::Etcd(t) => t,
+        }
+    }
+
     /// The data servers (the members faults target), in member order.
     pub fn servers(&self) -> &[ServerProcess] {
-        match self {
-            Replicated::Sentinel(t) => t.servers(),
-            Replicated::Zk(t) => t.servers(),
-            Replicated::Etcd(t) => t.servers(),
-        }
+        self.members().servers()
     }
 
     /// The version its first member reported.
     pub fn version(&self) -> &str {
-        match self {
-            Replicated::Sentinel(t) => t.version(),
-            Replicated::Zk(t) => t.version(),
-            Replicated::Etcd(t) => t.version(),
-        }
+        self.members().version()
     }
 
     /// Where clients connect: the data servers (with the address peers
@@ -552,37 +604,6 @@ impl ZkEnsemble {
             .unwrap_or_default();
         ensemble.version = super::zookeeper::probe(&first).await.unwrap_or_default();
         Ok(ensemble)
-    }
-
-    /// The number of members.
-    pub fn len(&self) -> usize {
-        self.servers.len()
-    }
-
-    /// Whether there are no members (never, once started).
-    pub fn is_empty(&self) -> bool {
-        self.servers.is_empty()
-    }
-
-    /// The ZooKeeper version (`3.8.0`), as `srvr` said at start.
-    pub fn version(&self) -> &str {
-        &self.version
-    }
-
-    /// Each member's real client address (`127.0.0.1:PORT`), in member
-    /// order: what lock clients connect to.
-    pub fn client_addrs(&self) -> Vec<String> {
-        self.servers.iter().map(|s| s.addr()).collect()
-    }
-
-    /// The member processes (names, PIDs, logs).
-    pub fn servers(&self) -> &[ServerProcess] {
-        &self.servers
-    }
-
-    /// The PIDs of the members.
-    pub fn pids(&self) -> Vec<u32> {
-        self.servers.iter().map(|s| s.pid()).collect()
     }
 
     /// Member `i`'s real (quorum, election) ports.
@@ -1033,36 +1054,6 @@ impl EtcdCluster {
             .unwrap_or_default();
         cluster.version = super::etcd::probe(&first).await.unwrap_or_default();
         Ok(cluster)
-    }
-
-    /// The number of members.
-    pub fn len(&self) -> usize {
-        self.servers.len()
-    }
-
-    /// Whether there are no members (never, once started).
-    pub fn is_empty(&self) -> bool {
-        self.servers.is_empty()
-    }
-
-    /// The etcd version, as the first member said at start.
-    pub fn version(&self) -> &str {
-        &self.version
-    }
-
-    /// Each member's real client address (`127.0.0.1:PORT`), in order.
-    pub fn client_addrs(&self) -> Vec<String> {
-        self.servers.iter().map(|s| s.addr()).collect()
-    }
-
-    /// The member processes.
-    pub fn servers(&self) -> &[ServerProcess] {
-        &self.servers
-    }
-
-    /// The PIDs of the members.
-    pub fn pids(&self) -> Vec<u32> {
-        self.servers.iter().map(|s| s.pid()).collect()
     }
 
     /// Member `i`'s id in etcd's membership.
