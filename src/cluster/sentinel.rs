@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 
 use redis::Value;
 
-use super::topology::{Members, Role, data_dir, join_ordered, new_port};
+use super::topology::{Members, Role, data_dir, join_ordered, new_port, restart_member};
 use super::{Launch, ServerKind, ServerProcess};
 use crate::error::{Error, Result};
 use crate::fault::Proxy;
@@ -417,26 +417,18 @@ impl RedisSentinel {
     /// start timeout.
     pub async fn restart(&mut self, i: usize) -> Result<()> {
         self.check_index(i)?;
-        let server = &mut self.servers[i];
-        server.restart()?;
-        let addr = server.addr();
-        let timeout = super::redis::START_TIMEOUT;
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = server.exited() {
-                return Err(server.start_error(format!("exited at restart ({status})")));
-            }
-            let why = match ask(&addr, redis::cmd("PING"), ASK_TIMEOUT).await {
-                Ok(_) => return Ok(()),
-                Err(why) => why,
-            };
-            if Instant::now() >= deadline {
-                return Err(
-                    server.start_error(format!("not answering {timeout:?} after restart ({why})"))
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let poll = Duration::from_millis(50);
+        restart_member(
+            &mut self.servers[i],
+            super::redis::START_TIMEOUT,
+            poll,
+            |addr| async move {
+                ask(&addr, redis::cmd("PING"), ASK_TIMEOUT)
+                    .await
+                    .map(|_| ())
+            },
+        )
+        .await
     }
 
     /// Freezes data server `i` (SIGSTOP).

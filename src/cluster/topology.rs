@@ -39,6 +39,59 @@ pub const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// [`Proxy::start_patient`]).
 pub(super) const PEER_PATIENCE: Duration = Duration::from_secs(2);
 
+/// Restarts `server` (SIGKILL, then the same ports, data directory and
+/// arguments) and polls `serving` on its address every `poll` until it
+/// answers, the process exits, or `timeout` passes (then the last answer
+/// is the error, with the server's log tail).
+pub(super) async fn restart_member<F, Fut>(
+    server: &mut ServerProcess,
+    timeout: Duration,
+    poll: Duration,
+    serving: F,
+) -> Result<()>
+where
+    F: Fn(String) -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<(), String>>,
+{
+    server.restart()?;
+    let addr = server.addr();
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = server.exited() {
+            return Err(server.start_error(format!("exited at restart ({status})")));
+        }
+        let why = match serving(addr.clone()).await {
+            Ok(()) => return Ok(()),
+            Err(why) => why,
+        };
+        if Instant::now() >= deadline {
+            return Err(
+                server.start_error(format!("not serving {timeout:?} after restart ({why})"))
+            );
+        }
+        tokio::time::sleep(poll).await;
+    }
+}
+
+/// Runs `start` up to [`START_TRIES`] times while a member exits at start
+/// ([`exited_at_start`]); `what` names the topology in the log.
+async fn start_retrying<T, F, Fut>(what: &str, start: F) -> Result<T>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match start().await {
+            Err(e) if tries < START_TRIES && exited_at_start(&e) => {
+                tracing::warn!("{what}: {e}; starting again on other ports");
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Whole starts of a topology, when a member exits at once.
 const START_TRIES: usize = 3;
 
@@ -532,16 +585,7 @@ impl ZkEnsemble {
     /// `log_dir/zookeeper-<i>.log`; returns once every member serves and
     /// exactly one leads.
     pub async fn start(n: usize, log_dir: &Path) -> Result<ZkEnsemble> {
-        let mut tries = 0;
-        loop {
-            tries += 1;
-            match ZkEnsemble::start_once(n, log_dir).await {
-                Err(e) if tries < START_TRIES && exited_at_start(&e) => {
-                    tracing::warn!("zookeeper ensemble: {e}; starting again on other ports");
-                }
-                other => return other,
-            }
-        }
+        start_retrying("zookeeper ensemble", || ZkEnsemble::start_once(n, log_dir)).await
     }
 
     async fn start_once(n: usize, log_dir: &Path) -> Result<ZkEnsemble> {
@@ -691,26 +735,18 @@ impl ZkEnsemble {
     /// and data directory; returns once it answers `srvr` as leader or
     /// follower (within [`START_TIMEOUT`]), which needs a quorum.
     pub async fn restart(&mut self, i: usize) -> Result<()> {
-        let server = self.server_mut(i)?;
-        server.restart()?;
-        let addr = server.addr();
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            let server = self.server_mut(i)?;
-            if let Some(status) = server.exited() {
-                return Err(server.start_error(format!("exited at restart ({status})")));
-            }
-            let role = zk_role(super::zookeeper::four_letter_word(&addr, "srvr").await);
-            if role.is_serving() {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                return Err(server.start_error(format!(
-                    "not serving {START_TIMEOUT:?} after restart ({role:?})"
-                )));
-            }
-            tokio::time::sleep(POLL).await;
-        }
+        restart_member(
+            self.server_mut(i)?,
+            START_TIMEOUT,
+            POLL,
+            |addr| async move {
+                match zk_role(super::zookeeper::four_letter_word(&addr, "srvr").await) {
+                    role if role.is_serving() => Ok(()),
+                    role => Err(format!("{role:?}")),
+                }
+            },
+        )
+        .await
     }
 
     /// Freezes member `i` (SIGSTOP to its process group).
@@ -970,16 +1006,7 @@ impl EtcdCluster {
     /// `log_dir/etcd-<i>.log`; returns once every member serves a
     /// linearizable read and they agree on one leader.
     pub async fn start(n: usize, log_dir: &Path) -> Result<EtcdCluster> {
-        let mut tries = 0;
-        loop {
-            tries += 1;
-            match EtcdCluster::start_once(n, log_dir).await {
-                Err(e) if tries < START_TRIES && exited_at_start(&e) => {
-                    tracing::warn!("etcd cluster: {e}; starting again on other ports");
-                }
-                other => return other,
-            }
-        }
+        start_retrying("etcd cluster", || EtcdCluster::start_once(n, log_dir)).await
     }
 
     async fn start_once(n: usize, log_dir: &Path) -> Result<EtcdCluster> {
@@ -1156,26 +1183,13 @@ impl EtcdCluster {
     /// ports and data directory (it rejoins as the same member); returns
     /// once it serves a linearizable read (within [`START_TIMEOUT`]).
     pub async fn restart(&mut self, i: usize) -> Result<()> {
-        let server = self.server_mut(i)?;
-        server.restart()?;
-        let addr = server.addr();
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            let server = self.server_mut(i)?;
-            if let Some(status) = server.exited() {
-                return Err(server.start_error(format!("exited at restart ({status})")));
-            }
-            let why = match etcd_serves(&addr).await {
-                Ok(()) => return Ok(()),
-                Err(why) => why,
-            };
-            if Instant::now() >= deadline {
-                return Err(server.start_error(format!(
-                    "not serving {START_TIMEOUT:?} after restart ({why})"
-                )));
-            }
-            tokio::time::sleep(POLL).await;
-        }
+        restart_member(
+            self.server_mut(i)?,
+            START_TIMEOUT,
+            POLL,
+            |addr| async move { etcd_serves(&addr).await },
+        )
+        .await
     }
 
     /// Freezes member `i` (SIGSTOP).
