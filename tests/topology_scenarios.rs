@@ -169,7 +169,10 @@ fn shipped_topology_scenarios_reach_their_expected_verdicts() {
                     assert_eq!(during.len(), 3, "{during:?}");
                     // A killed leader: its clients' connections are refused
                     // and they move; the majority elects and serves, so
-                    // acquires were asked for and granted meanwhile.
+                    // acquires were asked for and granted meanwhile. (The
+                    // kills outlast an election plus the lease: a key whose
+                    // release died with the leader stays until its lease,
+                    // renewed by the new leader, runs out.)
                     assert!(during[2] > 0, "{name}/{b}: {during:?}");
                     // A cut ZooKeeper server drops its clients once it
                     // loses the quorum, and they move too: the 14 s cuts
