@@ -126,6 +126,7 @@ fn shipped_topology_scenarios_reach_their_expected_verdicts() {
         ("redis-sentinel-failover", vec!["redis"]),
         ("redlock-member-loss", vec!["redlock"]),
         ("redlock-restart-without-persistence", vec!["redlock"]),
+        ("redlock-clock-jump", vec!["redlock"]),
     ];
     let available = |b: &str| {
         let kind = lockbench::backend::server_kind(b).unwrap();
@@ -152,6 +153,12 @@ fn shipped_topology_scenarios_reach_their_expected_verdicts() {
             assert!(s.matches_expectation, "{name}/{b}: {:?}", s.verdict);
             assert!(s.topology.is_some(), "{name}/{b}: no topology recorded");
             assert_roles_named(&s);
+            // Every fault acted (clock faults too, on redlock's masters).
+            assert!(
+                !s.notes.iter().any(|n| n.contains("did not apply")),
+                "{name}/{b}: {:?}",
+                s.notes
+            );
             // Acquires asked for and granted during each fault.
             let during: Vec<u64> = s
                 .recovery
@@ -193,7 +200,9 @@ fn shipped_topology_scenarios_reach_their_expected_verdicts() {
                     );
                     assert_eq!(during[1], 0, "three of five down: unavailable: {during:?}");
                 }
-                "redlock-restart-without-persistence" | "redis-sentinel-failover" => {
+                "redlock-restart-without-persistence"
+                | "redlock-clock-jump"
+                | "redis-sentinel-failover" => {
                     assert!(s.violations > 0, "{name}/{b}");
                     assert_eq!(
                         s.violation_classes.get("lock-lost").copied().unwrap_or(0),

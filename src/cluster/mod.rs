@@ -344,6 +344,23 @@ impl Cluster {
     /// Starts `backend`'s replicated topology
     /// ([`topology::replicated_shape`]), logging into `log_dir`.
     pub async fn start_replicated(backend: &str, log_dir: &Path) -> Result<Cluster> {
+        Cluster::start_replicated_inner(backend, log_dir, false).await
+    }
+
+    /// Like [`Cluster::start_replicated`], with every data server (not the
+    /// sentinels) running lockbench's clock skew library, as
+    /// [`Cluster::start_with_clock`]: one member's clock can then be
+    /// skewed. Refused where the members cannot be skewed (ZooKeeper,
+    /// etcd: [`crate::fault::clock::lease_clock`] says why).
+    pub async fn start_replicated_with_clock(backend: &str, log_dir: &Path) -> Result<Cluster> {
+        Cluster::start_replicated_inner(backend, log_dir, true).await
+    }
+
+    async fn start_replicated_inner(
+        backend: &str,
+        log_dir: &Path,
+        with_clock: bool,
+    ) -> Result<Cluster> {
         let Some(shape) = topology::replicated_shape(backend) else {
             return Err(Error::Backend {
                 backend: backend.into(),
@@ -352,11 +369,12 @@ impl Cluster {
             });
         };
         if let topology::Shape::Masters(n) = shape {
-            let mut cluster = Cluster::start(ServerKind::Redis, n, log_dir).await?;
+            let mut cluster = Cluster::start_inner(shape.kind(), n, log_dir, with_clock).await?;
             cluster.shape = Some(shape);
             return Ok(cluster);
         }
-        let replicated = topology::Replicated::start(shape, log_dir).await?;
+        let mut replicated = topology::Replicated::start(shape, log_dir, with_clock).await?;
+        let clocks = replicated.take_clocks();
         let version = replicated.version().to_string();
         let endpoints = replicated.endpoints();
         let infos = replicated
@@ -379,7 +397,7 @@ impl Cluster {
             servers: Vec::new(),
             endpoints,
             infos,
-            clocks: Vec::new(),
+            clocks,
             replicated: Some(replicated),
             shape: Some(shape),
         })

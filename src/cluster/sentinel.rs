@@ -36,6 +36,7 @@ use super::topology::{Members, Role, data_dir, join_ordered, new_port, restart_m
 use super::{Launch, ServerKind, ServerProcess};
 use crate::error::{Error, Result};
 use crate::fault::Proxy;
+use crate::fault::clock::SkewControl;
 
 /// The master name the sentinels monitor.
 pub const MASTER_NAME: &str = "lockbench";
@@ -178,6 +179,9 @@ pub struct RedisSentinel {
     version: String,
     /// Data server i's inbound peer proxy.
     peer_proxies: Vec<Proxy>,
+    /// Data server i's clock control, when started with
+    /// [`RedisSentinel::start_with_clock`] (the sentinels keep real time).
+    clocks: Vec<SkewControl>,
 }
 
 impl Members for RedisSentinel {
@@ -197,6 +201,34 @@ impl RedisSentinel {
     /// every sentinel names the primary and sees the replicas and the other
     /// sentinels. The quorum is a majority of the sentinels (2 of 3).
     pub async fn start(replicas: usize, sentinels: usize, log_dir: &Path) -> Result<RedisSentinel> {
+        RedisSentinel::start_inner(replicas, sentinels, log_dir, false).await
+    }
+
+    /// Like [`RedisSentinel::start`], with every data server running
+    /// lockbench's clock skew library and its own control file (in its
+    /// data directory, so a restarted member keeps its clock):
+    /// [`RedisSentinel::take_clocks`] hands them over.
+    pub async fn start_with_clock(
+        replicas: usize,
+        sentinels: usize,
+        log_dir: &Path,
+    ) -> Result<RedisSentinel> {
+        RedisSentinel::start_inner(replicas, sentinels, log_dir, true).await
+    }
+
+    /// The data servers' clock controls, in member order (empty unless
+    /// started with [`RedisSentinel::start_with_clock`]; empty after the
+    /// first call).
+    pub fn take_clocks(&mut self) -> Vec<SkewControl> {
+        std::mem::take(&mut self.clocks)
+    }
+
+    async fn start_inner(
+        replicas: usize,
+        sentinels: usize,
+        log_dir: &Path,
+        with_clock: bool,
+    ) -> Result<RedisSentinel> {
         if sentinels == 0 {
             return Err(backend_error("", "a Sentinel topology needs sentinels"));
         }
@@ -215,6 +247,7 @@ impl RedisSentinel {
         let deadline = Instant::now() + START_TIMEOUT;
 
         let mut servers = Vec::with_capacity(n);
+        let mut clocks = Vec::new();
         for (i, &port) in ports.iter().enumerate() {
             let name = format!("redis-{}", i + 1);
             let dir = data_dir(&name)?;
@@ -231,6 +264,11 @@ impl RedisSentinel {
             if i > 0 {
                 launch = launch.args(["--replicaof", "127.0.0.1", &primary_port.to_string()]);
             }
+            if with_clock {
+                let clock = SkewControl::create(dir.path())?;
+                launch.env.extend(clock.env());
+                clocks.push(clock);
+            }
             servers.push(ServerProcess::spawn(&name, log_dir, port, dir, launch)?);
         }
         let mut topology = RedisSentinel {
@@ -239,6 +277,7 @@ impl RedisSentinel {
             announced,
             version: String::new(),
             peer_proxies,
+            clocks,
         };
         // Replicas first, in sync, before any sentinel starts: a sentinel
         // learns the replicas from the primary's INFO, which it asks at

@@ -230,6 +230,15 @@ impl Shape {
         }
     }
 
+    /// The kind of its data servers.
+    pub fn kind(self) -> ServerKind {
+        match self {
+            Shape::Sentinel { .. } | Shape::Masters(_) => ServerKind::Redis,
+            Shape::Ensemble(_) => ServerKind::ZooKeeper,
+            Shape::EtcdCluster(_) => ServerKind::Etcd,
+        }
+    }
+
     /// How reports name it.
     pub fn describe(self) -> String {
         match self {
@@ -323,9 +332,25 @@ pub enum Replicated {
 
 impl Replicated {
     /// Starts `shape` (not [`Shape::Masters`], which is an ordinary
-    /// cluster), logging into `log_dir`.
-    pub async fn start(shape: Shape, log_dir: &Path) -> Result<Replicated> {
+    /// cluster), logging into `log_dir`; `with_clock`: every data server
+    /// runs with lockbench's clock skew library
+    /// ([`Replicated::take_clocks`]), refused where the members' clocks
+    /// cannot be skewed ([`crate::fault::clock::lease_clock`] says why).
+    pub async fn start(shape: Shape, log_dir: &Path, with_clock: bool) -> Result<Replicated> {
+        if with_clock && let Err(why) = crate::fault::clock::lease_clock(shape.kind()) {
+            return Err(backend_error(
+                shape.kind().name(),
+                "",
+                format!("cannot skew the members' clocks: {why}"),
+            ));
+        }
         Ok(match shape {
+            Shape::Sentinel {
+                replicas,
+                sentinels,
+            } if with_clock => Replicated::Sentinel(
+                RedisSentinel::start_with_clock(replicas, sentinels, log_dir).await?,
+            ),
             Shape::Sentinel {
                 replicas,
                 sentinels,
@@ -340,6 +365,15 @@ impl Replicated {
                 ));
             }
         })
+    }
+
+    /// The data servers' clock controls, in member order (empty unless
+    /// started `with_clock`; empty after the first call).
+    pub fn take_clocks(&mut self) -> Vec<crate::fault::clock::SkewControl> {
+        match self {
+            Replicated::Sentinel(t) => t.take_clocks(),
+            Replicated::Zk(_) | Replicated::Etcd(_) => Vec::new(),
+        }
     }
 
     /// The kind of its data servers.

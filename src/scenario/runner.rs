@@ -108,15 +108,18 @@ pub async fn run_backend(
     let servers = match (info.server, external) {
         (None, _) => Cluster::none(),
         (Some(kind), Some(addrs)) => Cluster::external(kind, addrs).await?,
-        (Some(_), None) if shape.is_some() => {
-            if clock_faults {
-                notes.push(format!(
-                    "clock faults did not apply to {backend_name}: lockbench does not skew \
-                     the members of a replicated topology yet"
-                ));
+        (Some(kind), None) if shape.is_some() => match crate::fault::clock::skew_support(kind) {
+            Ok(()) if clock_faults => {
+                Cluster::start_replicated_with_clock(backend_name, &run_dir).await?
             }
-            Cluster::start_replicated(backend_name, &run_dir).await?
-        }
+            Err(why) if clock_faults => {
+                notes.push(format!(
+                    "clock faults did not apply to {backend_name}: {why}"
+                ));
+                Cluster::start_replicated(backend_name, &run_dir).await?
+            }
+            _ => Cluster::start_replicated(backend_name, &run_dir).await?,
+        },
         (Some(kind), None) if clock_faults => match crate::fault::clock::skew_support(kind) {
             Ok(()) => Cluster::start_with_clock(kind, info.servers.max(1), &run_dir).await?,
             Err(why) => {
