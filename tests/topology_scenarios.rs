@@ -53,6 +53,28 @@ fn isolating_a_member_needs_a_replicated_topology() {
 }
 
 #[test]
+fn a_bridge_needs_a_zookeeper_ensemble_and_one_member() {
+    let fault = "duration = \"5s\"\n[[nemesis]]\nat = \"1s\"\nfault = \"bridge\"\n";
+    let e = error(&format!(
+        "backends = [\"etcd\"]\ntopology = \"replicated\"\n{fault}targets = [\"leader\"]\nduration = \"1s\"\n"
+    ));
+    assert!(
+        e.starts_with("bad.toml:6:9: bridge cuts single links"),
+        "{e}"
+    );
+    assert!(e.contains("not for etcd"), "{e}");
+    let e = error(&format!(
+        "backends = [\"zookeeper\"]\ntopology = \"replicated\"\n{fault}targets = [\"followers\"]\nduration = \"1s\"\n"
+    ));
+    assert!(e.contains("a bridge is one member"), "{e}");
+    let ok = format!(
+        "backends = [\"zookeeper\"]\ntopology = \"replicated\"\n{fault}targets = [\"follower\"]\nduration = \"1s\"\n"
+    );
+    let s = Scenario::parse(Path::new("ok.toml"), &ok).unwrap();
+    assert_eq!(s.nemesis[0].kind.name(), "bridge");
+}
+
+#[test]
 fn role_targets_are_accepted_and_a_wrong_one_lists_them() {
     let ok = "backends = [\"zookeeper\"]\ntopology = \"replicated\"\nduration = \"5s\"\n\
               [[nemesis]]\nat = \"1s\"\nfault = \"kill-server\"\ntargets = [\"follower\"]\nduration = \"1s\"\n";
@@ -127,6 +149,7 @@ fn shipped_topology_scenarios_reach_their_expected_verdicts() {
         ("redlock-member-loss", vec!["redlock"]),
         ("redlock-restart-without-persistence", vec!["redlock"]),
         ("redlock-clock-jump", vec!["redlock"]),
+        ("zookeeper-bridge", vec!["zookeeper"]),
     ];
     let available = |b: &str| {
         let kind = lockbench::backend::server_kind(b).unwrap();
@@ -191,6 +214,14 @@ fn shipped_topology_scenarios_reach_their_expected_verdicts() {
                     if name == "zookeeper-ensemble-partition" {
                         assert!(during.iter().all(|&n| n > 0), "{name}/{b}: {during:?}");
                     }
+                }
+                "zookeeper-bridge" => {
+                    assert_eq!(s.faults.len(), 2, "{:?}", s.faults);
+                    assert!(s.faults[0].targets[0].ends_with("(follower)"));
+                    assert!(s.faults[1].targets[0].ends_with("(leader)"));
+                    // The leader keeps a quorum through the bridge: the
+                    // lock stays available.
+                    assert!(during.iter().all(|&n| n > 0), "{name}/{b}: {during:?}");
                 }
                 "redlock-member-loss" => {
                     assert_eq!(during.len(), 2, "{during:?}");

@@ -448,6 +448,20 @@ impl Cluster {
         }
     }
 
+    /// Makes member `bridge` the only link between two halves of the
+    /// other members ([`topology::Replicated::bridge`]).
+    pub fn bridge(&self, bridge: usize) -> Result<()> {
+        match &self.replicated {
+            Some(r) => r.bridge(bridge),
+            None => Err(self.error_at(
+                bridge,
+                "these servers do not talk to each other: there is no link between \
+                 them to cut (use topology = \"replicated\")"
+                    .into(),
+            )),
+        }
+    }
+
     /// Removes every fault between members.
     pub fn heal_members(&self) {
         if let Some(r) = &self.replicated {

@@ -499,6 +499,22 @@ impl Replicated {
         }
     }
 
+    /// Splits the members other than `bridge` into two halves (by member
+    /// order) that no longer reach each other, while both still reach
+    /// `bridge` (Jepsen's bridge nemesis). Only a ZooKeeper ensemble's
+    /// links are cut per pair; etcd's and Sentinel's are cut per member.
+    pub fn bridge(&self, bridge: usize) -> Result<()> {
+        match self {
+            Replicated::Zk(t) => t.bridge(bridge),
+            Replicated::Sentinel(_) | Replicated::Etcd(_) => Err(backend_error(
+                self.kind().name(),
+                "",
+                "a bridge cuts single links between members; this topology's members \
+                 are cut as a whole (isolate-server)",
+            )),
+        }
+    }
+
     /// Removes every fault between servers.
     pub fn heal(&self) {
         match self {
@@ -908,6 +924,22 @@ impl ZkEnsemble {
         for &i in set {
             check_index("zookeeper", i, n)?;
             for j in (0..n).filter(|j| !set.contains(j)) {
+                self.partition(i, j)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Splits the members other than `bridge` into two halves, the first
+    /// ⌊(n − 1)/2⌋ of them in member order and the rest, and cuts every
+    /// link between the halves; `bridge` keeps its links to both.
+    pub fn bridge(&self, bridge: usize) -> Result<()> {
+        let n = self.servers.len();
+        check_index("zookeeper", bridge, n)?;
+        let others: Vec<usize> = (0..n).filter(|&j| j != bridge).collect();
+        let (left, right) = others.split_at(others.len() / 2);
+        for &i in left {
+            for &j in right {
                 self.partition(i, j)?;
             }
         }

@@ -139,7 +139,8 @@ fn add_fault(state: &mut LinkState, kind: FaultKind) {
         | FaultKind::CrashClient
         | FaultKind::ClockSkew(_)
         | FaultKind::ClockDrift(_)
-        | FaultKind::IsolateServer => {}
+        | FaultKind::IsolateServer
+        | FaultKind::Bridge => {}
     }
 }
 
@@ -494,6 +495,14 @@ async fn apply(
             }
             Ok(None)
         }
+        (FaultKind::Bridge, On::Servers(v)) => {
+            let cluster = targets.servers.lock().await;
+            match v.as_slice() {
+                [bridge] => cluster.bridge(*bridge).map_err(|e| e.to_string())?,
+                _ => return Err(format!("a bridge is one member, not {}", v.len())),
+            }
+            Ok(None)
+        }
         (FaultKind::IsolateServer, On::Servers(v)) => {
             let cluster = targets.servers.lock().await;
             cluster.isolate(v).map_err(|e| e.to_string())?;
@@ -556,7 +565,7 @@ async fn undo(
             }
             Ok(())
         }
-        (FaultKind::IsolateServer, On::Servers(_)) => {
+        (FaultKind::IsolateServer | FaultKind::Bridge, On::Servers(_)) => {
             // Every cut between members heals (the topologies keep no
             // per-fault record of their links).
             targets.servers.lock().await.heal_members();

@@ -71,6 +71,11 @@ pub enum FaultKind {
     /// topology (replication, quorum, election and monitoring traffic
     /// stops); clients still reach them.
     IsolateServer,
+    /// Its one target stays linked to every other member, while those
+    /// others are split into two halves that reach each other only
+    /// through it (Jepsen's bridge nemesis). ZooKeeper ensembles only:
+    /// their links are cut per pair of members.
+    Bridge,
 }
 
 impl FaultKind {
@@ -83,6 +88,7 @@ impl FaultKind {
                 | FaultKind::ClockSkew(_)
                 | FaultKind::ClockDrift(_)
                 | FaultKind::IsolateServer
+                | FaultKind::Bridge
         )
     }
 
@@ -117,6 +123,7 @@ impl FaultKind {
             FaultKind::ClockSkew(_) => ("start-clock-skew", "stop-clock-skew"),
             FaultKind::ClockDrift(_) => ("start-clock-drift", "stop-clock-drift"),
             FaultKind::IsolateServer => ("start-isolate-server", "stop-isolate-server"),
+            FaultKind::Bridge => ("start-bridge", "stop-bridge"),
         }
     }
 
@@ -135,6 +142,7 @@ impl FaultKind {
             FaultKind::ClockSkew(_) => "clock-skew",
             FaultKind::ClockDrift(_) => "clock-drift",
             FaultKind::IsolateServer => "isolate-server",
+            FaultKind::Bridge => "bridge",
         }
     }
 }
@@ -153,6 +161,7 @@ pub const FAULTS: &[&str] = &[
     "clock-skew",
     "clock-drift",
     "isolate-server",
+    "bridge",
 ];
 
 /// Server targets chosen by role when the fault starts (the servers are
@@ -260,6 +269,17 @@ impl RawFault {
                         )),
                     ));
                 }
+            }
+            let one = matches!(
+                targets.as_slice(),
+                [t] if !["all", "followers", "minority", "majority"].contains(&t.as_str())
+            );
+            if kind == FaultKind::Bridge && !one {
+                return Err((
+                    span,
+                    "a bridge is one member: the one that still reaches both halves".into(),
+                    Some("target one member: \"leader\", \"follower\" or \"server-N\"".into()),
+                ));
             }
         } else {
             applies(kind, &fault_span, servers, no_server_why, no_link_why)?;
@@ -399,6 +419,7 @@ impl KindParams {
             "crash-client" => FaultKind::CrashClient,
             "pause-client" => FaultKind::PauseClient,
             "isolate-server" => FaultKind::IsolateServer,
+            "bridge" => FaultKind::Bridge,
             "clock-skew" => match &self.offset_ms {
                 Some(o) if *o.get_ref() != 0 && o.get_ref().abs() <= 86_400_000 => {
                     FaultKind::ClockSkew(*o.get_ref() * 1_000_000)

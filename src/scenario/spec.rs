@@ -595,6 +595,30 @@ impl Scenario {
             .map(|b| format!("{b} runs in-process: there is no link to fault; run it in a scenario of its own"));
         let mut nemesis = Vec::new();
         for raw_fault in raw.nemesis.unwrap_or_default() {
+            if raw_fault.fault.get_ref() == "bridge" {
+                let no_pairs = backends.iter().find(|b| {
+                    topology == Topology::Single
+                        || !matches!(
+                            crate::cluster::topology::replicated_shape(b),
+                            Some(crate::cluster::topology::Shape::Ensemble(_))
+                        )
+                });
+                if let Some(b) = no_pairs {
+                    return Err(err(
+                        Some(raw_fault.fault.span()),
+                        format!(
+                            "bridge cuts single links between members, which lockbench can do \
+                             only in a ZooKeeper ensemble (topology = \"replicated\"), not for {b}"
+                        ),
+                        Some(
+                            "etcd's and Sentinel's members are cut as a whole (isolate-server); \
+                             run the bridge in a scenario of zookeeper backends with \
+                             topology = \"replicated\""
+                                .into(),
+                        ),
+                    ));
+                }
+            }
             if raw_fault.fault.get_ref() == "isolate-server" && topology == Topology::Single {
                 return Err(err(
                     Some(raw_fault.fault.span()),
