@@ -70,6 +70,12 @@ pub struct FaultRecovery {
     /// whether the lock stayed available during the fault.
     #[serde(default)]
     pub acquired_during: u64,
+    /// The longest stretch of the fault, ms, in which no acquire counted
+    /// in `acquired_during` was granted (from its start to the first, ...,
+    /// from the last to its end): the whole fault when none was. `None`
+    /// when its start was not in the history.
+    #[serde(default)]
+    pub longest_gap_ms: Option<f64>,
 }
 
 /// Recovery measures of a run with faults.
@@ -123,6 +129,23 @@ struct OpenFault {
     targets: String,
     start_ns: u64,
     acquired: u64,
+    /// The last grant counted for it (its start before the first).
+    last_ok_ns: u64,
+    longest_gap_ns: u64,
+}
+
+impl OpenFault {
+    /// An acquire granted at `t` counts for this fault.
+    fn granted(&mut self, t: u64) {
+        self.acquired += 1;
+        self.gap_until(t);
+    }
+
+    /// The stretch without grants since the last one, up to `t`.
+    fn gap_until(&mut self, t: u64) {
+        self.longest_gap_ns = self.longest_gap_ns.max(t.saturating_sub(self.last_ok_ns));
+        self.last_ok_ns = self.last_ok_ns.max(t);
+    }
 }
 
 /// Liveness and recovery, fed one event at a time.
@@ -257,7 +280,7 @@ impl LivenessState {
                 .iter_mut()
                 .filter(|f| invoked >= f.start_ns)
             {
-                f.acquired += 1;
+                f.granted(t);
             }
             for i in self.awaiting.drain(..) {
                 if let Some(f) = self.faults.get_mut(i) {
@@ -314,6 +337,8 @@ impl LivenessState {
                 targets: targets.to_string(),
                 start_ns: t,
                 acquired: 0,
+                last_ok_ns: t,
+                longest_gap_ns: 0,
             });
             self.faults_active += 1;
         } else {
@@ -324,7 +349,10 @@ impl LivenessState {
                 .iter()
                 .position(|f| f.start == start && f.targets == targets)
                 .or_else(|| self.open_faults.iter().position(|f| f.start == start));
-            let opened = slot.map(|i| self.open_faults.remove(i));
+            let mut opened = slot.map(|i| self.open_faults.remove(i));
+            if let Some(f) = opened.as_mut() {
+                f.gap_until(t);
+            }
             if opened.is_some() {
                 self.faults_active = self.faults_active.saturating_sub(1);
             }
@@ -334,7 +362,8 @@ impl LivenessState {
                 end_ns: t,
                 next_acquire_ms: None,
                 start_ns: opened.as_ref().map(|f| f.start_ns),
-                acquired_during: opened.map_or(0, |f| f.acquired),
+                acquired_during: opened.as_ref().map_or(0, |f| f.acquired),
+                longest_gap_ms: opened.map(|f| f.longest_gap_ns as f64 / 1e6),
             });
         }
         // A fault starting or ending changes whether every key is calm.
@@ -505,8 +534,12 @@ mod tests {
             ("restart-server", 3)
         );
         assert_eq!(f[0].start_ns, Some(0));
+        // Grants at 10, 35 and 50 in 0..60: the longest stretch is 10..35.
+        assert_eq!(f[0].longest_gap_ms, Some(25.0));
         assert_eq!(f[1].fault, "stop-isolate-server");
         assert_eq!((f[1].start_ns, f[1].acquired_during), (Some(30 * MS), 2));
+        // Grants at 50 and 90 in 30..100 (35 was asked for before it).
+        assert_eq!(f[1].longest_gap_ms, Some(40.0));
     }
 
     #[test]
@@ -533,6 +566,7 @@ mod tests {
         assert_eq!(r.faults[0].next_acquire_ms, Some(150.0));
         assert_eq!(r.faults[0].start_ns, Some(0));
         assert_eq!(r.faults[0].acquired_during, 0, "the lock was unavailable");
+        assert_eq!(r.faults[0].longest_gap_ms, Some(1600.0), "all of it");
         // Only the info inside the partition counts.
         assert_eq!(r.info_during_faults, 1);
         // 5..1500, 1700..1750 and 1850..1900.

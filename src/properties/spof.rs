@@ -6,13 +6,13 @@
 //! Each is an ordinary run ([`run_backend`]) of a copy of the scenario
 //! with one fault in its middle, on the backend's replicated topology when
 //! lockbench has one ([`replicated_shape`]) and on its single server
-//! otherwise. The cell reads three things from that run: its verdict
-//! (exclusion kept or not), the acquires whose `ok` falls inside the
-//! fault's window in `history.jsonl` (available or not while the member is
-//! gone), and the time from the fault's end to the next acquire
-//! (`summary.recovery`).
+//! otherwise. The cell reads three things from that run's summary: its
+//! verdict (exclusion kept or not), and from the checker's recovery entry
+//! for the fault (`summary.recovery.faults`) the acquires asked for and
+//! granted while the member was gone, with the longest stretch without
+//! one (available or not), and the time from the fault's end (its restart
+//! or heal beginning) to the next acquire.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -21,7 +21,6 @@ use crate::backend;
 use crate::check::Verdict;
 use crate::cluster::topology::{Shape, replicated_shape};
 use crate::error::{Error, Result};
-use crate::history::{F, OpType, Process, stream_jsonl};
 use crate::scenario::{
     FaultKind, FaultSpec, KeyChoice, RunOptions, RunOutcome, Scenario, Topology, run_backend,
 };
@@ -203,110 +202,46 @@ pub(super) async fn measure(
             ));
         }
     };
-    let window = acquires_in_window(&run_dir.join("history.jsonl"), &summary, fault);
+    let window = window_of(&summary, fault);
     let cell = judge(&summary, window, fault, shape, target);
     Ok(cell.linked(Some(relative(dir, &run_dir.join("index.html")))))
 }
 
-/// What the history says about the fault's window: from the moment the
-/// member was killed or cut (the start event is recorded once that is
-/// done) to the moment its restart or heal began. The end event comes
-/// later, once the restarted member serves again, and clients may have
-/// acquired in between: those acquires are not "while down".
+/// The fault's window, from the checker's recovery entry for it: from the
+/// moment the member was killed or cut (the start event is recorded once
+/// that is done) to the moment its restart or heal began.
 #[derive(Debug, Clone, PartialEq)]
 struct Window {
     /// The fault's start and end, ns since the run started.
     start_ns: u64,
     end_ns: u64,
-    /// Acquires whose `ok` fell inside it.
+    /// Acquires asked for and granted inside it.
     acquired: u64,
-    /// The longest stretch inside it with no acquire `ok`, ns.
-    longest_gap_ns: u64,
-    /// From its end to the first acquire `ok` after it, ns (`None`: none
+    /// The longest stretch inside it with no acquire granted, ms.
+    longest_gap_ms: f64,
+    /// From its end to the next acquire granted, ms (`None`: none
     /// followed).
-    recovered_ns: Option<u64>,
+    recovered_ms: Option<f64>,
 }
 
-/// Counts the acquires inside the window of the run's `fault`, from the
-/// history on disk; `Err` says why there is no window.
-fn acquires_in_window(
-    history: &Path,
-    summary: &Summary,
-    fault: MemberFault,
-) -> std::result::Result<Window, String> {
-    let record = summary
+/// The window of the run's `fault`; `Err` says why there is none.
+fn window_of(summary: &Summary, fault: MemberFault) -> std::result::Result<Window, String> {
+    let end_name = fault.kind().event_names().1;
+    let entry = summary
+        .recovery
         .faults
         .iter()
-        .find(|f| f.fault == fault.kind().name())
-        .ok_or_else(|| "the fault was not injected".to_string())?;
-    // Each client's operations do not overlap (history v1): its last
-    // acquire invoke is the one an `ok` completes.
-    let mut invoked: HashMap<Process, u64> = HashMap::new();
-    let mut oks = Vec::new();
-    let mut last_ns = 0;
-    stream_jsonl(history, |e| {
-        last_ns = last_ns.max(e.time_ns);
-        if e.f != F::Acquire {
-            return;
-        }
-        match e.kind {
-            OpType::Invoke => {
-                invoked.insert(e.process, e.time_ns);
-            }
-            OpType::Ok => oks.push(Acquired {
-                invoke_ns: invoked.get(&e.process).copied().unwrap_or(e.time_ns),
-                ok_ns: e.time_ns,
-            }),
-            OpType::Fail | OpType::Info => {}
-        }
-    })
-    .map_err(|e| e.to_string())?;
-    let start_ns = record.start_ns;
-    // The planned end, unless the run stopped first; a fault still on at
-    // the end of the history lasted that long.
-    let planned = start_ns.saturating_add(MEMBER_FAULT_FOR.as_nanos() as u64);
-    let end_ns = record.end_ns.unwrap_or(last_ns).min(planned).max(start_ns);
-    Ok(window_of(&oks, start_ns, end_ns))
-}
-
-/// One successful acquire: when it was asked for and when it was granted,
-/// ns since the run started.
-#[derive(Debug, Clone, Copy, PartialEq)]
-struct Acquired {
-    invoke_ns: u64,
-    ok_ns: u64,
-}
-
-/// The acquires among `oks` asked for and granted inside
-/// `[start_ns, end_ns]`: one asked for before the fault and granted just
-/// after it may have been served before the member went (its `ok` is
-/// stamped when the client records it), so it does not count.
-fn window_of(oks: &[Acquired], start_ns: u64, end_ns: u64) -> Window {
-    let window = start_ns..=end_ns;
-    let mut inside: Vec<u64> = oks
-        .iter()
-        .filter(|a| window.contains(&a.invoke_ns) && window.contains(&a.ok_ns))
-        .map(|a| a.ok_ns)
-        .collect();
-    inside.sort_unstable();
-    let mut longest = 0;
-    let mut prev = start_ns;
-    for &t in inside.iter().chain(std::iter::once(&end_ns)) {
-        longest = longest.max(t - prev);
-        prev = t;
-    }
-    let recovered_ns = oks
-        .iter()
-        .map(|a| a.ok_ns)
-        .filter(|&t| t >= end_ns)
-        .min()
-        .map(|t| t - end_ns);
-    Window {
-        start_ns,
-        end_ns,
-        acquired: inside.len() as u64,
-        longest_gap_ns: longest,
-        recovered_ns,
+        .find(|r| r.fault == end_name)
+        .ok_or_else(|| "the fault was not injected or did not end".to_string())?;
+    match (entry.start_ns, entry.longest_gap_ms) {
+        (Some(start_ns), Some(longest_gap_ms)) => Ok(Window {
+            start_ns,
+            end_ns: entry.end_ns,
+            acquired: entry.acquired_during,
+            longest_gap_ms,
+            recovered_ms: entry.next_acquire_ms,
+        }),
+        _ => Err("the fault's start is not in the history".to_string()),
     }
 }
 
@@ -349,16 +284,6 @@ fn judge(
         ),
         Verdict::Unknown => "exclusion unknown".to_string(),
     };
-    // The runner's measure, from the end event (after the restarted
-    // member serves again): kept in the data; the cell counts from the
-    // moment the restart or heal began.
-    let end_name = fault.kind().event_names().1;
-    let next_acquire_ms = summary
-        .recovery
-        .faults
-        .iter()
-        .find(|r| r.fault == end_name)
-        .and_then(|r| r.next_acquire_ms);
     let mut data = serde_json::json!({
         "applies": true,
         "fault": fault.kind().name(),
@@ -371,7 +296,6 @@ fn judge(
         "verdict": summary.verdict,
         "violations": summary.violations,
         "violation_classes": summary.violation_classes,
-        "next_acquire_ms": next_acquire_ms,
         "unavailable_ms": summary.recovery.unavailable_ms,
         "fault_error": record.and_then(|r| r.error.clone()),
     });
@@ -385,12 +309,13 @@ fn judge(
     data["fault_start_ms"] = serde_json::json!(window.start_ns as f64 / 1e6);
     data["fault_end_ms"] = serde_json::json!(window.end_ns as f64 / 1e6);
     data["acquired_during_fault"] = serde_json::json!(window.acquired);
-    data["longest_gap_ms"] = serde_json::json!(window.longest_gap_ns as f64 / 1e6);
-    data["recovered_ms"] = serde_json::json!(window.recovered_ns.map(|ns| ns as f64 / 1e6));
-    let recovery = match window.recovered_ns {
-        Some(ns) => format!(
+    data["longest_gap_ms"] = serde_json::json!(window.longest_gap_ms);
+    data["recovered_ms"] = serde_json::json!(window.recovered_ms);
+    data["next_acquire_ms"] = serde_json::json!(window.recovered_ms);
+    let recovery = match window.recovered_ms {
+        Some(ms) => format!(
             "next acquire {} after {}",
-            fmt_ms(Duration::from_nanos(ns)),
+            fmt_ms(Duration::from_secs_f64(ms / 1e3)),
             fault.end()
         ),
         None => format!("no acquire after {}", fault.end()),
@@ -401,7 +326,7 @@ fn judge(
             "available ({} acquired {}, longest gap {})",
             window.acquired,
             fault.during(),
-            fmt_ms(Duration::from_nanos(window.longest_gap_ns))
+            fmt_ms(Duration::from_secs_f64(window.longest_gap_ms / 1e3))
         )
     } else {
         format!("unavailable {}", fault.during())
@@ -426,34 +351,6 @@ fn judge(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_window_counts_acquires_and_the_longest_gap() {
-        let at = |t: &[u64]| -> Vec<Acquired> {
-            t.iter()
-                .map(|&t| Acquired {
-                    invoke_ns: t - 1,
-                    ok_ns: t,
-                })
-                .collect()
-        };
-        let w = window_of(&at(&[5, 20, 12, 40, 100]), 10, 50);
-        assert_eq!(w.acquired, 3);
-        // 10 → 12 → 20 → 40 → 50: the longest stretch is 20 → 40.
-        assert_eq!(w.longest_gap_ns, 20);
-        assert_eq!(w.recovered_ns, Some(50));
-        let empty = window_of(&at(&[1, 2, 60]), 10, 50);
-        assert_eq!(empty.acquired, 0);
-        assert_eq!(empty.longest_gap_ns, 40);
-        assert_eq!(empty.recovered_ns, Some(10));
-        assert_eq!(window_of(&at(&[1]), 10, 50).recovered_ns, None);
-        // Asked for before the fault, granted inside it: not counted.
-        let early = [Acquired {
-            invoke_ns: 9,
-            ok_ns: 11,
-        }];
-        assert_eq!(window_of(&early, 10, 50).acquired, 0);
-    }
 
     #[test]
     fn each_topology_has_its_target() {

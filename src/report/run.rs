@@ -458,7 +458,8 @@ fn faults(s: &Summary) -> String {
     let mut out = String::from(
         "<div class=\"wide\"><table>\n<thead><tr><th>fault</th><th>targets</th>\
          <th class=\"num\">from (s)</th><th class=\"num\">to (s)</th>\
-         <th class=\"num\">acquired during</th><th class=\"num\">next acquire after the end (ms)</th>\
+         <th class=\"num\">acquired during</th><th class=\"num\">longest gap without one (ms)</th>\
+         <th class=\"num\">next acquire after the end (ms)</th>\
          </tr></thead>\n<tbody>\n",
     );
     for f in &s.faults {
@@ -471,6 +472,10 @@ fn faults(s: &Summary) -> String {
                 .filter(|r| r.end_ns.abs_diff(end) < 1_000_000_000)
         });
         let during = recovered.map_or("—".to_string(), |r| r.acquired_during.to_string());
+        let gap = match recovered.and_then(|r| r.longest_gap_ms) {
+            Some(ms) => format!("{ms:.0}"),
+            None => "—".into(),
+        };
         let next = match recovered.map(|r| r.next_acquire_ms) {
             Some(Some(ms)) => format!("{ms:.0}"),
             Some(None) => "none".into(),
@@ -488,12 +493,13 @@ fn faults(s: &Summary) -> String {
         let _ = writeln!(
             out,
             "<tr><td>{}</td><td>{}</td><td class=\"num\">{:.3}</td><td class=\"num\">{}</td>\
-             <td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
+             <td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
             escape(&f.fault),
             escape(&targets),
             f.start_ns as f64 / 1e9,
             escape(&to),
             escape(&during),
+            escape(&gap),
             escape(&next)
         );
     }
