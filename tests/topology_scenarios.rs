@@ -197,22 +197,28 @@ fn shipped_topology_scenarios_reach_their_expected_verdicts() {
                         s.faults
                     );
                     assert_eq!(during.len(), 3, "{during:?}");
-                    // A killed leader: its clients' connections are refused
-                    // and they move; the majority elects and serves, so
-                    // acquires were asked for and granted meanwhile. (The
-                    // kills outlast an election plus the lease: a key whose
-                    // release died with the leader stays until its lease,
-                    // renewed by the new leader, runs out.)
-                    assert!(during[2] > 0, "{name}/{b}: {during:?}");
-                    // A cut ZooKeeper server drops its clients once it
-                    // loses the quorum, and they move too: the 14 s cuts
-                    // leave room for that. An etcd client spreads requests
-                    // over every member, and those routed to the cut one
-                    // hang until their timeout (a lease grant, a release),
-                    // so an etcd cut may leave the lock unavailable
-                    // throughout: not asserted.
-                    if name == "zookeeper-ensemble-partition" {
-                        assert!(during.iter().all(|&n| n > 0), "{name}/{b}: {during:?}");
+                    // Availability is measured, and asserted only where it
+                    // holds on every run:
+                    // - etcd, leader killed: its clients' connections are
+                    //   refused and they move; the majority elects and
+                    //   serves. The 10 s kill outlasts an election plus the
+                    //   lease: a key whose release died with the leader
+                    //   stays until its lease, renewed by the new leader,
+                    //   runs out.
+                    // - etcd, member cut: not asserted. The client spreads
+                    //   requests over every member, and those routed to the
+                    //   cut one hang until their timeout (a lease grant, a
+                    //   release), so a cut may leave the lock unavailable
+                    //   throughout.
+                    // - ZooKeeper: not asserted. With Debian's ZooKeeper
+                    //   3.8.0, a new leader's sync with the remaining
+                    //   follower can fail again and again
+                    //   (ZOOKEEPER-4685: "NEWLEADER ACK ... is from a
+                    //   different epoch", then another election after
+                    //   initLimit), and the ensemble stayed unavailable
+                    //   for a whole 14 s cut in 1 of 7 runs.
+                    if name == "etcd-cluster-partition" {
+                        assert!(during[2] > 0, "{name}/{b}: {during:?}");
                     }
                 }
                 "zookeeper-bridge" => {
