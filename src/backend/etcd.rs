@@ -54,8 +54,12 @@
 //! change or a restart renews every lease to its full TTL (etcd issues
 //! #9395, #9888), so a dead holder's lock can last longer than its TTL.
 //!
-//! Each client has its own etcd client (its own HTTP/2 connection). Every
-//! request is bounded by `op_timeout`; a request that timed out or whose
+//! Each client has its own etcd client (its connections to every member,
+//! over which it spreads its requests). Every request is bounded by
+//! `op_timeout`; one refused at connect (a dead member) is sent again at
+//! once, twice at most, as etcd's Go client retries a request that was
+//! never sent (watches and keep-alives on an open stream are not). A
+//! request that timed out or whose
 //! connection broke is `Info`, except a lease grant, which is `Fail` (an
 //! orphan lease holds no key and runs out by itself). An error status from
 //! the server (e.g. "requested lease not found") is `Fail`. An acquire
@@ -263,7 +267,11 @@ async fn keep_alive_once(
 ) -> std::result::Result<bool, String> {
     let Some((keeper, responses)) = stream else {
         // Opening the stream sends the first keep-alive and reads its answer.
-        return match bounded(op_timeout, lease.keep_alive(id)).await {
+        let opening = bounded_retry(op_timeout, || {
+            let mut lease = lease.clone();
+            async move { lease.keep_alive(id).await }
+        });
+        return match opening.await {
             Ok(opened) => {
                 *stream = Some(opened);
                 Ok(true)
@@ -366,6 +374,40 @@ async fn bounded<T>(
     }
 }
 
+/// How many more times a request refused at connect is sent.
+const REFUSED_RETRIES: u32 = 2;
+
+/// Whether the request was refused at connect: it never reached a member.
+fn refused_at_connect(f: &Failure) -> bool {
+    matches!(f, Failure::Definite(why)
+        if why.contains("tcp connect error") || why.contains("Connection refused"))
+}
+
+/// [`bounded`] for a request `make` can build again: one refused at
+/// connect (a dead member: the client's balanced channel still picks it
+/// now and then) is sent again at once, up to [`REFUSED_RETRIES`] more
+/// times within `limit`, and the channel picks a member again. etcd's Go
+/// client likewise retries a request that was never sent.
+async fn bounded_retry<T, Fut>(
+    limit: Duration,
+    mut make: impl FnMut() -> Fut,
+) -> std::result::Result<T, Failure>
+where
+    Fut: Future<Output = std::result::Result<T, etcd::Error>>,
+{
+    let deadline = Instant::now() + limit;
+    let mut retries = 0;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match bounded(left, make()).await {
+            Err(f) if refused_at_connect(&f) && retries < REFUSED_RETRIES && !left.is_zero() => {
+                retries += 1;
+            }
+            done => return done,
+        }
+    }
+}
+
 /// The etcd key of a lock.
 fn lock_key(key: &str) -> String {
     format!("lockbench/lock/{key}")
@@ -407,6 +449,15 @@ impl EtcdClient {
         tokio::spawn(async move {
             let _ = tokio::time::timeout(limit, lease.revoke(id)).await;
         });
+    }
+
+    /// One transaction, bounded by `op_timeout` ([`bounded_retry`]).
+    async fn txn(&self, txn: etcd::Txn) -> std::result::Result<etcd::TxnResponse, Failure> {
+        bounded_retry(self.op_timeout, || {
+            let (mut kv, txn) = (self.kv.clone(), txn.clone());
+            async move { kv.txn(txn).await }
+        })
+        .await
     }
 
     /// Waits until `key` is deleted at or after revision `from`.
@@ -453,7 +504,11 @@ impl LockClient for EtcdClient {
         let granted_at = Instant::now();
         // A grant that failed in any way took no lock: at worst it left a
         // lease with no key, which runs out by itself.
-        let grant = match bounded(self.op_timeout, self.lease.grant(ttl_asked, None)).await {
+        let granting = bounded_retry(self.op_timeout, || {
+            let mut lease = self.lease.clone();
+            async move { lease.grant(ttl_asked, None).await }
+        });
+        let grant = match granting.await {
             Ok(g) => g,
             Err(f) => return Outcome::Fail(format!("lease grant: {}", f.why())),
         };
@@ -485,7 +540,7 @@ impl LockClient for EtcdClient {
                     Some(etcd::PutOptions::new().with_lease(keep_alive.id)),
                 )])
                 .or_else([etcd::TxnOp::get(etcd_key.clone(), None)]);
-            let resp = match bounded(self.op_timeout, self.kv.txn(txn)).await {
+            let resp = match self.txn(txn).await {
                 Ok(r) => r,
                 Err(f) => {
                     self.discard(keep_alive);
@@ -547,7 +602,7 @@ impl LockClient for EtcdClient {
             .when(when)
             .and_then([etcd::TxnOp::delete(etcd_key, None)]);
         let held = self.held.remove(&guard.token);
-        match bounded(self.op_timeout, self.kv.txn(txn)).await {
+        match self.txn(txn).await {
             Ok(resp) => {
                 if let Some(h) = held {
                     self.discard(h.keep_alive);
@@ -580,7 +635,11 @@ impl LockClient for EtcdClient {
         let sent = Instant::now();
         // Its own stream, so it does not interleave with the background
         // task's answers.
-        match bounded(self.op_timeout, self.lease.keep_alive(id)).await {
+        let renewing = bounded_retry(self.op_timeout, || {
+            let mut lease = self.lease.clone();
+            async move { lease.keep_alive(id).await }
+        });
+        match renewing.await {
             Ok(_) => {
                 held.keep_alive.set_refreshed(sent);
                 guard.lease = Some(ttl);
@@ -606,5 +665,38 @@ mod tests {
         assert_eq!(ttl_seconds(Duration::from_millis(1000)), 1);
         assert_eq!(ttl_seconds(Duration::from_millis(1001)), 2);
         assert_eq!(ttl_seconds(Duration::from_secs(10)), 10);
+    }
+
+    /// Calls `make` through [`bounded_retry`], each call answering the next
+    /// of `answers` (the last one from then on); returns the result and
+    /// how many requests were made.
+    async fn retried(answers: &[Result<u32, &str>]) -> (Result<u32, Failure>, usize) {
+        let calls = std::cell::Cell::new(0);
+        let result = bounded_retry(Duration::from_secs(1), || {
+            let i = calls.get();
+            calls.set(i + 1);
+            let answer = answers[i.min(answers.len() - 1)];
+            async move { answer.map_err(|why| etcd::Error::EndpointError(why.to_string())) }
+        })
+        .await;
+        (result, calls.get())
+    }
+
+    #[tokio::test]
+    async fn a_request_refused_at_connect_is_sent_again_twice_at_most() {
+        let refused = "tcp connect error: Connection refused";
+        let (r, calls) = retried(&[Err(refused), Err(refused), Ok(7)]).await;
+        assert_eq!((r.ok(), calls), (Some(7), 3));
+        let (r, calls) = retried(&[Err(refused)]).await;
+        assert!(
+            r.as_ref().is_err_and(refused_at_connect),
+            "{:?}",
+            r.err().map(|f| f.why())
+        );
+        assert_eq!(calls, 3);
+        // Refused for another reason: it reached the server, not sent again.
+        let (r, calls) = retried(&[Err("requested lease not found"), Ok(7)]).await;
+        assert!(r.is_err());
+        assert_eq!(calls, 1);
     }
 }
