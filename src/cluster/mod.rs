@@ -439,12 +439,7 @@ impl Cluster {
     pub fn isolate(&self, set: &[usize]) -> Result<()> {
         match &self.replicated {
             Some(r) => r.isolate(set),
-            None => Err(self.error_at(
-                set.first().copied().unwrap_or(0),
-                "these servers do not talk to each other: there is no link between \
-                 them to cut (use topology = \"replicated\")"
-                    .into(),
-            )),
+            None => Err(self.no_links(set.first().copied().unwrap_or(0))),
         }
     }
 
@@ -453,13 +448,18 @@ impl Cluster {
     pub fn bridge(&self, bridge: usize) -> Result<()> {
         match &self.replicated {
             Some(r) => r.bridge(bridge),
-            None => Err(self.error_at(
-                bridge,
-                "these servers do not talk to each other: there is no link between \
-                 them to cut (use topology = \"replicated\")"
-                    .into(),
-            )),
+            None => Err(self.no_links(bridge)),
         }
+    }
+
+    /// Why links between servers cannot be cut here (at server `i`).
+    fn no_links(&self, i: usize) -> Error {
+        self.error_at(
+            i,
+            "these servers do not talk to each other: there is no link between \
+             them to cut (use topology = \"replicated\")"
+                .into(),
+        )
     }
 
     /// Removes every fault between members.
