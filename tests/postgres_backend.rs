@@ -139,26 +139,11 @@ async fn a_blocked_acquire_times_out_as_busy() {
     ));
 }
 
-/// Signals the postmaster and its children. PostgreSQL's backends call
+/// Signals the postmaster and its descendants. PostgreSQL's backends call
 /// setsid(), so a signal to the postmaster's process group misses them.
 fn signal_all(postmaster: u32, signal: i32) {
     let mut pids = vec![postmaster];
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        let ppid = stat
-            .rsplit(')')
-            .next()
-            .and_then(|s| s.split_whitespace().nth(1))
-            .and_then(|p| p.parse::<u32>().ok());
-        if ppid == Some(postmaster) {
-            pids.push(pid);
-        }
-    }
+    pids.extend(lockbench::cluster::descendants(postmaster));
     for pid in pids {
         // SAFETY: kill(2) on PIDs of the server this test started.
         unsafe {

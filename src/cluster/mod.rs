@@ -25,7 +25,9 @@ mod zookeeper;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use process::{Launch, ServerProcess, find_binary, free_port, kill_all};
+pub use process::{
+    Launch, ServerProcess, descendants, find_binary, free_port, kill_all, proc_pids,
+};
 
 use crate::error::{Error, Result};
 use crate::fault::clock::SkewControl;

@@ -616,51 +616,12 @@ fn signal_descendants(root: Option<u32>, signal: i32) {
     let Some(root) = root else {
         return;
     };
-    for pid in descendants(root) {
+    for pid in crate::cluster::descendants(root) {
         // SAFETY: kill(2) with a PID we just read as a child of our server.
         unsafe {
             libc::kill(pid as libc::pid_t, signal);
         }
     }
-}
-
-/// The PIDs whose parent chain leads to `root` (not `root` itself), read
-/// from /proc; empty where /proc cannot be read.
-fn descendants(root: u32) -> Vec<u32> {
-    let mut parent_of = Vec::new();
-    if let Ok(dir) = std::fs::read_dir("/proc") {
-        for entry in dir.flatten() {
-            let Some(pid) = entry
-                .file_name()
-                .to_str()
-                .and_then(|n| n.parse::<u32>().ok())
-            else {
-                continue;
-            };
-            // /proc/PID/stat: "pid (comm) state ppid ..."; comm may hold
-            // spaces and parentheses, so read after the last ')'.
-            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-                continue;
-            };
-            let ppid = stat
-                .rsplit_once(')')
-                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
-                .and_then(|p| p.parse::<u32>().ok());
-            if let Some(ppid) = ppid {
-                parent_of.push((pid, ppid));
-            }
-        }
-    }
-    let mut found = vec![root];
-    let mut i = 0;
-    // Bounded by the number of processes read.
-    while i < found.len() {
-        let p = found[i];
-        found.extend(parent_of.iter().filter(|(_, pp)| *pp == p).map(|(c, _)| *c));
-        i += 1;
-    }
-    found.remove(0);
-    found
 }
 
 /// How long undoing a fault may take at the end of a run (a restart).
@@ -678,8 +639,8 @@ mod tests {
             .spawn()
             .unwrap();
         std::thread::sleep(Duration::from_millis(200));
-        let found = descendants(std::process::id());
-        let mine = descendants(child.id());
+        let found = crate::cluster::descendants(std::process::id());
+        let mine = crate::cluster::descendants(child.id());
         child.kill().ok();
         for &pid in &mine {
             // SAFETY: kill(2) of processes this test started.
