@@ -333,7 +333,7 @@ async fn connect_and_query<T: redis::FromRedisValue>(
 }
 
 /// One request on a fresh connection, within `step`.
-async fn query_once<T: redis::FromRedisValue>(
+pub(crate) async fn query_once<T: redis::FromRedisValue>(
     addr: &str,
     cmd: &redis::Cmd,
     step: Duration,

@@ -68,20 +68,7 @@ fn backend_error(endpoint: impl Into<String>, message: impl Into<String>) -> Err
 /// Sends one command to the server at `addr` on a fresh connection, all
 /// within `timeout`.
 async fn ask(addr: &str, cmd: redis::Cmd, timeout: Duration) -> std::result::Result<Value, String> {
-    let client = redis::Client::open(format!("redis://{addr}/")).map_err(|e| e.to_string())?;
-    let config = redis::AsyncConnectionConfig::new()
-        .set_connection_timeout(Some(timeout))
-        .set_response_timeout(Some(timeout));
-    let attempt = async {
-        let mut conn = client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await?;
-        cmd.query_async::<Value>(&mut conn).await
-    };
-    tokio::time::timeout(timeout, attempt)
-        .await
-        .map_err(|_| format!("{addr}: no answer within {timeout:?}"))?
-        .map_err(|e| format!("{addr}: {e}"))
+    crate::backend::redis::query_once(addr, &cmd, timeout, timeout).await
 }
 
 fn text(v: &Value) -> Option<String> {
