@@ -1,6 +1,16 @@
 #!/usr/bin/env bash
-# Installs the servers lockbench starts, from the distribution's packages
-# (Debian 12 / Ubuntu 22.04+). Idempotent and non-interactive.
+# Installs what lockbench needs on a bare Debian 12 / Ubuntu 22.04+ machine
+# (the servers it starts, protoc and its .proto includes for the etcd
+# client's build, a C compiler for the clock library, Chromium for the
+# browser test), then checks that every piece really runs.
+#
+#   scripts/install-backends.sh           install what is missing, then check
+#   scripts/install-backends.sh --check   only check; exit 1 if anything is missing
+#
+# The check prints one line per missing piece with the fix. Servers are
+# looked up as lockbench looks them up: on PATH and in Debian's locations,
+# or only in LOCKBENCH_BIN_DIRS (directories separated by ':') when it is
+# set.
 #
 # lockbench starts its own servers on free 127.0.0.1 ports, so the
 # packages' system services are not needed: by default this script keeps
@@ -8,52 +18,225 @@
 set -euo pipefail
 
 packages=(
-  redis-server redis-tools     # redis, redis-get-set (and Redlock, Sentinel later)
+  redis-server                 # redis, redlock, Sentinel (redis-server --sentinel)
   memcached                    # memcached recipes
   zookeeper                    # ZooKeeper recipes (Java; jars under /usr/share/java)
+  default-jre-headless         # runs ZooKeeper (zookeeper only recommends a JRE)
   etcd-server                  # etcd lease locks
   mariadb-server               # MySQL-family recipes
   postgresql                   # advisory locks
-  protobuf-compiler            # etcd-client needs protoc at build time
+  protobuf-compiler            # etcd-client's build runs protoc...
+  libprotobuf-dev              # ...which needs the well-known .proto files
+  gcc libc6-dev                # the clock library (src/fault/skew.c)
   iproute2                     # ss -K: cutting ZooKeeper's direct election links
+  ca-certificates              # cargo's downloads over TLS
 )
-# The browser test renders the HTML reports in headless Chromium. Some
-# systems (GitHub's Ubuntu runners) ship one outside apt: keep it.
-if ! command -v chromium >/dev/null 2>&1; then
-  packages+=(chromium)
-fi
 
 sudo=""
 if [ "$(id -u)" -ne 0 ]; then
   sudo="sudo"
 fi
 
-missing=()
+# ---------------------------------------------------------------- the check
+
+# Where lockbench would find `$1` (cluster::find_binary), or nothing.
+find_binary() {
+  local name=$1 dir
+  if [ -n "${LOCKBENCH_BIN_DIRS+x}" ]; then
+    local IFS=:
+    for dir in $LOCKBENCH_BIN_DIRS; do
+      if [ -f "$dir/$name" ]; then echo "$dir/$name"; return 0; fi
+    done
+    return 1
+  fi
+  local dirs=()
+  IFS=: read -r -a dirs <<<"${PATH:-}"
+  dirs+=(/usr/sbin /usr/local/sbin /usr/bin)
+  if [ -d /usr/lib/postgresql ]; then
+    for dir in $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -r); do dirs+=("$dir"); done
+  fi
+  for dir in "${dirs[@]}"; do
+    if [ -n "$dir" ] && [ -f "$dir/$name" ]; then echo "$dir/$name"; return 0; fi
+  done
+  return 1
+}
+
+missing_count=0
+ok() { printf 'check: ok       %-16s %s\n' "$1" "$2"; }
+missing() {
+  printf 'check: MISSING  %-16s %s\n' "$1" "$2"
+  missing_count=$((missing_count + 1))
+}
+
+# `check_version NAME PACKAGE BINARY ARGS...`: the binary exists and prints
+# its version (its first line) when asked.
+check_version() {
+  local name=$1 package=$2 binary=$3 path out
+  shift 3
+  if ! path=$(find_binary "$binary"); then
+    missing "$name" "$binary not found$(where_hint): apt-get install $package (or run scripts/install-backends.sh)"
+    return
+  fi
+  if out=$(timeout 20 "$path" "$@" 2>&1 </dev/null) && [ -n "$out" ]; then
+    ok "$name" "$(printf '%s\n' "$out" | grep -v '^\s*$' | head -n 1)"
+  else
+    missing "$name" "$path $* failed: $(printf '%s' "$out" | tail -n 1); reinstall with apt-get install --reinstall $package"
+  fi
+}
+
+# `check_exists NAME PACKAGE BINARY`: the binary exists and is executable
+# (for helpers that cannot print a version without doing something).
+check_exists() {
+  local name=$1 package=$2 binary=$3 path
+  if ! path=$(find_binary "$binary"); then
+    missing "$name" "$binary not found$(where_hint): apt-get install $package (or run scripts/install-backends.sh)"
+  elif [ ! -x "$path" ]; then
+    missing "$name" "$path is not executable: apt-get install --reinstall $package"
+  else
+    ok "$name" "$path"
+  fi
+}
+
+where_hint() {
+  if [ -n "${LOCKBENCH_BIN_DIRS+x}" ]; then
+    printf ' in LOCKBENCH_BIN_DIRS (%s)' "$LOCKBENCH_BIN_DIRS"
+  else
+    printf ' on PATH or in /usr/sbin, /usr/bin'
+  fi
+}
+
+check_zookeeper() {
+  local java jar=/usr/share/java/zookeeper.jar out
+  if ! java=$(find_binary java); then
+    missing zookeeper "java not found$(where_hint): apt-get install default-jre-headless"
+    return
+  fi
+  if [ ! -f "$jar" ] && [ -z "${ZOOKEEPER_HOME:-}" ]; then
+    missing zookeeper "$jar not found: apt-get install zookeeper"
+    return
+  fi
+  local cp=$jar
+  if [ ! -f "$jar" ]; then cp="$ZOOKEEPER_HOME/lib/*"; fi
+  if out=$(timeout 30 "$java" -cp "$cp" org.apache.zookeeper.version.VersionInfoMain 2>&1 </dev/null); then
+    ok zookeeper "$(printf '%s\n' "$out" | head -n 1)"
+  else
+    missing zookeeper "ZooKeeper's jar does not run: $(printf '%s' "$out" | tail -n 1); apt-get install --reinstall zookeeper"
+  fi
+}
+
+# protoc must compile a file that imports a well-known type: that needs the
+# includes of libprotobuf-dev, which protobuf-compiler alone leaves out.
+check_protoc() {
+  local protoc=${PROTOC:-} dir out
+  if [ -z "$protoc" ] && ! protoc=$(find_binary protoc); then
+    missing protoc "protoc not found$(where_hint): apt-get install protobuf-compiler libprotobuf-dev"
+    return
+  fi
+  dir=$(mktemp -d)
+  printf 'syntax = "proto3";\nimport "google/protobuf/descriptor.proto";\nmessage M { google.protobuf.FileDescriptorProto f = 1; }\n' >"$dir/check.proto"
+  if out=$(cd "$dir" && timeout 20 "$protoc" --proto_path=. --descriptor_set_out=check.pb check.proto 2>&1); then
+    ok protoc "$("$protoc" --version 2>&1), with google/protobuf/descriptor.proto"
+  else
+    missing protoc "$protoc cannot compile an import of google/protobuf/descriptor.proto ($(printf '%s' "$out" | head -n 1)): apt-get install libprotobuf-dev"
+  fi
+  rm -rf "$dir"
+}
+
+check_cc() {
+  local cc=${CC:-cc} dir
+  dir=$(mktemp -d)
+  printf '#include <time.h>\nint f(void) { struct timespec t; return clock_gettime(CLOCK_MONOTONIC, &t); }\n' >"$dir/c.c"
+  if command -v "$cc" >/dev/null 2>&1 && "$cc" -shared -fPIC -o "$dir/c.so" "$dir/c.c" 2>/dev/null; then
+    ok cc "$("$cc" --version 2>&1 | head -n 1)"
+  else
+    missing cc "$cc cannot build a shared library (the clock library needs one): apt-get install gcc libc6-dev"
+  fi
+  rm -rf "$dir"
+}
+
+# The browser test renders a page in headless Chromium.
+check_chromium() {
+  local chromium profile out
+  if ! chromium=$(find_binary chromium); then
+    missing chromium "chromium not found$(where_hint): apt-get install chromium"
+    return
+  fi
+  profile=$(mktemp -d)
+  if out=$(timeout 60 "$chromium" --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
+    --disable-background-networking --disable-component-update --disable-sync \
+    --user-data-dir="$profile" --dump-dom 'data:text/html,<p>lockbench-check</p>' 2>/dev/null </dev/null) &&
+    printf '%s' "$out" | grep -q lockbench-check; then
+    ok chromium "$("$chromium" --version 2>/dev/null | head -n 1), renders headless"
+  else
+    missing chromium "$chromium does not render a page headless: apt-get install --reinstall chromium"
+  fi
+  rm -rf "$profile"
+}
+
+run_check() {
+  echo "install-backends: checking what lockbench needs"
+  check_version redis redis-server redis-server --version
+  check_version memcached memcached memcached -V
+  check_zookeeper
+  check_version etcd etcd-server etcd --version
+  check_version mariadb mariadb-server mariadbd --version
+  check_exists mariadb-install mariadb-server mariadb-install-db
+  check_version postgres postgresql postgres --version
+  check_version initdb postgresql initdb --version
+  check_version ss iproute2 ss --version
+  check_protoc
+  check_cc
+  check_chromium
+  if [ "$missing_count" -ne 0 ]; then
+    echo "install-backends: $missing_count piece(s) missing; run scripts/install-backends.sh (as root or with sudo)" >&2
+    return 1
+  fi
+  echo "install-backends: everything lockbench needs is here"
+}
+
+if [ "${1:-}" = "--check" ]; then
+  run_check
+  exit $?
+elif [ $# -gt 0 ]; then
+  echo "usage: scripts/install-backends.sh [--check]" >&2
+  exit 2
+fi
+
+# -------------------------------------------------------------- the install
+
+# Some systems (GitHub's Ubuntu runners) ship a Chromium outside apt: keep it.
+if ! find_binary chromium >/dev/null; then
+  packages+=(chromium)
+fi
+
+missing_packages=()
 for p in "${packages[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
-    missing+=("$p")
+    missing_packages+=("$p")
   fi
 done
-if [ "${#missing[@]}" -eq 0 ]; then
-  echo "install-backends: all servers already installed"
-  exit 0
+
+if [ "${#missing_packages[@]}" -eq 0 ]; then
+  echo "install-backends: all packages already installed"
+else
+  policy=/usr/sbin/policy-rc.d
+  made_policy=0
+  if [ "${LOCKBENCH_KEEP_SERVICES:-0}" != "1" ] && [ ! -e "$policy" ]; then
+    # "exit 101" tells invoke-rc.d not to start services during the install.
+    printf '#!/bin/sh\nexit 101\n' | $sudo tee "$policy" >/dev/null
+    $sudo chmod +x "$policy"
+    made_policy=1
+  fi
+  cleanup() {
+    if [ "$made_policy" = 1 ]; then $sudo rm -f "$policy"; fi
+  }
+  trap cleanup EXIT
+
+  echo "install-backends: installing ${missing_packages[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -qq
+  $sudo apt-get install -y -qq --no-install-recommends "${missing_packages[@]}" >/dev/null
+  echo "install-backends: packages installed"
 fi
 
-policy=/usr/sbin/policy-rc.d
-made_policy=0
-if [ "${LOCKBENCH_KEEP_SERVICES:-0}" != "1" ] && [ ! -e "$policy" ]; then
-  # "exit 101" tells invoke-rc.d not to start services during the install.
-  printf '#!/bin/sh\nexit 101\n' | $sudo tee "$policy" >/dev/null
-  $sudo chmod +x "$policy"
-  made_policy=1
-fi
-cleanup() {
-  if [ "$made_policy" = 1 ]; then $sudo rm -f "$policy"; fi
-}
-trap cleanup EXIT
-
-echo "install-backends: installing ${missing[*]}"
-export DEBIAN_FRONTEND=noninteractive
-$sudo apt-get update -qq
-$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
-echo "install-backends: done"
+run_check

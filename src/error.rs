@@ -58,6 +58,21 @@ pub enum Error {
         log: PathBuf,
     },
 
+    /// A server exited at start because another process took the port it
+    /// was handed between the probe and its bind: a start on fresh ports
+    /// avoids it ([`crate::cluster::start_on_fresh_ports`]).
+    #[error(
+        "{server}: another process took a port it was handed before it could bind it (log: {log})"
+    )]
+    PortTaken {
+        /// Which server (name and address).
+        server: String,
+        /// Its client port (the one lost, or one of the same attempt).
+        port: u16,
+        /// The server's log file.
+        log: PathBuf,
+    },
+
     /// A backend could not connect to or set up its server.
     #[error("{backend} at {endpoint}: {message}")]
     Backend {

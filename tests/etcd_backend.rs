@@ -241,8 +241,16 @@ async fn a_refused_connection_is_fail_not_info() {
         panic!()
     };
     cluster.servers()[0].signal(libc::SIGKILL);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    // Nothing listens: the requests never left.
+    // Wait (bounded) until nothing listens: then the requests never leave.
+    let addr = cluster.endpoints()[0].addr.clone();
+    let t0 = std::time::Instant::now();
+    while tokio::net::TcpStream::connect(&addr).await.is_ok() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "{addr} still listens"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let released = c[0].release(&g).await;
     assert!(matches!(released, Outcome::Fail(_)), "{released:?}");
     let acquired = c[0].acquire("k", &opts(5_000, 0)).await;

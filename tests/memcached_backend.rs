@@ -140,11 +140,13 @@ async fn a_timeout_after_the_request_left_is_info_not_fail() {
     // A frozen server takes the request and never answers.
     cluster.servers()[0].signal(libc::SIGSTOP);
     let started = std::time::Instant::now();
-    let out = c[0].acquire("k", &opts(2_000, 1_000)).await;
+    let out = c[0].acquire("k", &opts(2_000, 5_000)).await;
     let took = started.elapsed();
     cluster.servers()[0].signal(libc::SIGCONT);
     assert!(matches!(out, Outcome::Info(_)), "{out:?}");
-    assert!(took < Duration::from_millis(900), "{took:?}");
+    // Ended by the 200 ms request timeout, not by retrying until the 5 s
+    // acquire timeout (the margin is for a loaded machine).
+    assert!(took < Duration::from_secs(4), "{took:?}");
 }
 
 #[tokio::test]

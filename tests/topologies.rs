@@ -12,19 +12,7 @@ use lockbench::cluster::topology::{EtcdCluster, Members, Role, ZkEnsemble};
 const WAIT: Duration = Duration::from_secs(30);
 
 fn zk_available() -> bool {
-    if !common::server_available("java") {
-        return false;
-    }
-    match lockbench::cluster::ServerKind::ZooKeeper.locate() {
-        Ok(_) => true,
-        Err(missing) => {
-            if lockbench::cluster::backends_required() {
-                panic!("{missing} is not installed and LOCKBENCH_REQUIRE_BACKENDS=1");
-            }
-            eprintln!("skipped: {missing} is not installed");
-            false
-        }
-    }
+    common::kind_available(lockbench::cluster::ServerKind::ZooKeeper)
 }
 
 fn assert_all_gone(pids: &[u32], needle: &str) {

@@ -779,7 +779,7 @@ mod tests {
         // Ports nothing listens on: refused at once, asked again until the
         // op timeout, then an error naming each sentinel.
         let ports: Vec<u16> = (0..2)
-            .map(|_| crate::cluster::free_port().unwrap())
+            .map(|_| crate::cluster::free_port().expect("a free port"))
             .collect();
         let eps = [
             endpoint("redis-1", "127.0.0.1:1", Some("127.0.0.1:11")),

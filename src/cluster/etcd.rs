@@ -15,7 +15,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::{Installed, Launch, free_port, require_binary};
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// How long a start may take.
 pub(super) const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -31,7 +31,7 @@ pub(super) fn locate() -> std::result::Result<Installed, String> {
 }
 
 pub(super) fn prepare(installed: &Installed, port: u16, data_dir: &Path) -> Result<Launch> {
-    let peer = free_port().map_err(|e| Error::io("127.0.0.1:0", e))?;
+    let peer = free_port()?;
     let client_url = format!("http://127.0.0.1:{port}");
     let peer_url = format!("http://127.0.0.1:{peer}");
     Ok(Launch::new(&installed.binary)

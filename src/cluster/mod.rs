@@ -26,7 +26,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use process::{
-    Launch, ServerProcess, descendants, find_binary, free_port, kill_all, proc_pids,
+    Launch, START_ATTEMPTS, ServerProcess, descendants, find_binary, free_port, kill_all,
+    port_race, proc_pids, start_on_fresh_ports,
 };
 
 use crate::error::{Error, Result};
@@ -187,11 +188,8 @@ async fn start_server_inner(
         binary: why,
         hint: kind.install_hint(),
     })?;
-    let mut last = None;
-    // A free port can be taken between our probe and the server's bind:
-    // a start whose process exits at once is tried again on another port.
-    for _ in 0..3 {
-        let port = free_port().map_err(|e| Error::io("127.0.0.1:0", e))?;
+    start_on_fresh_ports(name, || async {
+        let port = free_port()?;
         let data_dir = tempfile::Builder::new()
             .prefix(&format!("lockbench-{name}-"))
             .tempdir()
@@ -211,17 +209,10 @@ async fn start_server_inner(
             None
         };
         let mut server = ServerProcess::spawn(name, log_dir, port, data_dir, launch)?;
-        match wait_ready(kind, &mut server).await {
-            Ok(version) => return Ok((server, version, clock)),
-            Err(e) if server.exited().is_some() => last = Some(e),
-            Err(e) => return Err(e),
-        }
-    }
-    Err(last.unwrap_or_else(|| Error::Backend {
-        backend: kind.name().into(),
-        endpoint: String::new(),
-        message: "could not start".into(),
-    }))
+        let version = wait_ready(kind, &mut server).await?;
+        Ok((server, version, clock))
+    })
+    .await
 }
 
 /// Waits until `server` serves; its version.
@@ -230,7 +221,7 @@ pub async fn wait_ready(kind: ServerKind, server: &mut ServerProcess) -> Result<
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         if let Some(status) = server.exited() {
-            return Err(server.start_error(format!("exited at start ({status})")));
+            return Err(server.exited_error(status));
         }
         let why = match kind.probe(&server.addr()).await {
             Ok(version) => return Ok(version),

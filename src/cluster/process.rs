@@ -119,11 +119,123 @@ fn start_child(name: &str, launch: &Launch, log_path: &Path, append: bool) -> Re
     Ok(child)
 }
 
-/// A free TCP port on 127.0.0.1 (bound and released; the server binds it
-/// next, and a start that loses the race is retried).
-pub fn free_port() -> std::io::Result<u16> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
-    Ok(l.local_addr()?.port())
+/// A free TCP port on 127.0.0.1, bound and released: the server binds it
+/// a moment later. Another process can take it in between; a start that
+/// loses that race is tried again on fresh ports ([`start_on_fresh_ports`]).
+pub fn free_port() -> Result<u16> {
+    let probe =
+        || -> std::io::Result<std::net::TcpListener> { std::net::TcpListener::bind("127.0.0.1:0") };
+    let l = probe().map_err(|e| Error::io("127.0.0.1:0", e))?;
+    let port = l
+        .local_addr()
+        .map_err(|e| Error::io("127.0.0.1:0", e))?
+        .port();
+    port_race::after_probe(l);
+    Ok(port)
+}
+
+/// A test hook that plays the other process in the race between
+/// [`free_port`] and a server's bind: the ports it is told to take stay
+/// bound by this process, so the server that was handed one fails to bind
+/// it, exactly as when another process takes it. Not for use outside tests.
+#[doc(hidden)]
+pub mod port_race {
+    use std::net::TcpListener;
+    use std::sync::Mutex;
+
+    /// Which of the next probed ports to take (counted down per probe),
+    /// and the listeners holding the ones taken.
+    struct Plan {
+        take: Vec<usize>,
+        held: Vec<TcpListener>,
+    }
+
+    static PLAN: Mutex<Plan> = Mutex::new(Plan {
+        take: Vec::new(),
+        held: Vec::new(),
+    });
+
+    fn plan() -> std::sync::MutexGuard<'static, Plan> {
+        PLAN.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Takes the `n`-th port probed from now on (0: the next one), for
+    /// every `n` in `ports`.
+    pub fn take(ports: &[usize]) {
+        plan().take.extend_from_slice(ports);
+    }
+
+    /// Releases every port taken and forgets what was still to take.
+    pub fn release() {
+        let mut p = plan();
+        p.take.clear();
+        p.held.clear();
+    }
+
+    /// The ports held now.
+    pub fn held() -> Vec<u16> {
+        plan()
+            .held
+            .iter()
+            .filter_map(|l| l.local_addr().ok().map(|a| a.port()))
+            .collect()
+    }
+
+    pub(super) fn after_probe(listener: TcpListener) {
+        let mut p = plan();
+        if p.take.is_empty() {
+            return;
+        }
+        let now = p.take.contains(&0);
+        p.take.retain(|n| *n != 0);
+        for n in &mut p.take {
+            *n -= 1;
+        }
+        if now {
+            p.held.push(listener);
+        }
+    }
+}
+
+/// How many times a start whose port was taken is tried, each time on
+/// fresh ports.
+pub const START_ATTEMPTS: usize = 4;
+
+/// Runs `start` (which probes its own ports with [`free_port`]) until it
+/// succeeds, fails for another reason than a taken port, or has lost its
+/// port [`START_ATTEMPTS`] times; then the error names every attempt.
+///
+/// The one place where a lost port race is handled: single servers,
+/// Redlock's masters, Sentinel, ZooKeeper ensembles and etcd clusters all
+/// start through it. `what` names the server or topology in the log.
+pub async fn start_on_fresh_ports<T, F, Fut>(what: &str, mut start: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let mut lost = Vec::new();
+    let mut last_log = PathBuf::new();
+    for attempt in 1..=START_ATTEMPTS {
+        match start().await {
+            Err(Error::PortTaken { server, port, log }) => {
+                tracing::warn!(
+                    "{what}: {server} lost a port to another process (attempt {attempt} of \
+                     {START_ATTEMPTS}); starting again on fresh ports"
+                );
+                lost.push(format!("attempt {attempt}: {server}, client port {port}"));
+                last_log = log;
+            }
+            other => return other,
+        }
+    }
+    Err(Error::ServerStart {
+        server: what.to_string(),
+        message: format!(
+            "every start lost a port to another process between the probe and the bind ({})",
+            lost.join("; ")
+        ),
+        log: last_log,
+    })
 }
 
 /// Looks for `binary` on PATH, then where Debian installs servers; or, when
@@ -310,6 +422,30 @@ impl ServerProcess {
             message: format!("{message}; last log lines:\n{}", self.log_tail(5)),
             log: self.log_path.clone(),
         }
+    }
+
+    /// The error for a server that exited while it started: [`Error::PortTaken`]
+    /// when its log says its port was in use (every server kind lockbench
+    /// starts says "address already in use", in some case), else the exit
+    /// status with the tail of its log.
+    pub fn exited_error(&self, status: std::process::ExitStatus) -> Error {
+        self.port_taken()
+            .unwrap_or_else(|| self.start_error(format!("exited at start ({status})")))
+    }
+
+    /// [`Error::PortTaken`] if the server's log says one of its ports was
+    /// in use. Every server kind lockbench starts says "address already in
+    /// use" (in some case) then; a ZooKeeper leader that cannot bind its
+    /// quorum port says it and stays up, electing again.
+    pub fn port_taken(&self) -> Option<Error> {
+        let log = std::fs::read_to_string(&self.log_path).unwrap_or_default();
+        log.to_ascii_lowercase()
+            .contains("address already in use")
+            .then(|| Error::PortTaken {
+                server: format!("{} on {}", self.name, self.addr()),
+                port: self.port,
+                log: self.log_path.clone(),
+            })
     }
 
     /// Sends SIGSTOP (freezes the server) or SIGCONT (resumes it).

@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 
 use redis::Value;
 
-use super::topology::{Members, Role, data_dir, join_ordered, new_port, restart_member};
+use super::topology::{Members, Role, data_dir, join_ordered, restart_member};
 use super::{Launch, ServerKind, ServerProcess};
 use crate::error::{Error, Result};
 use crate::fault::Proxy;
@@ -216,6 +216,18 @@ impl RedisSentinel {
         log_dir: &Path,
         with_clock: bool,
     ) -> Result<RedisSentinel> {
+        super::start_on_fresh_ports("redis sentinel topology", || {
+            RedisSentinel::start_once(replicas, sentinels, log_dir, with_clock)
+        })
+        .await
+    }
+
+    async fn start_once(
+        replicas: usize,
+        sentinels: usize,
+        log_dir: &Path,
+        with_clock: bool,
+    ) -> Result<RedisSentinel> {
         if sentinels == 0 {
             return Err(backend_error("", "a Sentinel topology needs sentinels"));
         }
@@ -224,7 +236,7 @@ impl RedisSentinel {
         let mut ports = Vec::with_capacity(n);
         let mut peer_proxies = Vec::with_capacity(n);
         for _ in 0..n {
-            let port = new_port()?;
+            let port = super::free_port()?;
             ports.push(port);
             // The seed only draws jitter, which these links do not use.
             peer_proxies.push(Proxy::start(SocketAddr::from(([127, 0, 0, 1], port)), 0).await?);
@@ -275,7 +287,7 @@ impl RedisSentinel {
         for k in 0..sentinels {
             let name = format!("sentinel-{}", k + 1);
             let dir = data_dir(&name)?;
-            let port = new_port()?;
+            let port = super::free_port()?;
             let conf = dir.path().join("sentinel.conf");
             std::fs::write(
                 &conf,
@@ -301,7 +313,7 @@ impl RedisSentinel {
     fn check_alive(&mut self) -> Result<()> {
         for s in self.servers.iter_mut().chain(self.sentinels.iter_mut()) {
             if let Some(status) = s.exited() {
-                return Err(s.start_error(format!("exited at start ({status})")));
+                return Err(s.exited_error(status));
             }
         }
         Ok(())

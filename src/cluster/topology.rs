@@ -73,36 +73,6 @@ where
     }
 }
 
-/// Runs `start` up to [`START_TRIES`] times while a member exits at start
-/// ([`exited_at_start`]); `what` names the topology in the log.
-async fn start_retrying<T, F, Fut>(what: &str, start: F) -> Result<T>
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = Result<T>>,
-{
-    let mut tries = 0;
-    loop {
-        tries += 1;
-        match start().await {
-            Err(e) if tries < START_TRIES && exited_at_start(&e) => {
-                tracing::warn!("{what}: {e}; starting again on other ports");
-            }
-            other => return other,
-        }
-    }
-}
-
-/// Whole starts of a topology, when a member exits at once.
-const START_TRIES: usize = 3;
-
-/// Whether `e` says a member exited while the topology started: a port
-/// probed free was taken before the member bound it (another process's
-/// connection or listener got it in between), which a start on new ports
-/// avoids. The single-server start tries again the same way.
-fn exited_at_start(e: &Error) -> bool {
-    matches!(e, Error::ServerStart { message, .. } if message.starts_with("exited"))
-}
-
 /// How often readiness is asked.
 const POLL: Duration = Duration::from_millis(100);
 
@@ -135,10 +105,6 @@ where
 
 fn loopback(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
-}
-
-pub(super) fn new_port() -> Result<u16> {
-    free_port().map_err(|e| Error::io("127.0.0.1:0", e))
 }
 
 pub(super) fn data_dir(name: &str) -> Result<tempfile::TempDir> {
@@ -635,7 +601,8 @@ impl ZkEnsemble {
     /// `log_dir/zookeeper-<i>.log`; returns once every member serves and
     /// exactly one leads.
     pub async fn start(n: usize, log_dir: &Path) -> Result<ZkEnsemble> {
-        start_retrying("zookeeper ensemble", || ZkEnsemble::start_once(n, log_dir)).await
+        super::start_on_fresh_ports("zookeeper ensemble", || ZkEnsemble::start_once(n, log_dir))
+            .await
     }
 
     async fn start_once(n: usize, log_dir: &Path) -> Result<ZkEnsemble> {
@@ -646,9 +613,9 @@ impl ZkEnsemble {
         let mut ports = Vec::with_capacity(n);
         for _ in 0..n {
             ports.push(ZkPorts {
-                client: new_port()?,
-                quorum: new_port()?,
-                election: new_port()?,
+                client: free_port()?,
+                quorum: free_port()?,
+                election: free_port()?,
             });
         }
         let mut links = HashMap::new();
@@ -730,7 +697,7 @@ impl ZkEnsemble {
         loop {
             for s in &mut self.servers {
                 if let Some(status) = s.exited() {
-                    return Err(s.start_error(format!("exited ({status})")));
+                    return Err(s.exited_error(status));
                 }
             }
             let roles = self.roles().await;
@@ -738,6 +705,9 @@ impl ZkEnsemble {
                 return Ok(());
             }
             if Instant::now() >= deadline {
+                if let Some(taken) = self.servers.iter().find_map(|s| s.port_taken()) {
+                    return Err(taken);
+                }
                 return Err(backend_error(
                     "zookeeper",
                     self.client_addrs().join(","),
@@ -1072,7 +1042,7 @@ impl EtcdCluster {
     /// `log_dir/etcd-<i>.log`; returns once every member serves a
     /// linearizable read and they agree on one leader.
     pub async fn start(n: usize, log_dir: &Path) -> Result<EtcdCluster> {
-        start_retrying("etcd cluster", || EtcdCluster::start_once(n, log_dir)).await
+        super::start_on_fresh_ports("etcd cluster", || EtcdCluster::start_once(n, log_dir)).await
     }
 
     async fn start_once(n: usize, log_dir: &Path) -> Result<EtcdCluster> {
@@ -1084,8 +1054,8 @@ impl EtcdCluster {
         let mut peer_ports = Vec::with_capacity(n);
         let mut peer_proxies = Vec::with_capacity(n);
         for _ in 0..n {
-            let client = new_port()?;
-            let peer = new_port()?;
+            let client = free_port()?;
+            let peer = free_port()?;
             client_ports.push(client);
             peer_ports.push(peer);
             peer_proxies.push(Proxy::start_patient(loopback(peer), 0, PEER_PATIENCE).await?);
@@ -1200,7 +1170,7 @@ impl EtcdCluster {
         loop {
             for s in &mut self.servers {
                 if let Some(status) = s.exited() {
-                    return Err(s.start_error(format!("exited ({status})")));
+                    return Err(s.exited_error(status));
                 }
             }
             let why = match self.ready_now().await {

@@ -18,6 +18,21 @@ pub fn server_available(binary: &str) -> bool {
     false
 }
 
+/// True if everything a server kind needs is installed (ZooKeeper: java
+/// and its jars); else as [`server_available`].
+pub fn kind_available(kind: lockbench::cluster::ServerKind) -> bool {
+    match kind.locate() {
+        Ok(_) => true,
+        Err(missing) => {
+            if lockbench::cluster::backends_required() {
+                panic!("{missing} is not installed and LOCKBENCH_REQUIRE_BACKENDS=1");
+            }
+            eprintln!("skipped: {missing} is not installed");
+            false
+        }
+    }
+}
+
 /// The lockbench binary built for these tests.
 pub fn lockbench() -> std::process::Command {
     std::process::Command::new(env!("CARGO_BIN_EXE_lockbench"))
