@@ -1,4 +1,4 @@
-//! Builds lockbench's clock skew preload library (src/fault/skew.c) with the
+//! Builds lockbench's clock skew preload library (src/net/skew.c) with the
 //! system C compiler. Without one the build still succeeds: the embedded
 //! library is empty and clock faults say why they cannot run.
 
@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 fn main() {
-    let src = "src/fault/skew.c";
+    let src = "src/net/skew.c";
     println!("cargo:rerun-if-changed={src}");
     println!("cargo:rerun-if-env-changed=CC");
     let out = PathBuf::from(std::env::var_os("OUT_DIR").unwrap_or_default());

@@ -18,7 +18,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
-use lockbench::scenario::{RunOptions, RunOutcome, Scenario, run_backend};
+use lockbench::run::{RunOptions, RunOutcome, run_backend};
+use lockbench::scenario::Scenario;
 use lockbench::summary::Summary;
 
 /// Acquire percentiles seen per benchmark, printed at the end.

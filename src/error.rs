@@ -7,14 +7,14 @@ use std::path::PathBuf;
 
 /// Everything that can go wrong in lockbench outside a lock operation.
 ///
-/// Lock operations themselves never return this: they return an
-/// [`Outcome`](crate::backend::Outcome), because a definite failure and an
+/// Lock operations themselves never return this: they return a typed
+/// outcome (`ok`, `fail` or `info`), because a definite failure and an
 /// unknown result must stay apart.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A scenario file could not be read or is invalid.
     #[error("{0}")]
-    Scenario(#[from] crate::scenario::ScenarioError),
+    Scenario(#[from] ScenarioError),
 
     /// A history file could not be parsed.
     #[error("{path}:{line}: {message}")]
@@ -60,7 +60,7 @@ pub enum Error {
 
     /// A server exited at start because another process took the port it
     /// was handed between the probe and its bind: a start on fresh ports
-    /// avoids it ([`crate::cluster::start_on_fresh_ports`]).
+    /// avoids it (the cluster layer does it).
     #[error(
         "{server}: another process took a port it was handed before it could bind it (log: {log})"
     )]
@@ -121,5 +121,29 @@ impl Error {
             self,
             Error::Scenario(_) | Error::HistoryParse { .. } | Error::RunDir { .. }
         )
+    }
+}
+
+/// A mistake in a scenario file: where, what, and how to fix it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}{}: {message}{}", path.display(), location(*line, *column), hint.as_ref().map(|h| format!("\n  hint: {h}")).unwrap_or_default())]
+pub struct ScenarioError {
+    /// The scenario file.
+    pub path: PathBuf,
+    /// 1-based line, when the mistake has one.
+    pub line: Option<usize>,
+    /// 1-based column.
+    pub column: Option<usize>,
+    /// What is wrong.
+    pub message: String,
+    /// How to fix it.
+    pub hint: Option<String>,
+}
+
+fn location(line: Option<usize>, column: Option<usize>) -> String {
+    match (line, column) {
+        (Some(l), Some(c)) => format!(":{l}:{c}"),
+        (Some(l), None) => format!(":{l}"),
+        _ => String::new(),
     }
 }

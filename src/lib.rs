@@ -6,27 +6,23 @@
 //!
 //! # Layout
 //!
-//! - [`scenario`]: the TOML scenario, its validation (errors carry file and
-//!   line), and the runner that takes one scenario and one backend to a run
-//!   directory.
-//! - [`cluster`]: real servers started from PATH on free loopback ports with
-//!   temporary directories, stopped on drop, Ctrl-C, panic and SIGKILL; or
-//!   external endpoints given by the user.
-//! - [`backend`]: the [`LockBackend`]/[`LockClient`] traits and one file per
-//!   lock recipe (`inproc`, `redis`, `redis-get-set`).
-//! - [`workload`]: what a client does (acquire, hold and write to the
-//!   protected resource, release, think) and the protected resource itself.
-//! - [`fault`]: the per-link fault proxy (blackhole, reset, latency,
-//!   bandwidth), healed without restarting anything.
-//! - [`history`]: events, the recorder (bounded channel to a writer thread)
-//!   and the JSONL reader.
-//! - [`check`]: the [`Checker`] trait and the mutual-exclusion checker.
+//! One module per layer of the pipeline, in layer order: each uses only
+//! the modules above it in this list (`tests/layers.rs` checks it).
+//!
+//! - [`error`]: the one error type, carrying plain data (file, line, names).
+//! - [`duration`]: durations as scenarios write them; hold/think distributions.
+//! - [`history`]: events, the recorder, the line reader, JSONL/EDN/Porcupine I/O.
+//! - [`check`]: the checkers over a history (exclusion, ownership, fencing, liveness, linearizability).
+//! - [`summary`]: `summary.json` and `matrix.json`, the contracts outside tools read.
 //! - [`metrics`]: HDR histograms of latencies, counts and throughput.
-//! - [`summary`]: `summary.json`, the contract outside tools read.
-//! - [`report`]: the self-contained `index.html` with SVG charts.
-//! - [`properties`]: the property matrix (expiry, hand-off, reentrancy,
-//!   fencing, server restart, latency, throughput) per backend.
-//! - [`error`]: the library's error type.
+//! - [`net`]: the per-link fault proxy and the clock skew library.
+//! - [`cluster`]: real servers and replicated topologies on loopback, stopped however lockbench stops.
+//! - [`backend`]: the [`LockBackend`]/[`LockClient`] traits and one file per lock recipe.
+//! - [`workload`]: what a client does, and the protected resource.
+//! - [`fault`]: the fault vocabulary and the nemesis that applies a scenario's faults.
+//! - [`scenario`]: the TOML scenario read into the types above and validated.
+//! - [`report`]: the HTML run page, the comparison and matrix pages, the baseline gate.
+//! - [`run`]: orchestration: a scenario on a backend, the property matrix, the suite.
 //!
 //! The binary `lockbench` (in `src/bin/`) is a thin front end over these.
 
@@ -35,12 +31,14 @@
 pub mod backend;
 pub mod check;
 pub mod cluster;
+pub mod duration;
 pub mod error;
 pub mod fault;
 pub mod history;
 pub mod metrics;
-pub mod properties;
+pub mod net;
 pub mod report;
+pub mod run;
 pub mod scenario;
 pub mod summary;
 pub mod workload;

@@ -6,7 +6,6 @@ mod common;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use lockbench::cluster::{Cluster, ServerKind};
-use lockbench::fault::clock::skew_support;
 
 const HOUR_NS: i64 = 3_600_000_000_000;
 
@@ -47,16 +46,22 @@ async fn advance_us(c: &mut redis::aio::MultiplexedConnection, real: Duration) -
 
 #[test]
 fn redis_is_skewable_and_etcd_is_not() {
-    if skew_support(ServerKind::Redis).is_err() {
+    if ServerKind::Redis.skew_support().is_err() {
         // Only when the build had no C compiler; then every kind says so.
         assert!(
-            skew_support(ServerKind::Etcd)
+            ServerKind::Etcd
+                .skew_support()
                 .unwrap_err()
                 .contains("C compiler")
         );
         return;
     }
-    assert!(skew_support(ServerKind::Etcd).unwrap_err().contains("vDSO"));
+    assert!(
+        ServerKind::Etcd
+            .skew_support()
+            .unwrap_err()
+            .contains("vDSO")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use lockbench::backend::{self, AcquireOptions, ClientConfig, LockClient, Outcome};
 use lockbench::cluster::{Cluster, Endpoint, ServerKind};
-use lockbench::fault::{Direction, Proxy};
+use lockbench::net::{Direction, Proxy};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn opts() -> AcquireOptions {

@@ -10,7 +10,8 @@ use std::time::Duration;
 use lockbench::Verdict;
 use lockbench::backend::{Outcome, Released};
 use lockbench::cluster::{Cluster, ServerKind};
-use lockbench::scenario::{RunOptions, RunOutcome, Scenario, run_backend};
+use lockbench::run::{RunOptions, RunOutcome, run_backend};
+use lockbench::scenario::Scenario;
 
 use common::conformance::{must_acquire, opts};
 

@@ -6,8 +6,10 @@ mod common;
 use std::path::Path;
 
 use lockbench::cluster::ServerKind;
-use lockbench::properties::{Cell, Matrix, run_matrix};
-use lockbench::scenario::{RunOptions, Scenario};
+use lockbench::run::RunOptions;
+use lockbench::run::run_matrix;
+use lockbench::scenario::Scenario;
+use lockbench::summary::matrix::{Cell, Matrix};
 
 /// The matrices run one at a time: each starts several clusters, and two
 /// at once on a small machine would slow the elections they measure.

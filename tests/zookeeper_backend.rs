@@ -330,7 +330,7 @@ async fn a_release_lost_in_a_partition_does_not_leave_the_key_locked() {
     }
     let (cluster, _logs) = start().await;
     let upstream: std::net::SocketAddr = cluster.endpoints()[0].addr.parse().unwrap();
-    let proxy = lockbench::fault::Proxy::start(upstream, 1).await.unwrap();
+    let proxy = lockbench::net::Proxy::start(upstream, 1).await.unwrap();
     let through = [lockbench::cluster::Endpoint {
         name: "zookeeper-1 via proxy".into(),
         addr: proxy.addr().to_string(),

@@ -44,6 +44,7 @@ use super::{
     Released, acquire_with_retry,
 };
 use crate::cluster::Endpoint;
+use crate::cluster::redis::{connect_and_query, query_once};
 use crate::cluster::sentinel::MASTER_NAME;
 use crate::error::{Error, Result};
 
@@ -305,43 +306,6 @@ impl Discovery {
             ))
         }
     }
-}
-
-/// Opens a connection to `addr` (requests on it time out after
-/// `op_timeout`) and sends `cmd`, both within `step`.
-async fn connect_and_query<T: redis::FromRedisValue>(
-    addr: &str,
-    cmd: &redis::Cmd,
-    step: Duration,
-    op_timeout: Duration,
-) -> std::result::Result<(MultiplexedConnection, T), String> {
-    let client = redis::Client::open(format!("redis://{addr}/")).map_err(|e| e.to_string())?;
-    let config = redis::AsyncConnectionConfig::new()
-        .set_connection_timeout(Some(step))
-        .set_response_timeout(Some(op_timeout));
-    let attempt = async {
-        let mut conn = client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await?;
-        let reply: T = cmd.query_async(&mut conn).await?;
-        Ok::<_, RedisError>((conn, reply))
-    };
-    tokio::time::timeout(step, attempt)
-        .await
-        .map_err(|_| format!("{addr}: no answer within {step:?}"))?
-        .map_err(|e| format!("{addr}: {e}"))
-}
-
-/// One request on a fresh connection, within `step`.
-pub(crate) async fn query_once<T: redis::FromRedisValue>(
-    addr: &str,
-    cmd: &redis::Cmd,
-    step: Duration,
-    op_timeout: Duration,
-) -> std::result::Result<T, String> {
-    connect_and_query(addr, cmd, step, op_timeout)
-        .await
-        .map(|(_, reply)| reply)
 }
 
 #[async_trait]

@@ -11,7 +11,8 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use lockbench::Verdict;
 use lockbench::check;
-use lockbench::scenario::{Mode, RunOptions, RunOutcome, Scenario, run_backend};
+use lockbench::run::{RunOptions, RunOutcome, run_backend};
+use lockbench::scenario::{Mode, Scenario};
 use lockbench::summary::Summary;
 use tokio_util::sync::CancellationToken;
 
@@ -309,7 +310,7 @@ async fn run(
             scenario.path.display()
         );
         if scenario.mode == Mode::Properties {
-            match lockbench::properties::run_matrix(scenario, seed, &opts).await {
+            match lockbench::run::run_matrix(scenario, seed, &opts).await {
                 Ok((page, matrix)) => {
                     println!("  matrix: {}", page.display());
                     for row in &matrix.rows {

@@ -17,7 +17,7 @@ pub(crate) mod mariadb;
 mod memcached;
 mod postgres;
 mod process;
-mod redis;
+pub(crate) mod redis;
 pub mod sentinel;
 pub mod topology;
 mod zookeeper;
@@ -31,7 +31,7 @@ pub use process::{
 };
 
 use crate::error::{Error, Result};
-use crate::fault::clock::SkewControl;
+use crate::net::clock::{self, LeaseClock, SkewControl};
 use crate::summary::ServerInfo;
 
 /// The kinds of server lockbench can start.
@@ -133,6 +133,48 @@ impl ServerKind {
         }
     }
 
+    /// Which clock this kind's leases follow, if lockbench can skew it; if not, why
+    /// not.
+    pub fn lease_clock(self) -> std::result::Result<LeaseClock, String> {
+        clock::require_library()?;
+        match self {
+            // Measured (tests/clock_skew.rs): TIME jumps by the offset, and at
+            // rate 10 a 5 s key (PX 5000) is gone after about 0.5 s.
+            ServerKind::Redis => Ok(LeaseClock::Wall),
+            // Measured by hand with memcached 1.6: with the wall clock at rate
+            // 10 a 3 s key lives its 3 s; with CLOCK_MONOTONIC at rate 10 a
+            // 20 s key is gone after 2.0 s and a 30 s key after 3.0 s.
+            // memcached ticks its clock once a second, so expiry is early by
+            // up to one tick's worth of fake seconds (rate x 1 s).
+            ServerKind::Memcached => Ok(LeaseClock::Monotonic),
+            ServerKind::Etcd => Err("etcd is a Go program: Go reads the clock through the vDSO \
+                                     without calling libc, so a preload library cannot skew it"
+                .into()),
+            ServerKind::ZooKeeper => Err("ZooKeeper (Java) expires sessions by the JVM's \
+                                          System.nanoTime (CLOCK_MONOTONIC); whether the preload \
+                                          library reaches the JVM's clock has not been measured, \
+                                          so it is not offered"
+                .into()),
+            ServerKind::MariaDb => {
+                Err("MariaDB's locks (GET_LOCK, row locks) have no lease: they \
+                                        end with the session, so a skewed clock changes nothing"
+                    .into())
+            }
+            ServerKind::Postgres => Err(
+                "PostgreSQL advisory locks have no lease: they end with the \
+                                         session, so a skewed clock changes nothing"
+                    .into(),
+            ),
+        }
+    }
+
+    /// Whether servers of this kind can have their lease clock skewed with
+    /// [`SkewControl`]; if not, why not. [`ServerKind::lease_clock`] says
+    /// which clock.
+    pub fn skew_support(self) -> std::result::Result<(), String> {
+        self.lease_clock().map(|_| ())
+    }
+
     /// How long a start may take before it is a failure.
     fn start_timeout(self) -> Duration {
         match self {
@@ -159,13 +201,13 @@ pub async fn start_server(
 }
 
 /// Like [`start_server`], with the clock skew library preloaded and its
-/// control file in the server's data directory (see [`crate::fault::clock`]).
+/// control file in the server's data directory (see [`crate::net::clock`]).
 pub async fn start_server_with_clock(
     kind: ServerKind,
     name: &str,
     log_dir: &Path,
 ) -> Result<(ServerProcess, String, SkewControl)> {
-    crate::fault::clock::skew_support(kind).map_err(|message| Error::Backend {
+    kind.skew_support().map_err(|message| Error::Backend {
         backend: kind.name().into(),
         endpoint: String::new(),
         message: format!("cannot skew this server's clock: {message}"),
@@ -234,6 +276,18 @@ pub async fn wait_ready(kind: ServerKind, server: &mut ServerProcess) -> Result<
     }
 }
 
+/// The servers a backend runs on (`topology =`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Topology {
+    /// What each recipe needs at least: one server (Redlock: five
+    /// independent masters). The default.
+    Single,
+    /// What users deploy for availability: Redis with Sentinel, a
+    /// ZooKeeper ensemble, an etcd cluster (see
+    /// [`topology::replicated_shape`]).
+    Replicated,
+}
+
 /// An address clients connect to.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Endpoint {
@@ -283,7 +337,7 @@ impl Cluster {
     /// Like [`Cluster::start`], but every server runs with lockbench's clock
     /// skew library and its own control file: [`Cluster::set_clock`] skews
     /// it. Refused for kinds that cannot be skewed
-    /// ([`crate::fault::clock::skew_support`] says why).
+    /// ([`ServerKind::skew_support`] says why).
     pub async fn start_with_clock(
         kind: ServerKind,
         count: usize,
@@ -344,7 +398,7 @@ impl Cluster {
     /// sentinels) running lockbench's clock skew library, as
     /// [`Cluster::start_with_clock`]: one member's clock can then be
     /// skewed. Refused where the members cannot be skewed (ZooKeeper,
-    /// etcd: [`crate::fault::clock::lease_clock`] says why).
+    /// etcd: [`ServerKind::lease_clock`] says why).
     pub async fn start_replicated_with_clock(backend: &str, log_dir: &Path) -> Result<Cluster> {
         Cluster::start_replicated_inner(backend, log_dir, true).await
     }
@@ -590,12 +644,10 @@ impl Cluster {
     pub fn set_clock(&self, i: usize, offset_ns: i64, rate: f64) -> Result<()> {
         let clock = self.clock(i)?;
         let kind = self.kind.ok_or_else(|| self.no_server(i))?;
-        match crate::fault::clock::lease_clock(kind) {
-            Ok(crate::fault::clock::LeaseClock::Wall) => clock.set(offset_ns, rate),
-            Ok(crate::fault::clock::LeaseClock::Monotonic) if offset_ns == 0 => {
-                clock.set_monotonic_rate(rate)
-            }
-            Ok(crate::fault::clock::LeaseClock::Monotonic) => Err(self.error_at(
+        match kind.lease_clock() {
+            Ok(LeaseClock::Wall) => clock.set(offset_ns, rate),
+            Ok(LeaseClock::Monotonic) if offset_ns == 0 => clock.set_monotonic_rate(rate),
+            Ok(LeaseClock::Monotonic) => Err(self.error_at(
                 i,
                 format!(
                     "{}'s expiry follows its monotonic clock, which cannot jump: \

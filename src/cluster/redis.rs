@@ -1,5 +1,6 @@
 //! `redis-server`: no persistence, bound to 127.0.0.1, ready when it
-//! answers `PING`.
+//! answers `PING`; and the one-shot request (a fresh connection, one
+//! command, bounded) that Sentinel's readiness and discovery use.
 
 use std::path::Path;
 use std::time::Duration;
@@ -52,4 +53,41 @@ pub(super) async fn probe(addr: &str) -> std::result::Result<String, String> {
         .find_map(|l| l.strip_prefix("redis_version:"))
         .map(|v| v.trim().to_string())
         .unwrap_or_else(|| "unknown".into()))
+}
+
+/// Opens a connection to `addr` (requests on it time out after
+/// `op_timeout`) and sends `cmd`, both within `step`.
+pub(crate) async fn connect_and_query<T: redis::FromRedisValue>(
+    addr: &str,
+    cmd: &redis::Cmd,
+    step: Duration,
+    op_timeout: Duration,
+) -> std::result::Result<(redis::aio::MultiplexedConnection, T), String> {
+    let client = redis::Client::open(format!("redis://{addr}/")).map_err(|e| e.to_string())?;
+    let config = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(step))
+        .set_response_timeout(Some(op_timeout));
+    let attempt = async {
+        let mut conn = client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await?;
+        let reply: T = cmd.query_async(&mut conn).await?;
+        Ok::<_, redis::RedisError>((conn, reply))
+    };
+    tokio::time::timeout(step, attempt)
+        .await
+        .map_err(|_| format!("{addr}: no answer within {step:?}"))?
+        .map_err(|e| format!("{addr}: {e}"))
+}
+
+/// One request on a fresh connection, within `step`.
+pub(crate) async fn query_once<T: redis::FromRedisValue>(
+    addr: &str,
+    cmd: &redis::Cmd,
+    step: Duration,
+    op_timeout: Duration,
+) -> std::result::Result<T, String> {
+    connect_and_query(addr, cmd, step, op_timeout)
+        .await
+        .map(|(_, reply)| reply)
 }

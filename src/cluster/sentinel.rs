@@ -35,8 +35,8 @@ use redis::Value;
 use super::topology::{Members, Role, data_dir, join_ordered, restart_member};
 use super::{Launch, ServerKind, ServerProcess};
 use crate::error::{Error, Result};
-use crate::fault::Proxy;
-use crate::fault::clock::SkewControl;
+use crate::net::Proxy;
+use crate::net::clock::SkewControl;
 
 /// The master name the sentinels monitor.
 pub const MASTER_NAME: &str = "lockbench";
@@ -68,7 +68,7 @@ fn backend_error(endpoint: impl Into<String>, message: impl Into<String>) -> Err
 /// Sends one command to the server at `addr` on a fresh connection, all
 /// within `timeout`.
 async fn ask(addr: &str, cmd: redis::Cmd, timeout: Duration) -> std::result::Result<Value, String> {
-    crate::backend::redis::query_once(addr, &cmd, timeout, timeout).await
+    super::redis::query_once(addr, &cmd, timeout, timeout).await
 }
 
 fn text(v: &Value) -> Option<String> {

@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use super::sentinel::RedisSentinel;
 use super::{Installed, Launch, ServerKind, ServerProcess, free_port};
 use crate::error::{Error, Result};
-use crate::fault::Proxy;
+use crate::net::Proxy;
 
 /// How long a whole topology may take to elect its first leader.
 pub const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -301,9 +301,9 @@ impl Replicated {
     /// cluster), logging into `log_dir`; `with_clock`: every data server
     /// runs with lockbench's clock skew library
     /// ([`Replicated::take_clocks`]), refused where the members' clocks
-    /// cannot be skewed ([`crate::fault::clock::lease_clock`] says why).
+    /// cannot be skewed ([`ServerKind::lease_clock`] says why).
     pub async fn start(shape: Shape, log_dir: &Path, with_clock: bool) -> Result<Replicated> {
-        if with_clock && let Err(why) = crate::fault::clock::lease_clock(shape.kind()) {
+        if with_clock && let Err(why) = shape.kind().lease_clock() {
             return Err(backend_error(
                 shape.kind().name(),
                 "",
@@ -335,7 +335,7 @@ impl Replicated {
 
     /// The data servers' clock controls, in member order (empty unless
     /// started `with_clock`; empty after the first call).
-    pub fn take_clocks(&mut self) -> Vec<crate::fault::clock::SkewControl> {
+    pub fn take_clocks(&mut self) -> Vec<crate::net::clock::SkewControl> {
         match self {
             Replicated::Sentinel(t) => t.take_clocks(),
             Replicated::Zk(_) | Replicated::Etcd(_) => Vec::new(),

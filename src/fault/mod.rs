@@ -1,8 +1,7 @@
-//! Faults: the proxy that stands on every client-to-server link, and the
-//! nemesis that runs a scenario's timeline of network and server faults.
+//! Faults: the nemesis that runs a scenario's timeline of network,
+//! client and server faults against the cluster and the clients.
 
-pub mod clock;
 pub mod nemesis;
-mod proxy;
+mod spec;
 
-pub use proxy::{Direction, LinkState, Proxy, Toxics};
+pub use spec::{FAULTS, FaultKind, FaultSpec, ROLE_TARGETS, RandomSchedule, RandomTarget};

@@ -10,11 +10,11 @@ use tokio_util::sync::CancellationToken;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::{Direction, LinkState, Proxy};
+use super::{FaultKind, FaultSpec};
 use crate::cluster::{Cluster, Endpoint};
 use crate::error::{Error, Result};
 use crate::history::{Clock, Event, F, OpType, Process, RecorderHandle};
-use crate::scenario::{FaultKind, FaultSpec};
+use crate::net::{Direction, LinkState, Proxy};
 use crate::summary::FaultRecord;
 use crate::workload::ClientSlot;
 
@@ -248,7 +248,7 @@ async fn resolve_servers(
     let mut leader = None;
     for t in &spec.targets {
         let role_target = t.as_str();
-        if !crate::scenario::ROLE_TARGETS.contains(&role_target) {
+        if !super::ROLE_TARGETS.contains(&role_target) {
             continue;
         }
         if matches!(role_target, "leader" | "primary" | "follower" | "followers") {

@@ -379,59 +379,6 @@ fn to_event(op: &Edn) -> std::result::Result<Event, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::check::{Checker, MutexChecker, Verdict};
-
-    fn check(text: &str) -> Verdict {
-        let h = parse_edn(Path::new("h.edn"), text).unwrap();
-        MutexChecker.check(&h.events).verdict
-    }
-
-    #[test]
-    fn reads_a_clean_hand_off() {
-        let text = r#"
-{:type :invoke, :f :acquire, :value nil, :process 0, :time 10, :index 0}
-{:type :ok, :f :acquire, :value nil, :process 0, :time 20, :index 1}
-{:type :invoke, :f :acquire, :value nil, :process 1, :time 25, :index 2}
-{:type :info, :f :start, :value [:n1 :n2], :process :nemesis, :time 27, :index 3}
-{:type :invoke, :f :release, :value nil, :process 0, :time 30, :index 4}
-{:type :ok, :f :acquire, :value nil, :process 1, :time 35, :index 5}
-{:type :ok, :f :release, :value nil, :process 0, :time 40, :index 6}
-"#;
-        assert_eq!(check(text), Verdict::Valid);
-    }
-
-    #[test]
-    fn an_overlap_is_invalid_and_an_info_crashes_its_process() {
-        let overlap = r#"[{:type :invoke :f :acquire :process 0 :time 1}
- {:type :ok :f :acquire :process 0 :time 2}
- {:type :invoke :f :acquire :process 1 :time 3}
- {:type :ok :f :acquire :process 1 :time 4}]"#;
-        assert_eq!(check(overlap), Verdict::Invalid);
-        // Process 0's release ended :info: it crashed, so its hold ended
-        // at the release's invoke; process 1's later grant is no overlap.
-        let crashed = r#"{:type :invoke :f :acquire :process 0 :time 1}
-{:type :ok :f :acquire :process 0 :time 2}
-{:type :invoke :f :release :process 0 :time 3}
-{:type :info :f :release :process 0 :time 9 :error :timeout}
-{:type :invoke :f :acquire :process 1 :time 4}
-{:type :ok :f :acquire :process 1 :time 5}"#;
-        let h = parse_edn(Path::new("h.edn"), crashed).unwrap();
-        assert!(
-            h.events
-                .iter()
-                .any(|e| e.f == F::Crash && e.process == Process::Client(0))
-        );
-        assert_eq!(MutexChecker.check(&h.events).verdict, Verdict::Valid);
-    }
-
-    #[test]
-    fn values_name_locks() {
-        let text = r#"{:type :invoke :f :acquire :value "a" :process 0 :time 1}
-{:type :ok :f :acquire :value "a" :process 0 :time 2}
-{:type :invoke :f :acquire :value "b" :process 1 :time 3}
-{:type :ok :f :acquire :value "b" :process 1 :time 4}"#;
-        assert_eq!(check(text), Verdict::Valid);
-    }
 
     #[test]
     fn mistakes_name_their_line() {

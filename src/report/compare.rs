@@ -468,7 +468,7 @@ fn matrix_section(out_dir: &Path, runs: &[(PathBuf, Summary)]) -> String {
     let Some(path) = find_matrix(out_dir, runs) else {
         return missing.into();
     };
-    let matrix: crate::properties::Matrix = match std::fs::read_to_string(&path)
+    let matrix: crate::summary::matrix::Matrix = match std::fs::read_to_string(&path)
         .ok()
         .and_then(|t| serde_json::from_str(&t).ok())
     {
@@ -477,7 +477,7 @@ fn matrix_section(out_dir: &Path, runs: &[(PathBuf, Summary)]) -> String {
     };
     let mut out =
         String::from("<div class=\"wide\"><table class=\"matrix\">\n<thead><tr><th>backend</th>");
-    for (_, title) in crate::properties::PROPERTIES {
+    for (_, title) in crate::summary::matrix::PROPERTIES {
         let _ = write!(out, "<th>{}</th>", escape(title));
     }
     out.push_str("</tr></thead>\n<tbody>\n");
@@ -492,12 +492,12 @@ fn matrix_section(out_dir: &Path, runs: &[(PathBuf, Summary)]) -> String {
             let _ = writeln!(
                 out,
                 "<td colspan=\"{}\" class=\"note\">{}</td></tr>",
-                crate::properties::PROPERTIES.len(),
+                crate::summary::matrix::PROPERTIES.len(),
                 escape(why)
             );
             continue;
         }
-        for (key, _) in crate::properties::PROPERTIES {
+        for (key, _) in crate::summary::matrix::PROPERTIES {
             match row.cells.iter().find(|(k, _)| k == key) {
                 Some((_, cell)) => {
                     let class = match cell.good {

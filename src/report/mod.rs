@@ -14,6 +14,7 @@ pub mod baseline;
 mod charts;
 mod compare;
 pub(crate) mod html;
+mod matrix;
 mod timeline;
 
 /// The stylesheet both pages share (each adds its own rules after it).
@@ -88,6 +89,14 @@ pub fn write_comparison(out_dir: &Path, runs: &[(PathBuf, Summary)]) -> Result<P
     register_font()?;
     let page = compare::render(&path, out_dir, runs)?;
     write_page(&path, &page)?;
+    Ok(path)
+}
+
+/// Writes `matrix.html` (the property matrix) into `dir` and returns its
+/// path.
+pub fn write_matrix_page(dir: &Path, matrix: &crate::summary::matrix::Matrix) -> Result<PathBuf> {
+    let path = dir.join("matrix.html");
+    write_page(&path, &matrix::render(matrix))?;
     Ok(path)
 }
 

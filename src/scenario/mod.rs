@@ -1,12 +1,7 @@
-//! Scenarios: what to run, read from TOML and validated before anything
-//! starts; and the runner that executes one.
+//! Scenarios: what to run, read from TOML into the types of the layers
+//! before it, and validated before anything starts.
 
-mod duration;
 mod nemesis;
-mod runner;
 mod spec;
 
-pub use duration::{TimeDist, parse_duration};
-pub use nemesis::{FAULTS, FaultKind, FaultSpec, ROLE_TARGETS, RandomSchedule, RandomTarget};
-pub use runner::{RunOptions, RunOutcome, check_file, mix, run_backend};
-pub use spec::{KeyChoice, Mode, Scenario, ScenarioError, Topology, Workload};
+pub use spec::{Mode, Scenario, ScenarioError};

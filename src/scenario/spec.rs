@@ -5,34 +5,14 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::duration::{Dur, TimeDist};
-use super::nemesis::{FaultSpec, RandomSchedule, RawFault, RawRandom};
+use super::nemesis::{RawFault, RawRandom};
 use crate::backend;
 use crate::check::Verdict;
-
-/// A mistake in a scenario file: where, what, and how to fix it.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{}{}: {message}{}", path.display(), location(*line, *column), hint.as_ref().map(|h| format!("\n  hint: {h}")).unwrap_or_default())]
-pub struct ScenarioError {
-    /// The scenario file.
-    pub path: PathBuf,
-    /// 1-based line, when the mistake has one.
-    pub line: Option<usize>,
-    /// 1-based column.
-    pub column: Option<usize>,
-    /// What is wrong.
-    pub message: String,
-    /// How to fix it.
-    pub hint: Option<String>,
-}
-
-fn location(line: Option<usize>, column: Option<usize>) -> String {
-    match (line, column) {
-        (Some(l), Some(c)) => format!(":{l}:{c}"),
-        (Some(l), None) => format!(":{l}"),
-        _ => String::new(),
-    }
-}
+use crate::cluster::Topology;
+use crate::duration::{Dur, TimeDist};
+pub use crate::error::ScenarioError;
+use crate::fault::{FaultSpec, RandomSchedule};
+use crate::workload::{KeyChoice, Workload};
 
 /// A validated scenario: everything the runner needs, with defaults filled in.
 #[derive(Debug, Clone, PartialEq)]
@@ -88,28 +68,6 @@ pub struct Scenario {
     pub topology: Topology,
 }
 
-/// The servers a backend runs on (`topology =`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Topology {
-    /// What each recipe needs at least: one server (Redlock: five
-    /// independent masters). The default.
-    Single,
-    /// What users deploy for availability: Redis with Sentinel, a
-    /// ZooKeeper ensemble, an etcd cluster (see
-    /// [`crate::cluster::topology::replicated_shape`]).
-    Replicated,
-}
-
-/// What a holder does with the protected resource.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Workload {
-    /// Write its fencing token once, at the end of the hold (the default).
-    Fence,
-    /// Read–modify–write a counter: read it, hold, write it back plus one.
-    /// Lost increments show the damage a violation does.
-    Counter,
-}
-
 impl Scenario {
     /// The verdict expected of `backend`.
     pub fn expect_for(&self, backend: &str) -> Verdict {
@@ -139,16 +97,6 @@ pub enum Mode {
     /// Measure the property matrix: expiry, hand-off, reentrancy, fencing,
     /// server restart, latency and throughput, per backend.
     Properties,
-}
-
-/// How clients pick the key of each cycle.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyChoice {
-    /// A key drawn at random each cycle (contention spreads over the keys).
-    Random,
-    /// Client `i` always uses key `i mod keys` (with as many keys as
-    /// clients: no contention at all).
-    Own,
 }
 
 #[derive(Deserialize)]

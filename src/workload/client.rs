@@ -8,11 +8,11 @@ use rand::{Rng, SeedableRng};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::ProtectedResource;
+use super::{KeyChoice, ProtectedResource, Workload};
 use crate::backend::{AcquireOptions, Guard, LockClient, Outcome};
+use crate::duration::TimeDist;
 use crate::history::{Clock, Event, F, OpType, Process, RecorderHandle};
 use crate::metrics::{Counts, Metrics};
-use crate::scenario::{KeyChoice, TimeDist, Workload};
 
 /// What every client of a run shares: the workload's shape.
 #[derive(Debug)]

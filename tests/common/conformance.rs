@@ -9,7 +9,8 @@ use lockbench::backend::{
     self, AcquireOptions, ClientConfig, Guard, LockClient, Outcome, Released,
 };
 use lockbench::cluster::Cluster;
-use lockbench::scenario::{RunOptions, RunOutcome, Scenario, run_backend};
+use lockbench::run::{RunOptions, RunOutcome, run_backend};
+use lockbench::scenario::Scenario;
 
 /// Starts the servers `name` needs (as many as it uses), logging into `logs`.
 pub async fn cluster(name: &str, logs: &std::path::Path) -> Cluster {

@@ -22,106 +22,19 @@
 //! member-fault runs go through the ordinary runner, so each has its own
 //! run directory and report, which the matrix links to.
 
-mod page;
-mod spof;
-
-pub use spof::{MEMBER_FAULT_AT, MEMBER_FAULT_FOR, MEMBER_FAULT_RUN};
-
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
-
+use super::runner::{RunOptions, RunOutcome, run_backend};
+use super::spof;
 use crate::backend::{self, AcquireOptions, ClientConfig, LockBackend, LockClient, Outcome};
 use crate::check::Verdict;
 use crate::cluster::{self, Cluster};
 use crate::error::{Error, Result};
-use crate::scenario::{KeyChoice, RunOptions, RunOutcome, Scenario, run_backend};
-
-/// One measured cell of the matrix.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Cell {
-    /// What the cell shows.
-    pub text: String,
-    /// Whether this is the safe or expected answer (`None`: neutral).
-    #[serde(default)]
-    pub good: Option<bool>,
-    /// The file that holds the measurement, relative to the matrix page.
-    #[serde(default)]
-    pub link: Option<String>,
-    /// The raw measurement.
-    #[serde(default)]
-    pub data: serde_json::Value,
-}
-
-impl Cell {
-    fn new(text: impl Into<String>, good: Option<bool>, data: serde_json::Value) -> Self {
-        Cell {
-            text: text.into(),
-            good,
-            link: None,
-            data,
-        }
-    }
-
-    fn linked(mut self, link: Option<String>) -> Self {
-        self.link = link;
-        self
-    }
-}
-
-/// One backend's row.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Row {
-    /// The backend.
-    pub backend: String,
-    /// Its recipe in one line.
-    pub recipe: String,
-    /// Why the row is empty: its server is not installed.
-    #[serde(default)]
-    pub skipped: Option<String>,
-    /// Why the row is empty: measuring it failed.
-    #[serde(default)]
-    pub error: Option<String>,
-    /// The servers the member-fault columns ran on (a replicated topology,
-    /// or the single server); `None`: no server.
-    #[serde(default)]
-    pub topology: Option<String>,
-    /// The cells by property name, in [`PROPERTIES`] order.
-    pub cells: Vec<(String, Cell)>,
-}
-
-/// The properties, in column order, with their headings.
-pub const PROPERTIES: &[(&str, &str)] = &[
-    ("exclusion", "exclusion under contention"),
-    ("expiry", "holder crashes: lock free after"),
-    ("handoff", "hand-off (release → next acquire)"),
-    ("waiting", "waiters"),
-    ("reentrancy", "holder acquires again"),
-    ("fencing", "fencing token"),
-    ("restart", "server kill -9 + restart while held"),
-    ("latency", "uncontended acquire+release p50 / p99"),
-    ("one_key", "cycles/s, clients on one key"),
-    ("own_keys", "cycles/s, each client its own key"),
-    ("member_lost", "one member killed (-9) for 8 s"),
-    ("member_cut", "one member cut from its peers for 8 s"),
-];
-
-/// The whole matrix, as written to `matrix.json`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Matrix {
-    /// The scenario.
-    pub scenario: String,
-    /// The seed of the contended runs.
-    pub seed: u64,
-    /// Lease asked for in the probes, ms.
-    pub lease_ms: u64,
-    /// Clients in the contended runs.
-    pub clients: u32,
-    /// One row per backend.
-    pub rows: Vec<Row>,
-}
+use crate::scenario::Scenario;
+use crate::summary::matrix::{Cell, Matrix, Row};
+use crate::workload::KeyChoice;
 
 /// How waiters learn that the lock is free, by recipe.
 pub fn waiting(backend: &str) -> &'static str {
@@ -185,8 +98,7 @@ fn write_matrix(dir: &Path, matrix: &Matrix) -> Result<()> {
     let text = serde_json::to_string_pretty(matrix)
         .map_err(|e| Error::io(&json, std::io::Error::other(e)))?;
     std::fs::write(&json, text + "\n").map_err(|e| Error::io(&json, e))?;
-    let html = dir.join("matrix.html");
-    std::fs::write(&html, page::render(matrix)).map_err(|e| Error::io(&html, e))
+    crate::report::write_matrix_page(dir, matrix).map(|_| ())
 }
 
 fn print_row(row: &Row) {
@@ -359,7 +271,7 @@ async fn contended(
 
 /// `target` as a link from a page in `base`: relative (run directories
 /// sit beside the matrix's directory, not under it), else as it is.
-fn relative(base: &Path, target: &Path) -> String {
+pub(super) fn relative(base: &Path, target: &Path) -> String {
     crate::report::html::relative_path(base, target).unwrap_or_else(|| target.display().to_string())
 }
 
@@ -376,7 +288,7 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-fn fmt_ms(d: Duration) -> String {
+pub(super) fn fmt_ms(d: Duration) -> String {
     if d >= Duration::from_secs(1) {
         format!("{:.2} s", d.as_secs_f64())
     } else {

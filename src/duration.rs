@@ -1,3 +1,6 @@
+//! Durations as scenarios write them (`"250ms"`, `"2s"`) and the
+//! distributions of hold and think times drawn from a run's seed.
+
 use std::time::Duration;
 
 use rand::Rng;

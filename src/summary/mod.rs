@@ -1,4 +1,7 @@
-//! `summary.json`: the contract that outside tools read (design.md).
+//! `summary.json` and `matrix.json`: the contracts that outside tools
+//! read (design.md).
+
+pub mod matrix;
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -1,7 +1,9 @@
 //! `matrix.html`: the property matrix as one self-contained page.
 
-use super::{MEMBER_FAULT_AT, MEMBER_FAULT_FOR, MEMBER_FAULT_RUN, Matrix, PROPERTIES};
-use crate::report::html::{escape, href};
+use super::html::{escape, href};
+use crate::summary::matrix::{
+    MEMBER_FAULT_AT, MEMBER_FAULT_FOR, MEMBER_FAULT_RUN, Matrix, PROPERTIES,
+};
 
 /// The page for `matrix`.
 pub fn render(matrix: &Matrix) -> String {

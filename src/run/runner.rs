@@ -12,18 +12,17 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::Scenario;
 use crate::backend::{self, ClientConfig};
 use crate::check::{self, CheckResult, Verdict};
+use crate::cluster::Topology;
 use crate::cluster::{self, Cluster};
 use crate::error::{Error, Result};
 use crate::fault::nemesis::{self, Links};
 use crate::history::{Clock, Recorder, RecorderHandle};
 use crate::metrics::Metrics;
-use crate::scenario::{Topology, Workload};
-use crate::summary::LostUpdates;
-use crate::summary::Summary;
-use crate::workload::{ClientPlan, ClientSlot, ClientTask, ProtectedResource};
+use crate::scenario::Scenario;
+use crate::summary::{LostUpdates, Summary};
+use crate::workload::{ClientPlan, ClientSlot, ClientTask, ProtectedResource, Workload};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// How a run is carried out, beyond the scenario itself.
@@ -108,7 +107,7 @@ pub async fn run_backend(
     let servers = match (info.server, external) {
         (None, _) => Cluster::none(),
         (Some(kind), Some(addrs)) => Cluster::external(kind, addrs).await?,
-        (Some(kind), None) if shape.is_some() => match crate::fault::clock::skew_support(kind) {
+        (Some(kind), None) if shape.is_some() => match kind.skew_support() {
             Ok(()) if clock_faults => {
                 Cluster::start_replicated_with_clock(backend_name, &run_dir).await?
             }
@@ -120,7 +119,7 @@ pub async fn run_backend(
             }
             _ => Cluster::start_replicated(backend_name, &run_dir).await?,
         },
-        (Some(kind), None) if clock_faults => match crate::fault::clock::skew_support(kind) {
+        (Some(kind), None) if clock_faults => match kind.skew_support() {
             Ok(()) => Cluster::start_with_clock(kind, info.servers.max(1), &run_dir).await?,
             Err(why) => {
                 notes.push(format!(

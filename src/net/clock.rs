@@ -1,7 +1,7 @@
-//! Clock skew and drift on a server lockbench started (issue 4, item 3).
+//! Clock skew and drift on a server lockbench started.
 //!
 //! A server started with [`SkewControl::env`] loads lockbench's own preload
-//! library (`src/fault/skew.c`, built by `build.rs` and embedded here). The
+//! library (`src/net/skew.c`, built by `build.rs` and embedded here). The
 //! library answers `clock_gettime(CLOCK_REALTIME…)`, `gettimeofday` and
 //! `time` with `base_fake + (real - base_real) * rate`, reading the
 //! parameters on every call from a small control file that lockbench maps
@@ -12,7 +12,8 @@
 //! Debian's libfaketime 0.9.10 is not used: it makes Debian's redis-server
 //! die at start (jemalloc reads the clock before libfaketime initialises).
 //!
-//! Which servers can be skewed this way: see [`skew_support`].
+//! Which servers can be skewed this way is the cluster layer's to say
+//! (`ServerKind::lease_clock`).
 
 use std::ffi::OsString;
 use std::fs::OpenOptions;
@@ -20,7 +21,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering, fence};
 
-use crate::cluster::ServerKind;
 use crate::error::{Error, Result};
 
 /// The preload library, or empty bytes when no C compiler was found.
@@ -68,49 +68,18 @@ pub enum LeaseClock {
     Monotonic,
 }
 
-/// Which clock `kind`'s leases follow, if lockbench can skew it; if not, why
-/// not.
-pub fn lease_clock(kind: ServerKind) -> std::result::Result<LeaseClock, String> {
-    if !library_available() {
-        return Err(
+/// Fails with why when this build has no preload library (it was built
+/// without a C compiler).
+pub fn require_library() -> std::result::Result<(), String> {
+    if library_available() {
+        Ok(())
+    } else {
+        Err(
             "this lockbench was built without a C compiler, so it has no clock skew \
-                    library: install cc (build-essential) and rebuild"
+             library: install cc (build-essential) and rebuild"
                 .into(),
-        );
+        )
     }
-    match kind {
-        // Measured (tests/clock_skew.rs): TIME jumps by the offset, and at
-        // rate 10 a 5 s key (PX 5000) is gone after about 0.5 s.
-        ServerKind::Redis => Ok(LeaseClock::Wall),
-        // Measured by hand with memcached 1.6: with the wall clock at rate
-        // 10 a 3 s key lives its 3 s; with CLOCK_MONOTONIC at rate 10 a
-        // 20 s key is gone after 2.0 s and a 30 s key after 3.0 s.
-        // memcached ticks its clock once a second, so expiry is early by
-        // up to one tick's worth of fake seconds (rate x 1 s).
-        ServerKind::Memcached => Ok(LeaseClock::Monotonic),
-        ServerKind::Etcd => Err("etcd is a Go program: Go reads the clock through the vDSO \
-                                 without calling libc, so a preload library cannot skew it"
-            .into()),
-        ServerKind::ZooKeeper => Err("ZooKeeper (Java) expires sessions by the JVM's \
-                                      System.nanoTime (CLOCK_MONOTONIC); whether the preload \
-                                      library reaches the JVM's clock has not been measured, \
-                                      so it is not offered"
-            .into()),
-        ServerKind::MariaDb => Err("MariaDB's locks (GET_LOCK, row locks) have no lease: they \
-                                    end with the session, so a skewed clock changes nothing"
-            .into()),
-        ServerKind::Postgres => Err(
-            "PostgreSQL advisory locks have no lease: they end with the \
-                                     session, so a skewed clock changes nothing"
-                .into(),
-        ),
-    }
-}
-
-/// Whether servers of `kind` can have their lease clock skewed with
-/// [`SkewControl`]; if not, why not. [`lease_clock`] says which clock.
-pub fn skew_support(kind: ServerKind) -> std::result::Result<(), String> {
-    lease_clock(kind).map(|_| ())
 }
 
 /// The control file mapped into lockbench's memory.
@@ -349,7 +318,7 @@ impl SkewControl {
 
     /// Runs the server's monotonic clock at `rate` from now on, without a
     /// jump (a monotonic clock never goes back). For servers whose expiry
-    /// follows CLOCK_MONOTONIC; see [`skew_support`].
+    /// follows CLOCK_MONOTONIC; the cluster layer says which (`ServerKind::lease_clock`).
     pub fn set_monotonic_rate(&self, rate: f64) -> Result<()> {
         check_rate(rate)?;
         let _g = self.lock();

@@ -16,28 +16,18 @@
 use std::path::Path;
 use std::time::Duration;
 
-use super::{Cell, fmt_ms, relative};
+use super::properties::{fmt_ms, relative};
+use super::runner::{RunOptions, RunOutcome, run_backend};
 use crate::backend;
 use crate::check::Verdict;
+use crate::cluster::Topology;
 use crate::cluster::topology::{Shape, replicated_shape};
 use crate::error::{Error, Result};
-use crate::scenario::{
-    FaultKind, FaultSpec, KeyChoice, RunOptions, RunOutcome, Scenario, Topology, run_backend,
-};
+use crate::fault::{FaultKind, FaultSpec};
+use crate::scenario::Scenario;
 use crate::summary::Summary;
-
-/// How long each member-fault run lasts: the fault, with time on both
-/// sides to see the lock before it and coming back after it.
-pub const MEMBER_FAULT_RUN: Duration = Duration::from_secs(16);
-
-/// When the fault starts, since the clients started (about a third of the
-/// run).
-pub const MEMBER_FAULT_AT: Duration = Duration::from_secs(4);
-
-/// How long the member stays lost or cut: long enough for a ZooKeeper
-/// ensemble to elect a new leader (3–8 s measured here) and for Sentinel to
-/// fail over (down-after 1 s, then its own election).
-pub const MEMBER_FAULT_FOR: Duration = Duration::from_secs(8);
+use crate::summary::matrix::{Cell, MEMBER_FAULT_AT, MEMBER_FAULT_FOR, MEMBER_FAULT_RUN};
+use crate::workload::KeyChoice;
 
 /// A Sentinel run with its primary cut lasts this long: Sentinel demotes
 /// the old primary (and closes its clients' connections, sending them to
@@ -51,12 +41,9 @@ pub const SENTINEL_CUT_RUN: Duration = Duration::from_secs(28);
 const MEMBER_FAULT_CLIENTS: u32 = 8;
 const MEMBER_FAULT_HOLD: Duration = Duration::from_millis(300);
 
-// The column headings in `PROPERTIES` say "8 s".
-const _: () = assert!(MEMBER_FAULT_FOR.as_secs() == 8);
-
 /// The two member faults, one column each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum MemberFault {
+pub(crate) enum MemberFault {
     /// One member killed (-9), restarted when the fault ends.
     Lost,
     /// One member cut from its peers; clients still reach it.
@@ -164,7 +151,7 @@ pub(super) async fn measure(
     };
     s.clients = s.clients.min(MEMBER_FAULT_CLIENTS);
     s.hosts = s.hosts.min(s.clients);
-    s.hold = crate::scenario::TimeDist::Fixed {
+    s.hold = crate::duration::TimeDist::Fixed {
         value: MEMBER_FAULT_HOLD,
     };
     s.ops = None;

@@ -1,0 +1,329 @@
+//! The fault vocabulary: what a fault is (its kind, targets, start and
+//! length), the faults a scenario can name, and a seeded random schedule
+//! of them. The scenario layer reads them from TOML; the nemesis applies
+//! them.
+
+use std::time::Duration;
+
+use crate::duration::TimeDist;
+use crate::net::Direction;
+
+/// One fault of the timeline.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FaultSpec {
+    /// When it starts, from the clients' start.
+    pub at: Duration,
+    /// What it does.
+    pub kind: FaultKind,
+    /// Hosts (`h1`..) for network faults, servers (`server-1`..) for server
+    /// faults; `all` for every one.
+    pub targets: Vec<String>,
+    /// How long it lasts.
+    pub duration: Duration,
+}
+
+/// The faults a timeline can hold.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum FaultKind {
+    /// The hosts' links to every server stop carrying bytes both ways;
+    /// connections stay open (clients time out).
+    Partition,
+    /// The hosts' connections are cut with RST and new ones refused.
+    PartitionReset,
+    /// Bytes stop in one direction only.
+    PartitionOneWay(Direction),
+    /// Added delay on the hosts' links, both ways.
+    Latency {
+        /// Delay per chunk, each way.
+        delay: Duration,
+        /// Up to this much more or less.
+        jitter: Duration,
+    },
+    /// The hosts' links carry at most this many bytes per second each way.
+    Bandwidth(u64),
+    /// The servers are killed with SIGKILL and restarted, on the same port
+    /// and data directory, when the fault ends.
+    KillServer,
+    /// The servers are frozen with SIGSTOP and resumed with SIGCONT.
+    PauseServer,
+    /// The clients are killed: their task stops where it is, connections
+    /// drop, nothing is released, the history gets a `crash` event. When
+    /// the fault ends a new client (a new process id) takes each one's place.
+    CrashClient,
+    /// The GC pause: the clients freeze and their hosts' links are
+    /// blackholed (heartbeats stop too); when it ends they carry on as if
+    /// they still held their lock, and write to the protected resource.
+    PauseClient,
+    /// The servers' wall clocks jump by this many nanoseconds (negative:
+    /// back), through lockbench's clock library.
+    ClockSkew(i64),
+    /// The servers' wall clocks run this many times as fast as real time.
+    ClockDrift(f64),
+    /// The servers are cut from the other members of their replicated
+    /// topology (replication, quorum, election and monitoring traffic
+    /// stops); clients still reach them.
+    IsolateServer,
+    /// Its one target stays linked to every other member, while those
+    /// others are split into two halves that reach each other only
+    /// through it (Jepsen's bridge nemesis). ZooKeeper ensembles only:
+    /// their links are cut per pair of members.
+    Bridge,
+}
+
+impl FaultKind {
+    /// Whether it acts on servers (else on hosts' links or clients).
+    pub fn on_servers(self) -> bool {
+        matches!(
+            self,
+            FaultKind::KillServer
+                | FaultKind::PauseServer
+                | FaultKind::ClockSkew(_)
+                | FaultKind::ClockDrift(_)
+                | FaultKind::IsolateServer
+                | FaultKind::Bridge
+        )
+    }
+
+    /// Whether it acts on clients (targets: hosts, or the holder).
+    pub fn on_clients(self) -> bool {
+        matches!(self, FaultKind::CrashClient | FaultKind::PauseClient)
+    }
+
+    /// Whether it acts on the links between hosts and servers (a client
+    /// pause blackholes its host's links too).
+    pub fn needs_links(self) -> bool {
+        !self.on_servers() && self != FaultKind::CrashClient
+    }
+
+    /// Whether it changes servers' clocks.
+    pub fn on_clocks(self) -> bool {
+        matches!(self, FaultKind::ClockSkew(_) | FaultKind::ClockDrift(_))
+    }
+
+    /// The history's names of its start and end events.
+    pub fn event_names(self) -> (&'static str, &'static str) {
+        match self {
+            FaultKind::Partition => ("start-partition", "stop-partition"),
+            FaultKind::PartitionReset => ("start-partition-reset", "stop-partition-reset"),
+            FaultKind::PartitionOneWay(_) => ("start-partition-one-way", "stop-partition-one-way"),
+            FaultKind::Latency { .. } => ("start-latency", "stop-latency"),
+            FaultKind::Bandwidth(_) => ("start-bandwidth", "stop-bandwidth"),
+            FaultKind::KillServer => ("kill-server", "restart-server"),
+            FaultKind::PauseServer => ("pause-server", "resume-server"),
+            FaultKind::CrashClient => ("crash-client", "restart-client"),
+            FaultKind::PauseClient => ("pause-client", "resume-client"),
+            FaultKind::ClockSkew(_) => ("start-clock-skew", "stop-clock-skew"),
+            FaultKind::ClockDrift(_) => ("start-clock-drift", "stop-clock-drift"),
+            FaultKind::IsolateServer => ("start-isolate-server", "stop-isolate-server"),
+            FaultKind::Bridge => ("start-bridge", "stop-bridge"),
+        }
+    }
+
+    /// Its name in scenarios and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            FaultKind::Partition => "partition",
+            FaultKind::PartitionReset => "partition-reset",
+            FaultKind::PartitionOneWay(_) => "partition-one-way",
+            FaultKind::Latency { .. } => "latency",
+            FaultKind::Bandwidth(_) => "bandwidth",
+            FaultKind::KillServer => "kill-server",
+            FaultKind::PauseServer => "pause-server",
+            FaultKind::CrashClient => "crash-client",
+            FaultKind::PauseClient => "pause-client",
+            FaultKind::ClockSkew(_) => "clock-skew",
+            FaultKind::ClockDrift(_) => "clock-drift",
+            FaultKind::IsolateServer => "isolate-server",
+            FaultKind::Bridge => "bridge",
+        }
+    }
+}
+
+/// The names `fault =` accepts.
+pub const FAULTS: &[&str] = &[
+    "partition",
+    "partition-reset",
+    "partition-one-way",
+    "latency",
+    "bandwidth",
+    "kill-server",
+    "pause-server",
+    "crash-client",
+    "pause-client",
+    "clock-skew",
+    "clock-drift",
+    "isolate-server",
+    "bridge",
+];
+
+/// Server targets chosen by role when the fault starts (the servers are
+/// asked who leads): `leader` (`primary` is the same), one `follower`,
+/// all `followers`, a `minority` (⌊(n − 1)/2⌋ members) or a `majority`
+/// (⌊n/2⌋ + 1), the last two drawn with the run's seed.
+pub const ROLE_TARGETS: &[&str] = &[
+    "leader",
+    "primary",
+    "follower",
+    "followers",
+    "minority",
+    "majority",
+];
+
+impl FaultSpec {
+    /// The 0-based indices of the hosts or servers it targets, of `n`.
+    pub fn target_indices(&self, n: usize) -> Vec<usize> {
+        if self.targets.iter().any(|t| t == "all") {
+            return (0..n).collect();
+        }
+        let prefix = if self.kind.on_servers() {
+            "server-"
+        } else {
+            "h"
+        };
+        let mut v: Vec<usize> = self
+            .targets
+            .iter()
+            .filter_map(|t| t.strip_prefix(prefix)?.parse::<usize>().ok())
+            .filter(|i| (1..=n).contains(i))
+            .map(|i| i - 1)
+            .collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+}
+
+/// Where a fault of a random schedule lands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RandomTarget {
+    /// One host, drawn at random.
+    OneHost,
+    /// A minority of the hosts: ⌊(hosts − 1) / 2⌋ of them, at least one.
+    Minority,
+    /// The host (or, for client faults, the client) of a lock holder.
+    Holder,
+}
+
+/// `[random_nemesis]`: a fault schedule drawn from the run's seed, so that
+/// the same seed gives the same faults at the same times.
+///
+/// ```toml
+/// [random_nemesis]
+/// start = "2s"          # no fault before this
+/// interval = "3s"       # quiet time after each fault
+/// duration = { min = "1s", max = "3s" }   # how long each fault lasts
+/// faults = ["partition", "latency", "crash-client"]
+/// targets = ["one-host", "minority", "holder"]
+/// delay = "100ms"       # parameters of the kinds that need them
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct RandomSchedule {
+    /// No fault starts before this.
+    pub start: Duration,
+    /// Quiet time between one fault's end and the next one's start.
+    pub interval: Duration,
+    /// How long each fault lasts.
+    pub duration: TimeDist,
+    /// The kinds drawn from, uniformly.
+    pub faults: Vec<FaultKind>,
+    /// Where network and client faults land, drawn uniformly; server faults
+    /// hit one server drawn at random.
+    pub targets: Vec<RandomTarget>,
+}
+
+impl RandomSchedule {
+    /// The faults this schedule injects in a run of `run` with `hosts`
+    /// hosts and `servers` servers, drawn from `seed`: the same arguments
+    /// always give the same list. Faults do not overlap.
+    pub fn expand(&self, seed: u64, hosts: usize, servers: usize, run: Duration) -> Vec<FaultSpec> {
+        use rand::seq::SliceRandom;
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ 0x6e65_6d65_7369_7321);
+        let hosts = hosts.max(1);
+        let mut out = Vec::new();
+        let mut at = self.start;
+        // Bounded: every step moves `at` on by at least `interval` (> 0).
+        while at < run {
+            let kind = self.faults[rng.random_range(0..self.faults.len())];
+            let duration = self.duration.sample(&mut rng).max(Duration::from_millis(1));
+            let targets = if kind.on_servers() {
+                vec![format!("server-{}", rng.random_range(1..=servers.max(1)))]
+            } else {
+                match self.targets[rng.random_range(0..self.targets.len())] {
+                    RandomTarget::Holder => vec!["holder".to_string()],
+                    RandomTarget::OneHost => vec![format!("h{}", rng.random_range(1..=hosts))],
+                    RandomTarget::Minority => {
+                        let m = ((hosts - 1) / 2).max(1);
+                        let mut all: Vec<usize> = (1..=hosts).collect();
+                        all.shuffle(&mut rng);
+                        let mut pick: Vec<usize> = all.into_iter().take(m).collect();
+                        pick.sort_unstable();
+                        pick.into_iter().map(|h| format!("h{h}")).collect()
+                    }
+                }
+            };
+            out.push(FaultSpec {
+                at,
+                kind,
+                targets,
+                duration,
+            });
+            at += duration + self.interval;
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn schedule() -> RandomSchedule {
+        RandomSchedule {
+            start: Duration::from_secs(1),
+            interval: Duration::from_secs(2),
+            duration: TimeDist::Uniform {
+                min: Duration::from_millis(500),
+                max: Duration::from_secs(2),
+            },
+            faults: vec![
+                FaultKind::Partition,
+                FaultKind::CrashClient,
+                FaultKind::KillServer,
+            ],
+            targets: vec![
+                RandomTarget::OneHost,
+                RandomTarget::Minority,
+                RandomTarget::Holder,
+            ],
+        }
+    }
+
+    #[test]
+    fn the_same_seed_gives_the_same_schedule() {
+        let s = schedule();
+        let a = s.expand(7, 5, 3, Duration::from_secs(60));
+        let b = s.expand(7, 5, 3, Duration::from_secs(60));
+        let c = s.expand(8, 5, 3, Duration::from_secs(60));
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        assert!(a.len() >= 10, "{} faults in 60 s", a.len());
+    }
+
+    #[test]
+    fn faults_do_not_overlap_and_targets_fit() {
+        let a = schedule().expand(11, 5, 3, Duration::from_secs(120));
+        for w in a.windows(2) {
+            assert!(w[0].at + w[0].duration < w[1].at);
+        }
+        for f in &a {
+            assert!(f.at < Duration::from_secs(120));
+            if f.kind.on_servers() {
+                assert_eq!(f.target_indices(3).len(), 1);
+            } else if f.targets != ["holder"] {
+                let n = f.target_indices(5).len();
+                assert!((1..=2).contains(&n), "{f:?}");
+            }
+        }
+    }
+}

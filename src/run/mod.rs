@@ -1,0 +1,11 @@
+//! Orchestration, the top of the pipeline: one scenario on one backend
+//! (servers, clients, nemesis, history, check, summary, report), the
+//! property matrix with its single-point-of-failure runs, and the suite of
+//! runs a `lockbench run` command asks for.
+
+mod properties;
+mod runner;
+mod spof;
+
+pub use properties::{run_matrix, waiting};
+pub use runner::{RunOptions, RunOutcome, check_file, mix, run_backend};
