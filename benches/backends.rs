@@ -361,10 +361,10 @@ fn main() {
                 .any(|f| format!("{g}/{name}").contains(f.as_str()))
         })
     };
-    let candidates: Vec<&'static str> = backend::BACKENDS
+    let candidates: Vec<&'static str> = backend::Registry::builtin()
         .iter()
         .filter(|b| !b.broken)
-        .map(|b| b.name)
+        .map(|b| b.name.as_str())
         .collect();
     let any_match = candidates.iter().any(|n| wanted(n));
     let mut benches = Vec::new();

@@ -44,7 +44,10 @@ fn main() {
         .measurement_time(Duration::from_secs(30))
         .warm_up_time(Duration::from_millis(1));
     for &(backend, id) in TOPOLOGIES {
-        let Some(kind) = lockbench::backend::server_kind(backend) else {
+        let Some(info) = lockbench::backend::info(backend) else {
+            continue;
+        };
+        let (Some(kind), Some(shape)) = (info.server, info.replicated) else {
             continue;
         };
         if let Err(e) = cluster::ensure_installed(backend, kind) {
@@ -61,7 +64,7 @@ fn main() {
                     };
                     let t0 = Instant::now();
                     let mut cluster = rt
-                        .block_on(Cluster::start_replicated(backend, logs.path()))
+                        .block_on(Cluster::start_replicated(shape, logs.path()))
                         .unwrap_or_else(|e| panic!("{id}: {e}"));
                     cluster.stop();
                     total += t0.elapsed();

@@ -241,7 +241,9 @@ async fn a_refused_connection_is_fail_not_info() {
         panic!()
     };
     cluster.servers()[0].signal(libc::SIGKILL);
-    // Wait (bounded) until nothing listens: then the requests never leave.
+    // Wait (bounded) until nothing listens, then a moment more for the
+    // client's channel to see its connection close: from then on its
+    // requests are refused at connect and never leave.
     let addr = cluster.endpoints()[0].addr.clone();
     let t0 = std::time::Instant::now();
     while tokio::net::TcpStream::connect(&addr).await.is_ok() {
@@ -251,6 +253,7 @@ async fn a_refused_connection_is_fail_not_info() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let released = c[0].release(&g).await;
     assert!(matches!(released, Outcome::Fail(_)), "{released:?}");
     let acquired = c[0].acquire("k", &opts(5_000, 0)).await;

@@ -149,15 +149,23 @@ fn every_module_uses_only_the_layers_before_it() {
 fn every_layer_is_a_module_of_the_crate() {
     let lib = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/lib.rs"))
         .expect("read src/lib.rs");
-    let declared: Vec<&str> = lib
+    let declared: BTreeSet<&str> = lib
         .lines()
         .filter_map(|l| l.trim().strip_prefix("pub mod "))
         .map(|l| l.trim_end_matches(';'))
         .collect();
+    let layers: BTreeSet<&str> = LAYERS.iter().copied().collect();
     assert_eq!(
-        declared, LAYERS,
-        "lib.rs declares its modules in layer order"
+        declared, layers,
+        "every module of lib.rs has a layer, and no more"
     );
+    // The Layout section of lib.rs lists them in layer order.
+    let listed: Vec<&str> = lib
+        .lines()
+        .filter_map(|l| l.strip_prefix("//! - [`"))
+        .filter_map(|l| l.split('`').next())
+        .collect();
+    assert_eq!(listed, LAYERS, "lib.rs's Layout lists the layers in order");
 }
 
 #[test]

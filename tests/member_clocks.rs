@@ -22,7 +22,7 @@ fn run(name: &str, backend: &str, text: &str) -> Summary {
 
 fn available(backend: &str) -> bool {
     let kind = lockbench::backend::server_kind(backend).unwrap();
-    kind.locate().is_ok() || lockbench::cluster::backends_required()
+    kind.locate().is_ok() || common::backends_required()
 }
 
 fn assert_applied(s: &Summary) {

@@ -165,6 +165,7 @@ async fn get_then_set_is_caught_under_contention() {
     let scenario = Scenario::parse(std::path::Path::new("get-set.toml"), text).unwrap();
     let run = RunOptions {
         out_dir: dir.path().to_path_buf(),
+        require_backends: common::backends_required(),
         ..RunOptions::default()
     };
     match run_backend(&scenario, "memcached-get-set", 7, &run).await {
@@ -191,6 +192,7 @@ async fn the_atomic_add_is_valid_in_the_same_contention() {
     let scenario = Scenario::parse(std::path::Path::new("add.toml"), text).unwrap();
     let run = RunOptions {
         out_dir: dir.path().to_path_buf(),
+        require_backends: common::backends_required(),
         ..RunOptions::default()
     };
     match run_backend(&scenario, "memcached", 7, &run).await {

@@ -34,6 +34,7 @@ async fn the_matrix_measures_what_the_docs_say() {
     let scenario = Scenario::parse(Path::new("m.toml"), text).unwrap();
     let opts = RunOptions {
         out_dir: out.path().to_path_buf(),
+        require_backends: common::backends_required(),
         ..RunOptions::default()
     };
     let (page, matrix) = run_matrix(&scenario, 1, &opts).await.unwrap();
@@ -88,7 +89,7 @@ async fn the_matrix_shows_which_lock_is_a_single_point_of_failure() {
         return;
     }
     if let Err(missing) = ServerKind::Redis.locate() {
-        assert!(!lockbench::cluster::backends_required(), "{missing}");
+        assert!(!common::backends_required(), "{missing}");
         eprintln!("skipped: {missing} is not installed (scripts/install-backends.sh)");
         return;
     }
@@ -99,6 +100,7 @@ async fn the_matrix_shows_which_lock_is_a_single_point_of_failure() {
     let scenario = Scenario::parse(Path::new("s.toml"), text).unwrap();
     let opts = RunOptions {
         out_dir: out.path().to_path_buf(),
+        require_backends: common::backends_required(),
         ..RunOptions::default()
     };
     let (page, matrix) = run_matrix(&scenario, 5, &opts).await.unwrap();

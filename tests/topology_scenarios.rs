@@ -146,7 +146,7 @@ fn shipped_topology_scenarios_reach_their_expected_verdicts() {
     ];
     let available = |b: &str| {
         let kind = lockbench::backend::server_kind(b).unwrap();
-        kind.locate().is_ok() || lockbench::cluster::backends_required()
+        kind.locate().is_ok() || common::backends_required()
     };
     for (name, backends) in needs {
         if !backends.iter().all(|b| available(b)) {

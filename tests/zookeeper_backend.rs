@@ -15,7 +15,7 @@ fn zookeeper_available() -> bool {
     match ServerKind::ZooKeeper.locate() {
         Ok(_) => true,
         Err(missing) => {
-            if lockbench::cluster::backends_required() {
+            if common::backends_required() {
                 panic!("{missing} is not installed and LOCKBENCH_REQUIRE_BACKENDS=1");
             }
             eprintln!("skipped: {missing} is not installed (scripts/install-backends.sh)");

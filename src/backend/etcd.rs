@@ -81,6 +81,8 @@ use super::{
     AcquireOptions, Backoff, ClientConfig, Guard, LockBackend, LockClient, Outcome, Released,
 };
 use crate::cluster::Endpoint;
+use crate::cluster::ServerKind;
+use crate::cluster::topology::Shape;
 use crate::error::{Error, Result};
 
 /// The backend's name.
@@ -652,6 +654,21 @@ impl LockClient for EtcdClient {
             Err(f) => f.outcome(),
         }
     }
+}
+
+/// The etcd recipe, as the registry knows it: a cluster of three under
+/// `topology = "replicated"`.
+pub(super) fn backends() -> Vec<super::BackendInfo> {
+    vec![
+        super::BackendInfo::new(
+            NAME,
+            Some(ServerKind::Etcd),
+            "lease + transaction on create_revision == 0, kept alive while held; fence = create revision",
+            |eps| async move { connect(&eps).await },
+        )
+        .replicated(Shape::EtcdCluster(3))
+        .notified("watch on the key"),
+    ]
 }
 
 #[cfg(test)]

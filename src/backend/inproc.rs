@@ -173,6 +173,19 @@ impl LockClient for InprocClient {
     }
 }
 
+/// The in-process backend, as the registry knows it.
+pub(super) fn backends() -> Vec<super::BackendInfo> {
+    vec![
+        super::BackendInfo::new(
+            "inproc",
+            None,
+            "in-process lock table with leases and fencing; correct by construction, the speed ceiling",
+            |_| async { Ok(Arc::new(InprocBackend::new()) as Arc<dyn LockBackend>) },
+        )
+        .notified("in-process wake-up"),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -72,6 +72,7 @@ use super::{
     Released, acquire_with_retry,
 };
 use crate::cluster::Endpoint;
+use crate::cluster::ServerKind;
 use crate::error::{Error, Result};
 
 /// Which recipe.
@@ -511,6 +512,25 @@ impl LockClient for MemcachedClient {
             Err(e) => e.outcome(),
         }
     }
+}
+
+/// The memcached recipes, as the registry knows them.
+pub(super) fn backends() -> Vec<super::BackendInfo> {
+    vec![
+        super::BackendInfo::new(
+            Recipe::Add.name(),
+            Some(ServerKind::Memcached),
+            "add key token exptime (whole seconds, +1 s for memcached's 1 s clock); compare-and-delete on the CAS value; fence = the add's CAS",
+            |eps| async move { connect(Recipe::Add, &eps).await },
+        ),
+        super::BackendInfo::new(
+            Recipe::GetThenSet.name(),
+            Some(ServerKind::Memcached),
+            "GET to check, then SET: two clients can both see the key free (broken on purpose)",
+            |eps| async move { connect(Recipe::GetThenSet, &eps).await },
+        )
+        .broken(),
+    ]
 }
 
 #[cfg(test)]

@@ -13,9 +13,9 @@ pub mod mysql;
 pub mod postgres;
 pub mod redis;
 pub mod redlock;
+mod registry;
 pub mod zookeeper;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -23,8 +23,9 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::time::Instant;
 
-use crate::cluster::{Endpoint, ServerKind};
 use crate::error::Result;
+
+pub use registry::{BackendInfo, Registry, Waiters, build, info, names, server_kind};
 
 /// The result of one lock operation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,159 +117,6 @@ pub trait LockBackend: Send + Sync {
     fn name(&self) -> &str;
     /// A new client with its own connections.
     async fn client(&self, config: ClientConfig) -> Result<Box<dyn LockClient>>;
-}
-
-/// What lockbench knows about each backend name.
-#[derive(Debug, Clone, Copy)]
-pub struct BackendInfo {
-    /// The name used in scenarios.
-    pub name: &'static str,
-    /// The server it needs, or `None` for in-process.
-    pub server: Option<ServerKind>,
-    /// How many independent servers of that kind it uses.
-    pub servers: usize,
-    /// The recipe in one line.
-    pub recipe: &'static str,
-    /// Whether this recipe is deliberately broken (it exists to be caught).
-    pub broken: bool,
-}
-
-/// Every backend lockbench has.
-pub const BACKENDS: &[BackendInfo] = &[
-    BackendInfo {
-        name: "inproc",
-        server: None,
-        servers: 0,
-        recipe: "in-process lock table with leases and fencing; correct by construction, the speed ceiling",
-        broken: false,
-    },
-    BackendInfo {
-        name: "redis",
-        server: Some(ServerKind::Redis),
-        servers: 1,
-        recipe: "SET key token NX PX ttl with INCR fence in one script; compare-and-delete release",
-        broken: false,
-    },
-    BackendInfo {
-        name: "redis-get-set",
-        server: Some(ServerKind::Redis),
-        servers: 1,
-        recipe: "GET to check, then SET without NX: two clients can both see the key free (broken on purpose)",
-        broken: true,
-    },
-    BackendInfo {
-        name: "redlock",
-        server: Some(ServerKind::Redis),
-        servers: 5,
-        recipe: "Redlock: SET NX PX on a majority of 5 independent masters within the validity time",
-        broken: false,
-    },
-    BackendInfo {
-        name: "memcached",
-        server: Some(ServerKind::Memcached),
-        servers: 1,
-        recipe: "add key token exptime (whole seconds, +1 s for memcached's 1 s clock); compare-and-delete on the CAS value; fence = the add's CAS",
-        broken: false,
-    },
-    BackendInfo {
-        name: "memcached-get-set",
-        server: Some(ServerKind::Memcached),
-        servers: 1,
-        recipe: "GET to check, then SET: two clients can both see the key free (broken on purpose)",
-        broken: true,
-    },
-    BackendInfo {
-        name: "zookeeper",
-        server: Some(ServerKind::ZooKeeper),
-        servers: 1,
-        recipe: "EPHEMERAL_SEQUENTIAL node; lowest holds; each waiter watches the next-lower node",
-        broken: false,
-    },
-    BackendInfo {
-        name: "zookeeper-herd",
-        server: Some(ServerKind::ZooKeeper),
-        servers: 1,
-        recipe: "EPHEMERAL_SEQUENTIAL node; every waiter watches the lowest node (the herd effect)",
-        broken: false,
-    },
-    BackendInfo {
-        name: "etcd",
-        server: Some(ServerKind::Etcd),
-        servers: 1,
-        recipe: "lease + transaction on create_revision == 0, kept alive while held; fence = create revision",
-        broken: false,
-    },
-    BackendInfo {
-        name: "mysql-table",
-        server: Some(ServerKind::MariaDb),
-        servers: 1,
-        recipe: "INSERT into a lock table with a unique index; DELETE to release; expiry column and cleaner",
-        broken: false,
-    },
-    BackendInfo {
-        name: "mysql-for-update",
-        server: Some(ServerKind::MariaDb),
-        servers: 1,
-        recipe: "SELECT ... FOR UPDATE on the lock's row in a transaction; COMMIT releases",
-        broken: false,
-    },
-    BackendInfo {
-        name: "mysql-get-lock",
-        server: Some(ServerKind::MariaDb),
-        servers: 1,
-        recipe: "GET_LOCK(name, timeout) / RELEASE_LOCK on a dedicated connection",
-        broken: false,
-    },
-    BackendInfo {
-        name: "postgres-advisory",
-        server: Some(ServerKind::Postgres),
-        servers: 1,
-        recipe: "pg_advisory_lock / pg_advisory_unlock at session level on a dedicated connection",
-        broken: false,
-    },
-];
-
-/// The names of every backend.
-pub fn names() -> Vec<&'static str> {
-    BACKENDS.iter().map(|b| b.name).collect()
-}
-
-/// What lockbench knows about `name`.
-pub fn info(name: &str) -> Option<&'static BackendInfo> {
-    BACKENDS.iter().find(|b| b.name == name)
-}
-
-/// The kind of server `name` needs (`None` for unknown or in-process).
-pub fn server_kind(name: &str) -> Option<ServerKind> {
-    info(name).and_then(|b| b.server)
-}
-
-/// Builds the backend `name` over its endpoints (empty for in-process).
-pub async fn build(name: &str, endpoints: &[Endpoint]) -> Result<Arc<dyn LockBackend>> {
-    match name {
-        "inproc" => Ok(Arc::new(inproc::InprocBackend::new())),
-        "redis" => Ok(Arc::new(
-            redis::RedisBackend::connect(redis::Recipe::SetNx, endpoints).await?,
-        )),
-        "redis-get-set" => Ok(Arc::new(
-            redis::RedisBackend::connect(redis::Recipe::GetThenSet, endpoints).await?,
-        )),
-        "redlock" => redlock::connect(endpoints).await,
-        "memcached" => memcached::connect(memcached::Recipe::Add, endpoints).await,
-        "memcached-get-set" => memcached::connect(memcached::Recipe::GetThenSet, endpoints).await,
-        "zookeeper" => zookeeper::connect(zookeeper::Recipe::NextLower, endpoints).await,
-        "zookeeper-herd" => zookeeper::connect(zookeeper::Recipe::Herd, endpoints).await,
-        "etcd" => etcd::connect(endpoints).await,
-        "mysql-table" => mysql::connect(mysql::Recipe::Table, endpoints).await,
-        "mysql-for-update" => mysql::connect(mysql::Recipe::ForUpdate, endpoints).await,
-        "mysql-get-lock" => mysql::connect(mysql::Recipe::GetLock, endpoints).await,
-        "postgres-advisory" => postgres::connect(endpoints).await,
-        other => Err(crate::Error::Backend {
-            backend: other.to_string(),
-            endpoint: String::new(),
-            message: format!("unknown backend; known: {}", names().join(", ")),
-        }),
-    }
 }
 
 /// One try at taking a lock.

@@ -121,6 +121,7 @@ use super::{
     Released, acquire_with_retry,
 };
 use crate::cluster::Endpoint;
+use crate::cluster::ServerKind;
 use crate::error::{Error, Result};
 
 /// Which recipe.
@@ -996,6 +997,32 @@ impl LockClient for MysqlClient {
             Recipe::GetLock => self.get_lock_renew(guard).await,
         }
     }
+}
+
+/// The MariaDB recipes, as the registry knows them.
+pub(super) fn backends() -> Vec<super::BackendInfo> {
+    vec![
+        super::BackendInfo::new(
+            Recipe::Table.name(),
+            Some(ServerKind::MariaDb),
+            "INSERT into a lock table with a unique index; DELETE to release; expiry column and cleaner",
+            |eps| async move { connect(Recipe::Table, &eps).await },
+        ),
+        super::BackendInfo::new(
+            Recipe::ForUpdate.name(),
+            Some(ServerKind::MariaDb),
+            "SELECT ... FOR UPDATE on the lock's row in a transaction; COMMIT releases",
+            |eps| async move { connect(Recipe::ForUpdate, &eps).await },
+        )
+        .notified("blocking call in the server"),
+        super::BackendInfo::new(
+            Recipe::GetLock.name(),
+            Some(ServerKind::MariaDb),
+            "GET_LOCK(name, timeout) / RELEASE_LOCK on a dedicated connection",
+            |eps| async move { connect(Recipe::GetLock, &eps).await },
+        )
+        .notified("blocking call in the server"),
+    ]
 }
 
 #[cfg(test)]

@@ -47,6 +47,7 @@ use tokio_postgres::{Client, Config, NoTls, SimpleQueryMessage};
 
 use super::{AcquireOptions, ClientConfig, Guard, LockBackend, LockClient, Outcome, Released};
 use crate::cluster::Endpoint;
+use crate::cluster::ServerKind;
 use crate::error::{Error, Result};
 
 const NAME: &str = "postgres-advisory";
@@ -403,6 +404,19 @@ impl Drop for PgClient {
         // Ends the session now rather than whenever the I/O task notices.
         self.reset();
     }
+}
+
+/// The PostgreSQL recipe, as the registry knows it.
+pub(super) fn backends() -> Vec<super::BackendInfo> {
+    vec![
+        super::BackendInfo::new(
+            NAME,
+            Some(ServerKind::Postgres),
+            "pg_advisory_lock / pg_advisory_unlock at session level on a dedicated connection",
+            |eps| async move { connect(&eps).await },
+        )
+        .notified("blocking call in the server"),
+    ]
 }
 
 #[cfg(test)]

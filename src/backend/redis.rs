@@ -44,8 +44,10 @@ use super::{
     Released, acquire_with_retry,
 };
 use crate::cluster::Endpoint;
+use crate::cluster::ServerKind;
 use crate::cluster::redis::{connect_and_query, query_once};
 use crate::cluster::sentinel::MASTER_NAME;
+use crate::cluster::topology::Shape;
 use crate::error::{Error, Result};
 
 /// Take the lock and, only if taken, the next fence, in one atomic step.
@@ -79,6 +81,16 @@ pub enum Recipe {
     SetNx,
     /// `GET`, then `SET` without `NX`: broken on purpose.
     GetThenSet,
+}
+
+impl Recipe {
+    /// Its backend name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Recipe::SetNx => "redis",
+            Recipe::GetThenSet => "redis-get-set",
+        }
+    }
 }
 
 /// The scripts, loaded once and shared (they cache their SHA1).
@@ -119,10 +131,7 @@ impl RedisBackend {
     /// or, when the endpoints include sentinels, checks that they name a
     /// primary that says it is one.
     pub async fn connect(recipe: Recipe, endpoints: &[Endpoint]) -> Result<Self> {
-        let name = match recipe {
-            Recipe::SetNx => "redis",
-            Recipe::GetThenSet => "redis-get-set",
-        };
+        let name = recipe.name();
         if let Some(discovery) = Discovery::from_endpoints(endpoints) {
             let addr = discovery.sentinels.join(",");
             discovery
@@ -311,10 +320,7 @@ impl Discovery {
 #[async_trait]
 impl LockBackend for RedisBackend {
     fn name(&self) -> &str {
-        match self.recipe {
-            Recipe::SetNx => "redis",
-            Recipe::GetThenSet => "redis-get-set",
-        }
+        self.recipe.name()
     }
 
     async fn client(&self, config: ClientConfig) -> Result<Box<dyn LockClient>> {
@@ -690,6 +696,37 @@ impl LockClient for RedisClient {
             }
         }
     }
+}
+
+/// The single-server Redis recipes, as the registry knows them: both run
+/// on Redis with Sentinel under `topology = "replicated"`.
+pub(super) fn backends() -> Vec<super::BackendInfo> {
+    let sentinel = Shape::Sentinel {
+        replicas: 2,
+        sentinels: 3,
+    };
+    vec![
+        super::BackendInfo::new(
+            Recipe::SetNx.name(),
+            Some(ServerKind::Redis),
+            "SET key token NX PX ttl with INCR fence in one script; compare-and-delete release",
+            |eps| async move {
+                Ok(Arc::new(RedisBackend::connect(Recipe::SetNx, &eps).await?) as Arc<dyn LockBackend>)
+            },
+        )
+        .replicated(sentinel),
+        super::BackendInfo::new(
+            Recipe::GetThenSet.name(),
+            Some(ServerKind::Redis),
+            "GET to check, then SET without NX: two clients can both see the key free (broken on purpose)",
+            |eps| async move {
+                Ok(Arc::new(RedisBackend::connect(Recipe::GetThenSet, &eps).await?)
+                    as Arc<dyn LockBackend>)
+            },
+        )
+        .replicated(sentinel)
+        .broken(),
+    ]
 }
 
 #[cfg(test)]

@@ -50,6 +50,8 @@ use super::{
     Released, acquire_with_retry,
 };
 use crate::cluster::Endpoint;
+use crate::cluster::ServerKind;
+use crate::cluster::topology::Shape;
 use crate::error::{Error, Result};
 
 const NAME: &str = "redlock";
@@ -553,6 +555,21 @@ impl LockClient for RedlockClient {
             )),
         }
     }
+}
+
+/// Redlock, as the registry knows it: five independent masters, which is
+/// also its replicated topology (nothing to add: they do not replicate).
+pub(super) fn backends() -> Vec<super::BackendInfo> {
+    vec![
+        super::BackendInfo::new(
+            NAME,
+            Some(ServerKind::Redis),
+            "Redlock: SET NX PX on a majority of 5 independent masters within the validity time",
+            |eps| async move { connect(&eps).await },
+        )
+        .servers(5)
+        .replicated(Shape::Masters(5)),
+    ]
 }
 
 #[cfg(test)]

@@ -84,6 +84,8 @@ use zookeeper_client as zk;
 
 use super::{AcquireOptions, ClientConfig, Guard, LockBackend, LockClient, Outcome, Released};
 use crate::cluster::Endpoint;
+use crate::cluster::ServerKind;
+use crate::cluster::topology::Shape;
 use crate::error::{Error, Result};
 
 /// Which recipe.
@@ -772,6 +774,29 @@ impl LockClient for ZkClient {
             Err(e) => Outcome::Info(format!("renew: {e}")),
         }
     }
+}
+
+/// The ZooKeeper recipes, as the registry knows them: both run on an
+/// ensemble of three under `topology = "replicated"`.
+pub(super) fn backends() -> Vec<super::BackendInfo> {
+    vec![
+        super::BackendInfo::new(
+            Recipe::NextLower.name(),
+            Some(ServerKind::ZooKeeper),
+            "EPHEMERAL_SEQUENTIAL node; lowest holds; each waiter watches the next-lower node",
+            |eps| async move { connect(Recipe::NextLower, &eps).await },
+        )
+        .replicated(Shape::Ensemble(3))
+        .notified("watch on the next-lower node"),
+        super::BackendInfo::new(
+            Recipe::Herd.name(),
+            Some(ServerKind::ZooKeeper),
+            "EPHEMERAL_SEQUENTIAL node; every waiter watches the lowest node (the herd effect)",
+            |eps| async move { connect(Recipe::Herd, &eps).await },
+        )
+        .replicated(Shape::Ensemble(3))
+        .notified("all watch the lowest node"),
+    ]
 }
 
 #[cfg(test)]

@@ -299,6 +299,8 @@ async fn run(
         out_dir: out.clone(),
         progress: progress && std::io::stderr().is_terminal() && std::env::var_os("CI").is_none(),
         cancel: cancel.clone(),
+        require_backends: std::env::var("LOCKBENCH_REQUIRE_BACKENDS")
+            .is_ok_and(|v| v == "1" || v == "true"),
     };
     let mut mismatches = Vec::new();
     let mut failures = 0;

@@ -283,8 +283,7 @@ pub enum Topology {
     /// independent masters). The default.
     Single,
     /// What users deploy for availability: Redis with Sentinel, a
-    /// ZooKeeper ensemble, an etcd cluster (see
-    /// [`topology::replicated_shape`]).
+    /// ZooKeeper ensemble, an etcd cluster (each backend names its own).
     Replicated,
 }
 
@@ -388,10 +387,9 @@ impl Cluster {
         Ok(cluster)
     }
 
-    /// Starts `backend`'s replicated topology
-    /// ([`topology::replicated_shape`]), logging into `log_dir`.
-    pub async fn start_replicated(backend: &str, log_dir: &Path) -> Result<Cluster> {
-        Cluster::start_replicated_inner(backend, log_dir, false).await
+    /// Starts the replicated topology `shape`, logging into `log_dir`.
+    pub async fn start_replicated(shape: topology::Shape, log_dir: &Path) -> Result<Cluster> {
+        Cluster::start_replicated_inner(shape, log_dir, false).await
     }
 
     /// Like [`Cluster::start_replicated`], with every data server (not the
@@ -399,22 +397,18 @@ impl Cluster {
     /// [`Cluster::start_with_clock`]: one member's clock can then be
     /// skewed. Refused where the members cannot be skewed (ZooKeeper,
     /// etcd: [`ServerKind::lease_clock`] says why).
-    pub async fn start_replicated_with_clock(backend: &str, log_dir: &Path) -> Result<Cluster> {
-        Cluster::start_replicated_inner(backend, log_dir, true).await
+    pub async fn start_replicated_with_clock(
+        shape: topology::Shape,
+        log_dir: &Path,
+    ) -> Result<Cluster> {
+        Cluster::start_replicated_inner(shape, log_dir, true).await
     }
 
     async fn start_replicated_inner(
-        backend: &str,
+        shape: topology::Shape,
         log_dir: &Path,
         with_clock: bool,
     ) -> Result<Cluster> {
-        let Some(shape) = topology::replicated_shape(backend) else {
-            return Err(Error::Backend {
-                backend: backend.into(),
-                endpoint: String::new(),
-                message: "lockbench has no replicated topology for this backend".into(),
-            });
-        };
         if let topology::Shape::Masters(n) = shape {
             let mut cluster = Cluster::start_inner(shape.kind(), n, log_dir, with_clock).await?;
             cluster.shape = Some(shape);
@@ -703,12 +697,6 @@ impl Cluster {
             s.stop();
         }
     }
-}
-
-/// Whether `LOCKBENCH_REQUIRE_BACKENDS=1`: a missing server is an error,
-/// not a skip.
-pub fn backends_required() -> bool {
-    std::env::var("LOCKBENCH_REQUIRE_BACKENDS").is_ok_and(|v| v == "1" || v == "true")
 }
 
 /// Checks that the programs for `kind` are installed.

@@ -219,21 +219,6 @@ impl Shape {
     }
 }
 
-/// The replicated topology of `backend`, if lockbench has one: what users
-/// deploy (seed 003; the list).
-pub fn replicated_shape(backend: &str) -> Option<Shape> {
-    match backend {
-        "redis" | "redis-get-set" => Some(Shape::Sentinel {
-            replicas: 2,
-            sentinels: 3,
-        }),
-        "zookeeper" | "zookeeper-herd" => Some(Shape::Ensemble(3)),
-        "etcd" => Some(Shape::EtcdCluster(3)),
-        "redlock" => Some(Shape::Masters(5)),
-        _ => None,
-    }
-}
-
 /// What every replicated topology says about its data servers (the
 /// members faults target); the rest comes with these two.
 pub trait Members {

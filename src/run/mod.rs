@@ -7,5 +7,5 @@ mod properties;
 mod runner;
 mod spof;
 
-pub use properties::{run_matrix, waiting};
+pub use properties::run_matrix;
 pub use runner::{RunOptions, RunOutcome, check_file, mix, run_backend};

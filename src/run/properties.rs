@@ -30,25 +30,11 @@ use super::runner::{RunOptions, RunOutcome, run_backend};
 use super::spof;
 use crate::backend::{self, AcquireOptions, ClientConfig, LockBackend, LockClient, Outcome};
 use crate::check::Verdict;
-use crate::cluster::{self, Cluster};
+use crate::cluster::Cluster;
 use crate::error::{Error, Result};
 use crate::scenario::Scenario;
 use crate::summary::matrix::{Cell, Matrix, Row};
 use crate::workload::KeyChoice;
-
-/// How waiters learn that the lock is free, by recipe.
-pub fn waiting(backend: &str) -> &'static str {
-    match backend {
-        "inproc" => "notified (in-process wake-up)",
-        "zookeeper" => "notified (watch on the next-lower node)",
-        "zookeeper-herd" => "notified (all watch the lowest node)",
-        "mysql-for-update" | "mysql-get-lock" | "postgres-advisory" => {
-            "notified (blocking call in the server)"
-        }
-        "etcd" => "notified (watch on the key)",
-        _ => "poll (retry with backoff)",
-    }
-}
 
 /// Measures the matrix for every backend of `scenario` and writes
 /// `matrix.json` and `matrix.html` into `out/<scenario>/`.
@@ -123,11 +109,7 @@ async fn measure_backend(
     opts: &RunOptions,
     dir: &Path,
 ) -> Result<Row> {
-    let info = backend::info(name).ok_or_else(|| Error::Backend {
-        backend: name.into(),
-        endpoint: String::new(),
-        message: "unknown backend".into(),
-    })?;
+    let info = backend::Registry::builtin().require(name)?;
     let mut row = Row {
         backend: name.to_string(),
         recipe: info.recipe.to_string(),
@@ -136,13 +118,9 @@ async fn measure_backend(
         topology: spof::topology(name),
         cells: Vec::new(),
     };
-    if let Some(kind) = info.server
-        && let Err(e) = cluster::ensure_installed(name, kind)
-    {
-        if cluster::backends_required() {
-            return Err(e);
-        }
-        row.skipped = Some(e.to_string());
+    let external = scenario.endpoints.contains_key(name);
+    if let Some(reason) = super::runner::missing_server(info, external, opts)? {
+        row.skipped = Some(reason);
         return Ok(row);
     }
 
@@ -161,7 +139,7 @@ async fn measure_backend(
         Some(kind) => Cluster::start(kind, info.servers.max(1), &probe_dir).await?,
         None => Cluster::none(),
     };
-    let lock = backend::build(name, servers.endpoints()).await?;
+    let lock = info.build(servers.endpoints()).await?;
     let probes = Probes {
         backend: lock,
         lease: scenario.lease,
@@ -225,7 +203,11 @@ async fn measure_backend(
         ("handoff".into(), handoff.linked(link.clone())),
         (
             "waiting".into(),
-            Cell::new(waiting(name), None, serde_json::json!(waiting(name))),
+            Cell::new(
+                info.waiters.to_string(),
+                None,
+                serde_json::json!(info.waiters.to_string()),
+            ),
         ),
         ("reentrancy".into(), reentrancy.linked(link.clone())),
         ("fencing".into(), fencing.linked(link.clone())),

@@ -34,6 +34,10 @@ pub struct RunOptions {
     pub progress: bool,
     /// Cancelled on Ctrl-C: the run stops early but still writes its files.
     pub cancel: CancellationToken,
+    /// A backend whose server is not installed fails the run instead of
+    /// being skipped (CI sets `LOCKBENCH_REQUIRE_BACKENDS=1`, which the
+    /// binary reads).
+    pub require_backends: bool,
 }
 
 impl Default for RunOptions {
@@ -42,6 +46,7 @@ impl Default for RunOptions {
             out_dir: PathBuf::from("reports"),
             progress: false,
             cancel: CancellationToken::new(),
+            require_backends: false,
         }
     }
 }
@@ -63,6 +68,24 @@ pub enum RunOutcome {
     },
 }
 
+/// `None` when `info`'s server is installed (or not needed: in-process,
+/// or `external` endpoints); else the reason to skip the backend, with the
+/// install hint, or that reason as the error when backends are required.
+pub(super) fn missing_server(
+    info: &backend::BackendInfo,
+    external: bool,
+    opts: &RunOptions,
+) -> Result<Option<String>> {
+    let Some(kind) = info.server.filter(|_| !external) else {
+        return Ok(None);
+    };
+    match cluster::ensure_installed(&info.name, kind) {
+        Ok(_) => Ok(None),
+        Err(e) if opts.require_backends => Err(e),
+        Err(e) => Ok(Some(e.to_string())),
+    }
+}
+
 /// Events in flight between clients and the history writer.
 const HISTORY_CHANNEL: usize = 64 * 1024;
 
@@ -73,29 +96,18 @@ pub async fn run_backend(
     seed: u64,
     opts: &RunOptions,
 ) -> Result<RunOutcome> {
-    let info = backend::info(backend_name).ok_or_else(|| Error::Backend {
-        backend: backend_name.into(),
-        endpoint: String::new(),
-        message: format!("unknown backend; known: {}", backend::names().join(", ")),
-    })?;
+    let info = backend::Registry::builtin().require(backend_name)?;
     // Find out whether the server exists before creating anything on disk.
     let external = scenario.endpoints.get(backend_name);
-    if let (Some(kind), None) = (info.server, external)
-        && let Err(e) = cluster::ensure_installed(backend_name, kind)
-    {
-        if cluster::backends_required() {
-            return Err(e);
-        }
-        return Ok(RunOutcome::Skipped {
-            reason: e.to_string(),
-        });
+    if let Some(reason) = missing_server(info, external.is_some(), opts)? {
+        return Ok(RunOutcome::Skipped { reason });
     }
 
     let run_dir = new_run_dir(&opts.out_dir, &scenario.name, backend_name)?;
     let started_at = now_rfc3339();
     // The timeline plus the random schedule's draw for this seed.
     let shape = match scenario.topology {
-        Topology::Replicated => crate::cluster::topology::replicated_shape(backend_name),
+        Topology::Replicated => info.replicated,
         Topology::Single => None,
     };
     let members = shape.map_or(info.servers.max(1), |s| s.members());
@@ -107,17 +119,15 @@ pub async fn run_backend(
     let servers = match (info.server, external) {
         (None, _) => Cluster::none(),
         (Some(kind), Some(addrs)) => Cluster::external(kind, addrs).await?,
-        (Some(kind), None) if shape.is_some() => match kind.skew_support() {
-            Ok(()) if clock_faults => {
-                Cluster::start_replicated_with_clock(backend_name, &run_dir).await?
-            }
+        (Some(kind), None) if let Some(shape) = shape => match kind.skew_support() {
+            Ok(()) if clock_faults => Cluster::start_replicated_with_clock(shape, &run_dir).await?,
             Err(why) if clock_faults => {
                 notes.push(format!(
                     "clock faults did not apply to {backend_name}: {why}"
                 ));
-                Cluster::start_replicated(backend_name, &run_dir).await?
+                Cluster::start_replicated(shape, &run_dir).await?
             }
-            _ => Cluster::start_replicated(backend_name, &run_dir).await?,
+            _ => Cluster::start_replicated(shape, &run_dir).await?,
         },
         (Some(kind), None) if clock_faults => match kind.skew_support() {
             Ok(()) => Cluster::start_with_clock(kind, info.servers.max(1), &run_dir).await?,
@@ -148,10 +158,10 @@ pub async fn run_backend(
         Some(l) => {
             for h in 0..hosts {
                 let eps = l.endpoints_for(h, servers.endpoints());
-                host_backends.push(backend::build(backend_name, &eps).await?);
+                host_backends.push(info.build(&eps).await?);
             }
         }
-        None => host_backends.push(backend::build(backend_name, servers.endpoints()).await?),
+        None => host_backends.push(info.build(servers.endpoints()).await?),
     }
 
     // Clients are made before the clock starts: connecting is not part of

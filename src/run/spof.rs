@@ -5,7 +5,7 @@
 //!
 //! Each is an ordinary run ([`run_backend`]) of a copy of the scenario
 //! with one fault in its middle, on the backend's replicated topology when
-//! lockbench has one ([`replicated_shape`]) and on its single server
+//! lockbench has one (the registry's `replicated`) and on its single server
 //! otherwise. The cell reads three things from that run's summary: its
 //! verdict (exclusion kept or not), and from the checker's recovery entry
 //! for the fault (`summary.recovery.faults`) the acquires asked for and
@@ -21,7 +21,7 @@ use super::runner::{RunOptions, RunOutcome, run_backend};
 use crate::backend;
 use crate::check::Verdict;
 use crate::cluster::Topology;
-use crate::cluster::topology::{Shape, replicated_shape};
+use crate::cluster::topology::Shape;
 use crate::error::{Error, Result};
 use crate::fault::{FaultKind, FaultSpec};
 use crate::scenario::Scenario;
@@ -86,7 +86,7 @@ impl MemberFault {
 pub(super) fn topology(backend: &str) -> Option<String> {
     let info = backend::info(backend)?;
     info.server?;
-    Some(match replicated_shape(backend) {
+    Some(match info.replicated {
         Some(shape) => shape.describe(),
         None if info.servers > 1 => format!("{} servers", info.servers),
         None => "single server".to_string(),
@@ -119,15 +119,15 @@ pub(super) async fn measure(
     dir: &Path,
     fault: MemberFault,
 ) -> Result<Cell> {
-    let has_server = backend::info(name).is_some_and(|i| i.server.is_some());
-    if !has_server {
+    let info = backend::info(name);
+    if !info.is_some_and(|i| i.server.is_some()) {
         return Ok(Cell::new(
             "no server",
             None,
             serde_json::json!({"applies": false, "why": "no server"}),
         ));
     }
-    let shape = replicated_shape(name);
+    let shape = info.and_then(|i| i.replicated);
     let target = match target(fault, shape) {
         Ok(t) => t,
         Err(why) => {

@@ -506,13 +506,13 @@ impl Scenario {
                 if topology == Topology::Replicated {
                     let lacking: Vec<&String> = backends
                         .iter()
-                        .filter(|b| crate::cluster::topology::replicated_shape(b).is_none())
+                        .filter(|b| replicated_shape(b).is_none())
                         .collect();
                     if let Some(b) = lacking.first() {
                         let with: Vec<&str> = known
                             .iter()
                             .copied()
-                            .filter(|b| crate::cluster::topology::replicated_shape(b).is_some())
+                            .filter(|b| replicated_shape(b).is_some())
                             .collect();
                         return Err(err(
                             Some(t.span()),
@@ -547,7 +547,7 @@ impl Scenario {
                 let no_pairs = backends.iter().find(|b| {
                     topology == Topology::Single
                         || !matches!(
-                            crate::cluster::topology::replicated_shape(b),
+                            replicated_shape(b),
                             Some(crate::cluster::topology::Shape::Ensemble(_))
                         )
                 });
@@ -655,8 +655,7 @@ fn startable_servers(
             }
             Some(info) if info.server.is_some() => match topology {
                 Topology::Single => info.servers,
-                Topology::Replicated => crate::cluster::topology::replicated_shape(b)
-                    .map_or(info.servers, |s| s.members()),
+                Topology::Replicated => replicated_shape(b).map_or(info.servers, |s| s.members()),
             },
             _ => {
                 why = format!("{b} runs in-process and has no server");
@@ -745,6 +744,11 @@ fn edit_distance(a: &str, b: &str) -> usize {
         prev = cur;
     }
     prev[b.len()]
+}
+
+/// What `topology = "replicated"` starts for the backend `name`.
+fn replicated_shape(name: &str) -> Option<crate::cluster::topology::Shape> {
+    backend::info(name).and_then(|b| b.replicated)
 }
 
 #[cfg(test)]

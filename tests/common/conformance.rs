@@ -160,6 +160,7 @@ pub async fn contended_run_is_valid(name: &str) {
     let scenario = Scenario::parse(std::path::Path::new("conformance.toml"), &text).unwrap();
     let opts = RunOptions {
         out_dir: dir.path().to_path_buf(),
+        require_backends: super::backends_required(),
         ..RunOptions::default()
     };
     match run_backend(&scenario, name, 1, &opts).await {

@@ -3,13 +3,19 @@
 
 use std::path::{Path, PathBuf};
 
+/// Whether `LOCKBENCH_REQUIRE_BACKENDS=1` (CI): a missing server fails the
+/// test instead of skipping it.
+pub fn backends_required() -> bool {
+    std::env::var("LOCKBENCH_REQUIRE_BACKENDS").is_ok_and(|v| v == "1" || v == "true")
+}
+
 /// True if `binary` is installed. If not: panics under
 /// `LOCKBENCH_REQUIRE_BACKENDS=1` (CI), else prints why the test is skipped.
 pub fn server_available(binary: &str) -> bool {
     if lockbench::cluster::find_binary(binary).is_some() {
         return true;
     }
-    if lockbench::cluster::backends_required() {
+    if backends_required() {
         panic!(
             "{binary} is not installed and LOCKBENCH_REQUIRE_BACKENDS=1: run scripts/install-backends.sh"
         );
@@ -24,7 +30,7 @@ pub fn kind_available(kind: lockbench::cluster::ServerKind) -> bool {
     match kind.locate() {
         Ok(_) => true,
         Err(missing) => {
-            if lockbench::cluster::backends_required() {
+            if backends_required() {
                 panic!("{missing} is not installed and LOCKBENCH_REQUIRE_BACKENDS=1");
             }
             eprintln!("skipped: {missing} is not installed");
