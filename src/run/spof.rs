@@ -120,7 +120,7 @@ pub(super) async fn measure(
     fault: MemberFault,
 ) -> Result<Cell> {
     let info = backend::info(name);
-    if !info.is_some_and(|i| i.server.is_some()) {
+    if info.is_none_or(|i| i.server.is_none()) {
         return Ok(Cell::new(
             "no server",
             None,
