@@ -37,7 +37,8 @@ async fn the_matrix_measures_what_the_docs_say() {
         require_backends: common::backends_required(),
         ..RunOptions::default()
     };
-    let (page, matrix) = run_matrix(&scenario, 1, &opts).await.unwrap();
+    let lockbench::run::MatrixRun { page, matrix, .. } =
+        run_matrix(&scenario, 1, &opts).await.unwrap();
     assert!(page.exists());
     assert!(out.path().join("m/matrix.json").exists());
     let cell = |backend: &str, prop: &str| cell(&matrix, backend, prop);
@@ -103,7 +104,8 @@ async fn the_matrix_shows_which_lock_is_a_single_point_of_failure() {
         require_backends: common::backends_required(),
         ..RunOptions::default()
     };
-    let (page, matrix) = run_matrix(&scenario, 5, &opts).await.unwrap();
+    let lockbench::run::MatrixRun { page, matrix, .. } =
+        run_matrix(&scenario, 5, &opts).await.unwrap();
     let topology = |backend: &str| {
         let row = matrix.rows.iter().find(|r| r.backend == backend).unwrap();
         row.topology.clone()

@@ -448,9 +448,20 @@ impl ServerProcess {
             })
     }
 
-    /// Sends SIGSTOP (freezes the server) or SIGCONT (resumes it).
+    /// Sends `signal` to the server's process group. SIGSTOP (freeze) is
+    /// delivered asynchronously: this returns once every thread of the
+    /// server is stopped (bounded by [`STOP_WAIT`]), so a request sent
+    /// after it meets a frozen server, not one still finishing its turn on
+    /// another core.
     pub fn signal(&self, signal: i32) {
-        kill_group(self.child.id(), signal);
+        let pid = self.child.id();
+        kill_group(pid, signal);
+        if signal == libc::SIGSTOP {
+            let deadline = std::time::Instant::now() + STOP_WAIT;
+            while !all_threads_stopped(pid) && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        }
     }
 
     /// Kills the server and waits for it.
@@ -479,6 +490,31 @@ impl Drop for ServerProcess {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// How long [`ServerProcess::signal`] waits for a SIGSTOP to take effect.
+pub const STOP_WAIT: Duration = Duration::from_secs(2);
+
+/// Whether every thread of `pid` is stopped (state `T` in
+/// /proc/PID/task/TID/stat); false when /proc cannot tell.
+fn all_threads_stopped(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    let mut any = false;
+    for task in tasks.flatten() {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue;
+        };
+        let state = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next());
+        if !matches!(state, Some("T") | Some("t")) {
+            return false;
+        }
+        any = true;
+    }
+    any
 }
 
 /// The PIDs listed in /proc now (empty where /proc cannot be read).

@@ -3,9 +3,11 @@
 //! property matrix with its single-point-of-failure runs, and the suite of
 //! runs a `lockbench run` command asks for.
 
+pub mod cli;
+pub mod commands;
 mod properties;
 mod runner;
 mod spof;
 
-pub use properties::run_matrix;
+pub use properties::{MatrixRun, run_matrix};
 pub use runner::{RunOptions, RunOutcome, check_file, mix, run_backend};

@@ -38,11 +38,7 @@ use crate::workload::KeyChoice;
 
 /// Measures the matrix for every backend of `scenario` and writes
 /// `matrix.json` and `matrix.html` into `out/<scenario>/`.
-pub async fn run_matrix(
-    scenario: &Scenario,
-    seed: u64,
-    opts: &RunOptions,
-) -> Result<(PathBuf, Matrix)> {
+pub async fn run_matrix(scenario: &Scenario, seed: u64, opts: &RunOptions) -> Result<MatrixRun> {
     let dir = opts.out_dir.join(&scenario.name);
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
     let mut matrix = Matrix {
@@ -52,12 +48,18 @@ pub async fn run_matrix(
         clients: scenario.clients,
         rows: Vec::new(),
     };
+    let mut exclusion = Vec::new();
     for name in &scenario.backends {
         if opts.cancel.is_cancelled() {
             break;
         }
         let row = match measure_backend(scenario, name, seed, opts, &dir).await {
-            Ok(row) => row,
+            Ok((row, verdict)) => {
+                if let Some(v) = verdict {
+                    exclusion.push((name.clone(), v));
+                }
+                row
+            }
             Err(e @ Error::MissingServer { .. }) => return Err(e),
             Err(e) => Row {
                 backend: name.clone(),
@@ -76,7 +78,23 @@ pub async fn run_matrix(
         write_matrix(&dir, &matrix)?;
     }
     write_matrix(&dir, &matrix)?;
-    Ok((dir.join("matrix.html"), matrix))
+    Ok(MatrixRun {
+        page: dir.join("matrix.html"),
+        matrix,
+        exclusion,
+    })
+}
+
+/// What a matrix run wrote and found.
+#[derive(Debug)]
+pub struct MatrixRun {
+    /// `matrix.html`.
+    pub page: PathBuf,
+    /// What `matrix.json` holds.
+    pub matrix: Matrix,
+    /// The exclusion verdict of each backend whose contended runs ran (the
+    /// worse of the two), to judge against the scenario's expectation.
+    pub exclusion: Vec<(String, Verdict)>,
 }
 
 fn write_matrix(dir: &Path, matrix: &Matrix) -> Result<()> {
@@ -108,7 +126,7 @@ async fn measure_backend(
     seed: u64,
     opts: &RunOptions,
     dir: &Path,
-) -> Result<Row> {
+) -> Result<(Row, Option<Verdict>)> {
     let info = backend::Registry::builtin().require(name)?;
     let mut row = Row {
         backend: name.to_string(),
@@ -121,7 +139,7 @@ async fn measure_backend(
     let external = scenario.endpoints.contains_key(name);
     if let Some(reason) = super::runner::missing_server(info, external, opts)? {
         row.skipped = Some(reason);
-        return Ok(row);
+        return Ok((row, None));
     }
 
     // The two contended runs, through the ordinary runner.
@@ -168,6 +186,14 @@ async fn measure_backend(
         .iter()
         .map(|r| r.as_ref().map(|(_, s)| s.verdict))
         .collect::<Vec<_>>();
+    let exclusion_verdict = match (verdicts[0], verdicts[1]) {
+        (Some(Verdict::Valid), Some(Verdict::Valid)) => Some(Verdict::Valid),
+        (Some(a), Some(b)) if a == Verdict::Invalid || b == Verdict::Invalid => {
+            Some(Verdict::Invalid)
+        }
+        (Some(_), Some(_)) => Some(Verdict::Unknown),
+        _ => None,
+    };
     let exclusion = match (verdicts[0], verdicts[1]) {
         (Some(Verdict::Valid), Some(Verdict::Valid)) => {
             Cell::new("valid", Some(true), serde_json::json!("valid"))
@@ -218,7 +244,7 @@ async fn measure_backend(
         ("member_lost".into(), member_lost),
         ("member_cut".into(), member_cut),
     ];
-    Ok(row)
+    Ok((row, exclusion_verdict))
 }
 
 /// A contended run of `scenario`'s shape: all clients on one key, or each

@@ -1,0 +1,116 @@
+//! The command line, as clap parses it: the commands, their flags and
+//! their help texts (design.md's CLI contract).
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use super::commands::{Format, Gate};
+
+/// lockbench's arguments.
+#[derive(Debug, Parser)]
+#[command(
+    name = "lockbench",
+    version,
+    about = "Measures distributed locks on real servers: contention, a checked history, an HTML report.",
+    long_about = "lockbench runs simulated clients that contend for locks on real servers \
+                  (started by lockbench on free 127.0.0.1 ports, or given as endpoints), records \
+                  every operation in history.jsonl, checks mutual exclusion from that history, \
+                  and writes summary.json and an HTML report per run."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    /// What to do.
+    pub command: Command,
+    /// Worker threads of the runtime that drives the clients (default: one
+    /// per core). The servers share the machine: on a small one, fewer
+    /// driver threads leave them more CPU, and one thread saves a thread
+    /// hop per request.
+    #[arg(long, global = true, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub threads: Option<u16>,
+}
+
+/// One command.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run scenarios: one run directory per scenario and backend.
+    ///
+    /// Exit code 0 when every verdict is what its scenario expects, 1 when one
+    /// is not (or, under --fail-on-regression, when a run regressed against
+    /// its --baseline), 2 on a bad scenario or flag.
+    Run {
+        /// Scenario files (TOML), e.g. scenarios/quick.toml. All are
+        /// validated before anything starts.
+        #[arg(required = true, value_name = "SCENARIO.toml")]
+        scenarios: Vec<PathBuf>,
+        /// Where run directories go: DIR/<scenario>/<backend>/<timestamp>/.
+        #[arg(long, value_name = "DIR", default_value = "reports")]
+        out: PathBuf,
+        /// Seed for every random choice (overrides the scenario's). Without
+        /// one, a seed is drawn and printed so the run can be repeated.
+        #[arg(long, value_name = "N")]
+        seed: Option<u64>,
+        /// Only run these backends of the scenarios (comma-separated).
+        #[arg(long, value_name = "NAMES", value_delimiter = ',')]
+        backends: Option<Vec<String>>,
+        /// No progress bar (it is also off when stderr is not a terminal).
+        #[arg(long)]
+        no_progress: bool,
+        /// The regression gate.
+        #[command(flatten)]
+        gate: Gate,
+    },
+    /// Check a recorded history and print the verdict with its witness.
+    ///
+    /// Exit code 0 valid, 1 invalid, 2 bad input, 3 unknown.
+    Check {
+        /// history.jsonl of a run (or any history v1 file).
+        #[arg(value_name = "HISTORY")]
+        history: PathBuf,
+        /// The history's format.
+        #[arg(long, value_enum, default_value_t = Format::Jsonl)]
+        format: Format,
+        /// Also check linearizability against an owner-aware mutex model
+        /// (a search per key; may end `unknown` on its time budget).
+        #[arg(long)]
+        linearizable: bool,
+    },
+    /// Write a history in another tool's form.
+    ///
+    /// Exit code 0 written, 2 bad input.
+    Export {
+        /// The output form: `porcupine` (Porcupine's operations, one JSON
+        /// array).
+        #[arg(long, value_enum)]
+        format: ExportFormat,
+        /// The history (history v1 JSONL, or Jepsen EDN with --input edn).
+        #[arg(value_name = "HISTORY")]
+        history: PathBuf,
+        /// The input history's format.
+        #[arg(long, value_enum, default_value_t = Format::Jsonl)]
+        input: Format,
+        /// Write here instead of stdout.
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Rebuild index.html of recorded runs; given several, also write a
+    /// page that compares them.
+    Report {
+        /// Run directories (each holding summary.json).
+        #[arg(required = true, value_name = "RUN_DIR")]
+        runs: Vec<PathBuf>,
+        /// Where the comparison page goes when several runs are given.
+        #[arg(long, value_name = "DIR", default_value = "reports")]
+        out: PathBuf,
+        /// The regression gate.
+        #[command(flatten)]
+        gate: Gate,
+    },
+}
+
+/// The forms `lockbench export` writes.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ExportFormat {
+    /// Porcupine's operation form (client id, input, call, output, return).
+    Porcupine,
+}

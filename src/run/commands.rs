@@ -1,0 +1,489 @@
+//! The commands of the `lockbench` binary, as library functions: each
+//! takes its parsed arguments, prints what it finds and returns the exit
+//! code of design.md's CLI contract. The binary only parses flags, starts
+//! the runtime and handles signals.
+
+use std::path::{Path, PathBuf};
+
+use tokio_util::sync::CancellationToken;
+
+use super::{RunOptions, RunOutcome, run_backend, run_matrix};
+use crate::backend;
+use crate::check::{self, Verdict};
+use crate::error::{Error, Result};
+use crate::history::{self, Event};
+use crate::report::{self, baseline};
+use crate::scenario::{Mode, Scenario};
+use crate::summary::Summary;
+
+/// Exit code for bad input.
+pub const BAD_INPUT: u8 = 2;
+
+/// A history's format on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// lockbench's history v1 (design.md).
+    Jsonl,
+    /// Jepsen's history.edn of a lock workload (:acquire/:release; a
+    /// process whose operation ended :info has crashed).
+    Edn,
+}
+
+/// The regression gate's flags (`lockbench run` and `lockbench report`).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct Gate {
+    /// Compare each run with the newest earlier run of the same scenario and
+    /// backend under DIR (an out dir: DIR/<scenario>/<backend>/<timestamp>/).
+    /// Flags a worse verdict or new violations, and acquire p99 latency or
+    /// throughput worse by more than --threshold percent; shown on the pages
+    /// and printed.
+    #[arg(long, value_name = "DIR")]
+    pub baseline: Option<PathBuf>,
+    /// The regression threshold, percent.
+    #[arg(long, value_name = "PCT", default_value_t = 10.0)]
+    pub threshold: f64,
+    /// Exit 1 when a run regressed against the baseline.
+    #[arg(long, requires = "baseline")]
+    pub fail_on_regression: bool,
+}
+
+/// What `lockbench run` was asked.
+#[derive(Debug, Clone)]
+pub struct RunArgs {
+    /// Scenario files, all validated before anything starts.
+    pub scenarios: Vec<PathBuf>,
+    /// Root of the run directories.
+    pub out: PathBuf,
+    /// Seed for every random choice (overrides the scenarios').
+    pub seed: Option<u64>,
+    /// Only these backends of the scenarios.
+    pub only: Option<Vec<String>>,
+    /// Show a progress bar.
+    pub progress: bool,
+    /// A missing server fails instead of being skipped.
+    pub require_backends: bool,
+    /// Cancelled on Ctrl-C: the runs stop early but keep what they recorded.
+    pub cancel: CancellationToken,
+    /// The regression gate.
+    pub gate: Gate,
+}
+
+/// `lockbench run`: every scenario of `args` on each of its backends,
+/// printed as it goes; the exit code (0 as expected, 1 not, 2 bad input,
+/// 130 interrupted).
+pub async fn run_scenarios(args: RunArgs) -> Result<u8> {
+    let RunArgs {
+        scenarios: paths,
+        out,
+        seed,
+        only,
+        progress,
+        require_backends,
+        cancel,
+        gate,
+    } = args;
+    if let Some(dir) = &gate.baseline
+        && !dir.is_dir()
+    {
+        eprintln!("error: --baseline: {} is not a directory", dir.display());
+        return Ok(BAD_INPUT);
+    }
+    if !(gate.threshold.is_finite() && gate.threshold >= 0.0) {
+        eprintln!("error: --threshold must be a percentage >= 0");
+        return Ok(BAD_INPUT);
+    }
+    let mut regressed = Vec::new();
+    // Validate everything before starting anything.
+    let mut scenarios = Vec::new();
+    for p in &paths {
+        match Scenario::load(p) {
+            Ok(s) => scenarios.push(s),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Ok(BAD_INPUT);
+            }
+        }
+    }
+    if let Some(only) = &only {
+        for name in only {
+            if backend::info(name).is_none() {
+                eprintln!(
+                    "error: --backends: unknown backend {name:?}\n  hint: known backends: {}",
+                    backend::names().join(", ")
+                );
+                return Ok(BAD_INPUT);
+            }
+        }
+    }
+    let opts = RunOptions {
+        out_dir: out.clone(),
+        progress,
+        cancel: cancel.clone(),
+        require_backends,
+    };
+    let mut mismatches = Vec::new();
+    let mut failures = 0;
+    for scenario in &scenarios {
+        let seed = seed.or(scenario.seed).unwrap_or_else(rand::random);
+        println!(
+            "{}: seed {seed} (repeat with: lockbench run {} --seed {seed})",
+            scenario.name,
+            scenario.path.display()
+        );
+        if scenario.mode == Mode::Properties {
+            match run_matrix(scenario, seed, &opts).await {
+                Ok(m) => {
+                    println!("  matrix: {}", m.page.display());
+                    for row in &m.matrix.rows {
+                        if let Some(why) = &row.error {
+                            failures += 1;
+                            eprintln!("  {}: {why} (seed {seed})", row.backend);
+                        }
+                    }
+                    for (backend, verdict) in &m.exclusion {
+                        if *verdict != scenario.expect_for(backend) {
+                            mismatches.push(format!(
+                                "{}/{backend}: exclusion {verdict} but the scenario expects {} (seed {seed})",
+                                scenario.name,
+                                scenario.expect_for(backend)
+                            ));
+                        }
+                    }
+                }
+                Err(e) => {
+                    failures += 1;
+                    eprintln!("  properties: error: {e} (seed {seed})");
+                }
+            }
+            continue;
+        }
+        let mut completed = Vec::new();
+        for backend in &scenario.backends {
+            if only.as_ref().is_some_and(|o| !o.contains(backend)) {
+                continue;
+            }
+            if cancel.is_cancelled() {
+                break;
+            }
+            // Found before the run, so the new run cannot be its own baseline.
+            let base = gate
+                .baseline
+                .as_ref()
+                .and_then(|dir| baseline::find_baseline(dir, &scenario.name, backend, None));
+            match run_backend(scenario, backend, seed, &opts).await {
+                Ok(RunOutcome::Skipped { reason }) => println!("  {backend:<18} skipped: {reason}"),
+                Ok(RunOutcome::Completed { run_dir, summary }) => {
+                    print_run(&summary, &run_dir);
+                    if gate.baseline.is_some()
+                        && apply_baseline(&run_dir, &summary, base, gate.threshold)
+                    {
+                        regressed.push(format!("{}/{}", summary.scenario, summary.backend));
+                    }
+                    if !summary.matches_expectation {
+                        mismatches.push(format!(
+                            "{}/{}: {} but the scenario expects {} (seed {seed}; {})",
+                            summary.scenario,
+                            summary.backend,
+                            summary.verdict,
+                            summary.expect,
+                            run_dir.join("index.html").display()
+                        ));
+                    }
+                    completed.push((run_dir, *summary));
+                }
+                Err(e) => {
+                    failures += 1;
+                    eprintln!("  {backend:<18} error: {e} (seed {seed})");
+                }
+            }
+        }
+        if completed.len() > 1 {
+            let dir = out.join(&scenario.name);
+            match report::write_comparison(&dir, &completed) {
+                Ok(page) => println!("  comparison: {}", page.display()),
+                Err(e) => eprintln!("  comparison page not written: {e}"),
+            }
+        }
+    }
+    if cancel.is_cancelled() {
+        eprintln!(
+            "lockbench: interrupted; what was recorded is in {}",
+            out.display()
+        );
+        return Ok(130);
+    }
+    if !mismatches.is_empty() {
+        eprintln!("\nNot what the scenario expects:");
+        for m in &mismatches {
+            eprintln!("  {m}");
+        }
+    }
+    if !regressed.is_empty() {
+        println!(
+            "\nREGRESSION against the baseline: {}",
+            regressed.join(", ")
+        );
+        if gate.fail_on_regression {
+            return Ok(1);
+        }
+    }
+    Ok(if mismatches.is_empty() && failures == 0 {
+        0
+    } else {
+        1
+    })
+}
+
+fn print_run(s: &Summary, run_dir: &Path) {
+    let mark = if s.matches_expectation {
+        "as expected"
+    } else {
+        "NOT AS EXPECTED"
+    };
+    println!(
+        "  {:<18} {:<8} ({mark}, expects {}) {:>9.0} acq/s  acquire p50 {} µs p99 {} µs  {} violations",
+        s.backend,
+        s.verdict.as_str(),
+        s.expect,
+        s.throughput_per_s,
+        s.acquire_latency_us.p50,
+        s.acquire_latency_us.p99,
+        s.violations
+    );
+    for w in s.witnesses.iter().take(3) {
+        println!("      witness: {w}");
+    }
+    if let Some(reason) = &s.verdict_reason {
+        println!("      {reason}");
+    }
+    println!("      report: {}", run_dir.join("index.html").display());
+}
+
+/// Compares a finished run with its baseline (if any), records the result
+/// in the run directory, rebuilds the run page and prints the outcome.
+/// True when the run regressed.
+fn apply_baseline(
+    run_dir: &Path,
+    summary: &Summary,
+    base: Option<(PathBuf, Summary)>,
+    threshold: f64,
+) -> bool {
+    let Some((base_dir, base)) = base else {
+        println!("      baseline: none found for this scenario and backend (this run can be one)");
+        return false;
+    };
+    let cmp = baseline::compare(summary, &base, &base_dir, threshold);
+    if let Err(e) = baseline::write(run_dir, &cmp) {
+        eprintln!("      baseline comparison not saved: {e}");
+    }
+    if let Err(e) = report::write_run_report(run_dir, summary) {
+        eprintln!("      report not rebuilt: {e}");
+    }
+    if cmp.regressed() {
+        println!("      REGRESSION against {}:", base_dir.display());
+        for r in &cmp.regressions {
+            println!("        {r}");
+        }
+    } else {
+        println!(
+            "      baseline: no regression against {} (threshold {} %)",
+            base_dir.display(),
+            threshold
+        );
+    }
+    cmp.regressed()
+}
+
+/// Reads a history in `format`; the error is printed.
+fn load_events(path: &Path, format: Format) -> Option<Vec<Event>> {
+    let loaded = match format {
+        Format::Jsonl => history::read_jsonl(path),
+        Format::Edn => history::read_edn(path),
+    };
+    match loaded {
+        Ok(h) => Some(h.events),
+        Err(e) => {
+            eprintln!("error: {e}");
+            None
+        }
+    }
+}
+
+/// `lockbench check`: the verdicts of a recorded history, printed with
+/// their witnesses; the exit code (0 valid, 1 invalid, 2 bad input, 3
+/// unknown).
+pub fn check_history(path: &Path, format: Format, linearizable: bool) -> Result<u8> {
+    let opts = check::AnalysisOptions::default();
+    let mut events = None;
+    let analysed = match format {
+        Format::Jsonl => check::analyze_file(path, opts),
+        Format::Edn => match load_events(path, format) {
+            Some(ev) => {
+                let a = check::analyze_events(&ev, opts);
+                let stats = history::StreamStats {
+                    events: ev.len() as u64,
+                    truncated: false,
+                };
+                events = Some(ev);
+                Ok((a, stats))
+            }
+            None => return Ok(BAD_INPUT),
+        },
+    };
+    let (analysis, stats) = match analysed {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(BAD_INPUT);
+        }
+    };
+    if stats.truncated {
+        println!(
+            "note: the last line of {} was cut off (a killed run); checked the prefix",
+            path.display()
+        );
+    }
+    let m = &analysis.mutex;
+    println!(
+        "{}: {} ({} events, {} violations)",
+        m.checker, m.verdict, stats.events, m.violations
+    );
+    if !m.classes.is_empty() {
+        let classes: Vec<String> = m
+            .classes
+            .iter()
+            .map(|(c, n)| format!("{c} × {n}"))
+            .collect();
+        println!("  classes: {}", classes.join(", "));
+    }
+    for w in &m.witnesses {
+        println!("  witness: {w}");
+    }
+    if let Some(reason) = &m.reason {
+        println!("  {reason}");
+    }
+    let o = &analysis.ownership;
+    println!(
+        "ownership: {} ({} releases by a non-holder)",
+        o.verdict, o.violations
+    );
+    for w in &o.witnesses {
+        println!("  witness: {w}");
+    }
+    let f = &analysis.fencing;
+    let outcome = serde_json::to_value(f.outcome)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_else(|| format!("{:?}", f.outcome));
+    println!(
+        "fencing: {outcome} ({} writes, {} accepted, {} rejected, {} stale accepted)",
+        f.writes, f.accepted, f.rejected, f.stale_accepted
+    );
+    for w in f.witnesses.iter().take(10) {
+        println!("  witness: {w}");
+    }
+    let l = &analysis.liveness;
+    println!(
+        "liveness: Jain index {:.3}, longest wait {:.1} ms, {} deadlocks, {} starved clients",
+        l.jain_index,
+        l.longest_wait_ms,
+        l.deadlocks.len(),
+        l.starved_clients
+    );
+    let mut verdict = analysis.verdict();
+    if linearizable {
+        let events = match events {
+            Some(ev) => ev,
+            None => match load_events(path, format) {
+                Some(ev) => ev,
+                None => return Ok(BAD_INPUT),
+            },
+        };
+        let r = check::check_linearizable(&events, check::Budget::default());
+        print!("linearizable: {} ({} keys", r.verdict, r.keys);
+        if let Some(key) = &r.key {
+            print!(", key {key:?}");
+        }
+        if let Some(n) = r.longest_prefix {
+            print!(", longest linearizable prefix {n} operations");
+        }
+        println!(")");
+        if !r.unplaceable.is_empty() {
+            println!("  cannot be placed: events {:?}", r.unplaceable);
+        }
+        if let Some(reason) = &r.reason {
+            println!("  {reason}");
+        }
+        if r.verdict == Verdict::Invalid {
+            verdict = Verdict::Invalid;
+        }
+    }
+    Ok(verdict.exit_code() as u8)
+}
+
+/// `lockbench export --format porcupine`: the history as Porcupine's
+/// operations, to `output` or stdout; the exit code (0 written, 2 bad
+/// input).
+pub fn export_porcupine(path: &Path, format: Format, output: Option<&Path>) -> Result<u8> {
+    let Some(events) = load_events(path, format) else {
+        return Ok(BAD_INPUT);
+    };
+    let mut buf = Vec::new();
+    if let Err(e) = history::porcupine::write_porcupine(&events, &mut buf) {
+        eprintln!("error: {e}");
+        return Ok(BAD_INPUT);
+    }
+    match output {
+        Some(file) => {
+            std::fs::write(file, &buf).map_err(|e| Error::io(file, e))?;
+            eprintln!("wrote {}", file.display());
+        }
+        None => {
+            use std::io::Write as _;
+            std::io::stdout()
+                .write_all(&buf)
+                .map_err(|e| Error::io("stdout", e))?;
+        }
+    }
+    Ok(0)
+}
+
+/// `lockbench report`: the run pages rebuilt from the run directories, and
+/// a comparison page when there are several; the exit code (0 every run
+/// valid or as expected, 1 not, 2 bad input).
+pub fn report_runs(runs: &[PathBuf], out: &Path, gate: &Gate) -> Result<u8> {
+    let mut loaded = Vec::new();
+    let mut regressed = false;
+    for dir in runs {
+        let summary = match Summary::read(&dir.join("summary.json")) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!(
+                    "error: {e}\n  hint: give run directories written by `lockbench run` (they hold summary.json)"
+                );
+                return Ok(BAD_INPUT);
+            }
+        };
+        if let Some(base_dir) = &gate.baseline {
+            let base =
+                baseline::find_baseline(base_dir, &summary.scenario, &summary.backend, Some(dir));
+            println!("{}:", dir.display());
+            regressed |= apply_baseline(dir, &summary, base, gate.threshold);
+        }
+        let page = report::write_run_report(dir, &summary)?;
+        println!("{}", page.display());
+        loaded.push((dir.clone(), summary));
+    }
+    if loaded.len() > 1 {
+        std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+        let page = report::write_comparison(out, &loaded)?;
+        println!("{}", page.display());
+    }
+    let all_valid = loaded
+        .iter()
+        .all(|(_, s)| s.verdict == Verdict::Valid || s.matches_expectation);
+    if regressed && gate.fail_on_regression {
+        return Ok(1);
+    }
+    Ok(if all_valid { 0 } else { 1 })
+}
