@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use lockbench::backend::{self, AcquireOptions, ClientConfig, LockClient, Outcome, Released};
 use lockbench::cluster::Endpoint;
 use lockbench::cluster::sentinel::RedisSentinel;
-use lockbench::cluster::topology::{Members, Role};
+use lockbench::cluster::topology::{Members, Replicated, Role};
 
 /// Bound on a failover (the sentinels deem a server down after 1 s).
 const FAILOVER_WAIT: Duration = Duration::from_secs(20);

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use lockbench::cluster::topology::{EtcdCluster, Members, Role, ZkEnsemble};
+use lockbench::cluster::topology::{EtcdCluster, Members, Replicated, Role, ZkEnsemble};
 
 /// Bound on every wait for an election or a recovery.
 const WAIT: Duration = Duration::from_secs(30);

@@ -18,9 +18,10 @@ mod memcached;
 mod postgres;
 mod process;
 pub(crate) mod redis;
-pub mod sentinel;
 pub mod topology;
 mod zookeeper;
+
+pub use redis::sentinel;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -316,7 +317,7 @@ pub struct Cluster {
     clocks: Vec<SkewControl>,
     /// A replicated topology, which owns its processes (then `servers`
     /// is empty and member operations go to it).
-    replicated: Option<topology::Replicated>,
+    replicated: Option<Box<dyn topology::Replicated>>,
     /// The replicated shape asked for, if any (independent masters have
     /// no [`topology::Replicated`], only this).
     shape: Option<topology::Shape>,
@@ -414,7 +415,7 @@ impl Cluster {
             cluster.shape = Some(shape);
             return Ok(cluster);
         }
-        let mut replicated = topology::Replicated::start(shape, log_dir, with_clock).await?;
+        let mut replicated = topology::start(shape, log_dir, with_clock).await?;
         let clocks = replicated.take_clocks();
         let version = replicated.version().to_string();
         let endpoints = replicated.endpoints();
@@ -479,7 +480,7 @@ impl Cluster {
     /// servers only; clients still reach every member).
     pub fn isolate(&self, set: &[usize]) -> Result<()> {
         match &self.replicated {
-            Some(r) => r.isolate(set),
+            Some(r) => r.isolate_set(set),
             None => Err(self.no_links(set.first().copied().unwrap_or(0))),
         }
     }

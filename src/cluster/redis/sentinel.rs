@@ -1,4 +1,4 @@
-//! Redis with Sentinel (issue 5): a primary, replicas and `redis-server
+//! Redis with Sentinel: a primary, replicas and `redis-server
 //! --sentinel` processes on loopback, with the traffic between servers
 //! (replication, sentinels' monitoring) through fault proxies.
 //!
@@ -30,10 +30,14 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use async_trait::async_trait;
 use redis::Value;
 
-use super::topology::{Members, Role, data_dir, join_ordered, restart_member};
-use super::{Launch, ServerKind, ServerProcess};
+use crate::cluster::topology::{
+    InboundPeers, Members, Replicated, Role, check_index, data_dir, join_ordered, named_endpoints,
+    restart_member,
+};
+use crate::cluster::{Endpoint, Launch, ServerKind, ServerProcess};
 use crate::error::{Error, Result};
 use crate::net::Proxy;
 use crate::net::clock::SkewControl;
@@ -68,7 +72,7 @@ fn backend_error(endpoint: impl Into<String>, message: impl Into<String>) -> Err
 /// Sends one command to the server at `addr` on a fresh connection, all
 /// within `timeout`.
 async fn ask(addr: &str, cmd: redis::Cmd, timeout: Duration) -> std::result::Result<Value, String> {
-    super::redis::query_once(addr, &cmd, timeout, timeout).await
+    super::query_once(addr, &cmd, timeout, timeout).await
 }
 
 fn text(v: &Value) -> Option<String> {
@@ -164,8 +168,8 @@ pub struct RedisSentinel {
     /// sentinels know it by).
     announced: Vec<String>,
     version: String,
-    /// Data server i's inbound peer proxy.
-    peer_proxies: Vec<Proxy>,
+    /// Each data server's inbound peer proxy.
+    peers: InboundPeers,
     /// Data server i's clock control, when started with
     /// [`RedisSentinel::start_with_clock`] (the sentinels keep real time).
     clocks: Vec<SkewControl>,
@@ -203,20 +207,13 @@ impl RedisSentinel {
         RedisSentinel::start_inner(replicas, sentinels, log_dir, true).await
     }
 
-    /// The data servers' clock controls, in member order (empty unless
-    /// started with [`RedisSentinel::start_with_clock`]; empty after the
-    /// first call).
-    pub fn take_clocks(&mut self) -> Vec<SkewControl> {
-        std::mem::take(&mut self.clocks)
-    }
-
     async fn start_inner(
         replicas: usize,
         sentinels: usize,
         log_dir: &Path,
         with_clock: bool,
     ) -> Result<RedisSentinel> {
-        super::start_on_fresh_ports("redis sentinel topology", || {
+        crate::cluster::start_on_fresh_ports("redis sentinel topology", || {
             RedisSentinel::start_once(replicas, sentinels, log_dir, with_clock)
         })
         .await
@@ -231,12 +228,12 @@ impl RedisSentinel {
         if sentinels == 0 {
             return Err(backend_error("", "a Sentinel topology needs sentinels"));
         }
-        let installed = super::ensure_installed("redis", ServerKind::Redis)?;
+        let installed = crate::cluster::ensure_installed("redis", ServerKind::Redis)?;
         let n = replicas + 1;
         let mut ports = Vec::with_capacity(n);
         let mut peer_proxies = Vec::with_capacity(n);
         for _ in 0..n {
-            let port = super::free_port()?;
+            let port = crate::cluster::free_port()?;
             ports.push(port);
             // The seed only draws jitter, which these links do not use.
             peer_proxies.push(Proxy::start(SocketAddr::from(([127, 0, 0, 1], port)), 0).await?);
@@ -253,7 +250,7 @@ impl RedisSentinel {
             let own = peer_proxies[i].addr().port().to_string();
             // Every server announces its proxy, the primary too: after a
             // failover it may be demoted to a replica.
-            let mut launch = super::redis::prepare(&installed, port, dir.path())?
+            let mut launch = super::prepare(&installed, port, dir.path())?
                 .args(["--replica-announce-ip", "127.0.0.1"])
                 .args(["--replica-announce-port", &own])
                 // Redis 7 waits 5 s by default before a diskless full sync,
@@ -275,7 +272,7 @@ impl RedisSentinel {
             sentinels: Vec::new(),
             announced,
             version: String::new(),
-            peer_proxies,
+            peers: InboundPeers::new(peer_proxies),
             clocks,
         };
         // Replicas first, in sync, before any sentinel starts: a sentinel
@@ -287,7 +284,7 @@ impl RedisSentinel {
         for k in 0..sentinels {
             let name = format!("sentinel-{}", k + 1);
             let dir = data_dir(&name)?;
-            let port = super::free_port()?;
+            let port = crate::cluster::free_port()?;
             let conf = dir.path().join("sentinel.conf");
             std::fs::write(
                 &conf,
@@ -305,7 +302,7 @@ impl RedisSentinel {
             .into_iter()
             .next()
             .unwrap_or_default();
-        topology.version = super::redis::probe(&first).await.unwrap_or_default();
+        topology.version = super::probe(&first).await.unwrap_or_default();
         Ok(topology)
     }
 
@@ -389,17 +386,6 @@ impl RedisSentinel {
         &self.sentinels
     }
 
-    /// Asks every data server its role now (`ROLE`): master → Leader,
-    /// replica with its link up → Follower.
-    pub async fn roles(&self) -> Vec<Role> {
-        let asks = self
-            .client_addrs()
-            .into_iter()
-            .map(|addr| async move { role_of(ask(&addr, redis::cmd("ROLE"), ASK_TIMEOUT).await) })
-            .collect();
-        join_ordered(asks).await
-    }
-
     /// What each sentinel names as the primary now (its announced
     /// address), or why it did not answer.
     pub async fn primaries_named(&self) -> Vec<std::result::Result<String, String>> {
@@ -429,60 +415,6 @@ impl RedisSentinel {
         self.announced.iter().position(|a| *a == addr)
     }
 
-    fn check_index(&self, i: usize) -> Result<()> {
-        let n = self.servers.len();
-        if i < n {
-            Ok(())
-        } else {
-            Err(backend_error(
-                "",
-                format!("no data server {i} (the topology has {n}, numbered from 0)"),
-            ))
-        }
-    }
-
-    /// Kills data server `i` with SIGKILL and leaves it down.
-    pub fn kill(&mut self, i: usize) -> Result<()> {
-        self.check_index(i)?;
-        self.servers[i].stop();
-        Ok(())
-    }
-
-    /// Starts data server `i` again on the same port (empty: no
-    /// persistence; with the arguments it first had, so a first primary
-    /// comes back as an empty primary until the sentinels demote it);
-    /// returns once it answers `PING`, within the standalone server's
-    /// start timeout.
-    pub async fn restart(&mut self, i: usize) -> Result<()> {
-        self.check_index(i)?;
-        let poll = Duration::from_millis(50);
-        restart_member(
-            &mut self.servers[i],
-            super::redis::START_TIMEOUT,
-            poll,
-            |addr| async move {
-                ask(&addr, redis::cmd("PING"), ASK_TIMEOUT)
-                    .await
-                    .map(|_| ())
-            },
-        )
-        .await
-    }
-
-    /// Freezes data server `i` (SIGSTOP).
-    pub fn pause(&self, i: usize) -> Result<()> {
-        self.check_index(i)?;
-        self.servers[i].signal(libc::SIGSTOP);
-        Ok(())
-    }
-
-    /// Resumes data server `i` (SIGCONT).
-    pub fn resume(&self, i: usize) -> Result<()> {
-        self.check_index(i)?;
-        self.servers[i].signal(libc::SIGCONT);
-        Ok(())
-    }
-
     /// Cuts data server `i` from its peers and the sentinels (its inbound
     /// peer proxy carries nothing, both ways); clients still reach it.
     ///
@@ -494,20 +426,90 @@ impl RedisSentinel {
     /// replicates through the *primary's* proxy, which stays open: it only
     /// loses the sentinels.
     pub fn isolate(&self, i: usize) -> Result<()> {
-        self.check_index(i)?;
-        self.peer_proxies[i].partition();
+        check_index("redis", i, self.servers.len())?;
+        self.peers.isolate(i);
         Ok(())
+    }
+}
+
+#[async_trait]
+impl Replicated for RedisSentinel {
+    fn kind(&self) -> ServerKind {
+        ServerKind::Redis
+    }
+
+    fn servers_mut(&mut self) -> &mut [ServerProcess] {
+        &mut self.servers
+    }
+
+    /// Asks every data server its role now (`ROLE`): master → Leader,
+    /// replica with its link up → Follower.
+    async fn roles(&self) -> Vec<Role> {
+        let asks = self
+            .client_addrs()
+            .into_iter()
+            .map(|addr| async move { role_of(ask(&addr, redis::cmd("ROLE"), ASK_TIMEOUT).await) })
+            .collect();
+        join_ordered(asks).await
+    }
+
+    /// The primary a majority of the sentinels name.
+    async fn leader(&self) -> Option<usize> {
+        self.primary().await
+    }
+
+    /// The data servers (each with the address its peers know it by),
+    /// then the sentinels.
+    fn endpoints(&self) -> Vec<Endpoint> {
+        let mut eps = named_endpoints(self.client_addrs(), "redis");
+        for (ep, a) in eps.iter_mut().zip(self.announced_addrs()) {
+            ep.announced = Some(a);
+        }
+        eps.extend(named_endpoints(self.sentinel_addrs(), "sentinel"));
+        eps
+    }
+
+    fn all_processes(&self) -> Vec<&ServerProcess> {
+        self.servers.iter().chain(self.sentinels.iter()).collect()
+    }
+
+    fn take_clocks(&mut self) -> Vec<SkewControl> {
+        std::mem::take(&mut self.clocks)
+    }
+
+    /// Starts data server `i` again on the same port (empty: no
+    /// persistence; with the arguments it first had, so a first primary
+    /// comes back as an empty primary until the sentinels demote it);
+    /// returns once it answers `PING`, within the standalone server's
+    /// start timeout.
+    async fn restart(&mut self, i: usize) -> Result<()> {
+        check_index("redis", i, self.servers.len())?;
+        let poll = Duration::from_millis(50);
+        restart_member(
+            &mut self.servers[i],
+            super::START_TIMEOUT,
+            poll,
+            |addr| async move {
+                ask(&addr, redis::cmd("PING"), ASK_TIMEOUT)
+                    .await
+                    .map(|_| ())
+            },
+        )
+        .await
+    }
+
+    /// Cuts each data server of `set` ([`RedisSentinel::isolate`]).
+    fn isolate_set(&self, set: &[usize]) -> Result<()> {
+        set.iter().try_for_each(|&i| self.isolate(i))
     }
 
     /// Removes every fault between servers.
-    pub fn heal(&self) {
-        for p in &self.peer_proxies {
-            p.heal();
-        }
+    fn heal(&self) {
+        self.peers.heal();
     }
 
-    /// Stops every process now (also done on drop).
-    pub fn stop(&mut self) {
+    /// Stops every process, the sentinels too (also done on drop).
+    fn stop(&mut self) {
         for s in self.servers.iter_mut().chain(self.sentinels.iter_mut()) {
             s.stop();
         }

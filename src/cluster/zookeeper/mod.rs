@@ -16,6 +16,8 @@
 //! lockbench measures lock protocols, not the disk (a production ensemble
 //! keeps the default, and each create and delete then waits for an fsync).
 
+pub(super) mod ensemble;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 

@@ -11,6 +11,8 @@
 //! restarted member elects itself sooner. With one member there is no
 //! peer to lose, so the shorter timeout costs no stability.
 
+pub(super) mod cluster;
+
 use std::path::Path;
 use std::time::Duration;
 
