@@ -89,7 +89,9 @@ pub(super) fn missing_server(
 /// Events in flight between clients and the history writer.
 const HISTORY_CHANNEL: usize = 64 * 1024;
 
-/// Runs `backend_name` of `scenario` with `seed`.
+/// Runs `backend_name` of `scenario` with `seed`: its servers, its
+/// clients contending under the scenario's faults, the history checked,
+/// `summary.json` and `index.html` written.
 pub async fn run_backend(
     scenario: &Scenario,
     backend_name: &str,
@@ -102,51 +104,22 @@ pub async fn run_backend(
     if let Some(reason) = missing_server(info, external.is_some(), opts)? {
         return Ok(RunOutcome::Skipped { reason });
     }
-
     let run_dir = new_run_dir(&opts.out_dir, &scenario.name, backend_name)?;
     let started_at = now_rfc3339();
-    // The timeline plus the random schedule's draw for this seed.
     let shape = match scenario.topology {
         Topology::Replicated => info.replicated,
         Topology::Single => None,
     };
+    // The timeline plus the random schedule's draw for this seed.
     let members = shape.map_or(info.servers.max(1), |s| s.members());
     let faults = scenario.faults_for(seed, members);
-    let mut notes = Vec::new();
-    // Clock faults need the servers started with lockbench's clock
-    // library; a kind it cannot skew runs without, and the report says so.
-    let clock_faults = faults.iter().any(|f| f.kind.on_clocks());
-    let servers = match (info.server, external) {
-        (None, _) => Cluster::none(),
-        (Some(kind), Some(addrs)) => Cluster::external(kind, addrs).await?,
-        (Some(kind), None) if let Some(shape) = shape => match kind.skew_support() {
-            Ok(()) if clock_faults => Cluster::start_replicated_with_clock(shape, &run_dir).await?,
-            Err(why) if clock_faults => {
-                notes.push(format!(
-                    "clock faults did not apply to {backend_name}: {why}"
-                ));
-                Cluster::start_replicated(shape, &run_dir).await?
-            }
-            _ => Cluster::start_replicated(shape, &run_dir).await?,
-        },
-        (Some(kind), None) if clock_faults => match kind.skew_support() {
-            Ok(()) => Cluster::start_with_clock(kind, info.servers.max(1), &run_dir).await?,
-            Err(why) => {
-                notes.push(format!(
-                    "clock faults did not apply to {backend_name}: {why}"
-                ));
-                Cluster::start(kind, info.servers.max(1), &run_dir).await?
-            }
-        },
-        (Some(kind), None) => Cluster::start(kind, info.servers.max(1), &run_dir).await?,
-    };
+    let (servers, notes) = start_servers(info, external, shape, &faults, &run_dir).await?;
     write_servers_file(&run_dir, &servers)?;
+    let hosts = scenario.hosts.max(1) as usize;
     // With network faults (or client pauses, which blackhole links), each
     // host's clients reach each server through a proxy of their own, so
     // one host can be cut off.
-    let network_faults = faults.iter().any(|f| f.kind.needs_links());
-    let hosts = scenario.hosts.max(1) as usize;
-    let links = if network_faults && info.server.is_some() {
+    let links = if faults.iter().any(|f| f.kind.needs_links()) && info.server.is_some() {
         Some(Arc::new(
             Links::start(servers.endpoints(), hosts, seed).await?,
         ))
@@ -163,9 +136,117 @@ pub async fn run_backend(
         }
         None => host_backends.push(info.build(servers.endpoints()).await?),
     }
+    let contended = contend(
+        scenario,
+        backend_name,
+        seed,
+        opts,
+        &run_dir,
+        host_backends,
+        servers,
+        links,
+        faults,
+    )
+    .await?;
+    let analysis = if scenario.history {
+        Some(analyze_file(&run_dir.join("history.jsonl"), scenario).await?)
+    } else {
+        None
+    };
+    let summary = summarize(
+        scenario,
+        backend_name,
+        seed,
+        started_at,
+        notes,
+        contended,
+        analysis,
+    );
+    summary.write(&run_dir.join("summary.json"))?;
+    crate::report::write_run_report(&run_dir, &summary)?;
+    Ok(RunOutcome::Completed {
+        run_dir,
+        summary: Box::new(summary),
+    })
+}
 
-    // Clients are made before the clock starts: connecting is not part of
-    // the measured run.
+/// Starts the servers of `info` (none in-process; the user's at
+/// `external`; `shape`'s replicated topology, or single servers), with the
+/// clock library when `faults` skew clocks and the kind can be skewed;
+/// with notes for the report on what did not apply.
+async fn start_servers(
+    info: &backend::BackendInfo,
+    external: Option<&Vec<String>>,
+    shape: Option<crate::cluster::topology::Shape>,
+    faults: &[crate::fault::FaultSpec],
+    run_dir: &Path,
+) -> Result<(Cluster, Vec<String>)> {
+    let mut notes = Vec::new();
+    let clock_faults = faults.iter().any(|f| f.kind.on_clocks());
+    let Some(kind) = info.server else {
+        return Ok((Cluster::none(), notes));
+    };
+    if let Some(addrs) = external {
+        return Ok((Cluster::external(kind, addrs).await?, notes));
+    }
+    let with_clock = clock_faults
+        && match kind.skew_support() {
+            Ok(()) => true,
+            Err(why) => {
+                notes.push(format!(
+                    "clock faults did not apply to {}: {why}",
+                    info.name
+                ));
+                false
+            }
+        };
+    let n = info.servers.max(1);
+    let cluster = match (shape, with_clock) {
+        (Some(shape), true) => Cluster::start_replicated_with_clock(shape, run_dir).await?,
+        (Some(shape), false) => Cluster::start_replicated(shape, run_dir).await?,
+        (None, true) => Cluster::start_with_clock(kind, n, run_dir).await?,
+        (None, false) => Cluster::start(kind, n, run_dir).await?,
+    };
+    Ok((cluster, notes))
+}
+
+/// What the contended part of a run left behind.
+struct Contended {
+    /// The faults as they were carried out.
+    faults: Vec<crate::summary::FaultRecord>,
+    /// Stopped early by Ctrl-C.
+    interrupted: bool,
+    /// Events written to history.jsonl.
+    history_events: u64,
+    /// From the clock's start until the history was on disk.
+    ran_for: Duration,
+    /// The clients' latencies and counts.
+    metrics: Arc<Metrics>,
+    /// What holders wrote.
+    resource: Arc<ProtectedResource>,
+    /// The servers, for summary.json.
+    server_infos: Vec<crate::summary::ServerInfo>,
+    /// Their replicated topology, described.
+    topology: Option<String>,
+}
+
+/// The run itself: clients made (before the clock starts: connecting is
+/// not part of the measured run), then contending with the nemesis until
+/// the duration, the operation budget or Ctrl-C; every fault undone and
+/// the history closed before the servers stop.
+#[allow(clippy::too_many_arguments)]
+async fn contend(
+    scenario: &Scenario,
+    backend_name: &str,
+    seed: u64,
+    opts: &RunOptions,
+    run_dir: &Path,
+    host_backends: Vec<Arc<dyn crate::backend::LockBackend>>,
+    servers: Cluster,
+    links: Option<Arc<Links>>,
+    faults: Vec<crate::fault::FaultSpec>,
+) -> Result<Contended> {
+    let hosts = scenario.hosts.max(1) as usize;
     let plan = Arc::new(ClientPlan {
         keys: scenario.keys.clone(),
         key_choice: scenario.key_choice,
@@ -295,29 +376,44 @@ pub async fn run_backend(
     // The run lasts until its history is on disk: with recording on, events
     // still queued when the clients stop are part of the run's cost.
     let ran_for = clock.started().elapsed();
+    drop(links);
     let mut servers = servers.lock().await;
     servers.stop();
-    drop(links);
+    Ok(Contended {
+        faults: faults_done,
+        interrupted,
+        history_events,
+        ran_for,
+        metrics,
+        resource,
+        server_infos: servers.infos().to_vec(),
+        topology: servers.shape().map(|s| s.describe()),
+    })
+}
 
-    let analysis = if scenario.history {
-        Some(analyze_file(&history_path, scenario).await?)
-    } else {
-        None
-    };
-    let (result, analysis) = match analysis {
-        Some(a) => (a.mutex.clone(), Some(a)),
-        None => (
-            CheckResult::unknown("mutual-exclusion", "history recording was off for this run"),
-            None,
-        ),
+/// `summary.json` of a run, from what it measured and what the check of
+/// its history found (`None`: recording was off).
+fn summarize(
+    scenario: &Scenario,
+    backend_name: &str,
+    seed: u64,
+    started_at: String,
+    notes: Vec<String>,
+    run: Contended,
+    analysis: Option<check::Analysis>,
+) -> Summary {
+    let result = match &analysis {
+        Some(a) => a.mutex.clone(),
+        None => CheckResult::unknown("mutual-exclusion", "history recording was off for this run"),
     };
     let verdict = analysis
         .as_ref()
         .map(|a| a.verdict())
         .unwrap_or(result.verdict);
-    let snap = metrics.snapshot();
-    let duration_s = ran_for.as_secs_f64().max(1e-9);
-    let summary = Summary {
+    let snap = run.metrics.snapshot();
+    let duration_s = run.ran_for.as_secs_f64().max(1e-9);
+    let resource = &run.resource;
+    Summary {
         scenario: scenario.name.clone(),
         scenario_file: scenario.path.display().to_string(),
         backend: backend_name.to_string(),
@@ -350,7 +446,7 @@ pub async fn run_backend(
                 lost: acknowledged.saturating_sub(final_value),
             }
         }),
-        notes: notes.into_iter().chain(fault_notes(&faults_done)).collect(),
+        notes: notes.into_iter().chain(fault_notes(&run.faults)).collect(),
         ops: snap.ops,
         acquire_latency_us: snap.acquire,
         acquire_latency_curve: snap.acquire_curve,
@@ -363,20 +459,14 @@ pub async fn run_backend(
         hosts: scenario.hosts,
         keys: scenario.keys.clone(),
         lease_ms: scenario.lease.as_millis() as u64,
-        faults: faults_done.clone(),
-        servers: servers.infos().to_vec(),
-        topology: servers.shape().map(|s| s.describe()),
+        faults: run.faults,
+        servers: run.server_infos,
+        topology: run.topology,
         started_at,
-        history_events,
-        interrupted,
+        history_events: run.history_events,
+        interrupted: run.interrupted,
         lockbench_version: env!("CARGO_PKG_VERSION").to_string(),
-    };
-    summary.write(&run_dir.join("summary.json"))?;
-    crate::report::write_run_report(&run_dir, &summary)?;
-    Ok(RunOutcome::Completed {
-        run_dir,
-        summary: Box::new(summary),
-    })
+    }
 }
 
 /// Runs one client slot: the client, and after each crash the nemesis

@@ -164,450 +164,51 @@ impl Scenario {
     /// Validates scenario text; `path` names it in errors and gives the
     /// default name.
     pub fn parse(path: &Path, text: &str) -> Result<Scenario, ScenarioError> {
-        let err = |span: Option<std::ops::Range<usize>>, message: String, hint: Option<String>| {
-            let (line, column) = match span {
-                Some(s) => {
-                    let (l, c) = line_col(text, s.start);
-                    (Some(l), Some(c))
-                }
-                None => (None, None),
-            };
-            ScenarioError {
-                path: path.to_path_buf(),
-                line,
-                column,
-                message,
-                hint,
-            }
-        };
+        let r = Reader { path, text };
         let raw: Raw = toml::from_str(text).map_err(|e| {
             let message = e.message().trim().to_string();
             let hint = hint_for_parse_error(&message);
-            err(e.span(), message, hint)
+            r.err(e.span(), message, hint)
         })?;
-
-        let name = match raw.name {
-            Some(n) => {
-                let v = n.get_ref();
-                if v.is_empty()
-                    || !v
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
-                    || v.starts_with('.')
-                {
-                    return Err(err(
-                        Some(n.span()),
-                        format!("name {v:?} cannot be a directory name"),
-                        Some("use letters, digits, '-', '_' and '.'".into()),
-                    ));
-                }
-                v.clone()
-            }
-            None => path
-                .file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_else(|| "scenario".into()),
-        };
-
         let known = backend::names();
-        let Some(backends_raw) = raw.backends else {
-            return Err(err(
-                None,
-                "missing field `backends`".into(),
-                Some(format!(
-                    "add e.g. backends = [\"inproc\"]; known backends: {}",
-                    known.join(", ")
-                )),
-            ));
-        };
-        let backends_span = backends_raw.span();
-        let mut backends = Vec::new();
-        for b in backends_raw.into_inner() {
-            let span = b.span();
-            let b = b.into_inner();
-            if !known.contains(&b.as_str()) {
-                let hint = match closest(&b, &known) {
-                    Some(c) => format!("did you mean {c:?}? known backends: {}", known.join(", ")),
-                    None => format!("known backends: {}", known.join(", ")),
-                };
-                return Err(err(
-                    Some(span),
-                    format!("unknown backend {b:?}"),
-                    Some(hint),
-                ));
-            }
-            if backends.contains(&b) {
-                return Err(err(
-                    Some(span),
-                    format!("backend {b:?} is listed twice"),
-                    None,
-                ));
-            }
-            backends.push(b);
-        }
-        if backends.is_empty() {
-            return Err(err(
-                Some(backends_span),
-                "`backends` is empty".into(),
-                Some(format!("name at least one of: {}", known.join(", "))),
-            ));
-        }
-
-        let mode = match raw.mode {
-            None => Mode::Contend,
-            Some(m) => match m.get_ref().as_str() {
-                "contend" => Mode::Contend,
-                "properties" => Mode::Properties,
-                other => {
-                    return Err(err(
-                        Some(m.span()),
-                        format!("mode = {other:?} is not a mode"),
-                        Some(
-                            "use mode = \"contend\" (the default) or mode = \"properties\"".into(),
-                        ),
-                    ));
-                }
-            },
-        };
-
-        let expect = match raw.expect {
-            None => Verdict::Valid,
-            Some(e) => match e.get_ref().as_str() {
-                "valid" => Verdict::Valid,
-                "invalid" => Verdict::Invalid,
-                other => {
-                    return Err(err(
-                        Some(e.span()),
-                        format!("expect = {other:?} is not a verdict a scenario can expect"),
-                        Some("use expect = \"valid\" or expect = \"invalid\"".into()),
-                    ));
-                }
-            },
-        };
-
-        let verdict_of = |e: &Spanned<String>| match e.get_ref().as_str() {
-            "valid" => Ok(Verdict::Valid),
-            "invalid" => Ok(Verdict::Invalid),
-            other => Err(err(
-                Some(e.span()),
-                format!("{other:?} is not a verdict a scenario can expect"),
-                Some("use \"valid\" or \"invalid\"".into()),
-            )),
-        };
-        let mut expect_backend = BTreeMap::new();
-        for (name, e) in raw.expect_backend.unwrap_or_default() {
-            if !backends.contains(name.get_ref()) {
-                return Err(err(
-                    Some(name.span()),
-                    format!(
-                        "expect_backend names {:?}, which this scenario does not run",
-                        name.get_ref()
-                    ),
-                    Some(format!("backends here: {}", backends.join(", "))),
-                ));
-            }
-            expect_backend.insert(name.into_inner(), verdict_of(&e)?);
-        }
-
-        let int_in = |v: Option<Spanned<i64>>, field: &str, lo: i64, hi: i64, default: i64| match v
-        {
-            None => Ok(default),
-            Some(s) if (lo..=hi).contains(s.get_ref()) => Ok(*s.get_ref()),
-            Some(s) => Err(err(
-                Some(s.span()),
-                format!("{field} = {} is out of range", s.get_ref()),
-                Some(format!("{field} must be between {lo} and {hi}")),
-            )),
-        };
-        let clients = int_in(raw.clients, "clients", 1, MAX_CLIENTS, 8)?;
-        let hosts = int_in(raw.hosts, "hosts", 1, clients, 1)?;
+        let name = r.name(raw.name)?;
+        let backends = r.backends(raw.backends, &known)?;
+        let mode = r.mode(raw.mode)?;
+        let (expect, expect_backend) = r.expectations(raw.expect, raw.expect_backend, &backends)?;
+        let clients = r.int_in(raw.clients, "clients", 1, MAX_CLIENTS, 8)?;
+        let hosts = r.int_in(raw.hosts, "hosts", 1, clients, 1)?;
         let ops = match raw.ops {
             None => None,
-            Some(s) => Some(int_in(Some(s), "ops", 1, i64::MAX, 1)? as u64),
+            Some(s) => Some(r.int_in(Some(s), "ops", 1, i64::MAX, 1)? as u64),
         };
-
-        let keys = match raw.keys {
-            None => vec!["lock".to_string()],
-            Some(k) => {
-                let span = k.span();
-                match k.into_inner() {
-                    Keys::Count(n) if (1..=MAX_KEYS).contains(&n) => {
-                        if n == 1 {
-                            vec!["lock".to_string()]
-                        } else {
-                            (0..n).map(|i| format!("lock-{i}")).collect()
-                        }
-                    }
-                    Keys::Count(n) => {
-                        return Err(err(
-                            Some(span),
-                            format!("keys = {n} is out of range"),
-                            Some(format!(
-                                "keys must be between 1 and {MAX_KEYS}, or a list of names"
-                            )),
-                        ));
-                    }
-                    Keys::Names(names) => {
-                        let unique: BTreeSet<&String> = names.iter().collect();
-                        if names.is_empty() || unique.len() != names.len() {
-                            return Err(err(
-                                Some(span),
-                                "keys must be a non-empty list of distinct names".into(),
-                                Some("e.g. keys = [\"orders\", \"stock\"] or keys = 4".into()),
-                            ));
-                        }
-                        if let Some(bad) = names.iter().find(|n| n.is_empty() || n.len() > 200) {
-                            return Err(err(
-                                Some(span),
-                                format!("key {bad:?} must be 1 to 200 characters"),
-                                None,
-                            ));
-                        }
-                        names
-                    }
-                }
-            }
-        };
-
-        let key_choice = match raw.key_choice {
-            None => KeyChoice::Random,
-            Some(k) => match k.get_ref().as_str() {
-                "random" => KeyChoice::Random,
-                "own" => KeyChoice::Own,
-                other => {
-                    return Err(err(
-                        Some(k.span()),
-                        format!("key_choice = {other:?} is not a way to pick keys"),
-                        Some("use \"random\" (a random key each cycle) or \"own\" (client i always uses key i mod keys)".into()),
-                    ));
-                }
-            },
-        };
-
-        let dur_in = |v: Option<Spanned<Dur>>,
-                      field: &str,
-                      lo: Duration,
-                      hi: Duration,
-                      default: Duration| {
-            match v {
-                None => Ok(default),
-                Some(s) if s.get_ref().0 >= lo && s.get_ref().0 <= hi => Ok(s.get_ref().0),
-                Some(s) => Err(err(
-                    Some(s.span()),
-                    format!("{field} = {:?} is out of range", s.get_ref().0),
-                    Some(format!("{field} must be between {lo:?} and {hi:?}")),
-                )),
-            }
-        };
-        let duration = dur_in(
-            raw.duration,
-            "duration",
-            Duration::from_millis(10),
-            MAX_DURATION,
-            Duration::from_secs(10),
-        )?;
-        let lease = dur_in(
-            raw.lease,
-            "lease",
-            Duration::from_millis(1),
-            Duration::from_secs(24 * 3600),
-            Duration::from_secs(5),
-        )?;
-        let acquire_timeout = dur_in(
+        let keys = r.keys(raw.keys)?;
+        let key_choice = r.key_choice(raw.key_choice)?;
+        let ms = Duration::from_millis;
+        let secs = Duration::from_secs;
+        let duration = r.dur_in(raw.duration, "duration", ms(10), MAX_DURATION, secs(10))?;
+        let lease = r.dur_in(raw.lease, "lease", ms(1), secs(24 * 3600), secs(5))?;
+        let acquire_timeout = r.dur_in(
             raw.acquire_timeout,
             "acquire_timeout",
             Duration::ZERO,
-            Duration::from_secs(3600),
-            Duration::from_secs(2),
+            secs(3600),
+            secs(2),
         )?;
-        let op_timeout = dur_in(
-            raw.op_timeout,
-            "op_timeout",
-            Duration::from_millis(1),
-            Duration::from_secs(600),
-            Duration::from_secs(1),
+        let op_timeout = r.dur_in(raw.op_timeout, "op_timeout", ms(1), secs(600), secs(1))?;
+        let hold = r.dist_in(raw.hold, "hold", TimeDist::Fixed { value: ms(1) })?;
+        let think = r.dist_in(raw.think, "think", TimeDist::ZERO)?;
+        let endpoints = r.endpoints(raw.endpoints, &known)?;
+        let topology = r.topology(raw.topology, &backends, &endpoints, &known)?;
+        let (nemesis, random_nemesis) = r.faults(
+            raw.nemesis,
+            raw.random_nemesis,
+            &backends,
+            &endpoints,
+            topology,
+            hosts,
+            duration,
         )?;
-        let dist_in = |v: Option<Spanned<TimeDist>>, field: &str, default: TimeDist| match v {
-            None => Ok(default),
-            Some(s) if s.get_ref().max() <= Duration::from_secs(3600) => Ok(*s.get_ref()),
-            Some(s) => Err(err(
-                Some(s.span()),
-                format!("{field} can last longer than an hour"),
-                Some(format!("{field} must stay under 1h")),
-            )),
-        };
-        let hold = dist_in(
-            raw.hold,
-            "hold",
-            TimeDist::Fixed {
-                value: Duration::from_millis(1),
-            },
-        )?;
-        let think = dist_in(raw.think, "think", TimeDist::ZERO)?;
-
-        let mut endpoints = BTreeMap::new();
-        for (backend_name, addrs) in raw.endpoints.unwrap_or_default() {
-            let span = backend_name.span();
-            let name = backend_name.into_inner();
-            let Some(kind) = backend::server_kind(&name) else {
-                let hint = if known.contains(&name.as_str()) {
-                    format!("{name} runs in-process and has no server")
-                } else {
-                    format!(
-                        "endpoints are given per backend, e.g. [endpoints] redis = \"127.0.0.1:6379\"; known backends: {}",
-                        known.join(", ")
-                    )
-                };
-                return Err(err(
-                    Some(span),
-                    format!("no server kind for endpoints of {name:?}"),
-                    Some(hint),
-                ));
-            };
-            let addr_span = addrs.span();
-            let list = match addrs.into_inner() {
-                Endpoints::One(a) => vec![a],
-                Endpoints::Many(v) => v,
-            };
-            if list.is_empty() {
-                return Err(err(
-                    Some(addr_span),
-                    format!("no endpoint given for {name}"),
-                    None,
-                ));
-            }
-            for a in &list {
-                if !valid_host_port(a) {
-                    return Err(err(
-                        Some(addr_span),
-                        format!("endpoint {a:?} is not host:port"),
-                        Some("e.g. \"127.0.0.1:6379\"".into()),
-                    ));
-                }
-            }
-            let _ = kind;
-            endpoints.insert(name, list);
-        }
-
-        let topology = match raw.topology {
-            None => Topology::Single,
-            Some(t) => {
-                let topology = match t.get_ref().as_str() {
-                    "single" => Topology::Single,
-                    "replicated" => Topology::Replicated,
-                    other => {
-                        return Err(err(
-                            Some(t.span()),
-                            format!("topology = {other:?} is not a topology"),
-                            Some("use \"single\" (the default) or \"replicated\" (Redis with Sentinel, a ZooKeeper ensemble, an etcd cluster)".into()),
-                        ));
-                    }
-                };
-                if topology == Topology::Replicated {
-                    let lacking: Vec<&String> = backends
-                        .iter()
-                        .filter(|b| replicated_shape(b).is_none())
-                        .collect();
-                    if let Some(b) = lacking.first() {
-                        let with: Vec<&str> = known
-                            .iter()
-                            .copied()
-                            .filter(|b| replicated_shape(b).is_some())
-                            .collect();
-                        return Err(err(
-                            Some(t.span()),
-                            format!("{b} has no replicated topology in lockbench"),
-                            Some(format!(
-                                "replicated topologies exist for {}; run the others in a scenario of their own",
-                                with.join(", ")
-                            )),
-                        ));
-                    }
-                    if let Some(b) = backends.iter().find(|b| endpoints.contains_key(*b)) {
-                        return Err(err(
-                            Some(t.span()),
-                            format!(
-                                "{b} uses external endpoints; lockbench cannot start a topology for it"
-                            ),
-                            Some("drop its [endpoints] entry or the topology line".into()),
-                        ));
-                    }
-                }
-                topology
-            }
-        };
-        let (servers, no_server_why) = startable_servers(&backends, &endpoints, topology);
-        let no_link_why = backends
-            .iter()
-            .find(|b| backend::server_kind(b).is_none())
-            .map(|b| format!("{b} runs in-process: there is no link to fault; run it in a scenario of its own"));
-        let mut nemesis = Vec::new();
-        for raw_fault in raw.nemesis.unwrap_or_default() {
-            if raw_fault.fault.get_ref() == "bridge" {
-                let no_pairs = backends.iter().find(|b| {
-                    topology == Topology::Single
-                        || !matches!(
-                            replicated_shape(b),
-                            Some(crate::cluster::topology::Shape::Ensemble(_))
-                        )
-                });
-                if let Some(b) = no_pairs {
-                    return Err(err(
-                        Some(raw_fault.fault.span()),
-                        format!(
-                            "bridge cuts single links between members, which lockbench can do \
-                             only in a ZooKeeper ensemble (topology = \"replicated\"), not for {b}"
-                        ),
-                        Some(
-                            "etcd's and Sentinel's members are cut as a whole (isolate-server); \
-                             run the bridge in a scenario of zookeeper backends with \
-                             topology = \"replicated\""
-                                .into(),
-                        ),
-                    ));
-                }
-            }
-            if raw_fault.fault.get_ref() == "isolate-server" && topology == Topology::Single {
-                return Err(err(
-                    Some(raw_fault.fault.span()),
-                    "isolate-server cuts the links between the members of a replicated topology".into(),
-                    Some("add topology = \"replicated\" (single servers have no peers to be cut from)".into()),
-                ));
-            }
-            let spec = raw_fault
-                .validate(
-                    hosts as u32,
-                    servers,
-                    duration,
-                    &no_server_why,
-                    no_link_why.as_deref(),
-                )
-                .map_err(|(span, message, hint)| err(Some(span), message, hint))?;
-            nemesis.push(spec);
-        }
-        nemesis.sort_by_key(|f| f.at);
-        let random_nemesis = match raw.random_nemesis {
-            None => None,
-            Some(r) => Some(
-                r.validate(servers, duration, &no_server_why, no_link_why.as_deref())
-                    .map_err(|(span, message, hint)| err(Some(span), message, hint))?,
-            ),
-        };
-        let workload = match raw.workload {
-            None => Workload::Fence,
-            Some(w) => match w.get_ref().as_str() {
-                "fence" => Workload::Fence,
-                "counter" => Workload::Counter,
-                other => {
-                    return Err(err(
-                        Some(w.span()),
-                        format!("workload = {other:?} is not a workload"),
-                        Some("use \"fence\" (write the fencing token; the default) or \"counter\" (read-modify-write a counter)".into()),
-                    ));
-                }
-            },
-        };
-
+        let workload = r.workload(raw.workload)?;
         Ok(Scenario {
             name,
             path: path.to_path_buf(),
@@ -637,6 +238,496 @@ impl Scenario {
     }
 }
 
+/// A scenario file being read: each step reads one part of it and names
+/// the file, line and column of a mistake.
+struct Reader<'a> {
+    /// The file, for errors.
+    path: &'a Path,
+    /// Its text, to turn byte spans into lines and columns.
+    text: &'a str,
+}
+
+impl Reader<'_> {
+    /// A mistake at `span` (a byte range of the text).
+    fn err(
+        &self,
+        span: Option<std::ops::Range<usize>>,
+        message: String,
+        hint: Option<String>,
+    ) -> ScenarioError {
+        let (line, column) = match span {
+            Some(s) => {
+                let (l, c) = line_col(self.text, s.start);
+                (Some(l), Some(c))
+            }
+            None => (None, None),
+        };
+        ScenarioError {
+            path: self.path.to_path_buf(),
+            line,
+            column,
+            message,
+            hint,
+        }
+    }
+
+    fn name(&self, raw: Option<Spanned<String>>) -> Result<String, ScenarioError> {
+        let name = match raw {
+            Some(n) => {
+                let v = n.get_ref();
+                if v.is_empty()
+                    || !v
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+                    || v.starts_with('.')
+                {
+                    return Err(self.err(
+                        Some(n.span()),
+                        format!("name {v:?} cannot be a directory name"),
+                        Some("use letters, digits, '-', '_' and '.'".into()),
+                    ));
+                }
+                v.clone()
+            }
+            None => self
+                .path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "scenario".into()),
+        };
+        Ok(name)
+    }
+
+    fn backends(
+        &self,
+        raw: Option<Spanned<Vec<Spanned<String>>>>,
+        known: &[&str],
+    ) -> Result<Vec<String>, ScenarioError> {
+        let Some(backends_raw) = raw else {
+            return Err(self.err(
+                None,
+                "missing field `backends`".into(),
+                Some(format!(
+                    "add e.g. backends = [\"inproc\"]; known backends: {}",
+                    known.join(", ")
+                )),
+            ));
+        };
+        let backends_span = backends_raw.span();
+        let mut backends = Vec::new();
+        for b in backends_raw.into_inner() {
+            let span = b.span();
+            let b = b.into_inner();
+            if !known.contains(&b.as_str()) {
+                let hint = match closest(&b, known) {
+                    Some(c) => format!("did you mean {c:?}? known backends: {}", known.join(", ")),
+                    None => format!("known backends: {}", known.join(", ")),
+                };
+                return Err(self.err(Some(span), format!("unknown backend {b:?}"), Some(hint)));
+            }
+            if backends.contains(&b) {
+                return Err(self.err(Some(span), format!("backend {b:?} is listed twice"), None));
+            }
+            backends.push(b);
+        }
+        if backends.is_empty() {
+            return Err(self.err(
+                Some(backends_span),
+                "`backends` is empty".into(),
+                Some(format!("name at least one of: {}", known.join(", "))),
+            ));
+        }
+        Ok(backends)
+    }
+
+    fn mode(&self, raw: Option<Spanned<String>>) -> Result<Mode, ScenarioError> {
+        let mode = match raw {
+            None => Mode::Contend,
+            Some(m) => match m.get_ref().as_str() {
+                "contend" => Mode::Contend,
+                "properties" => Mode::Properties,
+                other => {
+                    return Err(self.err(
+                        Some(m.span()),
+                        format!("mode = {other:?} is not a mode"),
+                        Some(
+                            "use mode = \"contend\" (the default) or mode = \"properties\"".into(),
+                        ),
+                    ));
+                }
+            },
+        };
+        Ok(mode)
+    }
+
+    fn expectations(
+        &self,
+        raw_expect: Option<Spanned<String>>,
+        raw_per_backend: Option<BTreeMap<Spanned<String>, Spanned<String>>>,
+        backends: &[String],
+    ) -> Result<(Verdict, BTreeMap<String, Verdict>), ScenarioError> {
+        let expect = match raw_expect {
+            None => Verdict::Valid,
+            Some(e) => match e.get_ref().as_str() {
+                "valid" => Verdict::Valid,
+                "invalid" => Verdict::Invalid,
+                other => {
+                    return Err(self.err(
+                        Some(e.span()),
+                        format!("expect = {other:?} is not a verdict a scenario can expect"),
+                        Some("use expect = \"valid\" or expect = \"invalid\"".into()),
+                    ));
+                }
+            },
+        };
+
+        let verdict_of = |e: &Spanned<String>| match e.get_ref().as_str() {
+            "valid" => Ok(Verdict::Valid),
+            "invalid" => Ok(Verdict::Invalid),
+            other => Err(self.err(
+                Some(e.span()),
+                format!("{other:?} is not a verdict a scenario can expect"),
+                Some("use \"valid\" or \"invalid\"".into()),
+            )),
+        };
+        let mut expect_backend = BTreeMap::new();
+        for (name, e) in raw_per_backend.unwrap_or_default() {
+            if !backends.contains(name.get_ref()) {
+                return Err(self.err(
+                    Some(name.span()),
+                    format!(
+                        "expect_backend names {:?}, which this scenario does not run",
+                        name.get_ref()
+                    ),
+                    Some(format!("backends here: {}", backends.join(", "))),
+                ));
+            }
+            expect_backend.insert(name.into_inner(), verdict_of(&e)?);
+        }
+        Ok((expect, expect_backend))
+    }
+
+    /// `v`, or `default`, within `lo..=hi`.
+    fn int_in(
+        &self,
+        v: Option<Spanned<i64>>,
+        field: &str,
+        lo: i64,
+        hi: i64,
+        default: i64,
+    ) -> Result<i64, ScenarioError> {
+        match v {
+            None => Ok(default),
+            Some(s) if (lo..=hi).contains(s.get_ref()) => Ok(*s.get_ref()),
+            Some(s) => Err(self.err(
+                Some(s.span()),
+                format!("{field} = {} is out of range", s.get_ref()),
+                Some(format!("{field} must be between {lo} and {hi}")),
+            )),
+        }
+    }
+
+    /// `v`, or `default`, within `lo..=hi`.
+    fn dur_in(
+        &self,
+        v: Option<Spanned<Dur>>,
+        field: &str,
+        lo: Duration,
+        hi: Duration,
+        default: Duration,
+    ) -> Result<Duration, ScenarioError> {
+        match v {
+            None => Ok(default),
+            Some(s) if s.get_ref().0 >= lo && s.get_ref().0 <= hi => Ok(s.get_ref().0),
+            Some(s) => Err(self.err(
+                Some(s.span()),
+                format!("{field} = {:?} is out of range", s.get_ref().0),
+                Some(format!("{field} must be between {lo:?} and {hi:?}")),
+            )),
+        }
+    }
+
+    /// `v`, or `default`, never longer than an hour.
+    fn dist_in(
+        &self,
+        v: Option<Spanned<TimeDist>>,
+        field: &str,
+        default: TimeDist,
+    ) -> Result<TimeDist, ScenarioError> {
+        match v {
+            None => Ok(default),
+            Some(s) if s.get_ref().max() <= Duration::from_secs(3600) => Ok(*s.get_ref()),
+            Some(s) => Err(self.err(
+                Some(s.span()),
+                format!("{field} can last longer than an hour"),
+                Some(format!("{field} must stay under 1h")),
+            )),
+        }
+    }
+
+    fn keys(&self, raw: Option<Spanned<Keys>>) -> Result<Vec<String>, ScenarioError> {
+        let keys = match raw {
+            None => vec!["lock".to_string()],
+            Some(k) => {
+                let span = k.span();
+                match k.into_inner() {
+                    Keys::Count(n) if (1..=MAX_KEYS).contains(&n) => {
+                        if n == 1 {
+                            vec!["lock".to_string()]
+                        } else {
+                            (0..n).map(|i| format!("lock-{i}")).collect()
+                        }
+                    }
+                    Keys::Count(n) => {
+                        return Err(self.err(
+                            Some(span),
+                            format!("keys = {n} is out of range"),
+                            Some(format!(
+                                "keys must be between 1 and {MAX_KEYS}, or a list of names"
+                            )),
+                        ));
+                    }
+                    Keys::Names(names) => {
+                        let unique: BTreeSet<&String> = names.iter().collect();
+                        if names.is_empty() || unique.len() != names.len() {
+                            return Err(self.err(
+                                Some(span),
+                                "keys must be a non-empty list of distinct names".into(),
+                                Some("e.g. keys = [\"orders\", \"stock\"] or keys = 4".into()),
+                            ));
+                        }
+                        if let Some(bad) = names.iter().find(|n| n.is_empty() || n.len() > 200) {
+                            return Err(self.err(
+                                Some(span),
+                                format!("key {bad:?} must be 1 to 200 characters"),
+                                None,
+                            ));
+                        }
+                        names
+                    }
+                }
+            }
+        };
+        Ok(keys)
+    }
+
+    fn key_choice(&self, raw: Option<Spanned<String>>) -> Result<KeyChoice, ScenarioError> {
+        let key_choice = match raw {
+            None => KeyChoice::Random,
+            Some(k) => match k.get_ref().as_str() {
+                "random" => KeyChoice::Random,
+                "own" => KeyChoice::Own,
+                other => {
+                    return Err(self.err(
+                        Some(k.span()),
+                        format!("key_choice = {other:?} is not a way to pick keys"),
+                        Some("use \"random\" (a random key each cycle) or \"own\" (client i always uses key i mod keys)".into()),
+                    ));
+                }
+            },
+        };
+        Ok(key_choice)
+    }
+
+    fn endpoints(
+        &self,
+        raw: Option<BTreeMap<Spanned<String>, Spanned<Endpoints>>>,
+        known: &[&str],
+    ) -> Result<BTreeMap<String, Vec<String>>, ScenarioError> {
+        let mut endpoints = BTreeMap::new();
+        for (backend_name, addrs) in raw.unwrap_or_default() {
+            let span = backend_name.span();
+            let name = backend_name.into_inner();
+            if backend::server_kind(&name).is_none() {
+                let hint = if known.contains(&name.as_str()) {
+                    format!("{name} runs in-process and has no server")
+                } else {
+                    format!(
+                        "endpoints are given per backend, e.g. [endpoints] redis = \"127.0.0.1:6379\"; known backends: {}",
+                        known.join(", ")
+                    )
+                };
+                return Err(self.err(
+                    Some(span),
+                    format!("no server kind for endpoints of {name:?}"),
+                    Some(hint),
+                ));
+            };
+            let addr_span = addrs.span();
+            let list = match addrs.into_inner() {
+                Endpoints::One(a) => vec![a],
+                Endpoints::Many(v) => v,
+            };
+            if list.is_empty() {
+                return Err(self.err(
+                    Some(addr_span),
+                    format!("no endpoint given for {name}"),
+                    None,
+                ));
+            }
+            for a in &list {
+                if !valid_host_port(a) {
+                    return Err(self.err(
+                        Some(addr_span),
+                        format!("endpoint {a:?} is not host:port"),
+                        Some("e.g. \"127.0.0.1:6379\"".into()),
+                    ));
+                }
+            }
+            endpoints.insert(name, list);
+        }
+        Ok(endpoints)
+    }
+
+    fn topology(
+        &self,
+        raw: Option<Spanned<String>>,
+        backends: &[String],
+        endpoints: &BTreeMap<String, Vec<String>>,
+        known: &[&str],
+    ) -> Result<Topology, ScenarioError> {
+        let topology = match raw {
+            None => Topology::Single,
+            Some(t) => {
+                let topology = match t.get_ref().as_str() {
+                    "single" => Topology::Single,
+                    "replicated" => Topology::Replicated,
+                    other => {
+                        return Err(self.err(
+                            Some(t.span()),
+                            format!("topology = {other:?} is not a topology"),
+                            Some("use \"single\" (the default) or \"replicated\" (Redis with Sentinel, a ZooKeeper ensemble, an etcd cluster)".into()),
+                        ));
+                    }
+                };
+                if topology == Topology::Replicated {
+                    let lacking: Vec<&String> = backends
+                        .iter()
+                        .filter(|b| replicated_shape(b).is_none())
+                        .collect();
+                    if let Some(b) = lacking.first() {
+                        let with: Vec<&str> = known
+                            .iter()
+                            .copied()
+                            .filter(|b| replicated_shape(b).is_some())
+                            .collect();
+                        return Err(self.err(
+                            Some(t.span()),
+                            format!("{b} has no replicated topology in lockbench"),
+                            Some(format!(
+                                "replicated topologies exist for {}; run the others in a scenario of their own",
+                                with.join(", ")
+                            )),
+                        ));
+                    }
+                    if let Some(b) = backends.iter().find(|b| endpoints.contains_key(*b)) {
+                        return Err(self.err(
+                            Some(t.span()),
+                            format!(
+                                "{b} uses external endpoints; lockbench cannot start a topology for it"
+                            ),
+                            Some("drop its [endpoints] entry or the topology line".into()),
+                        ));
+                    }
+                }
+                topology
+            }
+        };
+        Ok(topology)
+    }
+
+    /// The timeline and the random schedule, checked against what the
+    /// backends give faults to act on.
+    #[allow(clippy::too_many_arguments)]
+    fn faults(
+        &self,
+        raw_timeline: Option<Vec<RawFault>>,
+        raw_random: Option<RawRandom>,
+        backends: &[String],
+        endpoints: &BTreeMap<String, Vec<String>>,
+        topology: Topology,
+        hosts: i64,
+        duration: Duration,
+    ) -> Result<(Vec<FaultSpec>, Option<RandomSchedule>), ScenarioError> {
+        let (servers, no_server_why) = startable_servers(backends, endpoints, topology);
+        let no_link_why = backends
+            .iter()
+            .find(|b| backend::server_kind(b).is_none())
+            .map(|b| format!("{b} runs in-process: there is no link to fault; run it in a scenario of its own"));
+        let mut nemesis = Vec::new();
+        for raw_fault in raw_timeline.unwrap_or_default() {
+            if raw_fault.fault.get_ref() == "bridge" {
+                let no_pairs = backends.iter().find(|b| {
+                    topology == Topology::Single
+                        || !matches!(
+                            replicated_shape(b),
+                            Some(crate::cluster::topology::Shape::Ensemble(_))
+                        )
+                });
+                if let Some(b) = no_pairs {
+                    return Err(self.err(
+                        Some(raw_fault.fault.span()),
+                        format!(
+                            "bridge cuts single links between members, which lockbench can do \
+                             only in a ZooKeeper ensemble (topology = \"replicated\"), not for {b}"
+                        ),
+                        Some(
+                            "etcd's and Sentinel's members are cut as a whole (isolate-server); \
+                             run the bridge in a scenario of zookeeper backends with \
+                             topology = \"replicated\""
+                                .into(),
+                        ),
+                    ));
+                }
+            }
+            if raw_fault.fault.get_ref() == "isolate-server" && topology == Topology::Single {
+                return Err(self.err(
+                    Some(raw_fault.fault.span()),
+                    "isolate-server cuts the links between the members of a replicated topology".into(),
+                    Some("add topology = \"replicated\" (single servers have no peers to be cut from)".into()),
+                ));
+            }
+            let spec = raw_fault
+                .validate(
+                    hosts as u32,
+                    servers,
+                    duration,
+                    &no_server_why,
+                    no_link_why.as_deref(),
+                )
+                .map_err(|(span, message, hint)| self.err(Some(span), message, hint))?;
+            nemesis.push(spec);
+        }
+        nemesis.sort_by_key(|f| f.at);
+        let random_nemesis = match raw_random {
+            None => None,
+            Some(r) => Some(
+                r.validate(servers, duration, &no_server_why, no_link_why.as_deref())
+                    .map_err(|(span, message, hint)| self.err(Some(span), message, hint))?,
+            ),
+        };
+        Ok((nemesis, random_nemesis))
+    }
+
+    fn workload(&self, raw: Option<Spanned<String>>) -> Result<Workload, ScenarioError> {
+        let workload = match raw {
+            None => Workload::Fence,
+            Some(w) => match w.get_ref().as_str() {
+                "fence" => Workload::Fence,
+                "counter" => Workload::Counter,
+                other => {
+                    return Err(self.err(
+                        Some(w.span()),
+                        format!("workload = {other:?} is not a workload"),
+                        Some("use \"fence\" (write the fencing token; the default) or \"counter\" (read-modify-write a counter)".into()),
+                    ));
+                }
+            },
+        };
+        Ok(workload)
+    }
+}
+
 /// How many servers lockbench starts for every backend of the scenario
 /// (the smallest count), and why it is 0 when it is.
 fn startable_servers(
@@ -648,9 +739,8 @@ fn startable_servers(
     let mut why = String::new();
     for b in backends {
         let n = match backend::info(b) {
-            Some(info) if endpoints.contains_key(b) => {
+            Some(_) if endpoints.contains_key(b) => {
                 why = format!("{b} uses external endpoints, which lockbench cannot kill or pause");
-                let _ = info;
                 0
             }
             Some(info) if info.server.is_some() => match topology {
