@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, SamplingMode, Throughput};
 use lockbench::Verdict;
-use lockbench::check::linear::{SyntheticOptions, synthetic_history};
 use lockbench::check::{Budget, check_linearizable};
+use lockbench::history::synthetic::{SyntheticOptions, synthetic_history};
 use lockbench::history::{F, OpType};
 
 const OPERATIONS: u64 = 100_000;

@@ -4,10 +4,8 @@
 
 use std::time::Duration;
 
-use lockbench::check::{
-    Budget, MutexChecker, check_linearizable,
-    linear::{SyntheticOptions, synthetic_history},
-};
+use lockbench::check::{Budget, MutexChecker, check_linearizable};
+use lockbench::history::synthetic::{SyntheticOptions, synthetic_history};
 use lockbench::history::{Event, F, OpType, Process};
 use lockbench::{Checker, Verdict};
 use rand::rngs::StdRng;

@@ -23,9 +23,8 @@ pub use ownership::{OwnershipReport, OwnershipViolation};
 use std::collections::HashMap;
 use std::path::Path;
 
-use crate::error::{Error, Result};
-use crate::history::{Event, OpType, Process, StreamStats, stream_jsonl};
-use mutex::Ev;
+use crate::error::Result;
+use crate::history::{Event, EventRef, FnRef, OpType, Process, StreamStats, stream_refs};
 
 /// Valid, invalid, or unknown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -109,7 +108,13 @@ pub trait Checker {
 
 /// Runs a checker, turning a panic into an `unknown` verdict.
 pub fn run_checker(checker: &dyn Checker, events: &[Event]) -> CheckResult {
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| checker.check(events))) {
+    check_safe(checker.name(), || checker.check(events))
+}
+
+/// The one place a checker's panic becomes an `unknown` verdict (Jepsen's
+/// `check-safe`): the run goes on, and the report says why.
+fn check_safe(name: &str, check: impl FnOnce() -> CheckResult) -> CheckResult {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(check)) {
         Ok(result) => result,
         Err(panic) => {
             let msg = panic
@@ -117,36 +122,18 @@ pub fn run_checker(checker: &dyn Checker, events: &[Event]) -> CheckResult {
                 .cloned()
                 .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
                 .unwrap_or_else(|| "unknown panic".into());
-            CheckResult::unknown(checker.name(), format!("checker crashed: {msg}"))
+            CheckResult::unknown(name, format!("checker crashed: {msg}"))
         }
     }
 }
 
 /// Checks mutual exclusion of a history file, streaming it: memory grows
 /// with the holds, not with the events. Malformed input is an error; a
-/// checker crash or an inconsistent history is an `unknown` verdict.
+/// checker crash or an inconsistent history is an `unknown` verdict. The
+/// mutual-exclusion part of [`analyze_file`].
 pub fn check_file(path: &Path) -> Result<(CheckResult, StreamStats)> {
-    let mut tracker = HoldTracker::new();
-    let mut broken: Option<Inconsistent> = None;
-    let stats = stream_jsonl(path, |e| {
-        if broken.is_none()
-            && let Err(why) = tracker.push(&e)
-        {
-            broken = Some(why);
-        }
-    })?;
-    let checker = MutexChecker;
-    let result = match broken {
-        Some(why) => checker.inconsistent(why),
-        None => {
-            let (recs, keys) = tracker.finish_recs();
-            match std::panic::catch_unwind(|| checker.check_recs(&recs, &keys)) {
-                Ok(r) => r,
-                Err(_) => CheckResult::unknown(checker.name(), "checker crashed"),
-            }
-        }
-    };
-    Ok((result, stats))
+    let (analysis, stats) = analyze_file(path, AnalysisOptions::default())?;
+    Ok((analysis.mutex, stats))
 }
 
 /// Everything the streaming pass over a history finds (issue 6): the
@@ -192,7 +179,7 @@ pub struct AnalysisOptions {
 /// an error; an inconsistent history gives `unknown` verdicts.
 pub fn analyze_file(path: &Path, opts: AnalysisOptions) -> Result<(Analysis, StreamStats)> {
     let mut analyzer = Analyzer::new(opts);
-    let stats = stream_jsonl_fast(path, |e| analyzer.push(e))?;
+    let stats = stream_refs(path, |e| analyzer.push(e))?;
     Ok((analyzer.finish(), stats))
 }
 
@@ -201,7 +188,7 @@ pub fn analyze_file(path: &Path, opts: AnalysisOptions) -> Result<(Analysis, Str
 pub fn analyze_events(events: &[Event], opts: AnalysisOptions) -> Analysis {
     let mut analyzer = Analyzer::new(opts);
     for e in mutex::in_index_order(events) {
-        analyzer.push(&Ev::of(e));
+        analyzer.push(&EventRef::of(e));
     }
     analyzer.finish()
 }
@@ -209,7 +196,7 @@ pub fn analyze_events(events: &[Event], opts: AnalysisOptions) -> Analysis {
 /// A client's operation between its invoke and its completion.
 #[derive(Debug, Clone, Copy)]
 struct Open<'k> {
-    f: mutex::Fn<'k>,
+    f: FnRef<'k>,
     key: u32,
     time_ns: u64,
     fence: Option<u64>,
@@ -242,7 +229,7 @@ impl Analyzer {
         }
     }
 
-    fn push(&mut self, e: &Ev<'_>) {
+    fn push(&mut self, e: &EventRef<'_>) {
         self.liveness.tick(e.time_ns, e.lease_ms);
         let p = match e.process {
             Process::Client(p) => p,
@@ -266,23 +253,22 @@ impl Analyzer {
         {
             self.broken = Some(why);
         }
-        use mutex::Fn;
-        if e.f == Fn::Crash {
+        if e.f == FnRef::Crash {
             let op = self.pending.remove(&p);
             self.ownership.crash(p);
-            let waiting = op.filter(|o| o.f == Fn::Acquire).map(|o| o.key);
+            let waiting = op.filter(|o| o.f == FnRef::Acquire).map(|o| o.key);
             self.liveness.crashed(p, waiting, e.time_ns);
             return;
         }
         if e.kind == OpType::Invoke {
             let f = match e.f {
-                Fn::Acquire => Fn::Acquire,
-                Fn::Release => Fn::Release,
-                Fn::Renew => Fn::Renew,
-                Fn::Write => Fn::Write,
-                _ => Fn::Crash,
+                FnRef::Acquire => FnRef::Acquire,
+                FnRef::Release => FnRef::Release,
+                FnRef::Renew => FnRef::Renew,
+                FnRef::Write => FnRef::Write,
+                _ => FnRef::Crash,
             };
-            if f == Fn::Acquire {
+            if f == FnRef::Acquire {
                 self.liveness.acquire_invoked(p, key, e.time_ns);
             }
             if let Some(old) = self.pending.insert(
@@ -293,7 +279,7 @@ impl Analyzer {
                     time_ns: e.time_ns,
                     fence: e.fence,
                 },
-            ) && old.f == Fn::Acquire
+            ) && old.f == FnRef::Acquire
             {
                 // Two invokes in a row (an inconsistent history): the
                 // first wait is over, whatever became of it.
@@ -308,7 +294,7 @@ impl Analyzer {
             self.liveness.info_completion();
         }
         match op.f {
-            Fn::Acquire => {
+            FnRef::Acquire => {
                 let ok = e.kind == OpType::Ok;
                 self.ownership.acquire(p, op.key, e.kind);
                 if ok {
@@ -318,7 +304,7 @@ impl Analyzer {
                 self.liveness
                     .acquire_done(p, op.key, op.time_ns, e.time_ns, ok);
             }
-            Fn::Release => {
+            FnRef::Release => {
                 self.ownership.release(
                     p,
                     op.key,
@@ -332,7 +318,7 @@ impl Analyzer {
                     self.liveness.released(p, op.key, e.time_ns);
                 }
             }
-            Fn::Write if e.kind == OpType::Ok => {
+            FnRef::Write if e.kind == OpType::Ok => {
                 self.fencing.write(
                     op.key,
                     e.process,
@@ -352,10 +338,7 @@ impl Analyzer {
         let (recs, keys) = self.tracker.finish_recs();
         let mutex = match self.broken {
             Some(why) => checker.inconsistent(why),
-            None => match std::panic::catch_unwind(|| checker.check_recs(&recs, &keys)) {
-                Ok(r) => r,
-                Err(_) => CheckResult::unknown(checker.name(), "checker crashed"),
-            },
+            None => check_safe(checker.name(), || checker.check_recs(&recs, &keys)),
         };
         let ownership = self.ownership.finish(&keys, consistent);
         let fencing = self
@@ -372,373 +355,9 @@ impl Analyzer {
     }
 }
 
-/// Streams a history file as borrowed events: each line is read by a
-/// small hand-written parser that borrows from it (no allocation for the
-/// usual event), and by serde into an [`Event`] when it holds anything the
-/// fast parser does not take (escapes, unknown fields, odd values): serde
-/// then accepts it or gives the error `stream_jsonl` would.
-fn stream_jsonl_fast(path: &Path, mut each: impl FnMut(&Ev<'_>)) -> Result<StreamStats> {
-    use std::io::BufRead;
-    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let mut reader = std::io::BufReader::with_capacity(1 << 16, file);
-    let mut stats = StreamStats::default();
-    let mut line = String::new();
-    let mut number = 0usize;
-    loop {
-        line.clear();
-        let read = reader
-            .read_line(&mut line)
-            .map_err(|e| Error::io(path, e))?;
-        if read == 0 {
-            return Ok(stats);
-        }
-        number += 1;
-        let complete = line.ends_with('\n');
-        let text = line.trim();
-        if text.is_empty() {
-            continue;
-        }
-        if let Some(ev) = fast::parse(text) {
-            stats.events += 1;
-            each(&ev);
-            continue;
-        }
-        match serde_json::from_str::<Event>(text) {
-            Ok(event) => {
-                stats.events += 1;
-                each(&Ev::of(&event));
-            }
-            // As in `stream_jsonl`: a cut last line is the end of a killed run.
-            Err(_) if !complete => {
-                stats.truncated = true;
-                return Ok(stats);
-            }
-            Err(e) => {
-                return Err(Error::HistoryParse {
-                    path: path.to_path_buf(),
-                    line: number,
-                    message: format!(
-                        "{e}; each line must be one history v1 event, e.g. \
-                         {{\"index\":0,\"time_ns\":0,\"process\":1,\"type\":\"invoke\",\"f\":\"acquire\"}}"
-                    ),
-                });
-            }
-        }
-    }
-}
-
-/// The fast, borrowing reader of one history v1 line. It returns `None`
-/// for anything it is not sure of, and the caller falls back to serde.
-mod fast {
-    use super::mutex::{Ev, Fn};
-    use crate::history::{OpType, Process};
-
-    struct P<'a> {
-        text: &'a str,
-        s: &'a [u8],
-        i: usize,
-    }
-
-    impl<'a> P<'a> {
-        fn ws(&mut self) {
-            while let Some(b' ' | b'\t' | b'\r' | b'\n') = self.s.get(self.i) {
-                self.i += 1;
-            }
-        }
-
-        fn peek(&mut self) -> Option<u8> {
-            self.ws();
-            self.s.get(self.i).copied()
-        }
-
-        fn eat(&mut self, c: u8) -> Option<()> {
-            (self.peek()? == c).then(|| self.i += 1)
-        }
-
-        /// `null`, consumed.
-        fn null(&mut self) -> bool {
-            self.ws();
-            if self.s[self.i..].starts_with(b"null") {
-                self.i += 4;
-                true
-            } else {
-                false
-            }
-        }
-
-        /// A string without escapes, borrowed.
-        fn plain_str(&mut self) -> Option<&'a str> {
-            self.eat(b'"')?;
-            let start = self.i;
-            loop {
-                match *self.s.get(self.i)? {
-                    b'"' => break,
-                    b'\\' => return None,
-                    c if c < 0x20 => return None,
-                    _ => self.i += 1,
-                }
-            }
-            let out = self.text.get(start..self.i)?;
-            self.i += 1;
-            Some(out)
-        }
-
-        /// Any string, skipped.
-        fn skip_str(&mut self) -> Option<()> {
-            self.eat(b'"')?;
-            loop {
-                match *self.s.get(self.i)? {
-                    b'"' => {
-                        self.i += 1;
-                        return Some(());
-                    }
-                    b'\\' => {
-                        // Only JSON's escapes, as serde would insist.
-                        match *self.s.get(self.i + 1)? {
-                            b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => self.i += 2,
-                            b'u' => {
-                                let hex = self.s.get(self.i + 2..self.i + 6)?;
-                                if !hex.iter().all(u8::is_ascii_hexdigit) {
-                                    return None;
-                                }
-                                self.i += 6;
-                            }
-                            _ => return None,
-                        }
-                    }
-                    c if c < 0x20 => return None,
-                    _ => self.i += 1,
-                }
-            }
-        }
-
-        fn u64(&mut self) -> Option<u64> {
-            self.ws();
-            let start = self.i;
-            let mut v: u64 = 0;
-            while let Some(c @ b'0'..=b'9') = self.s.get(self.i).copied() {
-                v = v.checked_mul(10)?.checked_add(u64::from(c - b'0'))?;
-                self.i += 1;
-            }
-            let digits = self.i - start;
-            if digits == 0 || (digits > 1 && self.s[start] == b'0') {
-                return None;
-            }
-            match self.s.get(self.i) {
-                Some(b'.' | b'e' | b'E') => None,
-                _ => Some(v),
-            }
-        }
-
-        /// An object or array, skipped; its text (checked by serde later).
-        fn compound(&mut self) -> Option<&'a str> {
-            self.ws();
-            let start = self.i;
-            let mut depth = 0usize;
-            loop {
-                match *self.s.get(self.i)? {
-                    b'"' => {
-                        self.skip_str()?;
-                        continue;
-                    }
-                    b'{' | b'[' => depth += 1,
-                    b'}' | b']' => {
-                        depth = depth.checked_sub(1)?;
-                        if depth == 0 {
-                            self.i += 1;
-                            break;
-                        }
-                    }
-                    _ => {}
-                }
-                self.i += 1;
-            }
-            self.text.get(start..self.i)
-        }
-    }
-
-    /// Reads `value` the way `Ev::of` does: the two flags, and the targets
-    /// of a nemesis event.
-    fn read_value(text: &str, nemesis: bool) -> Option<(Option<bool>, Option<bool>, String)> {
-        match text {
-            r#"{"accepted":true}"# => return Some((Some(true), None, String::new())),
-            r#"{"accepted":false}"# => return Some((Some(false), None, String::new())),
-            r#"{"was_held":false}"# => return Some((None, Some(false), String::new())),
-            r#"{"was_held":true}"# => return Some((None, Some(true), String::new())),
-            _ => {}
-        }
-        let v: serde_json::Value = serde_json::from_str(text).ok()?;
-        let flag = |name: &str| v.get(name).and_then(serde_json::Value::as_bool);
-        let targets = if nemesis {
-            v.get("targets").map(|t| t.to_string()).unwrap_or_default()
-        } else {
-            String::new()
-        };
-        Some((flag("accepted"), flag("was_held"), targets))
-    }
-
-    /// One line, or `None` when serde must decide.
-    pub(super) fn parse(text: &str) -> Option<Ev<'_>> {
-        let mut p = P {
-            text,
-            s: text.as_bytes(),
-            i: 0,
-        };
-        p.eat(b'{')?;
-        let mut seen = 0u16;
-        let (mut index, mut time_ns, mut process, mut kind, mut f) = (None, None, None, None, None);
-        let (mut key, mut fence, mut lease_ms, mut value) = (None, None, None, None);
-        loop {
-            let name = p.plain_str()?;
-            p.eat(b':')?;
-            let bit = match name {
-                "index" => {
-                    index = Some(p.u64()?);
-                    1
-                }
-                "time_ns" => {
-                    time_ns = Some(p.u64()?);
-                    2
-                }
-                "process" => {
-                    process = Some(if p.peek()? == b'"' {
-                        (p.plain_str()? == "nemesis").then_some(Process::Nemesis)?
-                    } else {
-                        Process::Client(p.u64()?)
-                    });
-                    4
-                }
-                "type" => {
-                    kind = Some(match p.plain_str()? {
-                        "invoke" => OpType::Invoke,
-                        "ok" => OpType::Ok,
-                        "fail" => OpType::Fail,
-                        "info" => OpType::Info,
-                        _ => return None,
-                    });
-                    8
-                }
-                "f" => {
-                    f = Some(Fn::from_name(p.plain_str()?));
-                    16
-                }
-                "key" => {
-                    if !p.null() {
-                        key = Some(p.plain_str()?);
-                    }
-                    32
-                }
-                "fence" => {
-                    if !p.null() {
-                        fence = Some(p.u64()?);
-                    }
-                    64
-                }
-                "lease_ms" => {
-                    if !p.null() {
-                        lease_ms = Some(p.u64()?);
-                    }
-                    128
-                }
-                "value" => {
-                    if !p.null() {
-                        value = Some(p.compound()?);
-                    }
-                    256
-                }
-                "error" => {
-                    if !p.null() {
-                        p.skip_str()?;
-                    }
-                    512
-                }
-                _ => return None,
-            };
-            if seen & bit != 0 {
-                return None;
-            }
-            seen |= bit;
-            match p.peek()? {
-                b',' => p.i += 1,
-                b'}' => {
-                    p.i += 1;
-                    break;
-                }
-                _ => return None,
-            }
-        }
-        p.ws();
-        if p.i != p.s.len() {
-            return None;
-        }
-        let process = process?;
-        let (accepted, was_held, targets) = match value {
-            Some(v) => read_value(v, process == Process::Nemesis)?,
-            None => (None, None, String::new()),
-        };
-        Some(Ev {
-            index: index?,
-            time_ns: time_ns?,
-            process,
-            kind: kind?,
-            f: f?,
-            key: key.unwrap_or(""),
-            fence,
-            lease_ms,
-            accepted,
-            was_held,
-            targets,
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// The fast reader takes a line exactly as serde + `Ev::of` would, or
-    /// leaves it to serde.
-    #[test]
-    fn the_fast_reader_agrees_with_serde() {
-        let same = [
-            r#"{"index":0,"time_ns":1,"process":1,"type":"invoke","f":"acquire","key":"lock","lease_ms":30}"#,
-            r#"{"index":1,"time_ns":2,"process":1,"type":"ok","f":"acquire","key":"lock","fence":7,"lease_ms":30}"#,
-            r#"{"index":2,"time_ns":3,"process":1,"type":"ok","f":"write","key":"k","fence":7,"value":{"accepted":false}}"#,
-            r#"{"index":3,"time_ns":4,"process":1,"type":"ok","f":"release","key":"k","value":{"was_held":false}}"#,
-            r#"{"index":4,"time_ns":5,"process":"nemesis","type":"info","f":"start-partition","value":{"targets":["h1", "h2"],"x":{"y":[1,2]}}}"#,
-            r#" { "index" : 5 , "time_ns":6,"process":2,"type":"fail","f":"acquire","key":"ключ","error":"held \"by\" \u00e9 other"} "#,
-            r#"{"index":6,"time_ns":7,"process":2,"type":"info","f":"crash","key":null,"fence":null,"value":null,"error":null}"#,
-            r#"{"index":7,"time_ns":8,"process":2,"type":"ok","f":"write","value":{"accepted":true,"note":"]}"}}"#,
-        ];
-        for line in same {
-            let event: Event = serde_json::from_str(line.trim()).unwrap();
-            let slow = format!("{:?}", Ev::of(&event));
-            let fast = fast::parse(line.trim()).map(|e| format!("{e:?}"));
-            assert_eq!(fast.as_deref(), Some(slow.as_str()), "{line}");
-        }
-        let rejected = [
-            r#"{"index":0,"time_ns":1,"process":"x","type":"invoke","f":"acquire"}"#,
-            r#"{"index":0,"time_ns":1,"process":1,"type":"maybe","f":"acquire"}"#,
-            r#"{"index":0,"time_ns":1,"process":1,"type":"invoke","f":"acquire","extra":1}"#,
-            r#"{"index":0,"index":0,"time_ns":1,"process":1,"type":"invoke","f":"acquire"}"#,
-            r#"{"index":0.5,"time_ns":1,"process":1,"type":"invoke","f":"acquire"}"#,
-            r#"{"index":-1,"time_ns":1,"process":1,"type":"invoke","f":"acquire"}"#,
-            r#"{"index":01,"time_ns":1,"process":1,"type":"invoke","f":"acquire"}"#,
-            r#"{"time_ns":1,"process":1,"type":"invoke","f":"acquire"}"#,
-            r#"{"index":0,"time_ns":1,"process":1,"type":"invoke","f":"acquire","error":"bad \q"}"#,
-            r#"{"index":0,"time_ns":1,"process":1,"type":"ok","f":"write","value":{"accepted":tru}}"#,
-            r#"{"index":0,"time_ns":1,"process":1,"type":"invoke","f":"acquire",}"#,
-            r#"{"index":0,"time_ns":1,"process":1,"type":"invoke","f":"acquire"} x"#,
-            r#"{"index":0,"time_ns":1,"process":1,"type":"invoke","f":"acq"#,
-        ];
-        for line in rejected {
-            assert!(fast::parse(line).is_none(), "fast reader took {line}");
-            assert!(
-                serde_json::from_str::<Event>(line).is_err(),
-                "serde took {line}"
-            );
-        }
-    }
 
     #[test]
     fn analyze_file_reads_a_cut_last_line_as_the_end() {

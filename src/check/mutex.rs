@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use serde::{Deserialize, Serialize};
 
 use super::{CheckResult, Checker, Verdict};
-use crate::history::{Event, F, OpType, Process};
+use crate::history::{Event, EventRef, FnRef, OpType, Process};
 
 /// How many witnesses a result carries; the count covers them all.
 const MAX_WITNESSES: usize = 20;
@@ -159,107 +159,6 @@ fn fence_note(fence: Option<u64>) -> String {
 #[derive(Debug)]
 pub struct Inconsistent(pub String);
 
-/// The function of an event, borrowed: what the checkers need of `F`
-/// without allocating for each event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Fn<'a> {
-    Acquire,
-    Release,
-    Renew,
-    Write,
-    Crash,
-    Fault(&'a str),
-}
-
-impl<'a> Fn<'a> {
-    pub(crate) fn of(f: &'a F) -> Self {
-        match f {
-            F::Acquire => Fn::Acquire,
-            F::Release => Fn::Release,
-            F::Renew => Fn::Renew,
-            F::Write => Fn::Write,
-            F::Crash => Fn::Crash,
-            F::Fault(name) => Fn::Fault(name),
-        }
-    }
-
-    pub(crate) fn from_name(name: &'a str) -> Self {
-        match name {
-            "acquire" => Fn::Acquire,
-            "release" => Fn::Release,
-            "renew" => Fn::Renew,
-            "write" => Fn::Write,
-            "crash" => Fn::Crash,
-            other => Fn::Fault(other),
-        }
-    }
-
-    pub(crate) fn as_str(self) -> &'a str {
-        match self {
-            Fn::Acquire => "acquire",
-            Fn::Release => "release",
-            Fn::Renew => "renew",
-            Fn::Write => "write",
-            Fn::Crash => "crash",
-            Fn::Fault(name) => name,
-        }
-    }
-}
-
-/// One event as the checkers see it: borrowed, with the few parts of
-/// `value` they read already picked out.
-#[derive(Debug, Clone)]
-pub(crate) struct Ev<'a> {
-    pub index: u64,
-    pub time_ns: u64,
-    pub process: Process,
-    pub kind: OpType,
-    pub f: Fn<'a>,
-    /// `""` for the one lock of a run without keys.
-    pub key: &'a str,
-    pub fence: Option<u64>,
-    pub lease_ms: Option<u64>,
-    /// `value.accepted` (writes).
-    pub accepted: Option<bool>,
-    /// `value.was_held` (releases).
-    pub was_held: Option<bool>,
-    /// `value.targets` as compact JSON, for nemesis events only.
-    pub targets: String,
-}
-
-impl<'a> Ev<'a> {
-    pub(crate) fn of(e: &'a Event) -> Self {
-        let field = |name: &str| {
-            e.value
-                .as_ref()
-                .and_then(|v| v.get(name))
-                .and_then(serde_json::Value::as_bool)
-        };
-        let targets = match e.process {
-            Process::Nemesis => e
-                .value
-                .as_ref()
-                .and_then(|v| v.get("targets"))
-                .map(|t| t.to_string())
-                .unwrap_or_default(),
-            Process::Client(_) => String::new(),
-        };
-        Ev {
-            index: e.index,
-            time_ns: e.time_ns,
-            process: e.process,
-            kind: e.kind,
-            f: Fn::of(&e.f),
-            key: e.key_or_default(),
-            fence: e.fence,
-            lease_ms: e.lease_ms,
-            accepted: field("accepted"),
-            was_held: field("was_held"),
-            targets,
-        }
-    }
-}
-
 /// Keys seen, each given a small number so per-event state needs no
 /// string copies.
 #[derive(Debug, Default)]
@@ -390,7 +289,7 @@ impl HoldTracker {
     /// Takes the next event, or says why the history is inconsistent (a
     /// completion without an invoke, two invokes in a row).
     pub fn push(&mut self, e: &Event) -> Result<(), Inconsistent> {
-        let ev = Ev::of(e);
+        let ev = EventRef::of(e);
         let key = self.keys.id(ev.key);
         self.push_ev(&ev, key)
     }
@@ -409,11 +308,11 @@ impl HoldTracker {
     }
 
     /// [`push`](Self::push) with the key already numbered.
-    pub(crate) fn push_ev(&mut self, e: &Ev<'_>, key: u32) -> Result<(), Inconsistent> {
+    pub(crate) fn push_ev(&mut self, e: &EventRef<'_>, key: u32) -> Result<(), Inconsistent> {
         let Process::Client(p) = e.process else {
             return Ok(());
         };
-        if e.f == Fn::Crash {
+        if e.f == FnRef::Crash {
             // A release in flight at the crash never ended, so it did not
             // end in `fail`: the hold ended at its invoke.
             if let Some(op) = self.pending.remove(&p)
@@ -433,10 +332,10 @@ impl HoldTracker {
             }
             return Ok(());
         }
-        let op_of = |f: Fn<'_>| match f {
-            Fn::Acquire => Op::Acquire,
-            Fn::Release => Op::Release,
-            Fn::Renew => Op::Renew,
+        let op_of = |f: FnRef<'_>| match f {
+            FnRef::Acquire => Op::Acquire,
+            FnRef::Release => Op::Release,
+            FnRef::Renew => Op::Renew,
             _ => Op::Other,
         };
         if e.kind == OpType::Invoke {
@@ -690,6 +589,7 @@ impl MutexChecker {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::history::F;
 
     fn ev(index: u64, t: u64, p: u64, kind: OpType, f: F) -> Event {
         let mut e = Event::new(t, Process::Client(p), kind, f);

@@ -6,11 +6,14 @@
 
 mod edn;
 mod event;
+mod event_ref;
 pub mod porcupine;
 mod reader;
 mod recorder;
+pub mod synthetic;
 
 pub use edn::{parse_edn, read_edn};
 pub use event::{Event, F, OpType, Process};
+pub use event_ref::{EventRef, FnRef, stream_refs};
 pub use reader::{History, StreamStats, parse_jsonl, read_jsonl, stream_jsonl};
 pub use recorder::{Clock, Recorder, RecorderHandle};

@@ -48,12 +48,27 @@ pub fn stream_jsonl(path: &Path, each: impl FnMut(Event)) -> Result<StreamStats>
     stream_lines(path, std::io::BufReader::with_capacity(1 << 16, file), each)
 }
 
-/// A last line without its newline that does not parse is taken as the cut
-/// end of a killed run, not as an error: the prefix is still a history.
+/// Hands each event of `reader` to `each`, in order.
 fn stream_lines(
     path: &Path,
-    mut reader: impl BufRead,
+    reader: impl BufRead,
     mut each: impl FnMut(Event),
+) -> Result<StreamStats> {
+    read_lines(path, reader, |text| {
+        each(serde_json::from_str::<Event>(text)?);
+        Ok(())
+    })
+}
+
+/// The one framing of history v1 text that every reader shares: each
+/// non-blank line goes to `each`, which parses it; a line that does not
+/// parse is an error naming the file and line, except a last line without
+/// its newline, which is taken as the cut end of a killed run (the prefix
+/// is still a history).
+pub(super) fn read_lines(
+    path: &Path,
+    mut reader: impl BufRead,
+    mut each: impl FnMut(&str) -> std::result::Result<(), serde_json::Error>,
 ) -> Result<StreamStats> {
     let mut stats = StreamStats::default();
     let mut line = String::new();
@@ -72,11 +87,8 @@ fn stream_lines(
         if text.is_empty() {
             continue;
         }
-        match serde_json::from_str::<Event>(text) {
-            Ok(event) => {
-                stats.events += 1;
-                each(event);
-            }
+        match each(text) {
+            Ok(()) => stats.events += 1,
             Err(_) if !complete => {
                 stats.truncated = true;
                 return Ok(stats);
