@@ -1,4 +1,4 @@
-//! Fencing: did the protected resource stay safe? (issue 6, item 3)
+//! Fencing: did the protected resource stay safe?
 //!
 //! Per key, in the order the resource answered: every accepted write must
 //! carry a token at least as large as every token accepted before it, and

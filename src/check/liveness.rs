@@ -1,5 +1,4 @@
-//! Liveness and recovery, measured from the history (issue 6 item 6,
-//! issue 4 item 5).
+//! Liveness and recovery, measured from the history.
 //!
 //! Per key, the pass keeps how many clients wait (an `acquire` invoked and
 //! not completed) and how many hold (from the `acquire` `ok` to the

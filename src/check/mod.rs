@@ -136,9 +136,9 @@ pub fn check_file(path: &Path) -> Result<(CheckResult, StreamStats)> {
     Ok((analysis.mutex, stats))
 }
 
-/// Everything the streaming pass over a history finds (issue 6): the
+/// Everything the streaming pass over a history finds: the
 /// direct mutual-exclusion check with causes, ownership, fencing, liveness,
-/// and the recovery measures around faults (issue 4).
+/// and the recovery measures around faults.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Analysis {
     /// Mutual exclusion, with witnesses and their classes.

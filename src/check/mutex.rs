@@ -71,7 +71,7 @@ pub struct Witness {
     pub class: ViolationClass,
 }
 
-/// The cause of a violation (issue 6): read from the earlier hold's lease.
+/// The cause of a violation: read from the earlier hold's lease.
 #[derive(
     Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
 )]

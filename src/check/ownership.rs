@@ -1,5 +1,5 @@
 //! Ownership: a release that succeeds for a process that does not hold the
-//! lock is a violation (issue 6, item 2).
+//! lock is a violation.
 //!
 //! A process holds a key from its `acquire` `ok` to its release; a lock
 //! may be reentrant, so each `ok` counts and each release takes one back.

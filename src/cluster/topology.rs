@@ -228,6 +228,9 @@ pub trait Members {
     /// The data servers, in member order (numbered from 0).
     fn servers(&self) -> &[ServerProcess];
 
+    /// The data servers, to kill and restart them.
+    fn servers_mut(&mut self) -> &mut [ServerProcess];
+
     /// The version the first member reported at start.
     fn version(&self) -> &str;
 
@@ -253,6 +256,27 @@ pub trait Members {
     }
 }
 
+/// Implements [`Members`] for a topology whose data servers and version
+/// are its fields `servers` and `version` (every topology here).
+macro_rules! members_from_fields {
+    ($topology:ty) => {
+        impl $crate::cluster::topology::Members for $topology {
+            fn servers(&self) -> &[$crate::cluster::ServerProcess] {
+                &self.servers
+            }
+
+            fn servers_mut(&mut self) -> &mut [$crate::cluster::ServerProcess] {
+                &mut self.servers
+            }
+
+            fn version(&self) -> &str {
+                &self.version
+            }
+        }
+    };
+}
+pub(super) use members_from_fields;
+
 /// A running replicated topology. What is the same for every system is
 /// written here once (kill, pause, resume, stop, the leader from the
 /// roles); each topology says what differs.
@@ -260,9 +284,6 @@ pub trait Members {
 pub trait Replicated: Members + std::fmt::Debug + Send + Sync {
     /// The kind of its data servers.
     fn kind(&self) -> ServerKind;
-
-    /// The data servers, to kill and restart them.
-    fn servers_mut(&mut self) -> &mut [ServerProcess];
 
     /// Every member's role, asked now.
     async fn roles(&self) -> Vec<Role>;

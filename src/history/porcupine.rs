@@ -1,4 +1,4 @@
-//! Export to Porcupine's operation form (issue 6, item 7), so a history can
+//! Export to Porcupine's operation form, so a history can
 //! be cross-checked with Porcupine (github.com/anishathalye/porcupine).
 //!
 //! # The form

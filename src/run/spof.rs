@@ -1,4 +1,4 @@
-//! The single-point-of-failure columns (seed 003, issue 5): one member of
+//! The single-point-of-failure columns (seed 003): one member of
 //! the backend's servers is lost (`kill -9`, restarted when the fault
 //! ends) or cut from its peers (`isolate-server`, healed when it ends)
 //! while the scenario's clients contend for one key.

@@ -70,7 +70,77 @@ async fn auto_increment_fence(
 }
 
 impl ForUpdateClient {
-    async fn for_update_acquire(&mut self, key: &str, opts: &AcquireOptions) -> Outcome<Guard> {
+    /// Keeps `conn` as the idle connection, or closes it if there is one.
+    fn park(&mut self, conn: Conn) {
+        if self.s.conn.is_none() {
+            self.s.conn = Some(conn);
+        }
+    }
+
+    /// Takes the row lock in a new transaction on `conn`. `Ok(None)`: busy,
+    /// and the transaction is rolled back.
+    async fn for_update_on(
+        &mut self,
+        conn: &mut Conn,
+        key: &str,
+        timeout: Duration,
+        token: &str,
+        started: Instant,
+    ) -> std::result::Result<Option<Guard>, Problem> {
+        let limit = self.s.op_timeout;
+        if !self.known_rows.contains(key) {
+            // Look first with a plain (non-locking) read: INSERT IGNORE on an
+            // existing row takes a shared lock on it, so it would queue
+            // behind the holder.
+            let exists: Option<i64> = bounded(
+                limit,
+                conn.exec_first("SELECT 1 FROM lock_rows WHERE name = ?", (key,)),
+            )
+            .await?;
+            if exists.is_none() {
+                bounded(
+                    limit,
+                    conn.exec_drop("INSERT IGNORE INTO lock_rows (name) VALUES (?)", (key,)),
+                )
+                .await?;
+            }
+            // Ends the read view too, so the lock's transaction starts fresh.
+            bounded(limit, conn.query_drop("COMMIT")).await?;
+            self.known_rows.insert(key.to_string());
+        }
+        let locked = select_for_update(conn, key, timeout, limit).await;
+        let fence = match locked {
+            Ok(RowLock::Locked) => auto_increment_fence(conn, limit).await,
+            Ok(RowLock::Busy) => {
+                bounded(limit, conn.query_drop("ROLLBACK")).await?;
+                return Ok(None);
+            }
+            Ok(RowLock::NoRow) => {
+                self.known_rows.remove(key);
+                Err(Problem::Failed(format!("no lock row for {key:?}")))
+            }
+            Err(p) => Err(p),
+        };
+        match fence {
+            Ok(fence) => Ok(Some(Guard {
+                key: key.to_string(),
+                token: token.to_string(),
+                fence: Some(fence),
+                lease: None,
+                acquired_at: started,
+            })),
+            Err(Problem::Failed(why)) => {
+                bounded(limit, conn.query_drop("ROLLBACK")).await?;
+                Err(Problem::Failed(why))
+            }
+            Err(p) => Err(p),
+        }
+    }
+}
+
+#[async_trait]
+impl LockClient for ForUpdateClient {
+    async fn acquire(&mut self, key: &str, opts: &AcquireOptions) -> Outcome<Guard> {
         let token = self.s.new_token();
         let limit = self.s.op_timeout;
         let started = Instant::now();
@@ -150,74 +220,7 @@ impl ForUpdateClient {
         }
     }
 
-    /// Keeps `conn` as the idle connection, or closes it if there is one.
-    fn park(&mut self, conn: Conn) {
-        if self.s.conn.is_none() {
-            self.s.conn = Some(conn);
-        }
-    }
-
-    /// Takes the row lock in a new transaction on `conn`. `Ok(None)`: busy,
-    /// and the transaction is rolled back.
-    async fn for_update_on(
-        &mut self,
-        conn: &mut Conn,
-        key: &str,
-        timeout: Duration,
-        token: &str,
-        started: Instant,
-    ) -> std::result::Result<Option<Guard>, Problem> {
-        let limit = self.s.op_timeout;
-        if !self.known_rows.contains(key) {
-            // Look first with a plain (non-locking) read: INSERT IGNORE on an
-            // existing row takes a shared lock on it, so it would queue
-            // behind the holder.
-            let exists: Option<i64> = bounded(
-                limit,
-                conn.exec_first("SELECT 1 FROM lock_rows WHERE name = ?", (key,)),
-            )
-            .await?;
-            if exists.is_none() {
-                bounded(
-                    limit,
-                    conn.exec_drop("INSERT IGNORE INTO lock_rows (name) VALUES (?)", (key,)),
-                )
-                .await?;
-            }
-            // Ends the read view too, so the lock's transaction starts fresh.
-            bounded(limit, conn.query_drop("COMMIT")).await?;
-            self.known_rows.insert(key.to_string());
-        }
-        let locked = select_for_update(conn, key, timeout, limit).await;
-        let fence = match locked {
-            Ok(RowLock::Locked) => auto_increment_fence(conn, limit).await,
-            Ok(RowLock::Busy) => {
-                bounded(limit, conn.query_drop("ROLLBACK")).await?;
-                return Ok(None);
-            }
-            Ok(RowLock::NoRow) => {
-                self.known_rows.remove(key);
-                Err(Problem::Failed(format!("no lock row for {key:?}")))
-            }
-            Err(p) => Err(p),
-        };
-        match fence {
-            Ok(fence) => Ok(Some(Guard {
-                key: key.to_string(),
-                token: token.to_string(),
-                fence: Some(fence),
-                lease: None,
-                acquired_at: started,
-            })),
-            Err(Problem::Failed(why)) => {
-                bounded(limit, conn.query_drop("ROLLBACK")).await?;
-                Err(Problem::Failed(why))
-            }
-            Err(p) => Err(p),
-        }
-    }
-
-    async fn for_update_release(&mut self, guard: &Guard) -> Outcome<Released> {
+    async fn release(&mut self, guard: &Guard) -> Outcome<Released> {
         if !self.held.holds(guard) {
             return Outcome::Ok(Released { was_held: false });
         }
@@ -251,7 +254,7 @@ impl ForUpdateClient {
         }
     }
 
-    async fn for_update_renew(&mut self, guard: &Guard) -> Outcome<()> {
+    async fn renew(&mut self, guard: &mut Guard, _lease: Duration) -> Outcome<()> {
         if !self.held.holds(guard) {
             return Outcome::Fail("not held by this client".into());
         }
@@ -275,21 +278,6 @@ impl ForUpdateClient {
                 p.outcome()
             }
         }
-    }
-}
-
-#[async_trait]
-impl LockClient for ForUpdateClient {
-    async fn acquire(&mut self, key: &str, opts: &AcquireOptions) -> Outcome<Guard> {
-        self.for_update_acquire(key, opts).await
-    }
-
-    async fn release(&mut self, guard: &Guard) -> Outcome<Released> {
-        self.for_update_release(guard).await
-    }
-
-    async fn renew(&mut self, guard: &mut Guard, _lease: Duration) -> Outcome<()> {
-        self.for_update_renew(guard).await
     }
 }
 

@@ -36,8 +36,11 @@ impl GetLockClient {
         self.s.lose_conn();
         self.held.map.clear();
     }
+}
 
-    async fn get_lock_acquire(&mut self, key: &str, opts: &AcquireOptions) -> Outcome<Guard> {
+#[async_trait]
+impl LockClient for GetLockClient {
+    async fn acquire(&mut self, key: &str, opts: &AcquireOptions) -> Outcome<Guard> {
         let name = match lock_name(key) {
             Ok(n) => n,
             Err(why) => return Outcome::Fail(why),
@@ -107,7 +110,7 @@ impl GetLockClient {
         }
     }
 
-    async fn get_lock_release(&mut self, guard: &Guard) -> Outcome<Released> {
+    async fn release(&mut self, guard: &Guard) -> Outcome<Released> {
         // A stale guard must not release a later hold of the same name by
         // this connection: the server only knows the connection.
         if !self.held.holds(guard) {
@@ -140,7 +143,7 @@ impl GetLockClient {
         }
     }
 
-    async fn get_lock_renew(&mut self, guard: &Guard) -> Outcome<()> {
+    async fn renew(&mut self, guard: &mut Guard, _lease: Duration) -> Outcome<()> {
         if !self.held.holds(guard) {
             return Outcome::Fail("not held by this connection".into());
         }
@@ -169,21 +172,6 @@ impl GetLockClient {
                 p.outcome()
             }
         }
-    }
-}
-
-#[async_trait]
-impl LockClient for GetLockClient {
-    async fn acquire(&mut self, key: &str, opts: &AcquireOptions) -> Outcome<Guard> {
-        self.get_lock_acquire(key, opts).await
-    }
-
-    async fn release(&mut self, guard: &Guard) -> Outcome<Released> {
-        self.get_lock_release(guard).await
-    }
-
-    async fn renew(&mut self, guard: &mut Guard, _lease: Duration) -> Outcome<()> {
-        self.get_lock_renew(guard).await
     }
 }
 

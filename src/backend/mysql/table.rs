@@ -117,8 +117,9 @@ async fn table_insert_or_clean(
     Ok(None)
 }
 
-impl TableClient {
-    async fn table_acquire(&mut self, key: &str, opts: &AcquireOptions) -> Outcome<Guard> {
+#[async_trait]
+impl LockClient for TableClient {
+    async fn acquire(&mut self, key: &str, opts: &AcquireOptions) -> Outcome<Guard> {
         let token = self.s.new_token();
         let slot = tokio::sync::Mutex::new(self.s.conn.take());
         let (copts, op_timeout, lease) = (self.s.opts.clone(), self.s.op_timeout, opts.lease);
@@ -130,7 +131,7 @@ impl TableClient {
         out
     }
 
-    async fn table_release(&mut self, guard: &Guard) -> Outcome<Released> {
+    async fn release(&mut self, guard: &Guard) -> Outcome<Released> {
         let limit = self.s.op_timeout;
         let conn = match self.s.conn().await {
             Ok(c) => c,
@@ -160,7 +161,7 @@ impl TableClient {
         }
     }
 
-    async fn table_renew(&mut self, guard: &mut Guard, lease: Duration) -> Outcome<()> {
+    async fn renew(&mut self, guard: &mut Guard, lease: Duration) -> Outcome<()> {
         let limit = self.s.op_timeout;
         let lease_us = lease_micros(lease);
         let conn = match self.s.conn().await {
@@ -191,21 +192,6 @@ impl TableClient {
                 p.outcome()
             }
         }
-    }
-}
-
-#[async_trait]
-impl LockClient for TableClient {
-    async fn acquire(&mut self, key: &str, opts: &AcquireOptions) -> Outcome<Guard> {
-        self.table_acquire(key, opts).await
-    }
-
-    async fn release(&mut self, guard: &Guard) -> Outcome<Released> {
-        self.table_release(guard).await
-    }
-
-    async fn renew(&mut self, guard: &mut Guard, lease: Duration) -> Outcome<()> {
-        self.table_renew(guard, lease).await
     }
 }
 

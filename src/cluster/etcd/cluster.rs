@@ -12,7 +12,7 @@ use async_trait::async_trait;
 
 use crate::cluster::topology::{
     InboundPeers, Members, PEER_PATIENCE, POLL, Replicated, Role, START_TIMEOUT, backend_error,
-    check_index, data_dir, join_ordered, loopback, restart_member,
+    check_index, data_dir, join_ordered, loopback, members_from_fields, restart_member,
 };
 use crate::cluster::{Launch, ServerKind, ServerProcess, free_port};
 use crate::error::Result;
@@ -271,24 +271,12 @@ impl EtcdCluster {
     }
 }
 
-impl Members for EtcdCluster {
-    fn servers(&self) -> &[ServerProcess] {
-        &self.servers
-    }
-
-    fn version(&self) -> &str {
-        &self.version
-    }
-}
+members_from_fields!(EtcdCluster);
 
 #[async_trait]
 impl Replicated for EtcdCluster {
     fn kind(&self) -> ServerKind {
         ServerKind::Etcd
-    }
-
-    fn servers_mut(&mut self) -> &mut [ServerProcess] {
-        &mut self.servers
     }
 
     /// Leader (the one a majority names), follower, or why a member

@@ -34,8 +34,8 @@ use async_trait::async_trait;
 use redis::Value;
 
 use crate::cluster::topology::{
-    InboundPeers, Members, Replicated, Role, check_index, data_dir, join_ordered, named_endpoints,
-    restart_member,
+    InboundPeers, Members, Replicated, Role, check_index, data_dir, join_ordered,
+    members_from_fields, named_endpoints, restart_member,
 };
 use crate::cluster::{Endpoint, Launch, ServerKind, ServerProcess};
 use crate::error::{Error, Result};
@@ -175,16 +175,7 @@ pub struct RedisSentinel {
     clocks: Vec<SkewControl>,
 }
 
-impl Members for RedisSentinel {
-    /// The data servers, not the sentinels.
-    fn servers(&self) -> &[ServerProcess] {
-        &self.servers
-    }
-
-    fn version(&self) -> &str {
-        &self.version
-    }
-}
+members_from_fields!(RedisSentinel);
 
 impl RedisSentinel {
     /// Starts a primary, `replicas` replicas and `sentinels` sentinels,
@@ -436,10 +427,6 @@ impl RedisSentinel {
 impl Replicated for RedisSentinel {
     fn kind(&self) -> ServerKind {
         ServerKind::Redis
-    }
-
-    fn servers_mut(&mut self) -> &mut [ServerProcess] {
-        &mut self.servers
     }
 
     /// Asks every data server its role now (`ROLE`): master → Leader,

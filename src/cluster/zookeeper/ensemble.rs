@@ -17,7 +17,7 @@ use async_trait::async_trait;
 
 use crate::cluster::topology::{
     Members, PEER_PATIENCE, POLL, Replicated, Role, START_TIMEOUT, backend_error, check_index,
-    data_dir, join_ordered, loopback, restart_member, single_leader,
+    data_dir, join_ordered, loopback, members_from_fields, restart_member, single_leader,
 };
 use crate::cluster::{Installed, Launch, ServerKind, ServerProcess, free_port};
 use crate::error::{Error, Result};
@@ -344,24 +344,12 @@ impl ZkEnsemble {
     }
 }
 
-impl Members for ZkEnsemble {
-    fn servers(&self) -> &[ServerProcess] {
-        &self.servers
-    }
-
-    fn version(&self) -> &str {
-        &self.version
-    }
-}
+members_from_fields!(ZkEnsemble);
 
 #[async_trait]
 impl Replicated for ZkEnsemble {
     fn kind(&self) -> ServerKind {
         ServerKind::ZooKeeper
-    }
-
-    fn servers_mut(&mut self) -> &mut [ServerProcess] {
-        &mut self.servers
     }
 
     /// Asks every member `srvr` now.
