@@ -253,6 +253,12 @@ impl Analyzer {
         {
             self.broken = Some(why);
         }
+        if e.f == FnRef::Lost {
+            // The client let the key go; the service may still hold it
+            // (ownership goes on as before), but no client acts as holder.
+            self.liveness.released(p, key, e.time_ns);
+            return;
+        }
         if e.f == FnRef::Crash {
             let op = self.pending.remove(&p);
             self.ownership.crash(p);

@@ -7,7 +7,7 @@
 //! can never alone prove a violation.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -25,6 +25,11 @@ pub enum HoldEnd {
     Release,
     /// The holder crashed.
     Crash,
+    /// The holder's lock library said the lock was gone (`lost`).
+    Lost,
+    /// The holder's release failed and it moved on: it invoked its next
+    /// acquire of the key instead of retrying the release.
+    GaveUp,
     /// The history ended while it held.
     EndOfHistory,
 }
@@ -124,6 +129,8 @@ impl std::fmt::Display for Witness {
                 match a.end {
                     HoldEnd::Release => "release invoked",
                     HoldEnd::Crash => "crashed",
+                    HoldEnd::Lost => "lost",
+                    HoldEnd::GaveUp => "next acquire after a failed release",
                     HoldEnd::EndOfHistory => "end",
                 },
                 idx
@@ -278,6 +285,10 @@ pub struct HoldTracker {
     open: HashMap<(u64, u32), usize>,
     /// Every hold, in the order it began.
     recs: Vec<Rec>,
+    /// Holds whose last release failed, by (process, key): the holder's
+    /// next acquire of the key ends them at its invoke (design.md: it has
+    /// given the grant up), a retried release as usual.
+    failed_release: HashSet<(u64, u32)>,
 }
 
 impl HoldTracker {
@@ -323,13 +334,14 @@ impl HoldTracker {
             let mine: Vec<(u64, u32)> =
                 self.open.keys().filter(|(q, _)| *q == p).copied().collect();
             for k in mine {
-                if let Some(i) = self.open.remove(&k) {
-                    let rec = &mut self.recs[i];
-                    rec.end_ns = Some(e.time_ns.max(rec.start_ns));
-                    rec.end_index = Some(e.index);
-                    rec.end = HoldEnd::Crash;
-                }
+                self.close(k, e.time_ns, e.index, HoldEnd::Crash);
             }
+            return Ok(());
+        }
+        if e.f == FnRef::Lost {
+            // The library told the client; it stopped acting on this key.
+            // Any operation in flight goes on.
+            self.close((p, key), e.time_ns, e.index, HoldEnd::Lost);
             return Ok(());
         }
         let op_of = |f: FnRef<'_>| match f {
@@ -346,6 +358,9 @@ impl HoldTracker {
                     e.index,
                     prev.index
                 )));
+            }
+            if e.f == FnRef::Acquire && self.failed_release.contains(&(p, key)) {
+                self.close((p, key), e.time_ns, e.index, HoldEnd::GaveUp);
             }
             self.pending.insert(
                 p,
@@ -414,17 +429,27 @@ impl HoldTracker {
                 }
             }
             (Op::Release, OpType::Ok | OpType::Info) => self.close_at_release(p, &op),
+            (Op::Release, OpType::Fail) if self.open.contains_key(&(p, op.key)) => {
+                self.failed_release.insert((p, op.key));
+            }
             _ => {}
         }
         Ok(())
     }
 
     fn close_at_release(&mut self, p: u64, op: &PendingOp) {
-        if let Some(i) = self.open.remove(&(p, op.key)) {
+        self.close((p, op.key), op.time_ns, op.index, HoldEnd::Release);
+    }
+
+    /// Ends the open hold of (process, key), if any, at `time_ns` (never
+    /// before it began) and event `index`.
+    fn close(&mut self, hold: (u64, u32), time_ns: u64, index: u64, end: HoldEnd) {
+        self.failed_release.remove(&hold);
+        if let Some(i) = self.open.remove(&hold) {
             let rec = &mut self.recs[i];
-            rec.end_ns = Some(op.time_ns.max(rec.start_ns));
-            rec.end_index = Some(op.index);
-            rec.end = HoldEnd::Release;
+            rec.end_ns = Some(time_ns.max(rec.start_ns));
+            rec.end_index = Some(index);
+            rec.end = end;
         }
     }
 

@@ -84,6 +84,10 @@ pub enum F {
     Write,
     /// The client died here.
     Crash,
+    /// The client's lock library said the lock on `key` is gone (a
+    /// ZooKeeper session lost, a renewal that failed), and the client
+    /// stopped acting on it. Like `crash`, one `info` event, no invoke.
+    Lost,
     /// A fault event of the nemesis, by name (`start-partition`, ...).
     Fault(String),
 }
@@ -97,6 +101,7 @@ impl F {
             F::Renew => "renew",
             F::Write => "write",
             F::Crash => "crash",
+            F::Lost => "lost",
             F::Fault(name) => name,
         }
     }
@@ -108,6 +113,7 @@ impl F {
             "renew" => F::Renew,
             "write" => F::Write,
             "crash" => F::Crash,
+            "lost" => F::Lost,
             other => F::Fault(other.to_string()),
         }
     }

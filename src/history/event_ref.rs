@@ -22,6 +22,8 @@ pub enum FnRef<'a> {
     Write,
     /// `crash`.
     Crash,
+    /// `lost`.
+    Lost,
     /// A fault's name (nemesis events).
     Fault(&'a str),
 }
@@ -35,6 +37,7 @@ impl<'a> FnRef<'a> {
             F::Renew => FnRef::Renew,
             F::Write => FnRef::Write,
             F::Crash => FnRef::Crash,
+            F::Lost => FnRef::Lost,
             F::Fault(name) => FnRef::Fault(name),
         }
     }
@@ -47,6 +50,7 @@ impl<'a> FnRef<'a> {
             "renew" => FnRef::Renew,
             "write" => FnRef::Write,
             "crash" => FnRef::Crash,
+            "lost" => FnRef::Lost,
             other => FnRef::Fault(other),
         }
     }
@@ -59,6 +63,7 @@ impl<'a> FnRef<'a> {
             FnRef::Renew => "renew",
             FnRef::Write => "write",
             FnRef::Crash => "crash",
+            FnRef::Lost => "lost",
             FnRef::Fault(name) => name,
         }
     }

@@ -32,7 +32,9 @@
 //! - A client crash (one `info` event `f = "crash"`) becomes one operation
 //!   `{"op": "crash", "key": k}` with `Output {"ok": true}` and
 //!   `Call = Return =` the crash time, for each key that client had used
-//!   before it crashed, so a per-key partition sees it.
+//!   before it crashed, so a per-key partition sees it. A `lost` event (the
+//!   client's library said its lock on `key` is gone) becomes the same
+//!   operation for its one key.
 //! - Writes, renews and nemesis events are left out: they do not change who
 //!   holds a lock.
 //!
@@ -133,6 +135,20 @@ fn operations(events: &[Event]) -> Result<Vec<(u64, Operation)>> {
         let Process::Client(p) = e.process else {
             continue;
         };
+        if e.f == F::Lost {
+            let key = e.key_or_default();
+            out.push((
+                e.index,
+                Operation {
+                    ClientId: p,
+                    Input: json!({"op": "crash", "key": key, "seq": next_seq(p, key)}),
+                    Call: e.time_ns,
+                    Output: json!({"ok": true}),
+                    Return: e.time_ns,
+                },
+            ));
+            continue;
+        }
         if e.f == F::Crash {
             if let Some(op) = pending.remove(&p) {
                 out.extend(lock_op(p, &op, unknown(), far));

@@ -13,6 +13,8 @@
 //! | `release` `ok` by p | p | nobody |
 //! | `release` `ok` with `{"was_held": false}` by p | anything | nobody if p held, else unchanged |
 //! | `crash` of p (instantaneous, at its time) | anything | nobody if p held, else unchanged |
+//! | `lost` of p on the key (instantaneous) | anything | nobody if p held, else unchanged |
+//! | p's next `acquire` invoke after its `release` `fail`ed (instantaneous, at the invoke) | anything | nobody if p held, else unchanged |
 //!
 //! `fail` completions did not happen and are dropped. An operation that
 //! ended `info`, or was still in flight at a crash or at the end of the

@@ -3,7 +3,7 @@
 //! leaves. Also the history cut into each key's operations, with the
 //! windows of optional operations closed and the hopeless ones pruned.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::history::{Event, F, OpType, Process};
 
@@ -87,11 +87,31 @@ pub(super) fn per_key_ops(events: &[Event]) -> Result<BTreeMap<String, Vec<Op>>,
             },
         ))
     };
+    // (process, key) whose last release failed: the hold ends at the
+    // process's next acquire of the key (design.md's hold rule).
+    let mut failed_release: HashSet<(u64, String)> = HashSet::new();
+    let drop_at = |e: &Event, proc: u32, p: u64| Op {
+        kind: Kind::Drop,
+        proc,
+        call: e.time_ns,
+        ret: e.time_ns,
+        optional: false,
+        index: e.index,
+        client: p,
+    };
     for e in order {
         let Process::Client(p) = e.process else {
             continue;
         };
         let proc = dense(p);
+        if e.f == F::Lost {
+            // The client stopped acting on the key: from here on it does
+            // not hold it, whatever the service thinks.
+            let key = e.key_or_default().to_string();
+            failed_release.remove(&(p, key.clone()));
+            keys.entry(key).or_default().push(drop_at(e, proc, p));
+            continue;
+        }
         if e.f == F::Crash {
             if let Some(op) = pending.remove(&p)
                 && let Some((key, op)) = optional(p, proc, &op)
@@ -99,15 +119,9 @@ pub(super) fn per_key_ops(events: &[Event]) -> Result<BTreeMap<String, Vec<Op>>,
                 keys.entry(key).or_default().push(op);
             }
             for key in touched.get(&p).into_iter().flatten() {
-                keys.entry(key.clone()).or_default().push(Op {
-                    kind: Kind::Drop,
-                    proc,
-                    call: e.time_ns,
-                    ret: e.time_ns,
-                    optional: false,
-                    index: e.index,
-                    client: p,
-                });
+                keys.entry(key.clone())
+                    .or_default()
+                    .push(drop_at(e, proc, p));
             }
             continue;
         }
@@ -122,6 +136,11 @@ pub(super) fn per_key_ops(events: &[Event]) -> Result<BTreeMap<String, Vec<Op>>,
                 ));
             }
             let key = e.key_or_default().to_string();
+            if e.f == F::Acquire && failed_release.remove(&(p, key.clone())) {
+                keys.entry(key.clone())
+                    .or_default()
+                    .push(drop_at(e, proc, p));
+            }
             if matches!(e.f, F::Acquire | F::Release) {
                 let t = touched.entry(p).or_default();
                 if !t.contains(&key) {
@@ -154,6 +173,13 @@ pub(super) fn per_key_ops(events: &[Event]) -> Result<BTreeMap<String, Vec<Op>>,
                 op.f.as_str(),
                 op.index
             ));
+        }
+        if e.f == F::Release {
+            if e.kind == OpType::Fail {
+                failed_release.insert((p, op.key.clone()));
+            } else {
+                failed_release.remove(&(p, op.key.clone()));
+            }
         }
         let kind = match (&e.f, e.kind) {
             (_, OpType::Fail) => continue,
