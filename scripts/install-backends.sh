@@ -30,12 +30,19 @@ packages=(
   gcc libc6-dev                # the clock library (src/fault/skew.c)
   iproute2                     # ss -K: cutting ZooKeeper's direct election links
   ca-certificates              # cargo's downloads over TLS
+  python3 python3-venv         # the Python lock-library drivers (drivers/python)
 )
 
 sudo=""
 if [ "$(id -u)" -ne 0 ]; then
   sudo="sudo"
 fi
+
+# The checkout this script belongs to (the drivers live in it).
+root=$(cd "$(dirname "$0")/.." && pwd)
+venv="$root/drivers/python/.venv"
+# What each Python driver imports, and the distribution that has its version.
+python_libraries="redis:redis redis_lock:python-redis-lock pottery:pottery kazoo:kazoo"
 
 # ---------------------------------------------------------------- the check
 
@@ -173,6 +180,24 @@ check_chromium() {
   rm -rf "$profile"
 }
 
+# The Python drivers' virtual environment has every pinned library.
+check_python_drivers() {
+  local mod dist versions="" out
+  if [ ! -x "$venv/bin/python" ]; then
+    missing python-drivers "$venv is missing: run scripts/install-backends.sh (python3 -m venv, then pip install --require-hashes -r drivers/python/requirements.txt)"
+    return
+  fi
+  for pair in $python_libraries; do
+    mod=${pair%%:*}; dist=${pair#*:}
+    if ! out=$("$venv/bin/python" -c "import $mod; from importlib.metadata import version; print(version('$dist'))" 2>&1); then
+      missing python-drivers "$dist does not import in $venv ($(printf '%s' "$out" | tail -n 1)): $venv/bin/pip install --require-hashes -r drivers/python/requirements.txt"
+      return
+    fi
+    versions="$versions $dist $out,"
+  done
+  ok python-drivers "${versions%,}"
+}
+
 run_check() {
   echo "install-backends: checking what lockbench needs"
   check_version redis redis-server redis-server --version
@@ -187,6 +212,7 @@ run_check() {
   check_protoc
   check_cc
   check_chromium
+  check_python_drivers
   if [ "$missing_count" -ne 0 ]; then
     echo "install-backends: $missing_count piece(s) missing; run scripts/install-backends.sh (as root or with sudo)" >&2
     return 1
@@ -195,7 +221,15 @@ run_check() {
 }
 
 if [ "${1:-}" = "--check" ]; then
-  run_check
+  # The Python drivers' libraries, pinned with hashes, in a virtual
+# environment of the checkout (nothing installed system-wide).
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import redis, redis_lock, pottery, kazoo" 2>/dev/null; then
+  echo "install-backends: installing the Python drivers' libraries into $venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check --require-hashes -r "$root/drivers/python/requirements.txt"
+fi
+
+run_check
   exit $?
 elif [ $# -gt 0 ]; then
   echo "usage: scripts/install-backends.sh [--check]" >&2
@@ -237,6 +271,14 @@ else
   $sudo apt-get update -qq
   $sudo apt-get install -y -qq --no-install-recommends "${missing_packages[@]}" >/dev/null
   echo "install-backends: packages installed"
+fi
+
+# The Python drivers' libraries, pinned with hashes, in a virtual
+# environment of the checkout (nothing installed system-wide).
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import redis, redis_lock, pottery, kazoo" 2>/dev/null; then
+  echo "install-backends: installing the Python drivers' libraries into $venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check --require-hashes -r "$root/drivers/python/requirements.txt"
 fi
 
 run_check

@@ -6,8 +6,10 @@
 //! `Fail` only when the operation definitely did not happen, `Info` when it
 //! may have (a timeout after the request left), as in Jepsen.
 
+pub mod driver;
 pub mod etcd;
 pub mod inproc;
+pub mod libraries;
 pub mod memcached;
 pub mod mysql;
 pub mod postgres;
@@ -16,6 +18,7 @@ pub mod redlock;
 mod registry;
 pub mod zookeeper;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -97,6 +100,30 @@ pub trait LockClient: Send + Sync {
     fn crash(self: Box<Self>) {
         drop(self);
     }
+
+    /// The locks this client's library says are gone, as it says so (a
+    /// ZooKeeper session lost, a renewal that failed): the workload records
+    /// a `lost` event for each and stops acting on the lock. Taken once;
+    /// `None` (the default) for recipes that never say.
+    fn take_lost(&mut self) -> Option<tokio::sync::mpsc::UnboundedReceiver<LostLock>> {
+        None
+    }
+
+    /// Why the client is gone, when the process it lived in ended on its
+    /// own (a driver that exited): the workload records its `crash` and
+    /// replaces it. `None` (the default) while it lives.
+    fn gone(&self) -> Option<String> {
+        None
+    }
+}
+
+/// A lock the client's library says is gone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LostLock {
+    /// Its key.
+    pub key: String,
+    /// What the library said.
+    pub reason: String,
 }
 
 /// Per-client settings a backend needs to make a client.
@@ -117,6 +144,18 @@ pub trait LockBackend: Send + Sync {
     fn name(&self) -> &str;
     /// A new client with its own connections.
     async fn client(&self, config: ClientConfig) -> Result<Box<dyn LockClient>>;
+
+    /// The lock library and its version, for a driver backend (lockbench's
+    /// own recipes: `None`).
+    fn library(&self) -> Option<(String, String)> {
+        None
+    }
+
+    /// The process its clients run in, for a driver backend: client faults
+    /// kill and stop it.
+    fn host_process(&self) -> Option<Arc<crate::cluster::driver::DriverProcess>> {
+        None
+    }
 }
 
 /// One try at taking a lock.

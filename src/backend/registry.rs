@@ -9,17 +9,22 @@
 
 use std::fmt;
 use std::future::Future;
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 
 use super::LockBackend;
+use super::driver::{DriverSpec, HostPlace};
 use crate::cluster::topology::Shape;
 use crate::cluster::{Endpoint, ServerKind};
 use crate::error::{Error, Result};
 
-/// How a backend is built over its servers' endpoints.
+/// How a backend is built over its servers' endpoints, for one host.
 type Builder = Arc<
-    dyn Fn(Vec<Endpoint>) -> Pin<Box<dyn Future<Output = Result<Arc<dyn LockBackend>>> + Send>>
+    dyn Fn(
+            Vec<Endpoint>,
+            HostPlace,
+        ) -> Pin<Box<dyn Future<Output = Result<Arc<dyn LockBackend>>> + Send>>
         + Send
         + Sync,
 >;
@@ -60,6 +65,11 @@ pub struct BackendInfo {
     pub recipe: String,
     /// Whether this recipe is deliberately broken (it exists to be caught).
     pub broken: bool,
+    /// For a lock library: how its driver runs (one process per host).
+    pub driver: Option<DriverSpec>,
+    /// What must be installed besides the server (a driver's interpreter
+    /// and files), with the hint that installs it.
+    pub requires: Vec<(PathBuf, String)>,
     /// How to build it.
     build: Builder,
 }
@@ -74,6 +84,7 @@ impl fmt::Debug for BackendInfo {
             .field("waiters", &self.waiters)
             .field("recipe", &self.recipe)
             .field("broken", &self.broken)
+            .field("driver", &self.driver)
             .finish_non_exhaustive()
     }
 }
@@ -99,8 +110,51 @@ impl BackendInfo {
             waiters: Waiters::Poll,
             recipe: recipe.into(),
             broken: false,
-            build: Arc::new(move |eps| Box::pin(build(eps))),
+            driver: None,
+            requires: Vec::new(),
+            build: Arc::new(move |eps, _| Box::pin(build(eps))),
         }
+    }
+
+    /// A lock library run by its driver (drivers/PROTOCOL.md), one process
+    /// per host, on `servers` servers of `server`.
+    pub fn driver(
+        spec: DriverSpec,
+        server: ServerKind,
+        servers: usize,
+        recipe: impl Into<String>,
+    ) -> Self {
+        let for_build = spec.clone();
+        BackendInfo {
+            name: spec.name.clone(),
+            server: Some(server),
+            servers,
+            replicated: None,
+            waiters: Waiters::Poll,
+            recipe: recipe.into(),
+            broken: false,
+            driver: Some(spec),
+            requires: Vec::new(),
+            build: Arc::new(move |eps, place| {
+                let spec = for_build.clone();
+                Box::pin(async move { super::driver::connect(&spec, &eps, &place).await })
+            }),
+        }
+    }
+
+    /// Needs `path` installed; `hint` says how.
+    pub fn requires(mut self, path: PathBuf, hint: impl Into<String>) -> Self {
+        self.requires.push((path, hint.into()));
+        self
+    }
+
+    /// What is missing for it besides its server (the path), with the
+    /// hint that installs it.
+    pub fn missing(&self) -> Option<(String, String)> {
+        self.requires
+            .iter()
+            .find(|(p, _)| !p.exists())
+            .map(|(p, hint)| (p.display().to_string(), hint.clone()))
     }
 
     /// Uses `n` independent servers.
@@ -129,7 +183,21 @@ impl BackendInfo {
 
     /// Builds the backend over `endpoints` (empty for in-process).
     pub async fn build(&self, endpoints: &[Endpoint]) -> Result<Arc<dyn LockBackend>> {
-        (self.build)(endpoints.to_vec()).await
+        let place = HostPlace {
+            host: 1,
+            log_dir: std::env::temp_dir(),
+        };
+        (self.build)(endpoints.to_vec(), place).await
+    }
+
+    /// Builds the backend for the clients of one host (a driver backend
+    /// starts that host's process, logging into `place.log_dir`).
+    pub async fn build_for(
+        &self,
+        endpoints: &[Endpoint],
+        place: HostPlace,
+    ) -> Result<Arc<dyn LockBackend>> {
+        (self.build)(endpoints.to_vec(), place).await
     }
 }
 
@@ -155,6 +223,7 @@ impl Registry {
             backends.extend(super::etcd::backends());
             backends.extend(super::mysql::backends());
             backends.extend(super::postgres::backends());
+            backends.extend(super::libraries::backends());
             Registry { backends }
         })
     }

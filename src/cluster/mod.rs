@@ -12,6 +12,7 @@
 //! installed binaries, or a hint), `prepare` (data directory and arguments),
 //! `probe` (serving yet? which version?) and `START_TIMEOUT`.
 
+pub mod driver;
 mod etcd;
 pub(crate) mod mariadb;
 mod memcached;
@@ -62,6 +63,21 @@ pub struct Installed {
 }
 
 impl ServerKind {
+    /// Every kind.
+    pub const ALL: [ServerKind; 6] = [
+        ServerKind::Redis,
+        ServerKind::Memcached,
+        ServerKind::ZooKeeper,
+        ServerKind::Etcd,
+        ServerKind::MariaDb,
+        ServerKind::Postgres,
+    ];
+
+    /// The kind called `name` (as [`ServerKind::name`] says it).
+    pub fn from_name(name: &str) -> Option<ServerKind> {
+        ServerKind::ALL.into_iter().find(|k| k.name() == name)
+    }
+
     /// Short name, used for server names (`redis-1`).
     pub fn name(self) -> &'static str {
         match self {

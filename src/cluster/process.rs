@@ -30,7 +30,7 @@ pub fn kill_all() {
     }
 }
 
-fn kill_group(pgid: u32, signal: i32) {
+pub(super) fn kill_group(pgid: u32, signal: i32) {
     if let Ok(pgid) = i32::try_from(pgid) {
         // SAFETY: kill(2) with a negative pid signals the process group we
         // created for this server (setpgid in the child); it touches no memory.
@@ -98,6 +98,21 @@ fn spawn(mut cmd: Command) -> std::io::Result<Child> {
         .map_err(|_| std::io::Error::other("the spawner thread is gone"))?
 }
 
+/// Spawns `cmd` (in its own process group, killed with lockbench) and
+/// tracks it for [`kill_all`]; [`untrack`] when it is stopped.
+pub(super) fn spawn_tracked(cmd: Command) -> std::io::Result<Child> {
+    let child = spawn(cmd)?;
+    live().get_or_insert_with(HashSet::new).insert(child.id());
+    Ok(child)
+}
+
+/// Forgets a stopped process (see [`spawn_tracked`]).
+pub(super) fn untrack(pid: u32) {
+    if let Some(set) = live().as_mut() {
+        set.remove(&pid);
+    }
+}
+
 /// Spawns the server's process with its output appended to `log_path`.
 fn start_child(name: &str, launch: &Launch, log_path: &Path, append: bool) -> Result<Child> {
     let log = OpenOptions::new()
@@ -110,13 +125,11 @@ fn start_child(name: &str, launch: &Launch, log_path: &Path, append: bool) -> Re
     let log2 = log.try_clone().map_err(|e| Error::io(log_path, e))?;
     let mut cmd = launch.command();
     cmd.stdin(Stdio::null()).stdout(log).stderr(log2);
-    let child = spawn(cmd).map_err(|e| Error::ServerStart {
+    spawn_tracked(cmd).map_err(|e| Error::ServerStart {
         server: name.to_string(),
         message: format!("cannot start {}: {e}", launch.program.display()),
         log: log_path.to_path_buf(),
-    })?;
-    live().get_or_insert_with(HashSet::new).insert(child.id());
-    Ok(child)
+    })
 }
 
 /// A free TCP port on 127.0.0.1, bound and released: the server binds it
@@ -273,6 +286,8 @@ pub struct Launch {
     pub env: Vec<(OsString, OsString)>,
     /// Run as this (uid, gid): for servers that refuse to run as root.
     pub run_as: Option<(u32, u32)>,
+    /// Start in this directory (lockbench's own otherwise).
+    pub dir: Option<PathBuf>,
 }
 
 impl Launch {
@@ -306,7 +321,7 @@ impl Launch {
         self
     }
 
-    fn command(&self) -> Command {
+    pub(super) fn command(&self) -> Command {
         let mut cmd = Command::new(&self.program);
         cmd.args(&self.args);
         for (k, v) in &self.env {
@@ -314,6 +329,9 @@ impl Launch {
         }
         if let Some((uid, gid)) = self.run_as {
             cmd.uid(uid).gid(gid);
+        }
+        if let Some(dir) = &self.dir {
+            cmd.current_dir(dir);
         }
         cmd
     }
@@ -480,9 +498,7 @@ impl ServerProcess {
             }
             std::thread::sleep(Duration::from_millis(10));
         }
-        if let Some(set) = live().as_mut() {
-            set.remove(&pid);
-        }
+        untrack(pid);
     }
 }
 
@@ -497,7 +513,7 @@ pub const STOP_WAIT: Duration = Duration::from_secs(2);
 
 /// Whether every thread of `pid` is stopped (state `T` in
 /// /proc/PID/task/TID/stat); false when /proc cannot tell.
-fn all_threads_stopped(pid: u32) -> bool {
+pub(super) fn all_threads_stopped(pid: u32) -> bool {
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
         return false;
     };

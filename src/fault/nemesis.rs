@@ -168,6 +168,42 @@ pub struct Targets {
     pub slots: Arc<Vec<Arc<ClientSlot>>>,
     /// Draws "holder" targets.
     pub seed: u64,
+    /// The driver process of each host, for a driver backend (empty for
+    /// lockbench's own recipes): client faults act on these processes.
+    pub processes: Vec<Arc<crate::cluster::driver::DriverProcess>>,
+}
+
+impl Targets {
+    /// For a driver backend, a client fault hits the host's process and so
+    /// every client of that host: `v` grown to whole hosts.
+    fn whole_hosts(&self, v: &[usize]) -> Vec<usize> {
+        if self.processes.is_empty() {
+            return v.to_vec();
+        }
+        let hosts: Vec<usize> = v
+            .iter()
+            .filter_map(|&i| self.slots.get(i))
+            .map(|s| s.host)
+            .collect();
+        (0..self.slots.len())
+            .filter(|&i| hosts.contains(&self.slots[i].host))
+            .collect()
+    }
+
+    /// The driver processes of the hosts of slots `v`.
+    fn processes_of(&self, v: &[usize]) -> Vec<&Arc<crate::cluster::driver::DriverProcess>> {
+        let mut hosts: Vec<usize> = v
+            .iter()
+            .filter_map(|&i| self.slots.get(i))
+            .map(|s| s.host)
+            .collect();
+        hosts.sort_unstable();
+        hosts.dedup();
+        hosts
+            .iter()
+            .filter_map(|&h| self.processes.get(h))
+            .collect()
+    }
 }
 
 /// What one fault acts on, resolved when it starts.
@@ -335,7 +371,7 @@ async fn resolve_client_targets(
         if holder {
             let patience = spec.duration.min(Duration::from_secs(2));
             return match pick_holder(slots, rng, patience).await {
-                Some(i) => Ok(On::Slots(vec![i])),
+                Some(i) => Ok(On::Slots(targets.whole_hosts(&[i]))),
                 None => Err(format!("no client held a lock within {patience:?}")),
             };
         }
@@ -493,6 +529,10 @@ async fn apply(
             for &i in v {
                 targets.slots[i].crash();
             }
+            // A driver's clients die with its process: SIGKILL.
+            for p in targets.processes_of(v) {
+                p.kill_on_purpose();
+            }
             Ok(None)
         }
         (FaultKind::Bridge, On::Servers(v)) => {
@@ -511,6 +551,14 @@ async fn apply(
         (FaultKind::PauseClient, On::Slots(v)) => {
             for &i in v {
                 targets.slots[i].set_paused(true);
+            }
+            if !targets.processes.is_empty() {
+                // The real GC pause: the driver process stops, its library's
+                // threads too, and the kernel still answers TCP.
+                for p in targets.processes_of(v) {
+                    p.signal(libc::SIGSTOP);
+                }
+                return Ok(None);
             }
             Ok(targets
                 .links
@@ -575,6 +623,9 @@ async fn undo(
             // Links first: a process that wakes finds its sockets working.
             if let (Some(links), Some(t)) = (&targets.links, token) {
                 links.heal(&on.hosts(&targets.slots), t);
+            }
+            for p in targets.processes_of(v) {
+                p.signal(libc::SIGCONT);
             }
             for &i in v {
                 targets.slots[i].set_paused(false);

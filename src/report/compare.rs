@@ -183,7 +183,7 @@ fn table(out_dir: &Path, runs: &[(PathBuf, Summary)], labels: &[String]) -> Stri
             escape(label),
             i + 1,
             escape(&s.scenario),
-            escape(&s.backend),
+            escape(&s.backend_label()),
             verdict_class(s.verdict),
             escape(s.verdict.as_str()),
             fmt_count(s.violations),

@@ -54,7 +54,7 @@ pub(crate) fn render(path: &Path, s: &Summary) -> Result<String> {
     let title = format!(
         "lockbench: {} on {} — {}",
         s.scenario,
-        s.backend,
+        s.backend_label(),
         s.verdict.as_str()
     );
     let vars = [
@@ -62,7 +62,7 @@ pub(crate) fn render(path: &Path, s: &Summary) -> Result<String> {
         ("title", escape(&title)),
         ("version", escape(&s.lockbench_version)),
         ("scenario", escape(&s.scenario)),
-        ("backend", escape(&s.backend)),
+        ("backend", escape(&s.backend_label())),
         (
             "started",
             if s.started_at.is_empty() {
@@ -237,6 +237,12 @@ fn witness_row(w: &Witness) -> String {
 fn summary_table(s: &Summary) -> String {
     let mut rows: Vec<(&str, String)> = Vec::new();
     rows.push(("backend", format!("<code>{}</code>", escape(&s.backend))));
+    if let Some(l) = &s.library {
+        rows.push((
+            "lock library",
+            format!("{} <code>{}</code>", escape(&l.name), escape(&l.version)),
+        ));
+    }
     rows.push((
         "scenario",
         format!(

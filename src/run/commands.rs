@@ -106,7 +106,8 @@ pub async fn run_scenarios(args: RunArgs) -> Result<u8> {
     }
     if let Some(only) = &only {
         for name in only {
-            if backend::info(name).is_none() {
+            let known = scenarios.iter().any(|s| s.registry().get(name).is_some());
+            if !known {
                 eprintln!(
                     "error: --backends: unknown backend {name:?}\n  hint: known backends: {}",
                     backend::names().join(", ")

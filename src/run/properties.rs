@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use super::runner::{RunOptions, RunOutcome, run_backend};
 use super::spof;
-use crate::backend::{self, AcquireOptions, ClientConfig, LockBackend, LockClient, Outcome};
+use crate::backend::{AcquireOptions, ClientConfig, LockBackend, LockClient, Outcome};
 use crate::check::Verdict;
 use crate::cluster::Cluster;
 use crate::error::{Error, Result};
@@ -63,7 +63,9 @@ pub async fn run_matrix(scenario: &Scenario, seed: u64, opts: &RunOptions) -> Re
             Err(e @ Error::MissingServer { .. }) => return Err(e),
             Err(e) => Row {
                 backend: name.clone(),
-                recipe: backend::info(name)
+                recipe: scenario
+                    .registry()
+                    .get(name)
                     .map(|i| i.recipe.to_string())
                     .unwrap_or_default(),
                 skipped: None,
@@ -127,13 +129,14 @@ async fn measure_backend(
     opts: &RunOptions,
     dir: &Path,
 ) -> Result<(Row, Option<Verdict>)> {
-    let info = backend::Registry::builtin().require(name)?;
+    let registry = scenario.registry();
+    let info = registry.require(name)?;
     let mut row = Row {
         backend: name.to_string(),
         recipe: info.recipe.to_string(),
         skipped: None,
         error: None,
-        topology: spof::topology(name),
+        topology: spof::topology(info),
         cells: Vec::new(),
     };
     let external = scenario.endpoints.contains_key(name);

@@ -12,6 +12,7 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::backend::driver::HostPlace;
 use crate::backend::{self, ClientConfig};
 use crate::check::{self, CheckResult, Verdict};
 use crate::cluster::Topology;
@@ -76,6 +77,17 @@ pub(super) fn missing_server(
     external: bool,
     opts: &RunOptions,
 ) -> Result<Option<String>> {
+    if let Some((path, hint)) = info.missing() {
+        let e = Error::MissingServer {
+            backend: info.name.clone(),
+            binary: path,
+            hint,
+        };
+        if opts.require_backends {
+            return Err(e);
+        }
+        return Ok(Some(e.to_string()));
+    }
     let Some(kind) = info.server.filter(|_| !external) else {
         return Ok(None);
     };
@@ -98,7 +110,8 @@ pub async fn run_backend(
     seed: u64,
     opts: &RunOptions,
 ) -> Result<RunOutcome> {
-    let info = backend::Registry::builtin().require(backend_name)?;
+    let registry = scenario.registry();
+    let info = registry.require(backend_name)?;
     // Find out whether the server exists before creating anything on disk.
     let external = scenario.endpoints.get(backend_name);
     if let Some(reason) = missing_server(info, external.is_some(), opts)? {
@@ -126,15 +139,20 @@ pub async fn run_backend(
     } else {
         None
     };
+    // One backend per host when each host has its own links or its own
+    // driver process; else one that every client shares.
+    let per_host = links.is_some() || info.driver.is_some();
     let mut host_backends = Vec::new();
-    match &links {
-        Some(l) => {
-            for h in 0..hosts {
-                let eps = l.endpoints_for(h, servers.endpoints());
-                host_backends.push(info.build(&eps).await?);
-            }
-        }
-        None => host_backends.push(info.build(servers.endpoints()).await?),
+    for h in 0..if per_host { hosts } else { 1 } {
+        let eps = match &links {
+            Some(l) => l.endpoints_for(h, servers.endpoints()),
+            None => servers.endpoints().to_vec(),
+        };
+        let place = HostPlace {
+            host: h + 1,
+            log_dir: run_dir.clone(),
+        };
+        host_backends.push(info.build_for(&eps, place).await?);
     }
     let contended = contend(
         scenario,
@@ -228,6 +246,8 @@ struct Contended {
     server_infos: Vec<crate::summary::ServerInfo>,
     /// Their replicated topology, described.
     topology: Option<String>,
+    /// The lock library, for a driver backend.
+    library: Option<crate::summary::Library>,
 }
 
 /// The run itself: clients made (before the clock starts: connecting is
@@ -247,6 +267,10 @@ async fn contend(
     faults: Vec<crate::fault::FaultSpec>,
 ) -> Result<Contended> {
     let hosts = scenario.hosts.max(1) as usize;
+    let library = host_backends
+        .first()
+        .and_then(|b| b.library())
+        .map(|(name, version)| crate::summary::Library { name, version });
     let plan = Arc::new(ClientPlan {
         keys: scenario.keys.clone(),
         key_choice: scenario.key_choice,
@@ -317,6 +341,10 @@ async fn contend(
             hosts,
             slots: slots.clone(),
             seed,
+            processes: host_backends
+                .iter()
+                .filter_map(|b| b.host_process())
+                .collect(),
         },
         handle.clone(),
         clock,
@@ -387,6 +415,7 @@ async fn contend(
         metrics,
         resource,
         server_infos: servers.infos().to_vec(),
+        library,
         topology: servers.shape().map(|s| s.describe()),
     })
 }
@@ -466,6 +495,7 @@ fn summarize(
         history_events: run.history_events,
         interrupted: run.interrupted,
         lockbench_version: env!("CARGO_PKG_VERSION").to_string(),
+        library: run.library,
     }
 }
 
@@ -488,9 +518,16 @@ async fn supervise(
         let Some(slot) = dead.slot().cloned() else {
             return;
         };
-        tokio::select! {
-            _ = slot.restarted() => {}
-            _ = plan.stop.cancelled() => return,
+        // A client whose driver exited is replaced at once (the backend
+        // bounds the driver's restarts); one the nemesis crashed, when the
+        // fault ends.
+        if dead.gone().is_none() {
+            tokio::select! {
+                _ = slot.restarted() => {}
+                _ = plan.stop.cancelled() => return,
+            }
+        } else if plan.stop.is_cancelled() {
+            return;
         }
         let id = next_id.fetch_add(1, Ordering::Relaxed);
         let config = ClientConfig {

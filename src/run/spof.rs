@@ -83,8 +83,7 @@ impl MemberFault {
 
 /// Where a backend's member faults run, for the row: the replicated
 /// topology's description, "single server", or `None` (no server).
-pub(super) fn topology(backend: &str) -> Option<String> {
-    let info = backend::info(backend)?;
+pub(super) fn topology(info: &backend::BackendInfo) -> Option<String> {
     info.server?;
     Some(match info.replicated {
         Some(shape) => shape.describe(),
@@ -119,7 +118,8 @@ pub(super) async fn measure(
     dir: &Path,
     fault: MemberFault,
 ) -> Result<Cell> {
-    let info = backend::info(name);
+    let registry = scenario.registry();
+    let info = registry.get(name);
     if info.is_none_or(|i| i.server.is_none()) {
         return Ok(Cell::new(
             "no server",

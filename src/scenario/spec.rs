@@ -66,9 +66,56 @@ pub struct Scenario {
     pub workload: Workload,
     /// The servers each backend runs on.
     pub topology: Topology,
+    /// The lock-library drivers the file declares (`[[driver]]`).
+    pub drivers: Vec<DriverDecl>,
+}
+
+impl DriverDecl {
+    /// The registry's entry for it.
+    pub fn info(&self) -> backend::BackendInfo {
+        backend::BackendInfo::driver(
+            backend::driver::DriverSpec {
+                name: self.name.clone(),
+                command: self.command.clone(),
+                dir: self.dir.clone(),
+                options: self.options.clone(),
+            },
+            self.server,
+            self.servers,
+            self.recipe.clone(),
+        )
+    }
+}
+
+/// A driver the scenario file declares: a backend like the shipped ones.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DriverDecl {
+    /// The backend name.
+    pub name: String,
+    /// The server kind it needs.
+    pub server: crate::cluster::ServerKind,
+    /// How many servers of that kind.
+    pub servers: usize,
+    /// The command and its arguments.
+    pub command: Vec<String>,
+    /// Where the command runs: the scenario file's folder.
+    pub dir: PathBuf,
+    /// Sent to the driver in `init`.
+    pub options: serde_json::Value,
+    /// The recipe in one line, for reports.
+    pub recipe: String,
 }
 
 impl Scenario {
+    /// The backends this scenario can name: lockbench's, and the drivers
+    /// it declares.
+    pub fn registry(&self) -> backend::Registry {
+        // Declared names were checked against the built-in ones when the
+        // file was read, so they cannot clash here.
+        backend::Registry::with(self.drivers.iter().map(DriverDecl::info).collect())
+            .unwrap_or_else(|_| backend::Registry::builtin().clone())
+    }
+
     /// The verdict expected of `backend`.
     pub fn expect_for(&self, backend: &str) -> Verdict {
         self.expect_backend
@@ -127,6 +174,20 @@ struct Raw {
     random_nemesis: Option<RawRandom>,
     workload: Option<Spanned<String>>,
     topology: Option<Spanned<String>>,
+    driver: Option<Vec<RawDriver>>,
+}
+
+/// One `[[driver]]` table as written: a lock library's driver the user
+/// brings (drivers/PROTOCOL.md).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDriver {
+    name: Spanned<String>,
+    server: Spanned<String>,
+    servers: Option<Spanned<i64>>,
+    command: Spanned<Vec<String>>,
+    options: Option<toml::Table>,
+    recipe: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -164,13 +225,19 @@ impl Scenario {
     /// Validates scenario text; `path` names it in errors and gives the
     /// default name.
     pub fn parse(path: &Path, text: &str) -> Result<Scenario, ScenarioError> {
-        let r = Reader { path, text };
+        let mut r = Reader {
+            path,
+            text,
+            reg: backend::Registry::builtin().clone(),
+        };
         let raw: Raw = toml::from_str(text).map_err(|e| {
             let message = e.message().trim().to_string();
             let hint = hint_for_parse_error(&message);
             r.err(e.span(), message, hint)
         })?;
-        let known = backend::names();
+        let drivers = r.drivers(raw.driver)?;
+        let known_owned: Vec<String> = r.reg.names().into_iter().map(String::from).collect();
+        let known: Vec<&str> = known_owned.iter().map(String::as_str).collect();
         let name = r.name(raw.name)?;
         let backends = r.backends(raw.backends, &known)?;
         let mode = r.mode(raw.mode)?;
@@ -234,6 +301,7 @@ impl Scenario {
             random_nemesis,
             workload,
             topology,
+            drivers,
         })
     }
 }
@@ -245,6 +313,8 @@ struct Reader<'a> {
     path: &'a Path,
     /// Its text, to turn byte spans into lines and columns.
     text: &'a str,
+    /// The backends it may name (with its own drivers, once read).
+    reg: backend::Registry,
 }
 
 impl Reader<'_> {
@@ -269,6 +339,116 @@ impl Reader<'_> {
             message,
             hint,
         }
+    }
+
+    /// What `topology = "replicated"` starts for the backend `name`.
+    fn replicated_shape(&self, name: &str) -> Option<crate::cluster::topology::Shape> {
+        self.reg.get(name).and_then(|b| b.replicated)
+    }
+
+    /// The `[[driver]]` tables, checked, and added to the backends the
+    /// file may name.
+    fn drivers(&mut self, raw: Option<Vec<RawDriver>>) -> Result<Vec<DriverDecl>, ScenarioError> {
+        let mut out: Vec<DriverDecl> = Vec::new();
+        // The folder of the scenario file (`""` for a bare file name).
+        let dir = match self.path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let dir = std::fs::canonicalize(&dir).unwrap_or(dir);
+        for d in raw.unwrap_or_default() {
+            let name = d.name.get_ref();
+            let valid = !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.');
+            if !valid {
+                return Err(self.err(
+                    Some(d.name.span()),
+                    format!("driver name {name:?} cannot be a backend name"),
+                    Some("use letters, digits, '-', '_' and '.'".into()),
+                ));
+            }
+            if self.reg.get(name).is_some() || out.iter().any(|o| &o.name == name) {
+                return Err(self.err(
+                    Some(d.name.span()),
+                    format!("backend {name:?} already exists"),
+                    Some("give your driver a name of its own".into()),
+                ));
+            }
+            let Some(server) = crate::cluster::ServerKind::from_name(d.server.get_ref()) else {
+                return Err(self.err(
+                    Some(d.server.span()),
+                    format!("server = {:?} is not a server kind", d.server.get_ref()),
+                    Some(format!(
+                        "use one of: {}",
+                        crate::cluster::ServerKind::ALL
+                            .iter()
+                            .map(|k| k.name())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )),
+                ));
+            };
+            let servers = self.int_in(d.servers, "servers", 1, 9, 1)? as usize;
+            if d.command.get_ref().first().is_none_or(|p| p.is_empty()) {
+                return Err(self.err(
+                    Some(d.command.span()),
+                    "the driver's command is empty".into(),
+                    Some("e.g. command = [\"python3\", \"my_driver.py\"]".into()),
+                ));
+            }
+            let options = serde_json::to_value(d.options.unwrap_or_default())
+                .unwrap_or(serde_json::Value::Null);
+            out.push(DriverDecl {
+                name: name.clone(),
+                server,
+                servers,
+                command: d.command.into_inner(),
+                dir: dir.clone(),
+                options,
+                recipe: d
+                    .recipe
+                    .unwrap_or_else(|| "a driver the scenario declares".into()),
+            });
+        }
+        let declared = out.iter().map(DriverDecl::info).collect();
+        self.reg = backend::Registry::with(declared).map_err(|why| self.err(None, why, None))?;
+        Ok(out)
+    }
+
+    /// How many servers lockbench starts for every backend of the scenario
+    /// (the smallest count), and why it is 0 when it is.
+    fn startable_servers(
+        &self,
+        backends: &[String],
+        endpoints: &BTreeMap<String, Vec<String>>,
+        topology: Topology,
+    ) -> (usize, String) {
+        let mut least = usize::MAX;
+        let mut why = String::new();
+        for b in backends {
+            let n = match self.reg.get(b) {
+                Some(_) if endpoints.contains_key(b) => {
+                    why = format!(
+                        "{b} uses external endpoints, which lockbench cannot kill or pause"
+                    );
+                    0
+                }
+                Some(info) if info.server.is_some() => match topology {
+                    Topology::Single => info.servers,
+                    Topology::Replicated => self
+                        .replicated_shape(b)
+                        .map_or(info.servers, |s| s.members()),
+                },
+                _ => {
+                    why = format!("{b} runs in-process and has no server");
+                    0
+                }
+            };
+            least = least.min(n);
+        }
+        (if least == usize::MAX { 0 } else { least }, why)
     }
 
     fn name(&self, raw: Option<Spanned<String>>) -> Result<String, ScenarioError> {
@@ -538,7 +718,7 @@ impl Reader<'_> {
         for (backend_name, addrs) in raw.unwrap_or_default() {
             let span = backend_name.span();
             let name = backend_name.into_inner();
-            if backend::server_kind(&name).is_none() {
+            if self.reg.get(&name).and_then(|b| b.server).is_none() {
                 let hint = if known.contains(&name.as_str()) {
                     format!("{name} runs in-process and has no server")
                 } else {
@@ -603,13 +783,13 @@ impl Reader<'_> {
                 if topology == Topology::Replicated {
                     let lacking: Vec<&String> = backends
                         .iter()
-                        .filter(|b| replicated_shape(b).is_none())
+                        .filter(|b| self.replicated_shape(b).is_none())
                         .collect();
                     if let Some(b) = lacking.first() {
                         let with: Vec<&str> = known
                             .iter()
                             .copied()
-                            .filter(|b| replicated_shape(b).is_some())
+                            .filter(|b| self.replicated_shape(b).is_some())
                             .collect();
                         return Err(self.err(
                             Some(t.span()),
@@ -649,10 +829,10 @@ impl Reader<'_> {
         hosts: i64,
         duration: Duration,
     ) -> Result<(Vec<FaultSpec>, Option<RandomSchedule>), ScenarioError> {
-        let (servers, no_server_why) = startable_servers(backends, endpoints, topology);
+        let (servers, no_server_why) = self.startable_servers(backends, endpoints, topology);
         let no_link_why = backends
             .iter()
-            .find(|b| backend::server_kind(b).is_none())
+            .find(|b| self.reg.get(b).and_then(|i| i.server).is_none())
             .map(|b| format!("{b} runs in-process: there is no link to fault; run it in a scenario of its own"));
         let mut nemesis = Vec::new();
         for raw_fault in raw_timeline.unwrap_or_default() {
@@ -660,7 +840,7 @@ impl Reader<'_> {
                 let no_pairs = backends.iter().find(|b| {
                     topology == Topology::Single
                         || !matches!(
-                            replicated_shape(b),
+                            self.replicated_shape(b),
                             Some(crate::cluster::topology::Shape::Ensemble(_))
                         )
                 });
@@ -726,35 +906,6 @@ impl Reader<'_> {
         };
         Ok(workload)
     }
-}
-
-/// How many servers lockbench starts for every backend of the scenario
-/// (the smallest count), and why it is 0 when it is.
-fn startable_servers(
-    backends: &[String],
-    endpoints: &BTreeMap<String, Vec<String>>,
-    topology: Topology,
-) -> (usize, String) {
-    let mut least = usize::MAX;
-    let mut why = String::new();
-    for b in backends {
-        let n = match backend::info(b) {
-            Some(_) if endpoints.contains_key(b) => {
-                why = format!("{b} uses external endpoints, which lockbench cannot kill or pause");
-                0
-            }
-            Some(info) if info.server.is_some() => match topology {
-                Topology::Single => info.servers,
-                Topology::Replicated => replicated_shape(b).map_or(info.servers, |s| s.members()),
-            },
-            _ => {
-                why = format!("{b} runs in-process and has no server");
-                0
-            }
-        };
-        least = least.min(n);
-    }
-    (if least == usize::MAX { 0 } else { least }, why)
 }
 
 fn valid_host_port(a: &str) -> bool {
@@ -836,17 +987,40 @@ fn edit_distance(a: &str, b: &str) -> usize {
     prev[b.len()]
 }
 
-/// What `topology = "replicated"` starts for the backend `name`.
-fn replicated_shape(name: &str) -> Option<crate::cluster::topology::Shape> {
-    backend::info(name).and_then(|b| b.replicated)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn parse(text: &str) -> Result<Scenario, ScenarioError> {
         Scenario::parse(Path::new("s.toml"), text)
+    }
+
+    #[test]
+    fn a_declared_driver_is_a_backend_that_runs_from_the_files_folder() {
+        let s = parse(
+            "backends = [\"mine\"]\n[[driver]]\nname = \"mine\"\nserver = \"redis\"\n\
+             command = [\"python3\", \"d.py\"]\noptions = { sleep_ms = 100 }\n",
+        )
+        .unwrap();
+        let d = &s.drivers[0];
+        // A bare file name's folder is the working directory, made absolute.
+        assert!(d.dir.is_absolute(), "{:?}", d.dir);
+        assert_eq!(d.options, serde_json::json!({"sleep_ms": 100}));
+        let info = s.registry();
+        let info = info.get("mine").unwrap();
+        assert_eq!(info.server, Some(crate::cluster::ServerKind::Redis));
+        assert!(info.driver.is_some());
+        let clash = parse(
+            "backends = [\"redis\"]\n[[driver]]\nname = \"redis\"\nserver = \"redis\"\n\
+             command = [\"x\"]\n",
+        )
+        .unwrap_err();
+        assert!(clash.message.contains("already exists"), "{clash}");
+        let kind = parse(
+            "backends = [\"m\"]\n[[driver]]\nname = \"m\"\nserver = \"mongo\"\ncommand = [\"x\"]\n",
+        )
+        .unwrap_err();
+        assert!(kind.message.contains("not a server kind"), "{kind}");
     }
 
     #[test]

@@ -108,6 +108,10 @@ pub struct Summary {
     pub scenario_file: String,
     /// The backend.
     pub backend: String,
+    /// For a lock library's driver backend: the library and its version,
+    /// as its driver named them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub library: Option<Library>,
     /// The seed; running again with it repeats the run's random choices.
     pub seed: u64,
     /// What the scenario expects.
@@ -190,7 +194,31 @@ pub struct Summary {
     pub lockbench_version: String,
 }
 
+/// A lock library, as its driver names it in `init_ok`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Library {
+    /// Its name (`redis-py`).
+    pub name: String,
+    /// Its version.
+    pub version: String,
+}
+
+impl std::fmt::Display for Library {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.name, self.version)
+    }
+}
+
 impl Summary {
+    /// The backend, with its library and version where it is a driver
+    /// (`redis-py (redis-py 8.1.0)`).
+    pub fn backend_label(&self) -> String {
+        match &self.library {
+            Some(l) => format!("{} ({l})", self.backend),
+            None => self.backend.clone(),
+        }
+    }
+
     /// Reads `summary.json`.
     pub fn read(path: &Path) -> Result<Summary> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;

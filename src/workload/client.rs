@@ -9,7 +9,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::{KeyChoice, ProtectedResource, Workload};
-use crate::backend::{AcquireOptions, Guard, LockClient, Outcome};
+use crate::backend::{AcquireOptions, Guard, LockClient, LostLock, Outcome};
 use crate::duration::TimeDist;
 use crate::history::{Clock, Event, F, OpType, Process, RecorderHandle};
 use crate::metrics::{Counts, Metrics};
@@ -175,6 +175,11 @@ pub struct ClientTask {
     slot: Option<Arc<ClientSlot>>,
     /// Paused while this says true.
     pause: tokio::sync::watch::Receiver<bool>,
+    /// The locks its library says are gone (driver backends).
+    lost: Option<tokio::sync::mpsc::UnboundedReceiver<LostLock>>,
+    /// Why its client ended on its own (its driver process exited), once
+    /// it has.
+    gone: Option<String>,
 }
 
 impl Drop for ClientTask {
@@ -196,6 +201,8 @@ impl ClientTask {
         resource: Arc<ProtectedResource>,
         plan: Arc<ClientPlan>,
     ) -> Self {
+        let mut lock = lock;
+        let lost = lock.take_lost();
         ClientTask {
             id,
             lock,
@@ -208,6 +215,8 @@ impl ClientTask {
             counts: Counts::default(),
             slot: None,
             pause: tokio::sync::watch::channel(false).1,
+            lost,
+            gone: None,
         }
     }
 
@@ -263,21 +272,77 @@ impl ClientTask {
         self.record(e).await;
     }
 
+    /// Records the `lost` events its library has sent so far; whether one
+    /// was for `key`.
+    async fn record_lost(&mut self, key: Option<&str>) -> bool {
+        let mut hit = false;
+        while let Some(l) = self.lost.as_mut().and_then(|rx| rx.try_recv().ok()) {
+            hit |= key == Some(l.key.as_str());
+            self.record_lost_lock(l).await;
+        }
+        hit
+    }
+
+    async fn record_lost_lock(&mut self, l: LostLock) {
+        let mut e = self.event(OpType::Info, F::Lost, &l.key);
+        if !l.reason.is_empty() {
+            e.error = Some(l.reason);
+        }
+        self.record(e).await;
+    }
+
+    /// Waits `hold`, unless the library says first that the lock on `key`
+    /// is gone: then false (the client stops acting on it).
+    async fn hold_for(&mut self, key: &str, hold: Duration) -> bool {
+        let Some(mut rx) = self.lost.take() else {
+            unless_paused(&mut self.pause, tokio::time::sleep(hold)).await;
+            return true;
+        };
+        let deadline = tokio::time::Instant::now() + hold;
+        let mut kept = true;
+        loop {
+            let next = unless_paused(&mut self.pause, async {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(deadline) => None,
+                    l = rx.recv() => l,
+                }
+            })
+            .await;
+            match next {
+                None => break,
+                Some(l) => {
+                    let mine = l.key == key;
+                    self.record_lost_lock(l).await;
+                    if mine {
+                        kept = false;
+                        break;
+                    }
+                }
+            }
+        }
+        self.lost = Some(rx);
+        kept
+    }
+
     /// Hold: wait the hold time, then write the fence to the resource (or,
     /// with the counter workload, read the counter first and write it back
-    /// plus one after the hold).
+    /// plus one after the hold). A lock its library says is gone is not
+    /// acted on: no write.
     async fn hold(&mut self, guard: &Guard) {
         let hold = self.plan.hold.sample(&mut self.rng);
         let read = match self.plan.workload {
             Workload::Counter => Some(self.resource.read(&guard.key)),
             Workload::Fence => None,
         };
-        if !hold.is_zero() {
-            unless_paused(&mut self.pause, tokio::time::sleep(hold)).await;
+        if !hold.is_zero() && !self.hold_for(&guard.key, hold).await {
+            return;
         }
         // A client paused during its hold resumes here, as if it still
         // held the lock.
         unless_paused(&mut self.pause, std::future::ready(())).await;
+        if self.record_lost(Some(&guard.key)).await {
+            return;
+        }
         let mut invoke = self.event(OpType::Invoke, F::Write, &guard.key);
         invoke.fence = guard.fence;
         self.record(invoke).await;
@@ -350,18 +415,30 @@ impl ClientTask {
             return None;
         };
         let crashed = tokio::select! {
-            _ = self.cycles() => false,
+            // A crash the nemesis asks for wins over an end seen at the
+            // same time (a driver killed for the fault ends every client
+            // of its host).
+            biased;
             _ = slot.crash.notified() => true,
+            _ = self.cycles() => self.gone.is_some(),
         };
         if !crashed {
             return None;
         }
         slot.holding.store(false, Ordering::Relaxed);
         let lock = std::mem::replace(&mut self.lock, Box::new(Dead));
-        lock.crash();
+        if self.gone.is_none() {
+            lock.crash();
+        }
         let crash = Event::new(0, Process::Client(self.id), OpType::Info, F::Crash);
         self.record(crash).await;
         Some(self)
+    }
+
+    /// Why the client ended on its own (its driver exited), if it did: its
+    /// successor starts at once, not at the end of a fault.
+    pub fn gone(&self) -> Option<&str> {
+        self.gone.as_deref()
     }
 
     /// Takes a new lock client and process id: the successor of a crashed
@@ -371,6 +448,9 @@ impl ClientTask {
             .add_counts(self.id, &std::mem::take(&mut self.counts));
         self.id = id;
         self.rng = StdRng::seed_from_u64(seed);
+        let mut lock = lock;
+        self.lost = lock.take_lost();
+        self.gone = None;
         self.lock = lock;
         if let Some(slot) = &self.slot {
             slot.id.store(id, Ordering::Relaxed);
@@ -396,6 +476,7 @@ impl ClientTask {
                 KeyChoice::Own => (self.id % n as u64) as usize,
             };
             let key = self.plan.keys[i].clone();
+            self.record_lost(None).await;
             let mut invoke = self.event(OpType::Invoke, F::Acquire, &key);
             invoke.lease_ms = Some(opts.lease.as_millis() as u64);
             self.record(invoke).await;
@@ -417,6 +498,11 @@ impl ClientTask {
                 );
                 self.hold(&guard).await;
                 self.release(&guard, done).await;
+            }
+            if let Some(why) = self.lock.gone() {
+                // Its process ended on its own: the client died with it.
+                self.gone = Some(why);
+                return;
             }
             // An `info` acquire may have taken the lock, but without its
             // token we cannot release it: its lease frees it, as it would

@@ -1,0 +1,142 @@
+"""The protocol side of a lockbench driver (drivers/PROTOCOL.md), shared by
+the Python drivers: read JSON lines from stdin, run each client's requests
+on a thread of its own, write the replies as JSON lines on stdout.
+
+A driver module only says how its library takes, gives back and extends a
+lock, in the library's own words; see redis_py.py for the shortest one.
+"""
+
+import json
+import queue
+import sys
+import threading
+import traceback
+
+PROTOCOL = 1
+
+
+class Fail(Exception):
+    """The operation definitely did not happen (reply `fail`)."""
+
+
+class Info(Exception):
+    """Unknown whether it happened (reply `info`): when in doubt, this."""
+
+
+class Driver:
+    """What a library's driver provides.
+
+    `start(servers, options)` connects (servers: list of {"name", "addr"});
+    `acquire(client, key, lease_ms, timeout_ms)` returns a dict for the `ok`
+    reply (with "token", and "fence"/"lease_ms" where the library gives
+    them), returns None when the lock stayed busy until the timeout, or
+    raises Fail / Info; `release(client, key, token)` returns a dict (with
+    "was_held" where the library says); `renew(client, key, token,
+    lease_ms)` returns a dict. `self.lost(client, key, reason)` tells
+    lockbench a lock is gone.
+    """
+
+    library = "unknown"
+    version = "unknown"
+
+    def start(self, servers, options):
+        pass
+
+    def acquire(self, client, key, lease_ms, timeout_ms):
+        raise Fail("acquire is not supported by this driver")
+
+    def release(self, client, key, token):
+        raise Fail("release is not supported by this driver")
+
+    def renew(self, client, key, token, lease_ms):
+        raise Fail("renew is not supported by this driver")
+
+    # -- protocol plumbing below -------------------------------------------
+
+    _out_lock = threading.Lock()
+
+    def send(self, msg):
+        line = json.dumps(msg, separators=(",", ":"))
+        with self._out_lock:
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
+
+    def lost(self, client, key, reason):
+        self.send({"type": "lost", "client": client, "key": key, "reason": reason})
+
+    def log(self, text):
+        sys.stderr.write(text + "\n")
+        sys.stderr.flush()
+
+
+def _serve(driver, msg):
+    kind = msg.get("type")
+    rid = msg.get("id")
+    client = msg.get("client")
+    key = msg.get("key", "")
+    try:
+        if kind == "acquire":
+            out = driver.acquire(client, key, msg.get("lease_ms", 0), msg.get("timeout_ms", 0))
+            if out is None:
+                driver.send({"type": "fail", "id": rid, "error": "busy: not acquired within the timeout"})
+                return
+        elif kind == "release":
+            out = driver.release(client, key, msg.get("token"))
+        elif kind == "renew":
+            out = driver.renew(client, key, msg.get("token"), msg.get("lease_ms", 0))
+        else:
+            driver.log("unknown request type %r" % kind)
+            driver.send({"type": "info", "id": rid, "error": "unknown request type %r" % kind})
+            return
+        reply = {"type": "ok", "id": rid}
+        reply.update(out or {})
+        driver.send(reply)
+    except Fail as e:
+        driver.send({"type": "fail", "id": rid, "error": str(e) or "failed"})
+    except Info as e:
+        driver.send({"type": "info", "id": rid, "error": str(e) or "unknown outcome"})
+    except Exception as e:  # when in doubt, info
+        driver.log(traceback.format_exc())
+        driver.send({"type": "info", "id": rid, "error": "%s: %s" % (type(e).__name__, e)})
+
+
+def _worker(driver, inbox):
+    while True:
+        msg = inbox.get()
+        if msg is None:
+            return
+        _serve(driver, msg)
+
+
+def main(driver):
+    """Runs `driver` until lockbench closes stdin."""
+    first = sys.stdin.readline()
+    if not first:
+        return
+    try:
+        init = json.loads(first)
+        if init.get("type") != "init" or init.get("protocol") != PROTOCOL:
+            raise ValueError("expected init of protocol %d, got %r" % (PROTOCOL, first.strip()))
+        driver.start(init.get("servers", []), init.get("options") or {})
+    except Exception as e:
+        driver.log(traceback.format_exc())
+        driver.send({"type": "error", "error": "%s: %s" % (type(e).__name__, e)})
+        return
+    driver.send({"type": "init_ok", "library": driver.library, "version": driver.version})
+    inboxes = {}
+    for line in sys.stdin:
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            msg = json.loads(line)
+        except ValueError:
+            driver.log("not JSON: %s" % line)
+            continue
+        client = msg.get("client")
+        inbox = inboxes.get(client)
+        if inbox is None:
+            inbox = queue.Queue()
+            inboxes[client] = inbox
+            threading.Thread(target=_worker, args=(driver, inbox), daemon=True).start()
+        inbox.put(msg)

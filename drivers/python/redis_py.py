@@ -1,0 +1,81 @@
+"""redis-py's `redis.lock.Lock` (redis-py.readthedocs.io, "Lock"):
+
+    r = redis.Redis(host=..., port=...)
+    lock = r.lock("name", timeout=lease, blocking_timeout=wait)
+    if lock.acquire():
+        ...
+        lock.release()
+
+`timeout` is the lease, `blocking_timeout` how long acquire waits, and
+`sleep` (how often a waiter polls) stays at its default, 0.1 s. The lock
+keeps no fencing token.
+"""
+
+from importlib.metadata import version
+
+import redis
+from redis.exceptions import ConnectionError, LockError, LockNotOwnedError, TimeoutError
+
+from lockbench_driver import Driver, Fail, Info, main
+
+
+def seconds(ms):
+    return max(ms, 1) / 1000.0
+
+
+class RedisPy(Driver):
+    library = "redis-py"
+    version = version("redis")
+
+    def start(self, servers, options):
+        host, port = servers[0]["addr"].rsplit(":", 1)
+        # One client object per host, shared by its clients' threads, as an
+        # application shares it; requests time out after socket_timeout.
+        self.r = redis.Redis(
+            host=host,
+            port=int(port),
+            socket_timeout=options.get("socket_timeout_ms", 1000) / 1000.0,
+            socket_connect_timeout=options.get("socket_timeout_ms", 1000) / 1000.0,
+        )
+        self.r.ping()
+        self.locks = {}
+
+    def acquire(self, client, key, lease_ms, timeout_ms):
+        lock = self.r.lock(key, timeout=seconds(lease_ms), blocking_timeout=timeout_ms / 1000.0)
+        try:
+            if not lock.acquire():
+                return None
+        except (ConnectionError, TimeoutError) as e:
+            raise Info(str(e))
+        self.locks[(client, key)] = lock
+        return {"token": lock.local.token.decode(), "lease_ms": lease_ms}
+
+    def release(self, client, key, token):
+        lock = self.locks.pop((client, key), None)
+        if lock is None:
+            raise Fail("no lock object for this key")
+        try:
+            lock.release()
+        except LockNotOwnedError:
+            return {"was_held": False}
+        except LockError as e:
+            raise Fail(str(e))
+        except (ConnectionError, TimeoutError) as e:
+            raise Info(str(e))
+        return {}
+
+    def renew(self, client, key, token, lease_ms):
+        lock = self.locks.get((client, key))
+        if lock is None:
+            raise Fail("no lock object for this key")
+        try:
+            lock.extend(seconds(lease_ms), replace_ttl=True)
+        except LockNotOwnedError as e:
+            raise Fail(str(e))
+        except (ConnectionError, TimeoutError) as e:
+            raise Info(str(e))
+        return {"lease_ms": lease_ms}
+
+
+if __name__ == "__main__":
+    main(RedisPy())

@@ -1,0 +1,228 @@
+//! Driver backends (drivers/PROTOCOL.md): a driver a user writes runs from
+//! a scenario file, and a driver that misbehaves is an outcome recorded in
+//! a whole, checkable history, never a hung run. The drivers here are the
+//! fixtures of tests/data/drivers/ (Python, standard library only), run
+//! against the real redis-server lockbench starts.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use lockbench::history::{Event, F, OpType, Process, read_jsonl};
+use lockbench::summary::Summary;
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/drivers")
+        .join(name)
+}
+
+fn python_available() -> bool {
+    common::server_available("python3")
+}
+
+/// A scenario running `backends`, which may name the declared `driver`
+/// (a `[[driver]]` table's body).
+fn scenario_text(name: &str, backends: &str, driver: &str, extra: &str) -> String {
+    format!(
+        "name = \"{name}\"\nbackends = [{backends}]\nseed = 3\nduration = \"2s\"\n\
+         clients = 2\nhosts = 1\nlease = \"1s\"\nacquire_timeout = \"300ms\"\n\
+         op_timeout = \"200ms\"\nhold = \"5ms\"\nthink = \"5ms\"\n{extra}\n[[driver]]\n{driver}\n"
+    )
+}
+
+/// Runs `lockbench run` on `text` under `dir`; its output and how long it
+/// took.
+fn run(dir: &Path, name: &str, text: &str) -> (Output, Duration) {
+    let path = common::scenario(dir, name, text);
+    let t0 = Instant::now();
+    let out = common::lockbench()
+        .arg("run")
+        .arg("--out")
+        .arg(dir.join("out"))
+        .arg(&path)
+        .env("LOCKBENCH_REQUIRE_BACKENDS", "1")
+        .output()
+        .expect("run lockbench");
+    (out, t0.elapsed())
+}
+
+fn describe(o: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn events(run_dir: &Path) -> Vec<Event> {
+    read_jsonl(&run_dir.join("history.jsonl"))
+        .expect("the history reads back whole")
+        .events
+}
+
+/// `lockbench check` on the run's history: the exit code.
+fn check(run_dir: &Path) -> Option<i32> {
+    common::lockbench()
+        .arg("check")
+        .arg(run_dir.join("history.jsonl"))
+        .output()
+        .expect("run lockbench check")
+        .status
+        .code()
+}
+
+fn count(events: &[Event], f: F, kind: OpType) -> usize {
+    events.iter().filter(|e| e.f == f && e.kind == kind).count()
+}
+
+fn misbehaving(mode: &str) -> String {
+    format!(
+        "name = \"bad\"\nserver = \"redis\"\ncommand = [\"python3\", \"{}\", \"{mode}\"]",
+        fixture("misbehaving.py").display()
+    )
+}
+
+#[test]
+fn a_driver_a_user_writes_runs_from_the_scenario_file() {
+    if !common::server_available("redis-server") || !python_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // Relative to the scenario file's folder, as a user writes it.
+    std::fs::copy(fixture("resp_lock.py"), dir.path().join("resp_lock.py")).unwrap();
+    let text = String::from(
+        "name = \"mine\"\nbackends = [\"my-lock\"]\nseed = 4\nduration = \"2s\"\nclients = 4\n\
+         hosts = 2\nlease = \"2s\"\nacquire_timeout = \"1s\"\nop_timeout = \"500ms\"\n\
+         hold = \"2ms\"\nthink = \"1ms\"\n\n[[driver]]\nname = \"my-lock\"\nserver = \"redis\"\n\
+         command = [\"python3\", \"resp_lock.py\"]\nrecipe = \"SET NX PX over a socket\"\n",
+    );
+    let (out, _) = run(dir.path(), "mine", &text);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let run_dir = common::run_dir(&dir.path().join("out"), "mine", "my-lock");
+    let summary = Summary::read(&run_dir.join("summary.json")).unwrap();
+    assert_eq!(summary.verdict, lockbench::Verdict::Valid);
+    let library = summary.library.expect("the driver names its library");
+    assert_eq!(
+        (library.name.as_str(), library.version.as_str()),
+        ("resp-lock", "1")
+    );
+    let ev = events(&run_dir);
+    assert!(
+        count(&ev, F::Acquire, OpType::Ok) > 10,
+        "{}",
+        describe(&out)
+    );
+    // One process per host, each with its log.
+    assert!(run_dir.join("driver-my-lock-h1.log").exists());
+    assert!(run_dir.join("driver-my-lock-h2.log").exists());
+}
+
+#[test]
+fn a_silent_driver_ends_every_request_info_and_the_run_ends() {
+    if !common::server_available("redis-server") || !python_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let text = scenario_text("silent", "\"bad\"", &misbehaving("silent"), "");
+    let (out, took) = run(dir.path(), "silent", &text);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    // Bounded: each request gives up after its timeout plus 2 s of grace.
+    assert!(took < Duration::from_secs(60), "took {took:?}");
+    let run_dir = common::run_dir(&dir.path().join("out"), "silent", "bad");
+    let ev = events(&run_dir);
+    let infos = count(&ev, F::Acquire, OpType::Info);
+    assert!(infos >= 2, "every client's acquire ended info: {infos}");
+    assert_eq!(count(&ev, F::Acquire, OpType::Ok), 0);
+    assert_eq!(count(&ev, F::Acquire, OpType::Invoke), infos);
+    assert!(
+        ev.iter()
+            .filter(|e| e.kind == OpType::Info && e.f == F::Acquire)
+            .all(|e| e.error.as_deref().is_some_and(|w| w.contains("no reply"))),
+        "{ev:?}"
+    );
+    assert_eq!(check(&run_dir), Some(0));
+}
+
+#[test]
+fn a_driver_that_talks_nonsense_is_logged_and_its_requests_end_info() {
+    if !common::server_available("redis-server") || !python_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let text = scenario_text("garbage", "\"bad\"", &misbehaving("garbage"), "");
+    let (out, _) = run(dir.path(), "garbage", &text);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let run_dir = common::run_dir(&dir.path().join("out"), "garbage", "bad");
+    let log = std::fs::read_to_string(run_dir.join("driver-bad-h1.log")).unwrap();
+    assert!(
+        log.contains("not protocol") && log.contains("this is not protocol"),
+        "{log}"
+    );
+    assert!(log.contains("reply to no request in flight"), "{log}");
+    let ev = events(&run_dir);
+    assert!(count(&ev, F::Acquire, OpType::Info) >= 2);
+    assert_eq!(count(&ev, F::Acquire, OpType::Ok), 0);
+    assert_eq!(check(&run_dir), Some(0));
+}
+
+#[test]
+fn a_driver_that_exits_crashes_its_clients_and_is_restarted_a_bounded_number_of_times() {
+    if !common::server_available("redis-server") || !python_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let text = scenario_text("exits", "\"bad\"", &misbehaving("exits"), "");
+    let (out, _) = run(dir.path(), "exits", &text);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let run_dir = common::run_dir(&dir.path().join("out"), "exits", "bad");
+    let ev = events(&run_dir);
+    let crashes: Vec<&Event> = ev
+        .iter()
+        .filter(|e| e.f == F::Crash && e.kind == OpType::Info)
+        .collect();
+    // Both clients of the host die with each exit; the first process and
+    // at most 3 restarts.
+    assert!(crashes.len() >= 2, "{ev:?}");
+    assert!(crashes.len() <= 2 * 4, "{} crashes", crashes.len());
+    // Each crashed client's request in flight ended info first, and a
+    // successor with a new id took over after the first exit.
+    let first_ids: Vec<u64> = vec![0, 1];
+    assert!(
+        ev.iter()
+            .any(|e| matches!(e.process, Process::Client(p) if !first_ids.contains(&p))),
+        "no successor client: {ev:?}"
+    );
+    let log = std::fs::read_to_string(run_dir.join("driver-bad-h1.log")).unwrap();
+    let exits = log.matches("exiting after 3 requests").count();
+    assert!((2..=4).contains(&exits), "{exits} exits:\n{log}");
+    assert_eq!(check(&run_dir), Some(0));
+}
+
+#[test]
+fn a_driver_that_fails_init_fails_its_backend_and_the_others_go_on() {
+    if !common::server_available("redis-server") || !python_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let text = scenario_text(
+        "badinit",
+        "\"bad\", \"inproc\"",
+        &misbehaving("bad-init"),
+        "",
+    );
+    let (out, _) = run(dir.path(), "badinit", &text);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert!(
+        stderr.contains("cannot start (on purpose)"),
+        "the error carries the tail of the driver's log: {}",
+        describe(&out)
+    );
+    let inproc = common::run_dir(&dir.path().join("out"), "badinit", "inproc");
+    let summary = Summary::read(&inproc.join("summary.json")).unwrap();
+    assert_eq!(summary.verdict, lockbench::Verdict::Valid);
+}
