@@ -19,6 +19,7 @@ retries a timed-out read). The `socket_timeout_ms` option sets one.
 """
 
 import math
+import time
 from importlib.metadata import version
 
 import redis_lock
@@ -49,10 +50,10 @@ class PythonRedisLock(Driver):
         expire = max(1, math.ceil(lease_ms / 1000.0))
         lock = redis_lock.Lock(self.conn, key, expire=expire, auto_renewal=self.auto_renewal)
         try:
-            # The library refuses timeout=0 with blocking; that is a try.
             if timeout_ms > 0:
-                got = lock.acquire(blocking=True, timeout=math.ceil(timeout_ms / 1000.0))
+                got = self.wait_for(lock, expire, timeout_ms / 1000.0)
             else:
+                # The library refuses timeout=0 with blocking; that is a try.
                 got = lock.acquire(blocking=False)
         except (ConnectionError, TimeoutError) as e:
             raise Info(str(e))
@@ -60,6 +61,19 @@ class PythonRedisLock(Driver):
             return None
         self.locks[(client, key)] = lock
         return {"token": lock.id, "lease_ms": expire * 1000}
+
+    def wait_for(self, lock, expire, timeout):
+        """Blocks up to `timeout` seconds. Without auto_renewal the library
+        refuses a timeout longer than the expiry (TimeoutTooLarge), so an
+        application waits in turns of at most `expire` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            turn = left if self.auto_renewal else min(left, expire)
+            if lock.acquire(blocking=True, timeout=max(1, math.ceil(turn))):
+                return True
 
     def release(self, client, key, token):
         lock = self.locks.pop((client, key), None)

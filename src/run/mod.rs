@@ -5,9 +5,10 @@
 
 pub mod cli;
 pub mod commands;
+pub mod harness;
 mod properties;
 mod runner;
 mod spof;
 
 pub use properties::{MatrixRun, run_matrix};
-pub use runner::{RunOptions, RunOutcome, check_file, mix, run_backend};
+pub use runner::{RunOptions, RunOutcome, check_file, mix, run_backend, run_with};

@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use super::runner::{RunOptions, RunOutcome, run_backend};
 use super::spof;
+use crate::backend::driver::HostPlace;
 use crate::backend::{AcquireOptions, ClientConfig, LockBackend, LockClient, Outcome};
 use crate::check::Verdict;
 use crate::cluster::Cluster;
@@ -160,9 +161,17 @@ async fn measure_backend(
         Some(kind) => Cluster::start(kind, info.servers.max(1), &probe_dir).await?,
         None => Cluster::none(),
     };
-    let lock = info.build(servers.endpoints()).await?;
+    let place = HostPlace {
+        host: 0,
+        log_dir: probe_dir.clone(),
+    };
+    let lock = info.build_for(servers.endpoints(), place).await?;
     let probes = Probes {
         backend: lock,
+        driver: info
+            .driver
+            .as_ref()
+            .map(|_| (info, servers.endpoints().to_vec(), probe_dir.clone())),
         lease: scenario.lease,
         op_timeout: scenario.op_timeout,
         next_id: std::sync::atomic::AtomicU64::new(0),
@@ -287,8 +296,15 @@ pub(super) fn relative(base: &Path, target: &Path) -> String {
 }
 
 /// The probes' shared setup.
-struct Probes {
+struct Probes<'a> {
     backend: Arc<dyn LockBackend>,
+    /// For a driver backend: each probe client gets a process of its own
+    /// (a crashed holder is its whole process), built from this and these.
+    driver: Option<(
+        &'a crate::backend::BackendInfo,
+        Vec<crate::cluster::Endpoint>,
+        PathBuf,
+    )>,
     lease: Duration,
     op_timeout: Duration,
     next_id: std::sync::atomic::AtomicU64,
@@ -307,18 +323,65 @@ pub(super) fn fmt_ms(d: Duration) -> String {
     }
 }
 
-impl Probes {
+/// A probe client of a driver backend with the process it runs in.
+struct OwnProcess {
+    client: Box<dyn LockClient>,
+    /// Keeps the client's process running; dropped with it.
+    _backend: Arc<dyn LockBackend>,
+}
+
+#[async_trait::async_trait]
+impl LockClient for OwnProcess {
+    async fn acquire(
+        &mut self,
+        key: &str,
+        opts: &AcquireOptions,
+    ) -> Outcome<crate::backend::Guard> {
+        self.client.acquire(key, opts).await
+    }
+
+    async fn release(
+        &mut self,
+        guard: &crate::backend::Guard,
+    ) -> Outcome<crate::backend::Released> {
+        self.client.release(guard).await
+    }
+
+    async fn renew(&mut self, guard: &mut crate::backend::Guard, lease: Duration) -> Outcome<()> {
+        self.client.renew(guard, lease).await
+    }
+
+    fn crash(self: Box<Self>) {
+        self.client.crash();
+    }
+}
+
+impl Probes<'_> {
     async fn client(&self) -> Result<Box<dyn LockClient>> {
         let id = self
             .next_id
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.backend
-            .client(ClientConfig {
-                id,
-                seed: self.seed ^ id,
-                op_timeout: self.op_timeout,
-            })
-            .await
+        let config = ClientConfig {
+            id,
+            seed: self.seed ^ id,
+            op_timeout: self.op_timeout,
+        };
+        match &self.driver {
+            Some((info, eps, log_dir)) => {
+                let place = HostPlace {
+                    host: id as usize + 1,
+                    log_dir: log_dir.clone(),
+                };
+                let backend = info.build_for(eps, place).await?;
+                let client = backend.client(config).await?;
+                // The process lives as long as its client.
+                Ok(Box::new(OwnProcess {
+                    client,
+                    _backend: backend,
+                }))
+            }
+            None => self.backend.client(config).await,
+        }
     }
 
     fn opts(&self, timeout: Duration) -> AcquireOptions {

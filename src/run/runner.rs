@@ -112,6 +112,18 @@ pub async fn run_backend(
 ) -> Result<RunOutcome> {
     let registry = scenario.registry();
     let info = registry.require(backend_name)?;
+    run_with(scenario, info, seed, opts).await
+}
+
+/// [`run_backend`] for the backend `info` describes (one the registry
+/// need not know: a lock of the user's own, see `run::harness`).
+pub async fn run_with(
+    scenario: &Scenario,
+    info: &backend::BackendInfo,
+    seed: u64,
+    opts: &RunOptions,
+) -> Result<RunOutcome> {
+    let backend_name = info.name.as_str();
     // Find out whether the server exists before creating anything on disk.
     let external = scenario.endpoints.get(backend_name);
     if let Some(reason) = missing_server(info, external.is_some(), opts)? {

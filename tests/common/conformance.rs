@@ -5,11 +5,9 @@
 use std::time::Duration;
 
 use lockbench::Verdict;
-use lockbench::backend::{
-    self, AcquireOptions, ClientConfig, Guard, LockClient, Outcome, Released,
-};
+use lockbench::backend::{self, AcquireOptions, ClientConfig, Guard, LockClient, Outcome};
 use lockbench::cluster::Cluster;
-use lockbench::run::{RunOptions, RunOutcome, run_backend};
+use lockbench::run::{RunOptions, RunOutcome, harness, run_backend};
 use lockbench::scenario::Scenario;
 
 /// Starts the servers `name` needs (as many as it uses), logging into `logs`.
@@ -55,13 +53,8 @@ pub async fn clients_with(
     v
 }
 
-/// Acquire options: `lease_ms` lease, `timeout_ms` blocking timeout.
-pub fn opts(lease_ms: u64, timeout_ms: u64) -> AcquireOptions {
-    AcquireOptions {
-        lease: Duration::from_millis(lease_ms),
-        timeout: Duration::from_millis(timeout_ms),
-    }
-}
+#[allow(unused_imports)]
+pub use lockbench::run::harness::opts;
 
 /// Acquires or panics with the outcome.
 pub async fn must_acquire(c: &mut Box<dyn LockClient>, key: &str, o: AcquireOptions) -> Guard {
@@ -72,81 +65,26 @@ pub async fn must_acquire(c: &mut Box<dyn LockClient>, key: &str, o: AcquireOpti
 }
 
 /// A held key is not granted to another client, other keys are, a release
-/// frees it, fences grow, and a stale guard's release does nothing.
+/// frees it, fences grow, and a stale guard's release does nothing
+/// (`run::harness::exclusion_and_release`).
 pub async fn exclusion_and_release(name: &str) {
     let logs = tempfile::tempdir().unwrap();
     let cluster = cluster(name, logs.path()).await;
     let mut c = clients(name, &cluster, 2).await;
-    let g1 = must_acquire(&mut c[0], "k", opts(10_000, 0)).await;
-    match c[1].acquire("k", &opts(10_000, 300)).await {
-        Outcome::Fail(_) => {}
-        other => panic!("{name}: a held lock must not be granted: {other:?}"),
+    if let Err(why) = harness::exclusion_and_release(&mut c).await {
+        panic!("{name}: {why}");
     }
-    let other = must_acquire(&mut c[1], "other", opts(10_000, 0)).await;
-    assert_eq!(
-        c[0].release(&g1).await,
-        Outcome::Ok(Released { was_held: true }),
-        "{name}: the holder's release"
-    );
-    let g2 = must_acquire(&mut c[1], "k", opts(10_000, 2_000)).await;
-    if let (Some(a), Some(b)) = (g1.fence, g2.fence) {
-        assert!(b > a, "{name}: fences must grow: {a} then {b}");
-    }
-    assert_eq!(
-        c[0].release(&g1).await,
-        Outcome::Ok(Released { was_held: false }),
-        "{name}: a stale guard's release must do nothing and say so"
-    );
-    assert!(
-        matches!(
-            c[0].acquire("k", &opts(10_000, 200)).await,
-            Outcome::Fail(_)
-        ),
-        "{name}: the stale release must not have freed the new holder's lock"
-    );
-    assert_eq!(
-        c[1].release(&g2).await,
-        Outcome::Ok(Released { was_held: true })
-    );
-    assert_eq!(
-        c[1].release(&other).await,
-        Outcome::Ok(Released { was_held: true })
-    );
 }
 
 /// A waiter blocked in acquire gets the lock soon after the holder
-/// releases, well before its own timeout.
+/// releases, well before its own timeout (`run::harness::blocking_hand_off`).
 pub async fn blocking_hand_off(name: &str) {
     let logs = tempfile::tempdir().unwrap();
     let cluster = cluster(name, logs.path()).await;
-    let mut c = clients(name, &cluster, 2).await;
-    let g = must_acquire(&mut c[0], "k", opts(10_000, 0)).await;
-    let mut waiter = c.pop().unwrap();
-    let task = tokio::spawn(async move {
-        let started = std::time::Instant::now();
-        let out = waiter.acquire("k", &opts(10_000, 8_000)).await;
-        (out, started.elapsed())
-    });
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let released_at = std::time::Instant::now();
-    assert_eq!(
-        c[0].release(&g).await,
-        Outcome::Ok(Released { was_held: true })
-    );
-    let (out, waited) = task.await.unwrap();
-    assert!(
-        matches!(out, Outcome::Ok(_)),
-        "{name}: the waiter must get the lock: {out:?}"
-    );
-    assert!(
-        waited >= Duration::from_millis(290),
-        "{name}: granted while held ({waited:?})"
-    );
-    assert!(
-        released_at.elapsed() < Duration::from_secs(3),
-        "{name}: hand-off took {:?}",
-        released_at.elapsed()
-    );
+    let c = clients(name, &cluster, 2).await;
+    if let Err(why) = harness::blocking_hand_off(c).await {
+        panic!("{name}: {why}");
+    }
 }
 
 /// A short contended run through the real runner: the history must check
