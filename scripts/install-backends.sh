@@ -18,7 +18,7 @@
 set -euo pipefail
 
 packages=(
-  redis-server                 # redis, redlock, Sentinel (redis-server --sentinel)
+  redis-server redis-tools     # redis, redlock, Sentinel; redis-benchmark for scripts/
   memcached                    # memcached recipes
   zookeeper                    # ZooKeeper recipes (Java; jars under /usr/share/java)
   default-jre-headless         # runs ZooKeeper (zookeeper only recommends a JRE)

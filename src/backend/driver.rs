@@ -91,8 +91,9 @@ struct DriverHost {
 /// `lost` channels, and whether it has ended.
 #[derive(Debug)]
 struct Session {
-    /// Lines to the driver's standard input.
-    lines: mpsc::UnboundedSender<String>,
+    /// The driver's standard input: each request is written by the client
+    /// that sends it, whole, under this lock (no hop through a writer task).
+    stdin: tokio::sync::Mutex<tokio::process::ChildStdin>,
     /// Requests waiting for their reply.
     pending: Mutex<HashMap<u64, oneshot::Sender<Reply>>>,
     /// The next request id.
@@ -122,6 +123,22 @@ fn note(log: &Path, line: &str) {
 }
 
 impl Session {
+    /// Writes one line to the driver, bounded so a driver that stopped
+    /// reading cannot hold its clients forever.
+    async fn write(&self, mut line: String) -> std::result::Result<(), String> {
+        line.push('\n');
+        let write = async {
+            let mut stdin = self.stdin.lock().await;
+            stdin.write_all(line.as_bytes()).await?;
+            stdin.flush().await
+        };
+        match tokio::time::timeout(REPLY_GRACE, write).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(format!("cannot write to the driver: {e}")),
+            Err(_) => Err(format!("the driver took no input for {REPLY_GRACE:?}")),
+        }
+    }
+
     fn end(&self, why: String) {
         let mut ended = self.ended.lock().unwrap_or_else(|p| p.into_inner());
         if ended.is_none() {
@@ -212,12 +229,12 @@ impl Session {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(id, tx);
-        if self.lines.send(msg.to_string()).is_err() {
+        if let Err(why) = self.write(msg.to_string()).await {
             self.pending
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .remove(&id);
-            return Err(self.ended().unwrap_or_else(|| "the driver is gone".into()));
+            return Err(self.ended().unwrap_or(why));
         }
         let timer = tokio::time::sleep(limit);
         tokio::pin!(timer);
@@ -274,25 +291,15 @@ impl DriverHost {
 
     /// Starts the process and the tasks around its pipes, and says `init`.
     async fn start(&self) -> Result<Arc<Session>> {
-        let (mut stdin, stdout) = self.process.start()?;
-        let (lines_tx, mut lines_rx) = mpsc::unbounded_channel::<String>();
+        let (stdin, stdout) = self.process.start()?;
         let session = Arc::new(Session {
-            lines: lines_tx,
+            stdin: tokio::sync::Mutex::new(stdin),
             pending: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             lost: Mutex::new(HashMap::new()),
             ended: Mutex::new(None),
             is_ended: AtomicBool::new(false),
             log: self.process.log_path().to_path_buf(),
-        });
-        // Writer: one line at a time, in order; ends with the process.
-        tokio::spawn(async move {
-            while let Some(mut line) = lines_rx.recv().await {
-                line.push('\n');
-                if stdin.write_all(line.as_bytes()).await.is_err() || stdin.flush().await.is_err() {
-                    break;
-                }
-            }
         });
         // Reader: routes each line; the end of the output is the end of
         // the session.
@@ -336,8 +343,9 @@ impl DriverHost {
             };
             reader_session.end(why);
         });
-        if session.lines.send(self.init.to_string()).is_err() {
-            return Err(self.error("cannot write to the driver".into()));
+        if let Err(why) = session.write(self.init.to_string()).await {
+            self.process.kill();
+            return Err(self.error(why));
         }
         let first = match tokio::time::timeout(INIT_TIMEOUT, init_rx).await {
             Ok(Ok(v)) => v,

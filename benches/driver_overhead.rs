@@ -1,0 +1,167 @@
+//! What lockbench's driver protocol costs: for each shipped lock library,
+//! one client's acquire + release through lockbench (a `LockClient` of the
+//! driver backend: JSON lines to the driver process and back) against the
+//! same library looping on its own in its own language, through the same
+//! driver code without the protocol (drivers/python/bench_loop.py), on the
+//! same server, started here by lockbench's cluster layer. Side by side in
+//! one run, alternating, `ROUNDS` times; prints each median and the ratio
+//! (the goal: at most 1.15).
+//!
+//! ```sh
+//! cargo bench --bench driver_overhead            # every library
+//! cargo bench --bench driver_overhead -- kazoo   # those whose name contains "kazoo"
+//! ```
+//! Env: `CYCLES` (default 1000 per measurement), `ROUNDS` (default 3).
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use lockbench::backend::driver::HostPlace;
+use lockbench::backend::{AcquireOptions, ClientConfig, Outcome, libraries};
+use lockbench::cluster::Cluster;
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// The library alone: median µs of one acquire + release.
+fn library_loop(module: &str, servers: &str, options: &str, cycles: u64) -> Option<f64> {
+    let out = Command::new(libraries::python())
+        .current_dir(libraries::drivers_dir().join("python"))
+        .args([
+            "bench_loop.py",
+            module,
+            servers,
+            options,
+            &cycles.to_string(),
+        ])
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        eprintln!("{module}: {}", String::from_utf8_lossy(&out.stderr));
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    v.get("median_us").and_then(serde_json::Value::as_f64)
+}
+
+/// Through lockbench: median µs of one acquire + release of one client.
+async fn through_lockbench(
+    info: &lockbench::backend::BackendInfo,
+    cluster: &Cluster,
+    log_dir: &std::path::Path,
+    cycles: u64,
+) -> Option<f64> {
+    let place = HostPlace {
+        host: 1,
+        log_dir: log_dir.to_path_buf(),
+    };
+    let backend = info.build_for(cluster.endpoints(), place).await.ok()?;
+    let mut client = backend
+        .client(ClientConfig {
+            id: 0,
+            seed: 1,
+            op_timeout: Duration::from_secs(2),
+        })
+        .await
+        .ok()?;
+    let opts = AcquireOptions {
+        lease: Duration::from_secs(10),
+        timeout: Duration::from_secs(1),
+    };
+    let mut times = Vec::with_capacity(cycles as usize);
+    for _ in 0..cycles {
+        let t0 = Instant::now();
+        let Outcome::Ok(g) = client.acquire("bench", &opts).await else {
+            return None;
+        };
+        if !matches!(client.release(&g).await, Outcome::Ok(_)) {
+            return None;
+        }
+        times.push(t0.elapsed().as_secs_f64() * 1e6);
+    }
+    Some(median(times))
+}
+
+fn main() {
+    let filter: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let cycles: u64 = std::env::var("CYCLES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000);
+    let rounds: usize = std::env::var("ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("no runtime: {e}");
+            return;
+        }
+    };
+    let modules = [
+        ("redis-py", "redis_py"),
+        ("python-redis-lock", "python_redis_lock"),
+        ("pottery-redlock", "pottery_redlock"),
+        ("kazoo", "kazoo_lock"),
+    ];
+    println!(
+        "library              own loop µs   through lockbench µs   ratio   ({cycles} cycles, median of {rounds} rounds)"
+    );
+    for (name, module) in modules {
+        if !filter.is_empty() && !filter.iter().any(|f| name.contains(f.as_str())) {
+            continue;
+        }
+        let Some(info) = lockbench::backend::info(name) else {
+            continue;
+        };
+        if let Some((path, hint)) = info.missing() {
+            eprintln!("{name}: skipped: {path} is missing; {hint}");
+            continue;
+        }
+        let Some(kind) = info.server else { continue };
+        let logs = match tempfile::tempdir() {
+            Ok(d) => d,
+            Err(e) => {
+                eprintln!("{name}: {e}");
+                continue;
+            }
+        };
+        let cluster = match rt.block_on(Cluster::start(kind, info.servers.max(1), logs.path())) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("{name}: {e}");
+                continue;
+            }
+        };
+        let servers = serde_json::to_string(
+            &cluster
+                .endpoints()
+                .iter()
+                .map(|e| serde_json::json!({"name": e.name, "addr": e.addr}))
+                .collect::<Vec<_>>(),
+        )
+        .unwrap_or_default();
+        let options = info
+            .driver
+            .as_ref()
+            .map(|d| d.options.to_string())
+            .unwrap_or_else(|| "{}".into());
+        let (mut own, mut via) = (Vec::new(), Vec::new());
+        for _ in 0..rounds {
+            if let Some(v) = library_loop(module, &servers, &options, cycles) {
+                own.push(v);
+            }
+            if let Some(v) = rt.block_on(through_lockbench(info, &cluster, logs.path(), cycles)) {
+                via.push(v);
+            }
+        }
+        let (own, via) = (median(own), median(via));
+        println!("{name:<20} {own:>12.1}   {via:>20.1}   {:>5.2}", via / own);
+    }
+}
