@@ -226,3 +226,56 @@ fn a_driver_that_fails_init_fails_its_backend_and_the_others_go_on() {
     let summary = Summary::read(&inproc.join("summary.json")).unwrap();
     assert_eq!(summary.verdict, lockbench::Verdict::Valid);
 }
+
+#[test]
+fn a_client_crash_kills_the_hosts_driver_and_a_new_one_starts_when_the_fault_ends() {
+    if !common::server_available("redis-server") || !python_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "name = \"crash\"\nbackends = [\"my-lock\"]\nseed = 5\nduration = \"4s\"\nclients = 4\n\
+         hosts = 2\nlease = \"2s\"\nacquire_timeout = \"1s\"\nop_timeout = \"500ms\"\n\
+         hold = \"5ms\"\nthink = \"5ms\"\n\n[[nemesis]]\nat = \"1s\"\nfault = \"crash-client\"\n\
+         targets = [\"h1\"]\nduration = \"1s\"\n\n[[driver]]\nname = \"my-lock\"\n\
+         server = \"redis\"\ncommand = [\"python3\", \"{}\"]\n",
+        fixture("resp_lock.py").display()
+    );
+    let (out, _) = run(dir.path(), "crash", &text);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let run_dir = common::run_dir(&dir.path().join("out"), "crash", "my-lock");
+    let ev = events(&run_dir);
+    // Host h1 runs clients 0 and 2: both crash with its process.
+    let crashed: Vec<u64> = ev
+        .iter()
+        .filter(|e| e.f == F::Crash)
+        .filter_map(|e| match e.process {
+            Process::Client(p) => Some(p),
+            Process::Nemesis => None,
+        })
+        .collect();
+    assert_eq!(crashed.len(), 2, "{crashed:?}");
+    assert!(crashed.contains(&0) && crashed.contains(&2), "{crashed:?}");
+    // Their successors (new ids) acquire after the fault ends, in a new
+    // process; h2's clients went on throughout.
+    let restarted = ev
+        .iter()
+        .find(|e| matches!(&e.f, F::Fault(n) if n == "restart-client"))
+        .expect("the fault ended")
+        .time_ns;
+    let successors = ev
+        .iter()
+        .filter(|e| e.f == F::Acquire && e.kind == OpType::Ok && e.time_ns > restarted)
+        .filter(|e| matches!(e.process, Process::Client(p) if p >= 4))
+        .count();
+    assert!(successors > 0, "no successor acquired: {ev:?}");
+    // h1's process was killed and started again; h2's ran throughout.
+    let starts = |host: u32| {
+        std::fs::read_to_string(run_dir.join(format!("driver-my-lock-h{host}.log")))
+            .unwrap_or_default()
+            .matches("resp_lock: started")
+            .count()
+    };
+    assert_eq!((starts(1), starts(2)), (2, 1));
+    assert_eq!(check(&run_dir), Some(0));
+}

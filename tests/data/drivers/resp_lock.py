@@ -95,6 +95,8 @@ def main():
     import queue
 
     init = json.loads(sys.stdin.readline())
+    sys.stderr.write("resp_lock: started for host %s\n" % init["host"])
+    sys.stderr.flush()
     addr = init["servers"][0]["addr"]
     Conn(addr).command("PING")
     send({"type": "init_ok", "library": "resp-lock", "version": "1"})
