@@ -168,6 +168,12 @@ fn shipped_topology_scenarios_reach_their_expected_verdicts() {
             let s = Summary::read(&dir.join("summary.json")).unwrap();
             assert!(s.matches_expectation, "{name}/{b}: {:?}", s.verdict);
             assert!(s.topology.is_some(), "{name}/{b}: no topology recorded");
+            // An invalid run tells its violations as incidents too (the
+            // Sentinel failover among them), on the page and the terminal.
+            if s.verdict == lockbench::Verdict::Invalid {
+                assert!(!s.incidents.is_empty(), "{name}/{b}: no incident");
+                assert!(stdout.contains("incident: process"), "{name}/{b}");
+            }
             assert_roles_named(&s);
             // Every fault acted (clock faults too, on redlock's masters).
             assert!(

@@ -75,6 +75,12 @@ pub struct FaultRecovery {
     /// when its start was not in the history.
     #[serde(default)]
     pub longest_gap_ms: Option<f64>,
+    /// The fault's start event name (`start-partition`, `pause-client`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_as: Option<String>,
+    /// What it hit, as the history names it (`h1`, `c2`, `server-1 (leader)`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub targets: Vec<String>,
 }
 
 /// Recovery measures of a run with faults.
@@ -356,13 +362,26 @@ impl LivenessState {
                 self.faults_active = self.faults_active.saturating_sub(1);
             }
             self.awaiting.push(self.faults.len());
+            let targets_json = opened.as_ref().map_or(targets, |f| f.targets.as_str());
+            let targets: Vec<String> = serde_json::from_str::<serde_json::Value>(targets_json)
+                .ok()
+                .and_then(|v| {
+                    v.as_array().map(|a| {
+                        a.iter()
+                            .map(|t| t.as_str().map_or_else(|| t.to_string(), str::to_string))
+                            .collect()
+                    })
+                })
+                .unwrap_or_default();
             self.faults.push(FaultRecovery {
                 fault: name.to_string(),
                 end_ns: t,
                 next_acquire_ms: None,
                 start_ns: opened.as_ref().map(|f| f.start_ns),
                 acquired_during: opened.as_ref().map_or(0, |f| f.acquired),
-                longest_gap_ms: opened.map(|f| f.longest_gap_ns as f64 / 1e6),
+                longest_gap_ms: opened.as_ref().map(|f| f.longest_gap_ns as f64 / 1e6),
+                started_as: opened.map(|f| f.start.to_string()),
+                targets,
             });
         }
         // A fault starting or ending changes whether every key is calm.

@@ -16,7 +16,8 @@ pub use fencing::{FenceWitness, FencingOutcome, FencingReport};
 pub use linear::{Budget, LinearResult, check_linearizable};
 pub use liveness::{Deadlock, FaultRecovery, Liveness, Recovery};
 pub use mutex::{
-    Hold, HoldEnd, HoldTracker, Inconsistent, MutexChecker, ViolationClass, Witness, holds,
+    Hold, HoldEnd, HoldTracker, Incident, IncidentFault, Inconsistent, MutexChecker,
+    ViolationClass, Witness, Writes, holds,
 };
 pub use ownership::{OwnershipReport, OwnershipViolation};
 
@@ -82,6 +83,10 @@ pub struct CheckResult {
     /// `unknown-lease`), over all of them, not only the witnesses.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub classes: std::collections::BTreeMap<String, u64>,
+    /// The violations grouped by the hold others overlapped (a reading
+    /// aid: one sentence each).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub incidents: Vec<Incident>,
 }
 
 impl CheckResult {
@@ -94,6 +99,7 @@ impl CheckResult {
             witnesses: Vec::new(),
             reason: Some(reason.into()),
             classes: Default::default(),
+            incidents: Vec::new(),
         }
     }
 }
@@ -191,6 +197,24 @@ pub fn analyze_events(events: &[Event], opts: AnalysisOptions) -> Analysis {
         analyzer.push(&EventRef::of(e));
     }
     analyzer.finish()
+}
+
+/// Names, for each incident, the faults that were active at some time
+/// during its hold.
+fn attach_faults(incidents: &mut [Incident], faults: &[FaultRecovery]) {
+    for inc in incidents {
+        let (from, to) = (inc.holder.start_ns, inc.holder.end_ns.unwrap_or(u64::MAX));
+        inc.faults = faults
+            .iter()
+            .filter(|f| f.start_ns.unwrap_or(0) < to && f.end_ns > from)
+            .map(|f| IncidentFault {
+                fault: f.started_as.clone().unwrap_or_else(|| f.fault.clone()),
+                targets: f.targets.clone(),
+                start_ns: f.start_ns,
+                end_ns: f.end_ns,
+            })
+            .collect();
+    }
 }
 
 /// A client's operation between its invoke and its completion.
@@ -351,6 +375,8 @@ impl Analyzer {
             .fencing
             .finish(&keys, mutex.verdict == Verdict::Invalid);
         let (liveness, recovery) = self.liveness.finish(&keys);
+        let mut mutex = mutex;
+        attach_faults(&mut mutex.incidents, &recovery.faults);
         Analysis {
             mutex,
             ownership,

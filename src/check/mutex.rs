@@ -17,6 +17,9 @@ use crate::history::{Event, EventRef, FnRef, OpType, Process};
 /// How many witnesses a result carries; the count covers them all.
 const MAX_WITNESSES: usize = 20;
 
+/// At most this many incidents are kept (violations are all counted).
+const MAX_INCIDENTS: usize = 20;
+
 /// Why a hold ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -158,6 +161,121 @@ impl std::fmt::Display for Witness {
     }
 }
 
+/// A reading aid over the violations: one hold that others overlapped,
+/// with every grant to another client that overlapped it. Violations stay
+/// counted pair by pair; incidents only group them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Incident {
+    /// The key.
+    pub key: String,
+    /// The hold the others overlapped.
+    pub holder: Hold,
+    /// Why exclusion broke at the first overlap.
+    pub class: ViolationClass,
+    /// When its lease ran out by real time, where the backend has leases.
+    pub lease_end_ns: Option<u64>,
+    /// Grants to other clients that overlapped it.
+    pub overlaps: u64,
+    /// When the first of them began.
+    pub first_overlap_ns: u64,
+    /// The lowest fence among them.
+    pub first_fence: Option<u64>,
+    /// The highest fence among them.
+    pub last_fence: Option<u64>,
+    /// What the protected resource did with the holder's writes.
+    pub writes: Writes,
+    /// The faults active during the hold.
+    #[serde(default)]
+    pub faults: Vec<IncidentFault>,
+}
+
+/// A fault active during an incident's hold.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IncidentFault {
+    /// Its name (`pause-client`).
+    pub fault: String,
+    /// What it hit (`c1`, `server-1 (leader)`).
+    #[serde(default)]
+    pub targets: Vec<String>,
+    /// When it began (`None`: not in the history).
+    pub start_ns: Option<u64>,
+    /// When it ended.
+    pub end_ns: u64,
+}
+
+fn secs2(ns: u64) -> String {
+    format!("{:.2}", ns as f64 / 1e9)
+}
+
+impl std::fmt::Display for Incident {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let h = &self.holder;
+        write!(f, "process {} held ", h.process)?;
+        if self.key.is_empty() {
+            f.write_str("the lock")?;
+        } else {
+            write!(f, "{:?}", self.key)?;
+        }
+        write!(f, " from {} s", secs2(h.start_ns))?;
+        match h.end_ns {
+            Some(end) => write!(f, " to {} s", secs2(end))?,
+            None => f.write_str(" to the end of the history")?,
+        }
+        if let (Some(ms), Some(end)) = (h.lease_ms, self.lease_end_ns) {
+            let past = h.end_ns.is_none_or(|e| e > end);
+            write!(
+                f,
+                ", {} its {} lease (ran out at {} s)",
+                if past { "past" } else { "within" },
+                fmt_lease(ms),
+                secs2(end)
+            )?;
+        }
+        for (i, fault) in self.faults.iter().enumerate() {
+            f.write_str(if i == 0 { ", during " } else { " and " })?;
+            write!(f, "{}", fault.fault)?;
+            if !fault.targets.is_empty() {
+                write!(f, " of {}", fault.targets.join(", "))?;
+            }
+            match fault.start_ns {
+                Some(s) => write!(f, " ({}–{} s)", secs2(s), secs2(fault.end_ns))?,
+                None => write!(f, " (to {} s)", secs2(fault.end_ns))?,
+            }
+        }
+        write!(
+            f,
+            ": {} grant{} to others overlapped it",
+            self.overlaps,
+            if self.overlaps == 1 { "" } else { "s" }
+        )?;
+        match (self.first_fence, self.last_fence) {
+            (Some(a), Some(b)) if a == b => write!(f, " (fence {a})")?,
+            (Some(a), Some(b)) => write!(f, " (fences {a}–{b})")?,
+            _ => {}
+        }
+        let w = &self.writes;
+        let fence = w
+            .fence
+            .map(|t| format!(" with fence {t}"))
+            .unwrap_or_default();
+        match (w.accepted, w.rejected) {
+            (0, 0) => {}
+            (1, 0) => write!(f, "; its write{fence} was accepted")?,
+            (0, 1) => write!(f, "; its write{fence} was rejected")?,
+            (a, r) => write!(f, "; of its writes, {a} accepted and {r} rejected")?,
+        }
+        write!(f, " [{}]", self.class.as_str())
+    }
+}
+
+fn fmt_lease(ms: u64) -> String {
+    if ms.is_multiple_of(1000) {
+        format!("{} s", ms / 1000)
+    } else {
+        format!("{ms} ms")
+    }
+}
+
 fn fence_note(fence: Option<u64>) -> String {
     fence.map(|t| format!(", fence {t}")).unwrap_or_default()
 }
@@ -234,9 +352,33 @@ pub(crate) struct Rec {
     /// in ms): the lease was granted no earlier than that invoke, so it ran
     /// at least until invoke + lease.
     grants: Vec<(u64, u64)>,
+    /// The holder's writes to the protected resource during the hold.
+    writes: Writes,
+}
+
+/// What the protected resource did with a holder's writes during a hold.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Writes {
+    /// Writes it accepted.
+    pub accepted: u32,
+    /// Writes it rejected (a fence lower than one it had seen).
+    pub rejected: u32,
+    /// The fence of the last write.
+    pub fence: Option<u64>,
 }
 
 impl Rec {
+    /// By when the lease had run out by real time, where the backend has
+    /// leases: its last grant (no earlier than the hold's start, when the
+    /// acquire returned) plus the lease.
+    fn lease_end_ns(&self) -> Option<u64> {
+        self.grants.last().map(|(from, ms)| {
+            (*from)
+                .max(self.start_ns)
+                .saturating_add(ms.saturating_mul(1_000_000))
+        })
+    }
+
     fn end_or_max(&self) -> u64 {
         self.end_ns.unwrap_or(u64::MAX)
     }
@@ -414,6 +556,7 @@ impl HoldTracker {
                     fence: e.fence.or(op.fence),
                     lease_ms,
                     grants: lease_ms.map(|ms| (op.time_ns, ms)).into_iter().collect(),
+                    writes: Writes::default(),
                 });
             }
             (Op::Renew, OpType::Ok) => {
@@ -426,6 +569,17 @@ impl HoldTracker {
                     if let Some(ms) = ms {
                         rec.grants.push((op.time_ns, ms));
                     }
+                }
+            }
+            (Op::Other, OpType::Ok) if e.f == FnRef::Write => {
+                if let (Some(&i), Some(accepted)) = (self.open.get(&(p, op.key)), e.accepted) {
+                    let w = &mut self.recs[i].writes;
+                    if accepted {
+                        w.accepted += 1;
+                    } else {
+                        w.rejected += 1;
+                    }
+                    w.fence = e.fence.or(op.fence);
                 }
             }
             (Op::Release, OpType::Ok | OpType::Info) => self.close_at_release(p, &op),
@@ -501,15 +655,11 @@ impl Checker for MutexChecker {
         "mutual-exclusion"
     }
 
+    /// The mutual-exclusion part of the one analysis
+    /// ([`super::analyze_events`]), so that its incidents name the faults
+    /// of the history as the file's analysis does.
     fn check(&self, events: &[Event]) -> CheckResult {
-        let mut tracker = HoldTracker::new();
-        for e in in_index_order(events) {
-            if let Err(why) = tracker.push(e) {
-                return self.inconsistent(why);
-            }
-        }
-        let (recs, keys) = tracker.finish_recs();
-        self.check_recs(&recs, &keys)
+        super::analyze_events(events, super::AnalysisOptions::default()).mutex
     }
 }
 
@@ -538,6 +688,7 @@ impl MutexChecker {
                 fence: h.fence,
                 lease_ms: h.lease_ms,
                 grants: h.lease_ms.map(|ms| (h.start_ns, ms)).into_iter().collect(),
+                writes: Writes::default(),
             })
             .collect();
         recs.sort_by_key(|h| (h.start_ns, h.start_index));
@@ -555,6 +706,9 @@ impl MutexChecker {
         let mut violations = 0u64;
         let mut witnesses = Vec::new();
         let mut classes: BTreeMap<String, u64> = BTreeMap::new();
+        // One incident per hold that others overlapped, by its place.
+        let mut incidents: Vec<Incident> = Vec::new();
+        let mut incident_of: HashMap<usize, usize> = HashMap::new();
         let mut order: Vec<u32> = (0..keys.len() as u32).collect();
         order.sort_by(|a, b| keys.name(*a).cmp(keys.name(*b)));
         for key in order {
@@ -580,6 +734,34 @@ impl MutexChecker {
                     violations += 1;
                     let class = a.class_at(h.start_ns);
                     *classes.entry(class.as_str().to_string()).or_default() += 1;
+                    let n = match incident_of.get(j) {
+                        Some(&n) => Some(n),
+                        None if incidents.len() < MAX_INCIDENTS => {
+                            incident_of.insert(*j, incidents.len());
+                            incidents.push(Incident {
+                                key: keys.name(key).to_string(),
+                                holder: a.to_hold(keys),
+                                class,
+                                lease_end_ns: a.lease_end_ns(),
+                                overlaps: 0,
+                                first_overlap_ns: h.start_ns,
+                                first_fence: None,
+                                last_fence: None,
+                                writes: a.writes,
+                                faults: Vec::new(),
+                            });
+                            Some(incidents.len() - 1)
+                        }
+                        None => None,
+                    };
+                    if let Some(inc) = n.and_then(|n| incidents.get_mut(n)) {
+                        inc.overlaps += 1;
+                        inc.first_overlap_ns = inc.first_overlap_ns.min(h.start_ns);
+                        if let Some(f) = h.fence {
+                            inc.first_fence = Some(inc.first_fence.map_or(f, |x| x.min(f)));
+                            inc.last_fence = Some(inc.last_fence.map_or(f, |x| x.max(f)));
+                        }
+                    }
                     if witnesses.len() < MAX_WITNESSES {
                         let end = a.end_or_max().min(h.end_or_max());
                         witnesses.push(Witness {
@@ -596,6 +778,7 @@ impl MutexChecker {
             }
         }
         witnesses.sort_by_key(|w| (w.overlap_start_ns, w.first.start_index));
+        incidents.sort_by_key(|i| (i.holder.start_ns, i.holder.start_index));
         CheckResult {
             checker: self.name().to_string(),
             verdict: if violations == 0 {
@@ -607,6 +790,7 @@ impl MutexChecker {
             witnesses,
             reason: None,
             classes,
+            incidents,
         }
     }
 }

@@ -146,6 +146,19 @@ fn verdict_details(s: &Summary) -> String {
     } else if s.verdict == Verdict::Valid {
         out.push_str("<p>No two clients held the same key at the same time in the history.</p>");
     }
+    if !s.incidents.is_empty() {
+        let _ = write!(
+            out,
+            "<p>{} incident{} (a client's hold that grants to other clients overlapped):</p>\n\
+             <ul class=\"incidents\">\n",
+            s.incidents.len(),
+            if s.incidents.len() == 1 { "" } else { "s" }
+        );
+        for i in &s.incidents {
+            let _ = writeln!(out, "<li>{}</li>", escape(&i.to_string()));
+        }
+        out.push_str("</ul>\n");
+    }
     if let Some(reason) = &s.verdict_reason {
         let _ = write!(out, "<p>Reason: {}</p>", escape(reason));
     }
@@ -171,8 +184,11 @@ fn witnesses(s: &Summary) -> String {
         }
         return String::new();
     }
-    let mut out = String::from("<section>\n<h2>Witnesses</h2>\n");
     let shown = s.witnesses.len() as u64;
+    let mut out = format!(
+        "<section>\n<details>\n<summary><h2>Witnesses ({} shown)</h2></summary>\n",
+        fmt_count(shown)
+    );
     if s.violations > shown {
         let _ = writeln!(
             out,
@@ -201,7 +217,7 @@ fn witnesses(s: &Summary) -> String {
     for w in &s.witnesses {
         out.push_str(&witness_row(w));
     }
-    out.push_str("</tbody></table></div>\n</section>");
+    out.push_str("</tbody></table></div>\n</details>\n</section>");
     out
 }
 

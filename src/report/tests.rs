@@ -121,6 +121,7 @@ pub(crate) fn valid_summary() -> Summary {
         interrupted: false,
         lockbench_version: "0.1.0".into(),
         library: None,
+        incidents: Vec::new(),
     }
 }
 
@@ -212,6 +213,7 @@ pub(crate) fn empty_summary() -> Summary {
         interrupted: true,
         lockbench_version: "0.1.0".into(),
         library: None,
+        incidents: Vec::new(),
     }
 }
 

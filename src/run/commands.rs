@@ -251,8 +251,19 @@ fn print_run(s: &Summary, run_dir: &Path) {
         s.acquire_latency_us.p99,
         s.violations
     );
-    for w in s.witnesses.iter().take(3) {
-        println!("      witness: {w}");
+    if s.incidents.is_empty() {
+        for w in s.witnesses.iter().take(3) {
+            println!("      witness: {w}");
+        }
+    }
+    for i in s.incidents.iter().take(5) {
+        println!("      incident: {i}");
+    }
+    if s.incidents.len() > 5 {
+        println!(
+            "      ... {} incidents in all (summary.json)",
+            s.incidents.len()
+        );
     }
     if let Some(reason) = &s.verdict_reason {
         println!("      {reason}");
@@ -356,6 +367,9 @@ pub fn check_history(path: &Path, format: Format, linearizable: bool) -> Result<
             .map(|(c, n)| format!("{c} × {n}"))
             .collect();
         println!("  classes: {}", classes.join(", "));
+    }
+    for i in &m.incidents {
+        println!("  incident: {i}");
     }
     for w in &m.witnesses {
         println!("  witness: {w}");

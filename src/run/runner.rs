@@ -463,6 +463,7 @@ fn summarize(
         verdict,
         matches_expectation: verdict == scenario.expect_for(backend_name),
         violations: result.violations,
+        incidents: result.incidents,
         witnesses: result.witnesses,
         verdict_reason: result.reason,
         violation_classes: result.classes,

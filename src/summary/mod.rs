@@ -122,6 +122,10 @@ pub struct Summary {
     pub matches_expectation: bool,
     /// Number of mutual-exclusion violations (overlapping pairs of holds).
     pub violations: u64,
+    /// The violations grouped by the hold the others overlapped, one
+    /// sentence each: a reading aid beside `violations`, not a verdict.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub incidents: Vec<crate::check::Incident>,
     /// The first violations, with their evidence.
     pub witnesses: Vec<Witness>,
     /// Why the verdict is unknown, if it is.
