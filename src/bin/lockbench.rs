@@ -62,6 +62,9 @@ fn main() -> ExitCode {
                 seed,
                 backends,
                 no_progress,
+                junit,
+                summary_md,
+                json,
                 gate,
             } => {
                 let cancel = CancellationToken::new();
@@ -78,6 +81,12 @@ fn main() -> ExitCode {
                         .is_ok_and(|v| v == "1" || v == "true"),
                     cancel,
                     gate,
+                    ci: commands::CiOutputs {
+                        junit,
+                        summary_md: summary_md
+                            .or_else(|| std::env::var_os("GITHUB_STEP_SUMMARY").map(Into::into)),
+                        json,
+                    },
                 })
                 .await
             }

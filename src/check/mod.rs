@@ -37,6 +37,11 @@ pub enum Verdict {
     Invalid,
     /// The checker could not decide (inconsistent history, a crash, a budget).
     Unknown,
+    /// Nothing was checked: the run recorded no history (`history =
+    /// false`, as benchmarks run). Not a failure, and no expectation is
+    /// judged against it.
+    #[serde(rename = "not-checked")]
+    NotChecked,
 }
 
 impl Verdict {
@@ -46,6 +51,7 @@ impl Verdict {
             Verdict::Valid => "valid",
             Verdict::Invalid => "invalid",
             Verdict::Unknown => "unknown",
+            Verdict::NotChecked => "not checked",
         }
     }
 
@@ -54,7 +60,7 @@ impl Verdict {
         match self {
             Verdict::Valid => 0,
             Verdict::Invalid => 1,
-            Verdict::Unknown => 3,
+            Verdict::Unknown | Verdict::NotChecked => 3,
         }
     }
 }

@@ -239,7 +239,24 @@ impl<'a> Parser<'a> {
 
 /// Reads a Jepsen `history.edn` file.
 pub fn read_edn(path: &Path) -> Result<History> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        let bytes = e.as_bytes();
+        let line = bytes[..at].iter().filter(|b| **b == b'\n').count() + 1;
+        let start = bytes[..at]
+            .iter()
+            .rposition(|b| *b == b'\n')
+            .map_or(0, |i| i + 1);
+        Error::HistoryParse {
+            path: path.to_path_buf(),
+            line,
+            message: format!(
+                "not valid UTF-8 (at byte {} of the line); an EDN history is UTF-8 text",
+                at - start + 1
+            ),
+        }
+    })?;
     parse_edn(path, &text)
 }
 

@@ -71,18 +71,37 @@ pub(super) fn read_lines(
     mut each: impl FnMut(&str) -> std::result::Result<(), serde_json::Error>,
 ) -> Result<StreamStats> {
     let mut stats = StreamStats::default();
-    let mut line = String::new();
+    let mut raw = Vec::new();
     let mut number = 0usize;
     loop {
-        line.clear();
+        raw.clear();
         let read = reader
-            .read_line(&mut line)
+            .read_until(b'\n', &mut raw)
             .map_err(|e| Error::io(path, e))?;
         if read == 0 {
             return Ok(stats);
         }
         number += 1;
-        let complete = line.ends_with('\n');
+        let complete = raw.ends_with(b"\n");
+        let line = match std::str::from_utf8(&raw) {
+            Ok(line) => line,
+            // A cut last line may end inside a character.
+            Err(_) if !complete => {
+                stats.truncated = true;
+                return Ok(stats);
+            }
+            Err(e) => {
+                return Err(Error::HistoryParse {
+                    path: path.to_path_buf(),
+                    line: number,
+                    message: format!(
+                        "not valid UTF-8 (at byte {} of the line); a history is UTF-8 text, \
+                         one JSON event a line",
+                        e.valid_up_to() + 1
+                    ),
+                });
+            }
+        };
         let text = line.trim();
         if text.is_empty() {
             continue;

@@ -87,6 +87,14 @@ impl RecorderHandle {
         self.shared.is_some()
     }
 
+    /// Whether the writer stopped on an error (a full disk): events are
+    /// dropped from then on, and the run should stop.
+    pub fn has_failed(&self) -> bool {
+        self.shared
+            .as_ref()
+            .is_some_and(|s| s.failed.load(Ordering::Relaxed))
+    }
+
     /// Records `event`, setting its `time_ns` to now.
     pub async fn record(&self, mut event: Event) {
         let Some(shared) = &self.shared else {

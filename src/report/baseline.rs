@@ -49,7 +49,7 @@ impl BaselineComparison {
 fn rank(v: Verdict) -> u8 {
     match v {
         Verdict::Valid => 0,
-        Verdict::Unknown => 1,
+        Verdict::Unknown | Verdict::NotChecked => 1,
         Verdict::Invalid => 2,
     }
 }

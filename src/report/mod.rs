@@ -12,6 +12,7 @@
 
 pub mod baseline;
 mod charts;
+pub mod ci;
 mod compare;
 pub(crate) mod html;
 mod matrix;

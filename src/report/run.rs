@@ -108,7 +108,10 @@ pub(crate) fn repeat_command(s: &Summary) -> String {
 
 /// The CSS class for a verdict.
 pub(crate) fn verdict_class(v: Verdict) -> &'static str {
-    v.as_str()
+    match v {
+        Verdict::NotChecked => "unknown",
+        v => v.as_str(),
+    }
 }
 
 /// A chart in a `<figure>` with its caption, or a sentence saying why there

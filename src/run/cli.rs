@@ -56,6 +56,19 @@ pub enum Command {
         /// No progress bar (it is also off when stderr is not a terminal).
         #[arg(long)]
         no_progress: bool,
+        /// Write a JUnit XML file of the runs: one test case per scenario
+        /// and backend, failed when the verdict is not what the scenario
+        /// expects, skipped when its server is missing.
+        #[arg(long, value_name = "FILE")]
+        junit: Option<PathBuf>,
+        /// Append a Markdown table of the runs to FILE (by default to the
+        /// file GITHUB_STEP_SUMMARY names, when it is set).
+        #[arg(long, value_name = "FILE")]
+        summary_md: Option<PathBuf>,
+        /// Print one JSON line per finished run on stdout (the human output
+        /// goes to stderr).
+        #[arg(long)]
+        json: bool,
         /// The regression gate.
         #[command(flatten)]
         gate: Gate,

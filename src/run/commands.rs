@@ -16,6 +16,18 @@ use crate::report::{self, baseline};
 use crate::scenario::{Mode, Scenario};
 use crate::summary::Summary;
 
+/// Whether `dir` can be created and written (a file made in it and
+/// removed); why not.
+fn writable(dir: &Path) -> std::result::Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create it: {e}"))?;
+    let probe = tempfile::Builder::new()
+        .prefix(".lockbench-write-check-")
+        .tempfile_in(dir)
+        .map_err(|e| format!("cannot write in it: {e}"))?;
+    drop(probe);
+    Ok(())
+}
+
 /// Exit code for bad input.
 pub const BAD_INPUT: u8 = 2;
 
@@ -66,6 +78,56 @@ pub struct RunArgs {
     pub cancel: CancellationToken,
     /// The regression gate.
     pub gate: Gate,
+    /// Where results go for CI.
+    pub ci: CiOutputs,
+}
+
+/// Results for CI systems and scripts.
+#[derive(Debug, Clone, Default)]
+pub struct CiOutputs {
+    /// Write a JUnit XML file here.
+    pub junit: Option<PathBuf>,
+    /// Append a Markdown table here.
+    pub summary_md: Option<PathBuf>,
+    /// One JSON line per finished run on stdout; human output on stderr.
+    pub json: bool,
+}
+
+/// Writes the JUnit file and the Markdown summary `ci` asks for; a file
+/// that cannot be written is said, and the run's exit code stands.
+fn write_ci_outputs(ci: &CiOutputs, records: &[report::ci::Record]) {
+    if let Some(path) = &ci.junit
+        && let Err(e) = std::fs::write(path, report::ci::junit(records))
+    {
+        eprintln!("lockbench: --junit {}: {e}", path.display());
+    }
+    if let Some(path) = &ci.summary_md {
+        use std::io::Write as _;
+        let written = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .and_then(|mut f| f.write_all(report::ci::markdown(records).as_bytes()));
+        if let Err(e) = written {
+            eprintln!("lockbench: summary {}: {e}", path.display());
+        }
+    }
+}
+
+/// Human output: on stdout, or on stderr when stdout carries JSON lines.
+#[derive(Debug, Clone, Copy)]
+struct Say {
+    to_stderr: bool,
+}
+
+impl Say {
+    fn line(self, text: impl std::fmt::Display) {
+        if self.to_stderr {
+            eprintln!("{text}");
+        } else {
+            println!("{text}");
+        }
+    }
 }
 
 /// `lockbench run`: every scenario of `args` on each of its backends,
@@ -81,7 +143,9 @@ pub async fn run_scenarios(args: RunArgs) -> Result<u8> {
         require_backends,
         cancel,
         gate,
+        ci,
     } = args;
+    let say = Say { to_stderr: ci.json };
     if let Some(dir) = &gate.baseline
         && !dir.is_dir()
     {
@@ -116,25 +180,35 @@ pub async fn run_scenarios(args: RunArgs) -> Result<u8> {
             }
         }
     }
+    // Before any server starts: can the run directories be written?
+    if let Err(why) = writable(&out) {
+        eprintln!(
+            "error: --out {}: {why}\n  hint: give a directory lockbench can create and write",
+            out.display()
+        );
+        return Ok(BAD_INPUT);
+    }
     let opts = RunOptions {
         out_dir: out.clone(),
         progress,
         cancel: cancel.clone(),
         require_backends,
+        human_to_stderr: ci.json,
     };
+    let mut records: Vec<report::ci::Record> = Vec::new();
     let mut mismatches = Vec::new();
     let mut failures = 0;
     for scenario in &scenarios {
         let seed = seed.or(scenario.seed).unwrap_or_else(rand::random);
-        println!(
+        say.line(format_args!(
             "{}: seed {seed} (repeat with: lockbench run {} --seed {seed})",
             scenario.name,
             scenario.path.display()
-        );
+        ));
         if scenario.mode == Mode::Properties {
             match run_matrix(scenario, seed, &opts).await {
                 Ok(m) => {
-                    println!("  matrix: {}", m.page.display());
+                    say.line(format_args!("  matrix: {}", m.page.display()));
                     for row in &m.matrix.rows {
                         if let Some(why) = &row.error {
                             failures += 1;
@@ -171,12 +245,19 @@ pub async fn run_scenarios(args: RunArgs) -> Result<u8> {
                 .baseline
                 .as_ref()
                 .and_then(|dir| baseline::find_baseline(dir, &scenario.name, backend, None));
-            match run_backend(scenario, backend, seed, &opts).await {
-                Ok(RunOutcome::Skipped { reason }) => println!("  {backend:<18} skipped: {reason}"),
+            let record = match run_backend(scenario, backend, seed, &opts).await {
+                Ok(RunOutcome::Skipped { reason }) => {
+                    say.line(format_args!("  {backend:<18} skipped: {reason}"));
+                    report::ci::Record::Skipped {
+                        scenario: scenario.name.clone(),
+                        backend: backend.clone(),
+                        reason,
+                    }
+                }
                 Ok(RunOutcome::Completed { run_dir, summary }) => {
-                    print_run(&summary, &run_dir);
+                    print_run(say, &summary, &run_dir);
                     if gate.baseline.is_some()
-                        && apply_baseline(&run_dir, &summary, base, gate.threshold)
+                        && apply_baseline(say, &run_dir, &summary, base, gate.threshold)
                     {
                         regressed.push(format!("{}/{}", summary.scenario, summary.backend));
                     }
@@ -190,22 +271,33 @@ pub async fn run_scenarios(args: RunArgs) -> Result<u8> {
                             run_dir.join("index.html").display()
                         ));
                     }
-                    completed.push((run_dir, *summary));
+                    completed.push((run_dir.clone(), (*summary).clone()));
+                    report::ci::Record::Completed { run_dir, summary }
                 }
                 Err(e) => {
                     failures += 1;
                     eprintln!("  {backend:<18} error: {e} (seed {seed})");
+                    report::ci::Record::Failed {
+                        scenario: scenario.name.clone(),
+                        backend: backend.clone(),
+                        error: e.to_string(),
+                    }
                 }
+            };
+            if ci.json {
+                println!("{}", report::ci::json_line(&record));
             }
+            records.push(record);
         }
         if completed.len() > 1 {
             let dir = out.join(&scenario.name);
             match report::write_comparison(&dir, &completed) {
-                Ok(page) => println!("  comparison: {}", page.display()),
+                Ok(page) => say.line(format_args!("  comparison: {}", page.display())),
                 Err(e) => eprintln!("  comparison page not written: {e}"),
             }
         }
     }
+    write_ci_outputs(&ci, &records);
     if cancel.is_cancelled() {
         eprintln!(
             "lockbench: interrupted; what was recorded is in {}",
@@ -220,10 +312,10 @@ pub async fn run_scenarios(args: RunArgs) -> Result<u8> {
         }
     }
     if !regressed.is_empty() {
-        println!(
+        say.line(format_args!(
             "\nREGRESSION against the baseline: {}",
             regressed.join(", ")
-        );
+        ));
         if gate.fail_on_regression {
             return Ok(1);
         }
@@ -235,13 +327,13 @@ pub async fn run_scenarios(args: RunArgs) -> Result<u8> {
     })
 }
 
-fn print_run(s: &Summary, run_dir: &Path) {
+fn print_run(say: Say, s: &Summary, run_dir: &Path) {
     let mark = if s.matches_expectation {
         "as expected"
     } else {
         "NOT AS EXPECTED"
     };
-    println!(
+    say.line(format_args!(
         "  {:<18} {:<8} ({mark}, expects {}) {:>9.0} acq/s  acquire p50 {} µs p99 {} µs  {} violations",
         s.backend,
         s.verdict.as_str(),
@@ -250,38 +342,44 @@ fn print_run(s: &Summary, run_dir: &Path) {
         s.acquire_latency_us.p50,
         s.acquire_latency_us.p99,
         s.violations
-    );
-    if s.incidents.is_empty() {
-        for w in s.witnesses.iter().take(3) {
-            println!("      witness: {w}");
-        }
-    }
+    ));
     for i in s.incidents.iter().take(5) {
-        println!("      incident: {i}");
+        say.line(format_args!("      incident: {i}"));
     }
     if s.incidents.len() > 5 {
-        println!(
+        say.line(format_args!(
             "      ... {} incidents in all (summary.json)",
             s.incidents.len()
-        );
+        ));
+    }
+    // The events that prove the first (all of them: summary.json, the page).
+    let proof = if s.incidents.is_empty() { 3 } else { 1 };
+    for w in s.witnesses.iter().take(proof) {
+        say.line(format_args!("      witness: {w}"));
     }
     if let Some(reason) = &s.verdict_reason {
-        println!("      {reason}");
+        say.line(format_args!("      {reason}"));
     }
-    println!("      report: {}", run_dir.join("index.html").display());
+    say.line(format_args!(
+        "      report: {}",
+        run_dir.join("index.html").display()
+    ));
 }
 
 /// Compares a finished run with its baseline (if any), records the result
 /// in the run directory, rebuilds the run page and prints the outcome.
 /// True when the run regressed.
 fn apply_baseline(
+    say: Say,
     run_dir: &Path,
     summary: &Summary,
     base: Option<(PathBuf, Summary)>,
     threshold: f64,
 ) -> bool {
     let Some((base_dir, base)) = base else {
-        println!("      baseline: none found for this scenario and backend (this run can be one)");
+        say.line(format_args!(
+            "      baseline: none found for this scenario and backend (this run can be one)"
+        ));
         return false;
     };
     let cmp = baseline::compare(summary, &base, &base_dir, threshold);
@@ -292,16 +390,19 @@ fn apply_baseline(
         eprintln!("      report not rebuilt: {e}");
     }
     if cmp.regressed() {
-        println!("      REGRESSION against {}:", base_dir.display());
+        say.line(format_args!(
+            "      REGRESSION against {}:",
+            base_dir.display()
+        ));
         for r in &cmp.regressions {
-            println!("        {r}");
+            say.line(format_args!("        {r}"));
         }
     } else {
-        println!(
+        say.line(format_args!(
             "      baseline: no regression against {} (threshold {} %)",
             base_dir.display(),
             threshold
-        );
+        ));
     }
     cmp.regressed()
 }
@@ -483,7 +584,13 @@ pub fn report_runs(runs: &[PathBuf], out: &Path, gate: &Gate) -> Result<u8> {
             let base =
                 baseline::find_baseline(base_dir, &summary.scenario, &summary.backend, Some(dir));
             println!("{}:", dir.display());
-            regressed |= apply_baseline(dir, &summary, base, gate.threshold);
+            regressed |= apply_baseline(
+                Say { to_stderr: false },
+                dir,
+                &summary,
+                base,
+                gate.threshold,
+            );
         }
         let page = report::write_run_report(dir, &summary)?;
         println!("{}", page.display());

@@ -75,7 +75,7 @@ pub async fn run_matrix(scenario: &Scenario, seed: u64, opts: &RunOptions) -> Re
                 cells: Vec::new(),
             },
         };
-        print_row(&row);
+        print_row(&row, opts.human_to_stderr);
         matrix.rows.push(row);
         // Written after every backend, so an interrupted run keeps its rows.
         write_matrix(&dir, &matrix)?;
@@ -108,17 +108,24 @@ fn write_matrix(dir: &Path, matrix: &Matrix) -> Result<()> {
     crate::report::write_matrix_page(dir, matrix).map(|_| ())
 }
 
-fn print_row(row: &Row) {
+fn print_row(row: &Row, to_stderr: bool) {
+    let say = |line: String| {
+        if to_stderr {
+            eprintln!("{line}");
+        } else {
+            println!("{line}");
+        }
+    };
     match (&row.skipped, &row.error) {
-        (Some(why), _) => println!("  {:<18} skipped: {why}", row.backend),
-        (_, Some(why)) => println!("  {:<18} error: {why}", row.backend),
+        (Some(why), _) => say(format!("  {:<18} skipped: {why}", row.backend)),
+        (_, Some(why)) => say(format!("  {:<18} error: {why}", row.backend)),
         _ => {
             let cells: Vec<String> = row
                 .cells
                 .iter()
                 .map(|(k, c)| format!("{k}: {}", c.text))
                 .collect();
-            println!("  {:<18} {}", row.backend, cells.join(" | "));
+            say(format!("  {:<18} {}", row.backend, cells.join(" | ")));
         }
     }
 }

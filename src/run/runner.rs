@@ -39,6 +39,8 @@ pub struct RunOptions {
     /// being skipped (CI sets `LOCKBENCH_REQUIRE_BACKENDS=1`, which the
     /// binary reads).
     pub require_backends: bool,
+    /// Human progress lines go to stderr (stdout carries JSON lines).
+    pub human_to_stderr: bool,
 }
 
 impl Default for RunOptions {
@@ -48,6 +50,7 @@ impl Default for RunOptions {
             progress: false,
             cancel: CancellationToken::new(),
             require_backends: false,
+            human_to_stderr: false,
         }
     }
 }
@@ -183,6 +186,7 @@ pub async fn run_with(
     } else {
         None
     };
+    let history_error = contended.history_error.clone();
     let summary = summarize(
         scenario,
         backend_name,
@@ -192,8 +196,24 @@ pub async fn run_with(
         contended,
         analysis,
     );
-    summary.write(&run_dir.join("summary.json"))?;
-    crate::report::write_run_report(&run_dir, &summary)?;
+    let written = summary
+        .write(&run_dir.join("summary.json"))
+        .and_then(|()| crate::report::write_run_report(&run_dir, &summary).map(|_| ()));
+    if let Some(why) = history_error {
+        // The run failed; what it recorded is kept and said.
+        let kept = match written {
+            Ok(()) => format!(
+                "summary.json and the report of the recorded prefix are in {}",
+                run_dir.display()
+            ),
+            Err(e) => format!("and the summary of the prefix could not be written either: {e}"),
+        };
+        return Err(Error::io(
+            run_dir.join("history.jsonl"),
+            std::io::Error::other(format!("the run stopped: {why}; {kept}")),
+        ));
+    }
+    written?;
     Ok(RunOutcome::Completed {
         run_dir,
         summary: Box::new(summary),
@@ -244,8 +264,10 @@ async fn start_servers(
 struct Contended {
     /// The faults as they were carried out.
     faults: Vec<crate::summary::FaultRecord>,
-    /// Stopped early by Ctrl-C.
+    /// Stopped early by Ctrl-C or a history it could not write.
     interrupted: bool,
+    /// Why the history could not be written in full (a full disk).
+    history_error: Option<String>,
     /// Events written to history.jsonl.
     history_events: u64,
     /// From the clock's start until the history was on disk.
@@ -321,6 +343,9 @@ async fn contend(
     };
     let metrics = Arc::new(Metrics::new());
     let resource = Arc::new(ProtectedResource::new());
+    // To notice a writer that stopped on an error (dropped before the
+    // history is finished: the writer ends when the last handle goes).
+    let history_watch = handle.clone();
     let mut tasks = JoinSet::new();
     for (id, (lock, backend)) in locks.into_iter().enumerate() {
         let task = ClientTask::new(
@@ -374,6 +399,12 @@ async fn contend(
             _ = opts.cancel.cancelled() => { interrupted = true; break }
             next = tasks.join_next() => if next.is_none() { break },
             _ = tick.tick() => {
+                if history_watch.has_failed() {
+                    // The disk is full (or the file unwritable): stop, and
+                    // keep what was recorded.
+                    interrupted = true;
+                    break;
+                }
                 if let Some(p) = &progress {
                     p.set_position(clock.started().elapsed().as_millis() as u64);
                     p.set_message(format!("{} acquisitions", metrics.acquisitions()));
@@ -407,11 +438,16 @@ async fn contend(
         p.finish_and_clear();
     }
     drop(plan);
-    let history_events = match recorder {
-        Some(r) => tokio::task::spawn_blocking(move || r.finish())
+    drop(history_watch);
+    let (history_events, history_error) = match recorder {
+        Some(r) => match tokio::task::spawn_blocking(move || r.finish())
             .await
-            .map_err(|e| Error::io(&history_path, std::io::Error::other(e)))??,
-        None => 0,
+            .map_err(|e| Error::io(&history_path, std::io::Error::other(e)))?
+        {
+            Ok(n) => (n, None),
+            Err(e) => (0, Some(e.to_string())),
+        },
+        None => (0, None),
     };
     // The run lasts until its history is on disk: with recording on, events
     // still queued when the clients stop are part of the run's cost.
@@ -422,6 +458,7 @@ async fn contend(
     Ok(Contended {
         faults: faults_done,
         interrupted,
+        history_error,
         history_events,
         ran_for,
         metrics,
@@ -445,12 +482,22 @@ fn summarize(
 ) -> Summary {
     let result = match &analysis {
         Some(a) => a.mutex.clone(),
-        None => CheckResult::unknown("mutual-exclusion", "history recording was off for this run"),
+        None => CheckResult {
+            verdict: Verdict::NotChecked,
+            ..CheckResult::unknown(
+                "mutual-exclusion",
+                "the run recorded no history (history = false), so nothing was checked and the \
+                 scenario's expectation is not judged",
+            )
+        },
     };
     let verdict = analysis
         .as_ref()
         .map(|a| a.verdict())
         .unwrap_or(result.verdict);
+    // A run that checked nothing matches whatever was expected.
+    let matches_expectation =
+        verdict == Verdict::NotChecked || verdict == scenario.expect_for(backend_name);
     let snap = run.metrics.snapshot();
     let duration_s = run.ran_for.as_secs_f64().max(1e-9);
     let resource = &run.resource;
@@ -461,7 +508,7 @@ fn summarize(
         seed,
         expect: scenario.expect_for(backend_name),
         verdict,
-        matches_expectation: verdict == scenario.expect_for(backend_name),
+        matches_expectation,
         violations: result.violations,
         incidents: result.incidents,
         witnesses: result.witnesses,
@@ -488,7 +535,15 @@ fn summarize(
                 lost: acknowledged.saturating_sub(final_value),
             }
         }),
-        notes: notes.into_iter().chain(fault_notes(&run.faults)).collect(),
+        notes: notes
+            .into_iter()
+            .chain(fault_notes(&run.faults))
+            .chain(
+                run.history_error
+                    .as_ref()
+                    .map(|e| format!("interrupted: could not write the history: {e}")),
+            )
+            .collect(),
         ops: snap.ops,
         acquire_latency_us: snap.acquire,
         acquire_latency_curve: snap.acquire_curve,

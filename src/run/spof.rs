@@ -270,6 +270,7 @@ fn judge(
                 .join(", ")
         ),
         Verdict::Unknown => "exclusion unknown".to_string(),
+        Verdict::NotChecked => "exclusion not checked".to_string(),
     };
     let mut data = serde_json::json!({
         "applies": true,
@@ -329,7 +330,7 @@ fn judge(
         None => match (summary.verdict, available) {
             (Verdict::Invalid, _) | (_, false) => Some(false),
             (Verdict::Valid, true) => Some(true),
-            (Verdict::Unknown, true) => None,
+            (Verdict::Unknown | Verdict::NotChecked, true) => None,
         },
     };
     Cell::new(text, good, data)
