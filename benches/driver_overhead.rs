@@ -25,21 +25,55 @@ fn median(mut v: Vec<f64>) -> f64 {
     v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
+/// How a library loops on its own, in its own language: the command and
+/// its first arguments (the servers, options and cycles follow).
+fn own_loop(name: &str) -> Option<(std::path::PathBuf, Vec<String>, &'static str)> {
+    let python = |module: &str| {
+        Some((
+            libraries::python(),
+            vec!["bench_loop.py".to_string(), module.to_string()],
+            "python",
+        ))
+    };
+    let go = |library: &str| {
+        Some((
+            libraries::go_driver_binary(),
+            vec!["bench".to_string(), library.to_string()],
+            "go",
+        ))
+    };
+    let node = |file: &str| {
+        Some((
+            libraries::node(),
+            vec!["bench_loop.js".to_string(), file.to_string()],
+            "node",
+        ))
+    };
+    match name {
+        "redis-py" => python("redis_py"),
+        "python-redis-lock" => python("python_redis_lock"),
+        "pottery-redlock" => python("pottery_redlock"),
+        "kazoo" => python("kazoo_lock"),
+        "etcd-mutex" => go("etcd-mutex"),
+        "redsync" => go("redsync"),
+        "node-redlock" => node("redlock.js"),
+        "node-redlock-5" => node("redlock.js"),
+        "redis-semaphore" => node("redis_semaphore.js"),
+        _ => None,
+    }
+}
+
 /// The library alone: median µs of one acquire + release.
-fn library_loop(module: &str, servers: &str, options: &str, cycles: u64) -> Option<f64> {
-    let out = Command::new(libraries::python())
-        .current_dir(libraries::drivers_dir().join("python"))
-        .args([
-            "bench_loop.py",
-            module,
-            servers,
-            options,
-            &cycles.to_string(),
-        ])
+fn library_loop(name: &str, servers: &str, options: &str, cycles: u64) -> Option<f64> {
+    let (program, args, dir) = own_loop(name)?;
+    let out = Command::new(program)
+        .current_dir(libraries::drivers_dir().join(dir))
+        .args(args)
+        .args([servers, options, &cycles.to_string()])
         .output()
         .ok()?;
     if !out.status.success() {
-        eprintln!("{module}: {}", String::from_utf8_lossy(&out.stderr));
+        eprintln!("{name}: {}", String::from_utf8_lossy(&out.stderr));
         return None;
     }
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
@@ -104,16 +138,21 @@ fn main() {
             return;
         }
     };
-    let modules = [
-        ("redis-py", "redis_py"),
-        ("python-redis-lock", "python_redis_lock"),
-        ("pottery-redlock", "pottery_redlock"),
-        ("kazoo", "kazoo_lock"),
+    let libraries = [
+        "redis-py",
+        "python-redis-lock",
+        "pottery-redlock",
+        "kazoo",
+        "etcd-mutex",
+        "redsync",
+        "node-redlock",
+        "node-redlock-5",
+        "redis-semaphore",
     ];
     println!(
         "library              own loop µs   through lockbench µs   ratio   ({cycles} cycles, median of {rounds} rounds)"
     );
-    for (name, module) in modules {
+    for name in libraries {
         if !filter.is_empty() && !filter.iter().any(|f| name.contains(f.as_str())) {
             continue;
         }
@@ -154,7 +193,7 @@ fn main() {
             .unwrap_or_else(|| "{}".into());
         let (mut own, mut via) = (Vec::new(), Vec::new());
         for _ in 0..rounds {
-            if let Some(v) = library_loop(module, &servers, &options, cycles) {
+            if let Some(v) = library_loop(name, &servers, &options, cycles) {
                 own.push(v);
             }
             if let Some(v) = rt.block_on(through_lockbench(info, &cluster, logs.path(), cycles)) {

@@ -198,6 +198,45 @@ check_python_drivers() {
   ok python-drivers "${versions%,}"
 }
 
+# The Go drivers' binary runs and names its drivers.
+check_go_drivers() {
+  local bin="$root/drivers/go/bin/lockbench-go-driver" out
+  if [ ! -x "$bin" ]; then
+    missing go-drivers "$bin is missing: run scripts/install-backends.sh (it builds it with go, 1.26 or later, from the modules pinned in drivers/go/go.sum)"
+    return
+  fi
+  out=$("$bin" 2>&1 </dev/null || true)
+  if printf '%s' "$out" | grep -q "etcd-mutex|redsync"; then
+    ok go-drivers "$bin"
+  else
+    missing go-drivers "$bin does not run ($(printf '%s' "$out" | tail -n 1)): run scripts/install-backends.sh to build it again"
+  fi
+}
+
+# The Node drivers' packages are installed, at their locked versions.
+check_node_drivers() {
+  local node dir="$root/drivers/node" out
+  if ! node=$(command -v node); then
+    missing node-drivers "node not found on PATH: install Node.js 18 or later (apt-get install nodejs npm)"
+    return
+  fi
+  if ! out=$(cd "$dir" && "$node" -e '
+    const fs = require("fs");
+    const lock = JSON.parse(fs.readFileSync("package-lock.json", "utf8"));
+    const names = Object.keys(JSON.parse(fs.readFileSync("package.json", "utf8")).dependencies);
+    const seen = names.map((n) => {
+      const want = lock.packages["node_modules/" + n].version;
+      const have = JSON.parse(fs.readFileSync("node_modules/" + n + "/package.json", "utf8")).version.replace(/^v/, "");
+      if (want !== have) throw new Error(n + " is " + have + ", package-lock.json says " + want);
+      return n + " " + have;
+    });
+    console.log(seen.join(", "));' 2>&1); then
+    missing node-drivers "drivers/node/node_modules is missing or not at package-lock.json's versions ($(printf '%s' "$out" | grep -m1 '^Error')): cd drivers/node && npm ci --omit=dev"
+    return
+  fi
+  ok node-drivers "$out (node $("$node" --version))"
+}
+
 run_check() {
   echo "install-backends: checking what lockbench needs"
   check_version redis redis-server redis-server --version
@@ -213,6 +252,8 @@ run_check() {
   check_cc
   check_chromium
   check_python_drivers
+  check_go_drivers
+  check_node_drivers
   if [ "$missing_count" -ne 0 ]; then
     echo "install-backends: $missing_count piece(s) missing; run scripts/install-backends.sh (as root or with sudo)" >&2
     return 1
@@ -221,15 +262,7 @@ run_check() {
 }
 
 if [ "${1:-}" = "--check" ]; then
-  # The Python drivers' libraries, pinned with hashes, in a virtual
-# environment of the checkout (nothing installed system-wide).
-if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import redis, redis_lock, pottery, kazoo" 2>/dev/null; then
-  echo "install-backends: installing the Python drivers' libraries into $venv"
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install -q --disable-pip-version-check --require-hashes -r "$root/drivers/python/requirements.txt"
-fi
-
-run_check
+  run_check
   exit $?
 elif [ $# -gt 0 ]; then
   echo "usage: scripts/install-backends.sh [--check]" >&2
@@ -237,6 +270,35 @@ elif [ $# -gt 0 ]; then
 fi
 
 # -------------------------------------------------------------- the install
+
+# The lock libraries' drivers, each with its ecosystem's own tool, at the
+# versions the checkout pins; nothing is installed system-wide.
+install_drivers() {
+  # Python: pinned with hashes, in a virtual environment of the checkout.
+  if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import redis, redis_lock, pottery, kazoo" 2>/dev/null; then
+    echo "install-backends: installing the Python drivers' libraries into $venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check --require-hashes -r "$root/drivers/python/requirements.txt"
+  fi
+  # Go: go.sum pins every module; go build is incremental (about a second
+  # when nothing changed).
+  if command -v go >/dev/null 2>&1; then
+    echo "install-backends: building the Go drivers (drivers/go)"
+    (cd "$root/drivers/go" && GOFLAGS=-mod=readonly go build -o bin/lockbench-go-driver .)
+  else
+    echo "install-backends: go not found: the Go drivers are not built (install Go 1.26 or later)" >&2
+  fi
+  # Node: npm ci installs exactly package-lock.json.
+  if command -v npm >/dev/null 2>&1; then
+    local installed="$root/drivers/node/node_modules/.package-lock.json"
+    if [ ! -f "$installed" ] || [ "$root/drivers/node/package-lock.json" -nt "$installed" ]; then
+      echo "install-backends: installing the Node drivers' packages (drivers/node)"
+      (cd "$root/drivers/node" && npm ci --omit=dev --no-audit --no-fund --loglevel=error)
+    fi
+  else
+    echo "install-backends: npm not found: the Node drivers are not installed (install Node.js 18 or later)" >&2
+  fi
+}
 
 # Some systems (GitHub's Ubuntu runners) ship a Chromium outside apt: keep it.
 if ! find_binary chromium >/dev/null; then
@@ -273,12 +335,5 @@ else
   echo "install-backends: packages installed"
 fi
 
-# The Python drivers' libraries, pinned with hashes, in a virtual
-# environment of the checkout (nothing installed system-wide).
-if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import redis, redis_lock, pottery, kazoo" 2>/dev/null; then
-  echo "install-backends: installing the Python drivers' libraries into $venv"
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install -q --disable-pip-version-check --require-hashes -r "$root/drivers/python/requirements.txt"
-fi
-
+install_drivers
 run_check

@@ -1,4 +1,5 @@
-//! The lock libraries lockbench ships drivers for (drivers/python), on the
+//! The lock libraries lockbench ships drivers for (drivers/python,
+//! drivers/go, drivers/node), on the
 //! real servers and with the libraries' real code: every library keeps
 //! mutual exclusion without faults and is named with its version, and the
 //! known-result scenarios of scenarios/libraries/ reach the verdicts their
@@ -9,6 +10,7 @@ mod common;
 use std::path::Path;
 
 use lockbench::Verdict;
+use lockbench::check::FencingOutcome;
 use lockbench::history::{F, OpType, Process, read_jsonl};
 use lockbench::summary::Summary;
 
@@ -46,6 +48,11 @@ fn every_shipped_library_keeps_exclusion_and_names_its_version() {
         "python-redis-lock-renewal",
         "pottery-redlock",
         "kazoo",
+        "etcd-mutex",
+        "redsync",
+        "node-redlock",
+        "node-redlock-5",
+        "redis-semaphore",
     ];
     if !libraries_installed(&backends) {
         return;
@@ -58,6 +65,11 @@ fn every_shipped_library_keeps_exclusion_and_names_its_version() {
         ("python-redis-lock-renewal", "python-redis-lock"),
         ("pottery-redlock", "pottery"),
         ("kazoo", "kazoo"),
+        ("etcd-mutex", "etcd-client-go"),
+        ("redsync", "redsync"),
+        ("node-redlock", "redlock"),
+        ("node-redlock-5", "redlock"),
+        ("redis-semaphore", "redis-semaphore"),
     ];
     for (backend, library) in libraries {
         let (dir, s) = summary(out.path(), "libraries", backend);
@@ -133,4 +145,47 @@ fn pottery_redlock_loses_exclusion_when_masters_clocks_jump() {
     );
     let (_, s) = summary(out.path(), "pottery-clock-jump", "pottery-redlock");
     assert_eq!(s.verdict, Verdict::Invalid);
+}
+
+#[test]
+fn etcd_mutex_paused_past_its_lease_loses_exclusion_but_its_fence_rejects_the_stale_write() {
+    if !libraries_installed(&["etcd-mutex"]) {
+        return;
+    }
+    let out = tempfile::tempdir().unwrap();
+    common::run_shipped_ok("scenarios/libraries/etcd-mutex-pause.toml", out.path(), &[]);
+    let (_, s) = summary(out.path(), "etcd-mutex-pause", "etcd-mutex");
+    assert_eq!(s.verdict, Verdict::Invalid);
+    assert!(s.violations > 0);
+    // The revision the lock was taken at is a fencing token: the paused
+    // holder's write after it woke carried a smaller one than the later
+    // holders' and the resource refused it.
+    assert_eq!(
+        s.fencing.outcome,
+        FencingOutcome::ExclusionViolatedResourceSafe,
+        "{:?}",
+        s.fencing
+    );
+    assert!(s.fencing.rejected > 0, "{:?}", s.fencing);
+    assert_eq!(s.fencing.stale_accepted, 0, "{:?}", s.fencing);
+}
+
+#[test]
+fn redsync_and_node_redlock_lose_exclusion_when_masters_clocks_jump() {
+    let backends = ["redsync", "node-redlock-5"];
+    if !libraries_installed(&backends) {
+        return;
+    }
+    let out = tempfile::tempdir().unwrap();
+    common::run_shipped_ok(
+        "scenarios/libraries/redlock-clock-jump.toml",
+        out.path(),
+        &[],
+    );
+    for backend in backends {
+        let (_, s) = summary(out.path(), "redlock-clock-jump", backend);
+        assert_eq!(s.verdict, Verdict::Invalid, "{backend}");
+        // No fencing token: the second holder's writes were accepted.
+        assert_eq!(s.fencing.outcome, FencingOutcome::NoFence, "{backend}");
+    }
 }

@@ -39,21 +39,106 @@ fn python_driver(
     recipe: &str,
 ) -> BackendInfo {
     let dir = drivers_dir().join("python");
-    let spec = DriverSpec {
-        name: name.to_string(),
-        command: vec![
-            python().display().to_string(),
-            dir.join(file).display().to_string(),
-        ],
-        dir: dir.clone(),
-        options,
-    };
-    BackendInfo::driver(spec, server, servers, recipe)
+    let command = vec![
+        python().display().to_string(),
+        dir.join(file).display().to_string(),
+    ];
+    shipped(name, command, dir.clone(), options, server, servers, recipe)
         .requires(python(), PYTHON_HINT)
         .requires(
             dir.join(file),
             "the drivers/ folder of lockbench's checkout",
         )
+}
+
+/// The Go drivers' binary, built by the install script.
+pub fn go_driver_binary() -> PathBuf {
+    drivers_dir().join("go/bin/lockbench-go-driver")
+}
+
+const GO_HINT: &str = "run scripts/install-backends.sh (it builds drivers/go/bin/lockbench-go-driver with the modules pinned in drivers/go/go.sum)";
+
+/// The Go driver for `library` (the binary's argument) as backend `name`.
+fn go_driver(
+    name: &str,
+    library: &str,
+    options: serde_json::Value,
+    server: ServerKind,
+    servers: usize,
+    recipe: &str,
+) -> BackendInfo {
+    let command = vec![
+        go_driver_binary().display().to_string(),
+        library.to_string(),
+    ];
+    shipped(
+        name,
+        command,
+        drivers_dir().join("go"),
+        options,
+        server,
+        servers,
+        recipe,
+    )
+    .requires(go_driver_binary(), GO_HINT)
+}
+
+/// Node.js: the first `node` on PATH.
+pub fn node() -> PathBuf {
+    std::env::var_os("PATH")
+        .and_then(|path| {
+            std::env::split_paths(&path)
+                .map(|d| d.join("node"))
+                .find(|p| p.is_file())
+        })
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/node"))
+}
+
+const NODE_HINT: &str = "run scripts/install-backends.sh (it runs npm ci in drivers/node, with the versions of its package-lock.json; Node.js 18 or later must be on PATH)";
+
+/// The Node.js driver `file`, using the npm `package`, as backend `name`.
+fn node_driver(
+    name: &str,
+    file: &str,
+    package: &str,
+    options: serde_json::Value,
+    server: ServerKind,
+    servers: usize,
+    recipe: &str,
+) -> BackendInfo {
+    let dir = drivers_dir().join("node");
+    let command = vec![
+        node().display().to_string(),
+        dir.join(file).display().to_string(),
+    ];
+    shipped(name, command, dir.clone(), options, server, servers, recipe)
+        .requires(
+            node(),
+            "install Node.js 18 or later (Debian: apt-get install nodejs)",
+        )
+        .requires(
+            dir.join("node_modules").join(package).join("package.json"),
+            NODE_HINT,
+        )
+}
+
+/// A shipped driver run by `command` in `dir`.
+fn shipped(
+    name: &str,
+    command: Vec<String>,
+    dir: PathBuf,
+    options: serde_json::Value,
+    server: ServerKind,
+    servers: usize,
+    recipe: &str,
+) -> BackendInfo {
+    let spec = DriverSpec {
+        name: name.to_string(),
+        command,
+        dir,
+        options,
+    };
+    BackendInfo::driver(spec, server, servers, recipe)
 }
 
 /// Every shipped lock library.
@@ -104,5 +189,52 @@ pub(super) fn backends() -> Vec<BackendInfo> {
         )
         .replicated(Shape::Ensemble(3))
         .notified("watch on the next-lower node"),
+        go_driver(
+            "etcd-mutex",
+            "etcd-mutex",
+            json!({}),
+            ServerKind::Etcd,
+            1,
+            "etcd's clientv3/concurrency Mutex: a key per client under the lock's prefix on its session's lease; the lowest create revision holds; fence = the revision it was taken at",
+        )
+        .replicated(Shape::EtcdCluster(3))
+        .notified("watch on the next-lower key's deletion"),
+        go_driver(
+            "redsync",
+            "redsync",
+            json!({}),
+            ServerKind::Redis,
+            5,
+            "go-redsync's Mutex (Redlock) on 5 independent masters; random 50-250 ms retry delay; no fencing token",
+        )
+        .replicated(Shape::Masters(5)),
+        node_driver(
+            "node-redlock",
+            "redlock.js",
+            "redlock",
+            json!({}),
+            ServerKind::Redis,
+            1,
+            "node-redlock v5 (ioredis) on one Redis: SET NX PX with a random value, Lua compare-and-delete; waiters retry every 200 ms ± 100; no fencing token",
+        ),
+        node_driver(
+            "node-redlock-5",
+            "redlock.js",
+            "redlock",
+            json!({}),
+            ServerKind::Redis,
+            5,
+            "node-redlock v5 (ioredis) on 5 independent masters (Redlock); waiters retry every 200 ms ± 100; no fencing token",
+        )
+        .replicated(Shape::Masters(5)),
+        node_driver(
+            "redis-semaphore",
+            "redis_semaphore.js",
+            "redis-semaphore",
+            json!({}),
+            ServerKind::Redis,
+            1,
+            "redis-semaphore's Mutex (ioredis): SET NX PX with a UUID, refreshed every 0.8 of the lease on a timer, onLockLost reported as lost; waiters retry every 10 ms",
+        ),
     ]
 }

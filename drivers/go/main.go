@@ -1,0 +1,59 @@
+// lockbench's Go lock-library drivers, one binary:
+//
+//	lockbench-go-driver etcd-mutex   etcd's clientv3/concurrency Mutex
+//	lockbench-go-driver redsync      go-redsync's Mutex over Redis masters
+//	lockbench-go-driver bench LIBRARY SERVERS OPTIONS CYCLES
+//	                                 the library looping on its own
+//
+// It speaks drivers/PROTOCOL.md on stdin and stdout and logs to stderr.
+package main
+
+import (
+	"fmt"
+	"os"
+	"runtime/debug"
+)
+
+func buildVersion(path string) string {
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "unknown"
+	}
+	for _, dep := range info.Deps {
+		if dep.Path == path {
+			if dep.Replace != nil {
+				return dep.Replace.Version
+			}
+			return trimV(dep.Version)
+		}
+	}
+	return "unknown"
+}
+
+func trimV(v string) string {
+	if len(v) > 1 && v[0] == 'v' {
+		return v[1:]
+	}
+	return v
+}
+
+func main() {
+	libs := map[string]func() library{
+		"etcd-mutex": func() library { return &etcdMutex{} },
+		"redsync":    func() library { return &redsyncLock{} },
+	}
+	usage := "usage: lockbench-go-driver etcd-mutex|redsync (then drivers/PROTOCOL.md on stdin)\n" +
+		"       lockbench-go-driver bench etcd-mutex|redsync SERVERS_JSON OPTIONS_JSON CYCLES"
+	if len(os.Args) >= 3 && os.Args[1] == "bench" && libs[os.Args[2]] != nil {
+		if err := benchLoop(libs[os.Args[2]](), os.Args[3:]); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		return
+	}
+	if len(os.Args) != 2 || libs[os.Args[1]] == nil {
+		fmt.Fprintln(os.Stderr, usage)
+		os.Exit(2)
+	}
+	run(libs[os.Args[1]]())
+}

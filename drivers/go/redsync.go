@@ -1,0 +1,143 @@
+// go-redsync's Mutex (github.com/go-redsync/redsync, README), Redlock over
+// independent Redis masters through go-redis:
+//
+//	pools := []redis.Pool{goredis.NewPool(client1), ...}
+//	rs := redsync.New(pools...)
+//	mutex := rs.NewMutex("my-global-mutex", redsync.WithExpiry(lease))
+//	mutex.Lock()
+//	... critical section ...
+//	mutex.Unlock()
+//
+// The expiry is the scenario's lease. redsync retries a busy lock `tries`
+// times (default 32) with a random 50-250 ms delay; here it retries until
+// the acquire's timeout instead (LockContext with a deadline), its delays
+// left at their defaults. The lock's value is redsync's random token; no
+// fencing token. The validity it reports (Until) is the lease minus the
+// time the acquire took and the drift allowance.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"sync"
+	"time"
+
+	"github.com/go-redsync/redsync/v4"
+	"github.com/go-redsync/redsync/v4/redis"
+	"github.com/go-redsync/redsync/v4/redis/goredis/v9"
+	goredislib "github.com/redis/go-redis/v9"
+)
+
+type redsyncOptions struct {
+	// go-redis's read and write timeouts.
+	SocketTimeoutMs int64 `json:"socket_timeout_ms"`
+}
+
+type redsyncLock struct {
+	rs   *redsync.Redsync
+	mu   sync.Mutex
+	held map[[2]string]*redsync.Mutex
+}
+
+func (r *redsyncLock) name() string    { return "redsync" }
+func (r *redsyncLock) version() string { return buildVersion("github.com/go-redsync/redsync/v4") }
+
+func (r *redsyncLock) start(servers []server, raw json.RawMessage, out *output) error {
+	opts := redsyncOptions{SocketTimeoutMs: 1000}
+	if err := options(raw, &opts); err != nil {
+		return fmt.Errorf("options: %w", err)
+	}
+	timeout := time.Duration(opts.SocketTimeoutMs) * time.Millisecond
+	pools := make([]redis.Pool, 0, len(servers))
+	for _, s := range servers {
+		client := goredislib.NewClient(&goredislib.Options{
+			Addr:         s.Addr,
+			DialTimeout:  timeout,
+			ReadTimeout:  timeout,
+			WriteTimeout: timeout,
+		})
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err := client.Ping(ctx).Err()
+		cancel()
+		if err != nil {
+			return fmt.Errorf("redis at %s: %w", s.Addr, err)
+		}
+		pools = append(pools, goredis.NewPool(client))
+	}
+	r.rs = redsync.New(pools...)
+	r.held = map[[2]string]*redsync.Mutex{}
+	return nil
+}
+
+func heldKey(client uint64, key string) [2]string {
+	return [2]string{fmt.Sprint(client), key}
+}
+
+func (r *redsyncLock) acquire(client uint64, key string, leaseMs, timeoutMs int64) (reply, error) {
+	m := r.rs.NewMutex(key,
+		redsync.WithExpiry(time.Duration(leaseMs)*time.Millisecond),
+		redsync.WithTries(math.MaxInt32))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(timeoutMs)*time.Millisecond)
+	defer cancel()
+	if err := m.LockContext(ctx); err != nil {
+		// A failed attempt releases what it took on every master before
+		// it tries again or gives up; a master that did not answer may
+		// still hold its key until the expiry, but not a majority.
+		var taken *redsync.ErrTaken
+		if errors.Is(err, redsync.ErrFailed) || errors.As(err, &taken) {
+			return nil, errBusy
+		}
+		return nil, err
+	}
+	r.mu.Lock()
+	r.held[heldKey(client, key)] = m
+	r.mu.Unlock()
+	lease := time.Until(m.Until()).Milliseconds()
+	if lease < 0 {
+		lease = 0
+	}
+	return reply{"token": m.Value(), "lease_ms": lease}, nil
+}
+
+func (r *redsyncLock) take(client uint64, key string, remove bool) *redsync.Mutex {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	m := r.held[heldKey(client, key)]
+	if remove {
+		delete(r.held, heldKey(client, key))
+	}
+	return m
+}
+
+func (r *redsyncLock) release(client uint64, key, token string) (reply, error) {
+	m := r.take(client, key, true)
+	if m == nil {
+		return nil, fail("no lock object for this key")
+	}
+	ok, err := m.Unlock()
+	if ok {
+		return reply{}, nil
+	}
+	if errors.Is(err, redsync.ErrLockAlreadyExpired) {
+		return reply{"was_held": false}, nil
+	}
+	return nil, fmt.Errorf("unlock reached no majority: %v", err)
+}
+
+func (r *redsyncLock) renew(client uint64, key, token string, leaseMs int64) (reply, error) {
+	m := r.take(client, key, false)
+	if m == nil {
+		return nil, fail("no lock object for this key")
+	}
+	ok, err := m.Extend()
+	if !ok {
+		if errors.Is(err, redsync.ErrExtendFailed) {
+			return nil, fail("%v", err)
+		}
+		return nil, fmt.Errorf("extend reached no majority: %v", err)
+	}
+	return reply{"lease_ms": time.Until(m.Until()).Milliseconds()}, nil
+}

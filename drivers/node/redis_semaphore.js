@@ -1,0 +1,81 @@
+// redis-semaphore's Mutex (github.com/swarthy/redis-semaphore, README),
+// on one Redis through ioredis:
+//
+//   const mutex = new Mutex(redisClient, "lockingResource", { lockTimeout, acquireTimeout, onLockLost });
+//   await mutex.acquire();
+//   try { ... } finally { await mutex.release(); }
+//
+// lockTimeout is the scenario's lease and acquireTimeout the acquire's
+// timeout; a busy lock is retried every retryInterval (10 ms, the
+// default). While held, the mutex refreshes its key every 0.8 of
+// lockTimeout on a timer; a refresh that finds the key gone calls
+// onLockLost, which the driver reports as `lost`. The token is the
+// mutex's identifier (a random UUID); no fencing token.
+"use strict";
+
+const Redis = require("ioredis");
+const { Mutex, TimeoutError } = require("redis-semaphore");
+const { Fail, main, packageVersion, hostPort } = require("./lockbench_driver");
+
+class RedisSemaphoreDriver {
+  constructor() {
+    this.library = "redis-semaphore";
+    this.version = packageVersion("redis-semaphore");
+    this.mutexes = new Map();
+  }
+
+  async start(servers, options, lost) {
+    const timeout = options.socket_timeout_ms || 1000;
+    this.lost = lost;
+    // One connection per host, shared by its clients, as an application
+    // shares its client.
+    this.redis = new Redis({
+      ...hostPort(servers[0].addr),
+      commandTimeout: timeout,
+      connectTimeout: timeout,
+      maxRetriesPerRequest: 1,
+      lazyConnect: true,
+    });
+    await this.redis.connect();
+    await this.redis.ping();
+  }
+
+  async acquire(client, key, leaseMs, timeoutMs) {
+    const id = `${client}/${key}`;
+    const lost = this.lost;
+    const mutex = new Mutex(this.redis, key, {
+      lockTimeout: Math.max(leaseMs, 1),
+      acquireTimeout: Math.max(timeoutMs, 1),
+      onLockLost(err) {
+        lost(client, key, `onLockLost: ${err.message}`);
+      },
+    });
+    try {
+      await mutex.acquire();
+    } catch (e) {
+      if (e instanceof TimeoutError) return null;
+      throw e;
+    }
+    this.mutexes.set(id, mutex);
+    return { token: mutex.identifier, lease_ms: leaseMs };
+  }
+
+  async release(client, key) {
+    const id = `${client}/${key}`;
+    const mutex = this.mutexes.get(id);
+    this.mutexes.delete(id);
+    if (!mutex) throw new Fail("no lock object for this key");
+    await mutex.release();
+    return {};
+  }
+
+  async renew(client, key) {
+    // The mutex refreshes itself on its timer; there is no call to do it.
+    const mutex = this.mutexes.get(`${client}/${key}`);
+    if (!mutex || !mutex.isAcquired) throw new Fail("not held");
+    return {};
+  }
+}
+
+if (require.main === module) main(new RedisSemaphoreDriver());
+module.exports = RedisSemaphoreDriver;
