@@ -49,6 +49,18 @@ fn own_loop(name: &str) -> Option<(std::path::PathBuf, Vec<String>, &'static str
             "node",
         ))
     };
+    let java = |library: &str| {
+        Some((
+            libraries::java(),
+            vec![
+                "-jar".to_string(),
+                libraries::java_driver_jar().display().to_string(),
+                "bench".to_string(),
+                library.to_string(),
+            ],
+            "java",
+        ))
+    };
     match name {
         "redis-py" => python("redis_py"),
         "python-redis-lock" => python("python_redis_lock"),
@@ -59,6 +71,8 @@ fn own_loop(name: &str) -> Option<(std::path::PathBuf, Vec<String>, &'static str
         "node-redlock" => node("redlock.js"),
         "node-redlock-5" => node("redlock.js"),
         "redis-semaphore" => node("redis_semaphore.js"),
+        "curator" => java("curator"),
+        "redisson" => java("redisson"),
         _ => None,
     }
 }
@@ -148,6 +162,8 @@ fn main() {
         "node-redlock",
         "node-redlock-5",
         "redis-semaphore",
+        "curator",
+        "redisson",
     ];
     println!(
         "library              own loop µs   through lockbench µs   ratio   ({cycles} cycles, median of {rounds} rounds)"

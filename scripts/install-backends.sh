@@ -237,6 +237,25 @@ check_node_drivers() {
   ok node-drivers "$out (node $("$node" --version))"
 }
 
+# The JVM drivers' jar runs and names its drivers.
+check_java_drivers() {
+  local jar="$root/drivers/java/target/lockbench-java-driver.jar" java out
+  if ! java=$(command -v java); then
+    missing java-drivers "java not found on PATH: apt-get install default-jre-headless"
+    return
+  fi
+  if [ ! -f "$jar" ]; then
+    missing java-drivers "$jar is missing: run scripts/install-backends.sh (it builds it with Maven from drivers/java/pom.xml)"
+    return
+  fi
+  out=$(timeout 60 "$java" -jar "$jar" 2>&1 </dev/null || true)
+  if printf '%s' "$out" | grep -q "curator|redisson"; then
+    ok java-drivers "$jar"
+  else
+    missing java-drivers "$jar does not run ($(printf '%s' "$out" | tail -n 1)): run scripts/install-backends.sh to build it again"
+  fi
+}
+
 run_check() {
   echo "install-backends: checking what lockbench needs"
   check_version redis redis-server redis-server --version
@@ -254,6 +273,7 @@ run_check() {
   check_python_drivers
   check_go_drivers
   check_node_drivers
+  check_java_drivers
   if [ "$missing_count" -ne 0 ]; then
     echo "install-backends: $missing_count piece(s) missing; run scripts/install-backends.sh (as root or with sudo)" >&2
     return 1
@@ -288,6 +308,18 @@ install_drivers() {
   else
     echo "install-backends: go not found: the Go drivers are not built (install Go 1.26 or later)" >&2
   fi
+  # Java: Maven, with every version pinned in the pom; a jar with its
+  # dependencies. Maven's offline resolution is enough once its local
+  # repository has them.
+  if command -v mvn >/dev/null 2>&1; then
+    local jar="$root/drivers/java/target/lockbench-java-driver.jar"
+    if [ ! -f "$jar" ] || [ -n "$(find "$root/drivers/java/pom.xml" "$root/drivers/java/src" -newer "$jar" -print -quit)" ]; then
+      echo "install-backends: building the JVM drivers (drivers/java)"
+      (cd "$root/drivers/java" && mvn -q -B package -DskipTests)
+    fi
+  else
+    echo "install-backends: mvn not found: the JVM drivers are not built (apt-get install maven)" >&2
+  fi
   # Node: npm ci installs exactly package-lock.json.
   if command -v npm >/dev/null 2>&1; then
     local installed="$root/drivers/node/node_modules/.package-lock.json"
@@ -299,6 +331,12 @@ install_drivers() {
     echo "install-backends: npm not found: the Node drivers are not installed (install Node.js 18 or later)" >&2
   fi
 }
+
+# The drivers' toolchains: this machine kind has them (newer than
+# Debian's); elsewhere Debian's packages do for Maven and Node.js. Go must
+# be 1.26 or later (go.dev/dl), newer than Debian 12's.
+if ! command -v mvn >/dev/null 2>&1; then packages+=(maven); fi
+if ! command -v npm >/dev/null 2>&1; then packages+=(nodejs npm); fi
 
 # Some systems (GitHub's Ubuntu runners) ship a Chromium outside apt: keep it.
 if ! find_binary chromium >/dev/null; then

@@ -1,5 +1,5 @@
 //! The lock libraries lockbench ships drivers for (drivers/python,
-//! drivers/go, drivers/node), on the
+//! drivers/go, drivers/node, drivers/java), on the
 //! real servers and with the libraries' real code: every library keeps
 //! mutual exclusion without faults and is named with its version, and the
 //! known-result scenarios of scenarios/libraries/ reach the verdicts their
@@ -53,6 +53,8 @@ fn every_shipped_library_keeps_exclusion_and_names_its_version() {
         "node-redlock",
         "node-redlock-5",
         "redis-semaphore",
+        "curator",
+        "redisson",
     ];
     if !libraries_installed(&backends) {
         return;
@@ -70,6 +72,8 @@ fn every_shipped_library_keeps_exclusion_and_names_its_version() {
         ("node-redlock", "redlock"),
         ("node-redlock-5", "redlock"),
         ("redis-semaphore", "redis-semaphore"),
+        ("curator", "curator"),
+        ("redisson", "redisson"),
     ];
     for (backend, library) in libraries {
         let (dir, s) = summary(out.path(), "libraries", backend);
@@ -89,20 +93,14 @@ fn every_shipped_library_keeps_exclusion_and_names_its_version() {
     }
 }
 
-#[test]
-fn kazoo_reports_the_lost_session_after_another_client_was_granted() {
-    if !libraries_installed(&["kazoo"]) {
-        return;
-    }
-    let out = tempfile::tempdir().unwrap();
-    common::run_shipped_ok("scenarios/libraries/kazoo-partition.toml", out.path(), &[]);
-    let (dir, s) = summary(out.path(), "kazoo-partition", "kazoo");
-    assert_eq!(s.verdict, Verdict::Invalid);
+/// In `run_dir`'s history: the first `lost`, and a grant to another client
+/// before it.
+fn lost_after_another_grant(dir: &Path) {
     let events = read_jsonl(&dir.join("history.jsonl")).unwrap().events;
     let lost = events
         .iter()
         .find(|e| e.f == F::Lost)
-        .expect("the driver reported the LOST session");
+        .expect("the driver reported the lost session");
     let other_grant = events.iter().find(|e| {
         e.f == F::Acquire
             && e.kind == OpType::Ok
@@ -116,6 +114,52 @@ fn kazoo_reports_the_lost_session_after_another_client_was_granted() {
         other_grant.time_ns,
         lost.time_ns
     );
+}
+
+#[test]
+fn kazoo_reports_the_lost_session_after_another_client_was_granted() {
+    if !libraries_installed(&["kazoo"]) {
+        return;
+    }
+    let out = tempfile::tempdir().unwrap();
+    common::run_shipped_ok("scenarios/libraries/kazoo-partition.toml", out.path(), &[]);
+    let (dir, s) = summary(out.path(), "kazoo-partition", "kazoo");
+    assert_eq!(s.verdict, Verdict::Invalid);
+    lost_after_another_grant(&dir);
+}
+
+#[test]
+fn curator_206_the_holder_learns_of_its_expired_session_after_another_client_was_granted() {
+    if !libraries_installed(&["curator"]) {
+        return;
+    }
+    let out = tempfile::tempdir().unwrap();
+    common::run_shipped_ok("scenarios/libraries/curator-206.toml", out.path(), &[]);
+    let (dir, s) = summary(out.path(), "curator-206", "curator");
+    assert_eq!(s.verdict, Verdict::Invalid);
+    lost_after_another_grant(&dir);
+}
+
+#[test]
+fn redisson_paused_past_its_watchdog_timeout_loses_exclusion() {
+    if !libraries_installed(&["redisson"]) {
+        return;
+    }
+    let out = tempfile::tempdir().unwrap();
+    common::run_shipped_ok(
+        "scenarios/libraries/redisson-watchdog-pause.toml",
+        out.path(),
+        &[],
+    );
+    let (_, s) = summary(
+        out.path(),
+        "redisson-watchdog-pause",
+        "redisson-watchdog-2s",
+    );
+    assert_eq!(s.verdict, Verdict::Invalid);
+    assert!(s.violations > 0);
+    let l = s.library.as_ref().expect("named by its driver");
+    assert_eq!(l.name, "redisson");
 }
 
 #[test]

@@ -85,13 +85,7 @@ fn go_driver(
 
 /// Node.js: the first `node` on PATH.
 pub fn node() -> PathBuf {
-    std::env::var_os("PATH")
-        .and_then(|path| {
-            std::env::split_paths(&path)
-                .map(|d| d.join("node"))
-                .find(|p| p.is_file())
-        })
-        .unwrap_or_else(|| PathBuf::from("/usr/bin/node"))
+    on_path("node", "/usr/bin/node")
 }
 
 const NODE_HINT: &str = "run scripts/install-backends.sh (it runs npm ci in drivers/node, with the versions of its package-lock.json; Node.js 18 or later must be on PATH)";
@@ -120,6 +114,64 @@ fn node_driver(
             dir.join("node_modules").join(package).join("package.json"),
             NODE_HINT,
         )
+}
+
+/// The first `name` on PATH, else `fallback`.
+fn on_path(name: &str, fallback: &str) -> PathBuf {
+    std::env::var_os("PATH")
+        .and_then(|path| {
+            std::env::split_paths(&path)
+                .map(|d| d.join(name))
+                .find(|p| p.is_file())
+        })
+        .unwrap_or_else(|| PathBuf::from(fallback))
+}
+
+/// Java: the first `java` on PATH.
+pub fn java() -> PathBuf {
+    on_path("java", "/usr/bin/java")
+}
+
+/// The JVM drivers' jar, built by the install script.
+pub fn java_driver_jar() -> PathBuf {
+    drivers_dir().join("java/target/lockbench-java-driver.jar")
+}
+
+const JAVA_HINT: &str = "run scripts/install-backends.sh (it builds drivers/java/target/lockbench-java-driver.jar with Maven, the versions pinned in drivers/java/pom.xml)";
+
+/// The JVM driver for `library` (the jar's argument) as backend `name`.
+fn java_driver(
+    name: &str,
+    library: &str,
+    options: serde_json::Value,
+    server: ServerKind,
+    servers: usize,
+    recipe: &str,
+) -> BackendInfo {
+    let command = vec![
+        java().display().to_string(),
+        // A small heap and quick start: a driver is a client, not a server.
+        "-Xmx256m".to_string(),
+        "-XX:+UseSerialGC".to_string(),
+        "-XX:TieredStopAtLevel=1".to_string(),
+        "-jar".to_string(),
+        java_driver_jar().display().to_string(),
+        library.to_string(),
+    ];
+    shipped(
+        name,
+        command,
+        drivers_dir().join("java"),
+        options,
+        server,
+        servers,
+        recipe,
+    )
+    .requires(
+        java(),
+        "install Java 17 or later (apt-get install default-jre-headless)",
+    )
+    .requires(java_driver_jar(), JAVA_HINT)
 }
 
 /// A shipped driver run by `command` in `dir`.
@@ -236,5 +288,28 @@ pub(super) fn backends() -> Vec<BackendInfo> {
             1,
             "redis-semaphore's Mutex (ioredis): SET NX PX with a UUID, refreshed every 0.8 of the lease on a timer, onLockLost reported as lost; waiters retry every 10 ms",
         ),
+        java_driver(
+            "curator",
+            "curator",
+            json!({"session_timeout_ms": 2000, "lost_on": ["LOST"]}),
+            ServerKind::ZooKeeper,
+            1,
+            "Apache Curator's InterProcessMutex: ephemeral sequential node, watch the predecessor; a ConnectionStateListener reports LOST as lost",
+        )
+        .replicated(Shape::Ensemble(3))
+        .notified("watch on the next-lower node"),
+        java_driver(
+            "redisson",
+            "redisson",
+            json!({}),
+            ServerKind::Redis,
+            1,
+            "Redisson's RLock: a hash field per owner (client id and thread), 30 s lockWatchdogTimeout renewed every 10 s by the watchdog; waiters subscribe to the unlock channel; no fencing token",
+        )
+        .replicated(Shape::Sentinel {
+            replicas: 2,
+            sentinels: 3,
+        })
+        .notified("pub/sub message on unlock"),
     ]
 }

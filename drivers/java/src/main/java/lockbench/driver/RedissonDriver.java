@@ -1,0 +1,125 @@
+package lockbench.driver;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.TimeUnit;
+import org.redisson.Redisson;
+import org.redisson.api.RLock;
+import org.redisson.api.RedissonClient;
+import org.redisson.config.Config;
+import org.redisson.config.SentinelServersConfig;
+
+/**
+ * Redisson's {@code RLock} (redisson.org, "Distributed locks and synchronizers: Lock"):
+ *
+ * <pre>
+ *   RLock lock = redisson.getLock("myLock");
+ *   boolean res = lock.tryLock(100, TimeUnit.SECONDS);   // wait, no lease: the watchdog renews
+ *   if (res) { try { ... } finally { lock.unlock(); } }
+ * </pre>
+ *
+ * Taken without a lease time, as above, the key expires after {@code lockWatchdogTimeout} (30 s
+ * by default, option {@code lock_watchdog_timeout_ms}) and Redisson's watchdog extends it every
+ * third of that while the lock is held; with option {@code lease_from_scenario} the scenario's
+ * lease is passed as {@code leaseTime} instead, and nothing renews it. The lock belongs to the
+ * thread that took it (the key's field is the client's id and the thread's). No fencing token.
+ * On a single Redis, or on Sentinel when lockbench gives sentinels ({@code topology =
+ * "replicated"}).
+ */
+final class RedissonDriver extends Driver {
+  private RedissonClient redisson;
+  private boolean leaseFromScenario;
+  private final Map<String, RLock> held = new ConcurrentHashMap<>();
+
+  @Override
+  public String library() {
+    return "redisson";
+  }
+
+  @Override
+  public String version() {
+    return pinned("redisson");
+  }
+
+  @Override
+  public void start(List<Server> servers, JsonNode options) throws Exception {
+    int timeout = options.path("socket_timeout_ms").asInt(1000);
+    leaseFromScenario = options.path("lease_from_scenario").asBoolean(false);
+    Config config = new Config();
+    config.setLockWatchdogTimeout(options.path("lock_watchdog_timeout_ms").asLong(30_000));
+    List<Server> sentinels = servers.stream().filter(s -> s.name().startsWith("sentinel")).toList();
+    if (sentinels.isEmpty()) {
+      config
+          .useSingleServer()
+          .setAddress("redis://" + servers.get(0).addr())
+          .setTimeout(timeout)
+          .setConnectTimeout(timeout);
+    } else {
+      SentinelServersConfig sentinel =
+          config
+              .useSentinelServers()
+              .setMasterName(options.path("master_name").asText("lockbench"))
+              .setCheckSentinelsList(false)
+              .setTimeout(timeout)
+              .setConnectTimeout(timeout);
+      for (Server s : sentinels) {
+        sentinel.addSentinelAddress("redis://" + s.addr());
+      }
+    }
+    redisson = Redisson.create(config);
+  }
+
+  private String id(long client, String key) {
+    return client + "/" + key;
+  }
+
+  @Override
+  public ObjectNode acquire(long client, String key, long leaseMs, long timeoutMs)
+      throws Exception {
+    RLock lock = redisson.getLock(key);
+    boolean got =
+        leaseFromScenario
+            ? lock.tryLock(timeoutMs, Math.max(leaseMs, 1), TimeUnit.MILLISECONDS)
+            : lock.tryLock(timeoutMs, TimeUnit.MILLISECONDS);
+    if (!got) {
+      return null;
+    }
+    held.put(id(client, key), lock);
+    ObjectNode out = body().put("token", redisson.getId() + ":" + Thread.currentThread().getId());
+    if (leaseFromScenario) {
+      out.put("lease_ms", leaseMs);
+    }
+    return out;
+  }
+
+  @Override
+  public ObjectNode release(long client, String key, String token) throws Exception {
+    RLock lock = held.remove(id(client, key));
+    if (lock == null) {
+      throw new Fail("no lock object for this key");
+    }
+    try {
+      lock.unlock();
+    } catch (IllegalMonitorStateException e) {
+      // Redisson says the lock was no longer this thread's.
+      return body().put("was_held", false);
+    }
+    return body();
+  }
+
+  @Override
+  public ObjectNode renew(long client, String key, String token, long leaseMs) throws Exception {
+    RLock lock = held.get(id(client, key));
+    if (lock == null) {
+      throw new Fail("no lock object for this key");
+    }
+    // Without a lease time the watchdog renews; either way there is no call to extend an RLock.
+    if (!lock.isHeldByCurrentThread()) {
+      throw new Fail("not held by this thread");
+    }
+    return body();
+  }
+}
