@@ -249,10 +249,12 @@ check_java_drivers() {
     return
   fi
   out=$(timeout 60 "$java" -jar "$jar" 2>&1 </dev/null || true)
-  if printf '%s' "$out" | grep -q "curator|redisson"; then
-    ok java-drivers "$jar"
-  else
+  if ! printf '%s' "$out" | grep -q "curator|redisson|hazelcast"; then
     missing java-drivers "$jar does not run ($(printf '%s' "$out" | tail -n 1)): run scripts/install-backends.sh to build it again"
+  elif [ ! -f "$root/drivers/java/target/hazelcast/hazelcast.jar" ]; then
+    missing java-drivers "drivers/java/target/hazelcast/hazelcast.jar is missing (lockbench starts Hazelcast members from it): run scripts/install-backends.sh"
+  else
+    ok java-drivers "$jar, Hazelcast $(cat "$root/drivers/java/target/hazelcast/VERSION" 2>/dev/null)"
   fi
 }
 
@@ -315,7 +317,7 @@ install_drivers() {
     local jar="$root/drivers/java/target/lockbench-java-driver.jar"
     if [ ! -f "$jar" ] || [ -n "$(find "$root/drivers/java/pom.xml" "$root/drivers/java/src" -newer "$jar" -print -quit)" ]; then
       echo "install-backends: building the JVM drivers (drivers/java)"
-      (cd "$root/drivers/java" && mvn -q -B package -DskipTests)
+      (cd "$root/drivers/java" && mvn -q -B -Dstyle.color=never package -DskipTests)
     fi
   else
     echo "install-backends: mvn not found: the JVM drivers are not built (apt-get install maven)" >&2

@@ -55,6 +55,7 @@ fn every_shipped_library_keeps_exclusion_and_names_its_version() {
         "redis-semaphore",
         "curator",
         "redisson",
+        "hazelcast-fencedlock",
     ];
     if !libraries_installed(&backends) {
         return;
@@ -74,6 +75,7 @@ fn every_shipped_library_keeps_exclusion_and_names_its_version() {
         ("redis-semaphore", "redis-semaphore"),
         ("curator", "curator"),
         ("redisson", "redisson"),
+        ("hazelcast-fencedlock", "hazelcast"),
     ];
     for (backend, library) in libraries {
         let (dir, s) = summary(out.path(), "libraries", backend);
@@ -232,4 +234,34 @@ fn redsync_and_node_redlock_lose_exclusion_when_masters_clocks_jump() {
         // No fencing token: the second holder's writes were accepted.
         assert_eq!(s.fencing.outcome, FencingOutcome::NoFence, "{backend}");
     }
+}
+
+#[test]
+fn hazelcast_fencedlock_paused_past_its_session_loses_exclusion_but_its_fence_holds() {
+    if !libraries_installed(&["hazelcast-fencedlock"]) {
+        return;
+    }
+    let out = tempfile::tempdir().unwrap();
+    common::run_shipped_ok(
+        "scenarios/libraries/hazelcast-fencedlock-pause.toml",
+        out.path(),
+        &[],
+    );
+    let (_, s) = summary(
+        out.path(),
+        "hazelcast-fencedlock-pause",
+        "hazelcast-fencedlock",
+    );
+    assert_eq!(s.verdict, Verdict::Invalid);
+    assert!(s.violations > 0);
+    // FencedLock's fence grew past the paused holder's: the resource
+    // refused its write when it woke.
+    assert_eq!(
+        s.fencing.outcome,
+        FencingOutcome::ExclusionViolatedResourceSafe,
+        "{:?}",
+        s.fencing
+    );
+    assert!(s.fencing.rejected > 0, "{:?}", s.fencing);
+    assert_eq!(s.fencing.stale_accepted, 0, "{:?}", s.fencing);
 }

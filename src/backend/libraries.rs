@@ -311,5 +311,14 @@ pub(super) fn backends() -> Vec<BackendInfo> {
             sentinels: 3,
         })
         .notified("pub/sub message on unlock"),
+        java_driver(
+            "hazelcast-fencedlock",
+            "hazelcast",
+            json!({}),
+            ServerKind::Hazelcast,
+            crate::cluster::hazelcast::MEMBERS,
+            "Hazelcast's FencedLock on the CP subsystem (3 members, Raft): the lock belongs to the client's CP session (heartbeats every 1 s, expiry after 5 s here); fence = tryLockAndGetFence's, growing with every holder",
+        )
+        .notified("the CP group answers the waiting tryLock"),
     ]
 }

@@ -14,6 +14,7 @@
 
 pub mod driver;
 mod etcd;
+pub mod hazelcast;
 pub(crate) mod mariadb;
 mod memcached;
 mod postgres;
@@ -51,6 +52,8 @@ pub enum ServerKind {
     MariaDb,
     /// PostgreSQL (`postgres`).
     Postgres,
+    /// Hazelcast members with the CP subsystem (from the Hazelcast jar).
+    Hazelcast,
 }
 
 /// Where a kind's programs are installed.
@@ -64,13 +67,14 @@ pub struct Installed {
 
 impl ServerKind {
     /// Every kind.
-    pub const ALL: [ServerKind; 6] = [
+    pub const ALL: [ServerKind; 7] = [
         ServerKind::Redis,
         ServerKind::Memcached,
         ServerKind::ZooKeeper,
         ServerKind::Etcd,
         ServerKind::MariaDb,
         ServerKind::Postgres,
+        ServerKind::Hazelcast,
     ];
 
     /// The kind called `name` (as [`ServerKind::name`] says it).
@@ -87,6 +91,7 @@ impl ServerKind {
             ServerKind::Etcd => "etcd",
             ServerKind::MariaDb => "mariadb",
             ServerKind::Postgres => "postgres",
+            ServerKind::Hazelcast => "hazelcast",
         }
     }
 
@@ -99,11 +104,19 @@ impl ServerKind {
             ServerKind::Etcd => "etcd-server",
             ServerKind::MariaDb => "mariadb-server",
             ServerKind::Postgres => "postgresql",
+            // Not a Debian package: the JVM drivers' Maven build brings it.
+            ServerKind::Hazelcast => "maven (drivers/java/pom.xml)",
         }
     }
 
     /// One line telling how to get the server.
     pub fn install_hint(self) -> String {
+        if self == ServerKind::Hazelcast {
+            return "run scripts/install-backends.sh: it builds the JVM drivers with Maven, which \
+                    copies the Hazelcast jar (pinned in drivers/java/pom.xml) into \
+                    drivers/java/target/hazelcast/"
+                .into();
+        }
         format!(
             "install it with scripts/install-backends.sh (Debian/Ubuntu package {}), \
              or run `docker compose up -d {}` and point the scenario at it with \
@@ -122,6 +135,7 @@ impl ServerKind {
             ServerKind::Etcd => etcd::locate(),
             ServerKind::MariaDb => mariadb::locate(),
             ServerKind::Postgres => postgres::locate(),
+            ServerKind::Hazelcast => hazelcast::locate(),
         }
     }
 
@@ -135,6 +149,7 @@ impl ServerKind {
             ServerKind::Etcd => etcd::prepare(installed, port, data_dir),
             ServerKind::MariaDb => mariadb::prepare(installed, port, data_dir),
             ServerKind::Postgres => postgres::prepare(installed, port, data_dir),
+            ServerKind::Hazelcast => hazelcast::prepare(installed, port, data_dir),
         }
     }
 
@@ -147,6 +162,7 @@ impl ServerKind {
             ServerKind::Etcd => etcd::probe(addr).await,
             ServerKind::MariaDb => mariadb::probe(addr).await,
             ServerKind::Postgres => postgres::probe(addr).await,
+            ServerKind::Hazelcast => hazelcast::probe(addr).await,
         }
     }
 
@@ -182,6 +198,10 @@ impl ServerKind {
                                          session, so a skewed clock changes nothing"
                     .into(),
             ),
+            ServerKind::Hazelcast => Err("Hazelcast (Java) expires CP sessions by the JVM's \
+                                          clock; whether the preload library reaches it has not \
+                                          been measured, so it is not offered"
+                .into()),
         }
     }
 
@@ -201,6 +221,7 @@ impl ServerKind {
             ServerKind::Etcd => etcd::START_TIMEOUT,
             ServerKind::MariaDb => mariadb::START_TIMEOUT,
             ServerKind::Postgres => postgres::START_TIMEOUT,
+            ServerKind::Hazelcast => hazelcast::START_TIMEOUT,
         }
     }
 }
@@ -372,6 +393,19 @@ impl Cluster {
             kind: Some(kind),
             ..Cluster::default()
         };
+        if kind == ServerKind::Hazelcast {
+            if with_clock {
+                kind.skew_support().map_err(|message| Error::Backend {
+                    backend: kind.name().into(),
+                    endpoint: String::new(),
+                    message: format!("cannot skew this server's clock: {message}"),
+                })?;
+            }
+            for (server, version) in hazelcast::start_members(count, log_dir).await? {
+                cluster.push_started(server, version, log_dir);
+            }
+            return Ok(cluster);
+        }
         for i in 1..=count {
             let name = format!("{}-{i}", kind.name());
             let server = if with_clock {
@@ -383,25 +417,32 @@ impl Cluster {
                 start_server(kind, &name, log_dir).await?
             };
             let (server, version) = server;
-            cluster.endpoints.push(Endpoint {
-                name: name.clone(),
-                addr: server.addr(),
-                announced: None,
-            });
-            cluster.infos.push(ServerInfo {
-                name,
-                addr: server.addr(),
-                version,
-                started_by_lockbench: true,
-                log: server
-                    .log_path()
-                    .strip_prefix(log_dir)
-                    .ok()
-                    .map(|p| p.display().to_string()),
-            });
-            cluster.servers.push(server);
+            cluster.push_started(server, version, log_dir);
         }
         Ok(cluster)
+    }
+
+    /// Adds a started, ready server (its endpoint and what summary.json
+    /// says of it).
+    fn push_started(&mut self, server: ServerProcess, version: String, log_dir: &Path) {
+        let name = server.name().to_string();
+        self.endpoints.push(Endpoint {
+            name: name.clone(),
+            addr: server.addr(),
+            announced: None,
+        });
+        self.infos.push(ServerInfo {
+            name,
+            addr: server.addr(),
+            version,
+            started_by_lockbench: true,
+            log: server
+                .log_path()
+                .strip_prefix(log_dir)
+                .ok()
+                .map(|p| p.display().to_string()),
+        });
+        self.servers.push(server);
     }
 
     /// Starts the replicated topology `shape`, logging into `log_dir`.
