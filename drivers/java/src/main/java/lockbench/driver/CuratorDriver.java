@@ -18,9 +18,9 @@ import org.apache.curator.retry.ExponentialBackoffRetry;
 
 /**
  * Apache Curator's {@code InterProcessMutex} (curator.apache.org, "Shared Reentrant Lock"), with a
- * {@code ConnectionStateListener} as Curator's docs require of every lock user ("Error Handling:
- * It is strongly recommended that you add a ConnectionStateListener and watch for SUSPENDED and
- * LOST state changes"):
+ * {@code ConnectionStateListener} as Curator's docs require of every lock user ("Error Handling: It
+ * is strongly recommended that you add a ConnectionStateListener and watch for SUSPENDED and LOST
+ * state changes"):
  *
  * <pre>
  *   InterProcessMutex lock = new InterProcessMutex(client, lockPath);
@@ -31,11 +31,11 @@ import org.apache.curator.retry.ExponentialBackoffRetry;
  *
  * One CuratorFramework (one ZooKeeper session) per host, shared by its clients' threads, as an
  * application shares it. The listener tells lockbench ({@code lost}) for every lock the host's
- * clients hold when the connection state is one the {@code lost_on} option lists: LOST by
- * default (Curator posts it once the session timeout has passed since the connection was lost,
- * or when the server says the session expired), SUSPENDED too for an application that stops
- * acting as soon as the connection drops. A thread that holds the lock is not interrupted when its
- * session expires: it still thinks it holds the lock while another client takes it (CURATOR-206).
+ * clients hold when the connection state is one the {@code lost_on} option lists: LOST by default
+ * (Curator posts it once the session timeout has passed since the connection was lost, or when the
+ * server says the session expired), SUSPENDED too for an application that stops acting as soon as
+ * the connection drops. A thread that holds the lock is not interrupted when its session expires:
+ * it still thinks it holds the lock while another client takes it (CURATOR-206).
  */
 final class CuratorDriver extends Driver {
   private CuratorFramework zk;

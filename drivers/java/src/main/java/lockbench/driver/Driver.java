@@ -22,8 +22,8 @@ import java.util.concurrent.LinkedBlockingQueue;
 /**
  * The protocol side of lockbench's JVM drivers (drivers/PROTOCOL.md): read JSON lines from stdin,
  * run each client's requests on a thread of that client's own (Curator's and Redisson's locks
- * belong to the thread that took them, as in an application), write each reply as one JSON line
- * on stdout. A library's class only says how it takes, gives back and extends a lock.
+ * belong to the thread that took them, as in an application), write each reply as one JSON line on
+ * stdout. A library's class only says how it takes, gives back and extends a lock.
  */
 public abstract class Driver {
   static final int PROTOCOL = 1;

@@ -26,8 +26,8 @@ import java.util.concurrent.TimeUnit;
  * here with fencing tokens built into the lock service). A lock belongs to a CP session (one per
  * client instance: one per host here) and a thread; the session lives while the client sends
  * heartbeats, and when it expires (session-time-to-live-seconds after its last heartbeat: 5 s on
- * the members lockbench starts, 300 s by default) the CP group frees its locks. The client is
- * given every member's address and routes through whichever it is connected to (unisocket), so
+ * the members lockbench starts, 300 s by default) the CP group frees its locks. The client is given
+ * every member's address and routes through whichever it is connected to (unisocket), so
  * lockbench's proxies carry all its traffic. Jepsen's Hazelcast 4.0 analysis (jepsen.io, 2020) is
  * the reference: exclusion ends with the session, the fence keeps the resource safe.
  */
@@ -60,8 +60,10 @@ final class HazelcastDriver extends Driver {
     for (Server s : servers) {
       config.getNetworkConfig().addAddress(s.addr());
     }
-    config.getConnectionStrategyConfig().getConnectionRetryConfig().setClusterConnectTimeoutMillis(
-        20_000);
+    config
+        .getConnectionStrategyConfig()
+        .getConnectionRetryConfig()
+        .setClusterConnectTimeoutMillis(20_000);
     hz = HazelcastClient.newHazelcastClient(config);
     // The CP subsystem may still be forming: the first lock waits for it.
     FencedLock warm = hz.getCPSubsystem().getLock("lockbench-driver-start");

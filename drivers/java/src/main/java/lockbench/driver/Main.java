@@ -28,8 +28,10 @@ public final class Main {
 
   public static void main(String[] args) throws Exception {
     String usage =
-        "usage: lockbench-java-driver curator|redisson|hazelcast (then drivers/PROTOCOL.md on stdin)\n"
-            + "       lockbench-java-driver bench curator|redisson|hazelcast SERVERS_JSON OPTIONS_JSON CYCLES";
+        "usage: lockbench-java-driver curator|redisson|hazelcast (then drivers/PROTOCOL.md on"
+            + " stdin)\n"
+            + "       lockbench-java-driver bench curator|redisson|hazelcast SERVERS_JSON"
+            + " OPTIONS_JSON CYCLES";
     if (args.length == 5 && args[0].equals("bench") && LIBRARIES.containsKey(args[1])) {
       bench(LIBRARIES.get(args[1]).get(), args[2], args[3], Integer.parseInt(args[4]));
       System.exit(0);

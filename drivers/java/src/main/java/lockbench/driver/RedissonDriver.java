@@ -21,13 +21,12 @@ import org.redisson.config.SentinelServersConfig;
  *   if (res) { try { ... } finally { lock.unlock(); } }
  * </pre>
  *
- * Taken without a lease time, as above, the key expires after {@code lockWatchdogTimeout} (30 s
- * by default, option {@code lock_watchdog_timeout_ms}) and Redisson's watchdog extends it every
- * third of that while the lock is held; with option {@code lease_from_scenario} the scenario's
- * lease is passed as {@code leaseTime} instead, and nothing renews it. The lock belongs to the
- * thread that took it (the key's field is the client's id and the thread's). No fencing token.
- * On a single Redis, or on Sentinel when lockbench gives sentinels ({@code topology =
- * "replicated"}).
+ * Taken without a lease time, as above, the key expires after {@code lockWatchdogTimeout} (30 s by
+ * default, option {@code lock_watchdog_timeout_ms}) and Redisson's watchdog extends it every third
+ * of that while the lock is held; with option {@code lease_from_scenario} the scenario's lease is
+ * passed as {@code leaseTime} instead, and nothing renews it. The lock belongs to the thread that
+ * took it (the key's field is the client's id and the thread's). No fencing token. On a single
+ * Redis, or on Sentinel when lockbench gives sentinels ({@code topology = "replicated"}).
  */
 final class RedissonDriver extends Driver {
   private RedissonClient redisson;
