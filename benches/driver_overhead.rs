@@ -73,6 +73,7 @@ fn own_loop(name: &str) -> Option<(std::path::PathBuf, Vec<String>, &'static str
         "redis-semaphore" => node("redis_semaphore.js"),
         "curator" => java("curator"),
         "redisson" => java("redisson"),
+        "hazelcast-fencedlock" => java("hazelcast"),
         _ => None,
     }
 }
@@ -164,6 +165,7 @@ fn main() {
         "redis-semaphore",
         "curator",
         "redisson",
+        "hazelcast-fencedlock",
     ];
     println!(
         "library              own loop µs   through lockbench µs   ratio   ({cycles} cycles, median of {rounds} rounds)"

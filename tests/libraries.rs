@@ -265,3 +265,67 @@ fn hazelcast_fencedlock_paused_past_its_session_loses_exclusion_but_its_fence_ho
     assert!(s.fencing.rejected > 0, "{:?}", s.fencing);
     assert_eq!(s.fencing.stale_accepted, 0, "{:?}", s.fencing);
 }
+
+/// An acquire that may not wait (timeout 0, as the property matrix's
+/// probes ask) is one attempt: granted on a free lock, `fail` on a held
+/// one. A deadline that has already passed would fail every request before
+/// it is sent (what redsync's LockContext and etcd's Mutex.Lock do with
+/// one), so the Go drivers make one try instead.
+#[test]
+fn an_acquire_without_waiting_is_one_attempt_for_every_library() {
+    use lockbench::backend::driver::HostPlace;
+    use lockbench::backend::{AcquireOptions, ClientConfig, Outcome};
+    use lockbench::cluster::Cluster;
+    use std::time::Duration;
+
+    let backends = [
+        "redsync",
+        "etcd-mutex",
+        "node-redlock",
+        "curator",
+        "redisson",
+    ];
+    if !libraries_installed(&backends) {
+        return;
+    }
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    for name in backends {
+        let info = lockbench::backend::info(name).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        rt.block_on(async {
+            let kind = info.server.unwrap();
+            let mut cluster = Cluster::start(kind, info.servers, dir.path())
+                .await
+                .unwrap();
+            let place = HostPlace {
+                host: 1,
+                log_dir: dir.path().to_path_buf(),
+            };
+            let backend = info.build_for(cluster.endpoints(), place).await.unwrap();
+            let config = |id| ClientConfig {
+                id,
+                seed: 1,
+                op_timeout: Duration::from_secs(2),
+            };
+            let mut a = backend.client(config(0)).await.unwrap();
+            let mut b = backend.client(config(1)).await.unwrap();
+            let now = AcquireOptions {
+                lease: Duration::from_secs(10),
+                timeout: Duration::ZERO,
+            };
+            let Outcome::Ok(g) = a.acquire("k", &now).await else {
+                panic!("{name}: a free lock was not granted without waiting");
+            };
+            match b.acquire("k", &now).await {
+                Outcome::Fail(_) => {}
+                other => panic!("{name}: a held lock gave {other:?}, not fail"),
+            }
+            assert!(matches!(a.release(&g).await, Outcome::Ok(_)), "{name}");
+            let Outcome::Ok(g) = b.acquire("k", &now).await else {
+                panic!("{name}: the released lock was not granted");
+            };
+            let _ = b.release(&g).await;
+            cluster.stop();
+        });
+    }
+}

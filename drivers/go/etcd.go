@@ -136,7 +136,12 @@ func (e *etcdMutex) sessionFor(ctx context.Context, client uint64, leaseMs int64
 }
 
 func (e *etcdMutex) acquire(client uint64, key string, leaseMs, timeoutMs int64) (reply, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(timeoutMs)*time.Millisecond)
+	// No wait: one attempt (TryLock), under the request timeout.
+	wait := time.Duration(timeoutMs) * time.Millisecond
+	if timeoutMs <= 0 {
+		wait = time.Duration(e.opts.DialTimeoutMs) * time.Millisecond
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
 	c, err := e.sessionFor(ctx, client, leaseMs)
 	if err != nil {
@@ -146,7 +151,11 @@ func (e *etcdMutex) acquire(client uint64, key string, leaseMs, timeoutMs int64)
 		return nil, err
 	}
 	m := concurrency.NewMutex(c.session, "/lockbench/"+key+"/")
-	if err := m.Lock(ctx); err != nil {
+	lock := m.Lock
+	if timeoutMs <= 0 {
+		lock = m.TryLock
+	}
+	if err := lock(ctx); err != nil {
 		// Lock deletes its key when its wait fails; when the request
 		// itself failed, the key may exist without our knowing: delete it
 		// (a delete of a missing key succeeds), and only then is the
@@ -158,7 +167,7 @@ func (e *etcdMutex) acquire(client uint64, key string, leaseMs, timeoutMs int64)
 				return nil, fmt.Errorf("%v; cleaning up %q: %v", err, key, derr)
 			}
 		}
-		if errors.Is(err, context.DeadlineExceeded) {
+		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, concurrency.ErrLocked) {
 			return nil, errBusy
 		}
 		return nil, fail("%v", err)

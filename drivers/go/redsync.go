@@ -80,9 +80,17 @@ func (r *redsyncLock) acquire(client uint64, key string, leaseMs, timeoutMs int6
 	m := r.rs.NewMutex(key,
 		redsync.WithExpiry(time.Duration(leaseMs)*time.Millisecond),
 		redsync.WithTries(math.MaxInt32))
-	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(timeoutMs)*time.Millisecond)
-	defer cancel()
-	if err := m.LockContext(ctx); err != nil {
+	var err error
+	if timeoutMs <= 0 {
+		// No wait: one attempt, as TryLock makes it (a deadline already
+		// passed would fail every master's request before it is sent).
+		err = m.TryLockContext(context.Background())
+	} else {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Duration(timeoutMs)*time.Millisecond)
+		defer cancel()
+		err = m.LockContext(ctx)
+	}
+	if err != nil {
 		// A failed attempt releases what it took on every master before
 		// it tries again or gives up; a master that did not answer may
 		// still hold its key until the expiry, but not a majority.

@@ -128,7 +128,17 @@ pub(super) async fn measure(
         ));
     }
     let shape = info.and_then(|i| i.replicated);
-    let target = match target(fault, shape) {
+    let servers = info.map_or(1, |i| i.servers);
+    // Several servers that are not a topology lockbench can cut apart
+    // (Hazelcast's CP members): a member can be lost, not cut.
+    let target = if fault == MemberFault::Cut && shape.is_none() && servers > 1 {
+        Err(format!(
+            "not measured ({servers} servers, but no replicated topology lockbench can cut)"
+        ))
+    } else {
+        target(fault, shape)
+    };
+    let target = match target {
         Ok(t) => t,
         Err(why) => {
             return Ok(Cell::new(
@@ -190,7 +200,7 @@ pub(super) async fn measure(
         }
     };
     let window = window_of(&summary, fault);
-    let cell = judge(&summary, window, fault, shape, target);
+    let cell = judge(&summary, window, fault, shape, servers, target);
     Ok(cell.linked(Some(relative(dir, &run_dir.join("index.html")))))
 }
 
@@ -238,6 +248,7 @@ fn judge(
     window: std::result::Result<Window, String>,
     fault: MemberFault,
     shape: Option<Shape>,
+    servers: usize,
     target: &str,
 ) -> Cell {
     let record = summary
@@ -250,6 +261,7 @@ fn judge(
             let k = record.map_or(0, |r| r.targets.len());
             format!("{hit}: {k} of {n} masters, a minority")
         }
+        None if servers > 1 => format!("{hit}, one of its {servers} servers"),
         None => format!("{hit}, the only server"),
         Some(_) => hit.clone(),
     };
