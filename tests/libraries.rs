@@ -55,6 +55,7 @@ fn every_shipped_library_keeps_exclusion_and_names_its_version() {
         "redis-semaphore",
         "curator",
         "redisson",
+        "redisson-fenced",
         "hazelcast-fencedlock",
     ];
     if !libraries_installed(&backends) {
@@ -75,6 +76,7 @@ fn every_shipped_library_keeps_exclusion_and_names_its_version() {
         ("redis-semaphore", "redis-semaphore"),
         ("curator", "curator"),
         ("redisson", "redisson"),
+        ("redisson-fenced", "redisson"),
         ("hazelcast-fencedlock", "hazelcast"),
     ];
     for (backend, library) in libraries {
@@ -153,15 +155,21 @@ fn redisson_paused_past_its_watchdog_timeout_loses_exclusion() {
         out.path(),
         &[],
     );
-    let (_, s) = summary(
-        out.path(),
-        "redisson-watchdog-pause",
-        "redisson-watchdog-2s",
-    );
-    assert_eq!(s.verdict, Verdict::Invalid);
-    assert!(s.violations > 0);
-    let l = s.library.as_ref().expect("named by its driver");
-    assert_eq!(l.name, "redisson");
+    for backend in ["redisson-watchdog-2s", "redisson-fenced-watchdog-2s"] {
+        let (_, s) = summary(out.path(), "redisson-watchdog-pause", backend);
+        assert_eq!(s.verdict, Verdict::Invalid, "{backend}");
+        assert!(s.violations > 0, "{backend}");
+        let l = s.library.as_ref().expect("named by its driver");
+        assert_eq!(l.name, "redisson");
+        // RLock has no token: the woken holder's write goes through;
+        // RFencedLock's token lets the resource refuse it.
+        let want = if backend.contains("fenced") {
+            FencingOutcome::ExclusionViolatedResourceSafe
+        } else {
+            FencingOutcome::NoFence
+        };
+        assert_eq!(s.fencing.outcome, want, "{backend}: {:?}", s.fencing);
+    }
 }
 
 #[test]

@@ -312,6 +312,19 @@ pub(super) fn backends() -> Vec<BackendInfo> {
         })
         .notified("pub/sub message on unlock"),
         java_driver(
+            "redisson-fenced",
+            "redisson",
+            json!({"fenced": true}),
+            ServerKind::Redis,
+            1,
+            "Redisson's RFencedLock: RLock plus a token from a counter in Redis, incremented with every grant; the watchdog as RLock's",
+        )
+        .replicated(Shape::Sentinel {
+            replicas: 2,
+            sentinels: 3,
+        })
+        .notified("pub/sub message on unlock"),
+        java_driver(
             "hazelcast-fencedlock",
             "hazelcast",
             json!({}),

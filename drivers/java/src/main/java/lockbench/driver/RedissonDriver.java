@@ -7,6 +7,7 @@ import java.util.Map;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.TimeUnit;
 import org.redisson.Redisson;
+import org.redisson.api.RFencedLock;
 import org.redisson.api.RLock;
 import org.redisson.api.RedissonClient;
 import org.redisson.config.Config;
@@ -25,12 +26,14 @@ import org.redisson.config.SentinelServersConfig;
  * default, option {@code lock_watchdog_timeout_ms}) and Redisson's watchdog extends it every third
  * of that while the lock is held; with option {@code lease_from_scenario} the scenario's lease is
  * passed as {@code leaseTime} instead, and nothing renews it. The lock belongs to the thread that
- * took it (the key's field is the client's id and the thread's). No fencing token. On a single
+ * took it (the key's field is the client's id and the thread's). No fencing token, unless option
+ * {@code fenced} asks for {@code RFencedLock}, whose token grows with every grant. On a single
  * Redis, or on Sentinel when lockbench gives sentinels ({@code topology = "replicated"}).
  */
 final class RedissonDriver extends Driver {
   private RedissonClient redisson;
   private boolean leaseFromScenario;
+  private boolean fenced;
   private final Map<String, RLock> held = new ConcurrentHashMap<>();
 
   @Override
@@ -47,6 +50,7 @@ final class RedissonDriver extends Driver {
   public void start(List<Server> servers, JsonNode options) throws Exception {
     int timeout = options.path("socket_timeout_ms").asInt(1000);
     leaseFromScenario = options.path("lease_from_scenario").asBoolean(false);
+    fenced = options.path("fenced").asBoolean(false);
     Config config = new Config();
     config.setLockWatchdogTimeout(options.path("lock_watchdog_timeout_ms").asLong(30_000));
     List<Server> sentinels = servers.stream().filter(s -> s.name().startsWith("sentinel")).toList();
@@ -78,6 +82,9 @@ final class RedissonDriver extends Driver {
   @Override
   public ObjectNode acquire(long client, String key, long leaseMs, long timeoutMs)
       throws Exception {
+    if (fenced) {
+      return acquireFenced(client, key, leaseMs, timeoutMs);
+    }
     RLock lock = redisson.getLock(key);
     boolean got =
         leaseFromScenario
@@ -88,6 +95,28 @@ final class RedissonDriver extends Driver {
     }
     held.put(id(client, key), lock);
     ObjectNode out = body().put("token", redisson.getId() + ":" + Thread.currentThread().getId());
+    if (leaseFromScenario) {
+      out.put("lease_ms", leaseMs);
+    }
+    return out;
+  }
+
+  /**
+   * {@code RFencedLock} (option {@code fenced}): the same lock, plus a token from a counter the
+   * lock keeps in Redis, incremented with every grant.
+   */
+  private ObjectNode acquireFenced(long client, String key, long leaseMs, long timeoutMs)
+      throws Exception {
+    RFencedLock lock = redisson.getFencedLock(key);
+    Long token =
+        leaseFromScenario
+            ? lock.tryLockAndGetToken(timeoutMs, Math.max(leaseMs, 1), TimeUnit.MILLISECONDS)
+            : lock.tryLockAndGetToken(timeoutMs, TimeUnit.MILLISECONDS);
+    if (token == null) {
+      return null;
+    }
+    held.put(id(client, key), lock);
+    ObjectNode out = body().put("token", "c" + client + "-" + token).put("fence", token);
     if (leaseFromScenario) {
       out.put("lease_ms", leaseMs);
     }
