@@ -117,8 +117,7 @@ fn config(port: u16, ports: &[u16]) -> String {
     )
 }
 
-/// The version in the jar's name (`hazelcast-5.4.0.jar`), or what its
-/// directory's `VERSION` file says.
+/// The version the JVM drivers' build wrote beside the jar (`VERSION`).
 fn version(jar: &Path) -> String {
     std::fs::read_to_string(jar.with_file_name("VERSION"))
         .ok()

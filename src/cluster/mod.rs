@@ -245,16 +245,21 @@ pub async fn start_server_with_clock(
     name: &str,
     log_dir: &Path,
 ) -> Result<(ServerProcess, String, SkewControl)> {
-    kind.skew_support().map_err(|message| Error::Backend {
-        backend: kind.name().into(),
-        endpoint: String::new(),
-        message: format!("cannot skew this server's clock: {message}"),
-    })?;
+    require_skew(kind)?;
     let (server, version, clock) = start_server_inner(kind, name, log_dir, true).await?;
     match clock {
         Some(clock) => Ok((server, version, clock)),
         None => Err(server.start_error("started without its clock control")),
     }
+}
+
+/// Fails, saying why, when servers of `kind` cannot run with a skewed clock.
+fn require_skew(kind: ServerKind) -> Result<()> {
+    kind.skew_support().map_err(|message| Error::Backend {
+        backend: kind.name().into(),
+        endpoint: String::new(),
+        message: format!("cannot skew this server's clock: {message}"),
+    })
 }
 
 async fn start_server_inner(
@@ -393,14 +398,10 @@ impl Cluster {
             kind: Some(kind),
             ..Cluster::default()
         };
+        if with_clock {
+            require_skew(kind)?;
+        }
         if kind == ServerKind::Hazelcast {
-            if with_clock {
-                kind.skew_support().map_err(|message| Error::Backend {
-                    backend: kind.name().into(),
-                    endpoint: String::new(),
-                    message: format!("cannot skew this server's clock: {message}"),
-                })?;
-            }
             for (server, version) in hazelcast::start_members(count, log_dir).await? {
                 cluster.push_started(server, version, log_dir);
             }

@@ -93,8 +93,17 @@ pub(super) fn topology(info: &backend::BackendInfo) -> Option<String> {
 }
 
 /// The member a fault targets in `shape`, or why the fault does not apply.
-fn target(fault: MemberFault, shape: Option<Shape>) -> std::result::Result<&'static str, String> {
+fn target(
+    fault: MemberFault,
+    shape: Option<Shape>,
+    servers: usize,
+) -> std::result::Result<&'static str, String> {
     match (fault, shape) {
+        // Several servers that are not a topology lockbench can cut apart
+        // (Hazelcast's CP members): a member can be lost, not cut.
+        (MemberFault::Cut, None) if servers > 1 => Err(format!(
+            "not measured ({servers} servers, but no replicated topology lockbench can cut)"
+        )),
         // Independent masters: nobody leads, and nothing links them.
         (MemberFault::Cut, Some(Shape::Masters(n))) => {
             Err(format!("no peers ({n} independent masters)"))
@@ -129,16 +138,7 @@ pub(super) async fn measure(
     }
     let shape = info.and_then(|i| i.replicated);
     let servers = info.map_or(1, |i| i.servers);
-    // Several servers that are not a topology lockbench can cut apart
-    // (Hazelcast's CP members): a member can be lost, not cut.
-    let target = if fault == MemberFault::Cut && shape.is_none() && servers > 1 {
-        Err(format!(
-            "not measured ({servers} servers, but no replicated topology lockbench can cut)"
-        ))
-    } else {
-        target(fault, shape)
-    };
-    let target = match target {
+    let target = match target(fault, shape, servers) {
         Ok(t) => t,
         Err(why) => {
             return Ok(Cell::new(
@@ -355,14 +355,14 @@ mod tests {
     #[test]
     fn each_topology_has_its_target() {
         let ensemble = Some(Shape::Ensemble(3));
-        assert_eq!(target(MemberFault::Lost, ensemble), Ok("leader"));
-        assert_eq!(target(MemberFault::Cut, ensemble), Ok("leader"));
+        assert_eq!(target(MemberFault::Lost, ensemble, 1), Ok("leader"));
+        assert_eq!(target(MemberFault::Cut, ensemble, 1), Ok("leader"));
         let masters = Some(Shape::Masters(5));
-        assert_eq!(target(MemberFault::Lost, masters), Ok("minority"));
-        assert!(target(MemberFault::Cut, masters).is_err());
-        assert_eq!(target(MemberFault::Lost, None), Ok("server-1"));
+        assert_eq!(target(MemberFault::Lost, masters, 1), Ok("minority"));
+        assert!(target(MemberFault::Cut, masters, 1).is_err());
+        assert_eq!(target(MemberFault::Lost, None, 1), Ok("server-1"));
         assert_eq!(
-            target(MemberFault::Cut, None),
+            target(MemberFault::Cut, None, 1),
             Err("no peers (single server)".to_string())
         );
     }
