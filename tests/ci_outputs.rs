@@ -250,7 +250,7 @@ fn a_full_disk_stops_the_run_and_keeps_its_prefix() {
     let run_dir = common::run_dir(&copy, "full", "inproc");
     let check = common::lockbench()
         .arg("check")
-        .arg(run_dir.join("history.jsonl"))
+        .arg(lockbench::history::history_in(&run_dir))
         .output()
         .unwrap();
     assert_eq!(check.status.code(), Some(0), "{}", describe(&check));

@@ -59,7 +59,7 @@ fn describe(o: &Output) -> String {
 }
 
 fn events(run_dir: &Path) -> Vec<Event> {
-    read_jsonl(&run_dir.join("history.jsonl"))
+    read_jsonl(&lockbench::history::history_in(run_dir))
         .expect("the history reads back whole")
         .events
 }
@@ -68,7 +68,7 @@ fn events(run_dir: &Path) -> Vec<Event> {
 fn check(run_dir: &Path) -> Option<i32> {
     common::lockbench()
         .arg("check")
-        .arg(run_dir.join("history.jsonl"))
+        .arg(lockbench::history::history_in(run_dir))
         .output()
         .expect("run lockbench check")
         .status

@@ -100,7 +100,9 @@ fn every_shipped_library_keeps_exclusion_and_names_its_version() {
 /// In `run_dir`'s history: the first `lost`, and a grant to another client
 /// before it.
 fn lost_after_another_grant(dir: &Path) {
-    let events = read_jsonl(&dir.join("history.jsonl")).unwrap().events;
+    let events = read_jsonl(&lockbench::history::history_in(dir))
+        .unwrap()
+        .events;
     let lost = events
         .iter()
         .find(|e| e.f == F::Lost)

@@ -27,7 +27,7 @@ fn run_shipped(
 }
 
 fn nemesis_events(run_dir: &Path) -> Vec<String> {
-    lockbench::history::read_jsonl(&run_dir.join("history.jsonl"))
+    lockbench::history::read_jsonl(&lockbench::history::history_in(run_dir))
         .unwrap()
         .events
         .into_iter()
@@ -56,7 +56,7 @@ fn killing_redis_without_persistence_breaks_exclusion() {
         nemesis_events(&dir),
         vec!["kill-server", "restart-server", "restart-server"]
     );
-    let kinds: Vec<OpType> = lockbench::history::read_jsonl(&dir.join("history.jsonl"))
+    let kinds: Vec<OpType> = lockbench::history::read_jsonl(&lockbench::history::history_in(&dir))
         .unwrap()
         .events
         .into_iter()
@@ -143,7 +143,7 @@ fn a_partitioned_host_times_out_and_exclusion_holds() {
     assert!(infos > 0, "{:?}", s.ops);
     // After the heal (and at most a lease), clients acquire again.
     let end = s.faults[0].end_ns.unwrap();
-    let after = lockbench::history::read_jsonl(&dir.join("history.jsonl"))
+    let after = lockbench::history::read_jsonl(&lockbench::history::history_in(&dir))
         .unwrap()
         .events
         .iter()
@@ -203,7 +203,7 @@ fn faults_that_cannot_apply_are_refused_at_validation() {
 }
 
 fn events(run_dir: &Path) -> Vec<lockbench::history::Event> {
-    lockbench::history::read_jsonl(&run_dir.join("history.jsonl"))
+    lockbench::history::read_jsonl(&lockbench::history::history_in(run_dir))
         .unwrap()
         .events
 }

@@ -131,17 +131,37 @@ fn check_and_export_cli() {
     let out = tmp.path().join("reports");
     let sc = write_scenario(tmp.path(), "hist", "\"inproc\"", "valid");
     run_ok(&out, &sc);
-    let history = run_dirs(&out, "hist", "inproc")[0].join("history.jsonl");
-    let o = common::lockbench()
-        .arg("check")
-        .arg(&history)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&o.stdout);
-    assert_eq!(o.status.code(), Some(0), "{stdout}");
-    for line in ["ownership:", "fencing:", "liveness:"] {
-        assert!(stdout.contains(line), "{stdout}");
+    let run_dir = run_dirs(&out, "hist", "inproc")[0].clone();
+    // Compressed by default.
+    let history = run_dir.join("history.jsonl.zst");
+    assert!(
+        history.exists(),
+        "no history.jsonl.zst in {}",
+        run_dir.display()
+    );
+    assert!(!run_dir.join("history.jsonl").exists());
+    // Its plain text, as `zstdcat` would print it: every reader takes
+    // both, by content, whatever the name.
+    let plain = tmp.path().join("plain-named.jsonl.zst");
+    let mut text = Vec::new();
+    std::io::Read::read_to_end(
+        &mut lockbench::history::open_history(&history).unwrap(),
+        &mut text,
+    )
+    .unwrap();
+    assert!(text.starts_with(b"{\"index\":0,"));
+    std::fs::write(&plain, &text).unwrap();
+    let mut outputs = Vec::new();
+    for h in [&history, &plain] {
+        let o = common::lockbench().arg("check").arg(h).output().unwrap();
+        let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
+        assert_eq!(o.status.code(), Some(0), "{stdout}");
+        for line in ["ownership:", "fencing:", "liveness:"] {
+            assert!(stdout.contains(line), "{stdout}");
+        }
+        outputs.push(stdout);
     }
+    assert_eq!(outputs[0], outputs[1], "the same history, two forms");
     let ops = tmp.path().join("ops.json");
     let o = common::lockbench()
         .args(["export", "--format", "porcupine"])
@@ -159,6 +179,24 @@ fn check_and_export_cli() {
     let parsed: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&ops).unwrap()).unwrap();
     assert!(!parsed.as_array().unwrap().is_empty());
+
+    // On request, plain text.
+    let plain_out = tmp.path().join("plain");
+    let sc = sc.to_str().expect("a UTF-8 temp path");
+    common::run_shipped_ok(
+        sc,
+        &plain_out,
+        &["--no-progress", "--history-format", "jsonl"],
+    );
+    let plain_run = run_dirs(&plain_out, "hist", "inproc")[0].clone();
+    assert!(plain_run.join("history.jsonl").exists());
+    assert!(!plain_run.join("history.jsonl.zst").exists());
+    let o = common::lockbench()
+        .arg("check")
+        .arg(plain_run.join("history.jsonl"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0));
 
     let missing = tmp.path().join("missing.jsonl");
     for args in [vec!["check"], vec!["export", "--format", "porcupine"]] {

@@ -46,7 +46,7 @@ fn quick_scenario_is_valid_for_inproc_and_redis() {
         assert_eq!(s.seed, 20261121);
         let html = std::fs::read_to_string(dir.join("index.html")).unwrap();
         assert!(html.contains("<svg"), "{backend}: the report has no chart");
-        assert_eq!(check_exit(&dir.join("history.jsonl")), Some(0));
+        assert_eq!(check_exit(&lockbench::history::history_in(&dir)), Some(0));
         if backend == "redis" {
             assert!(dir.join("redis-1.log").exists());
             assert!(
@@ -77,7 +77,11 @@ fn broken_recipe_is_caught_and_that_is_what_it_expects() {
         assert_ne!(w.first.process, w.second.process);
         assert!(w.second.start_ns < w.first.end_ns.unwrap_or(u64::MAX));
         // The history alone proves it again.
-        assert_eq!(check_exit(&dir.join("history.jsonl")), Some(1), "{backend}");
+        assert_eq!(
+            check_exit(&lockbench::history::history_in(&dir)),
+            Some(1),
+            "{backend}"
+        );
         let html = std::fs::read_to_string(dir.join("index.html")).unwrap();
         assert!(html.contains("invalid"), "{backend}");
     }
@@ -164,8 +168,8 @@ fn start_long_run(dir: &Path) -> (Running, std::path::PathBuf, u32) {
         let Some(pid) = v[0]["pid"].as_u64() else {
             continue;
         };
-        let lines = std::fs::File::open(run.join("history.jsonl"))
-            .map(|f| std::io::BufReader::new(f).lines().count())
+        let lines = lockbench::history::open_history(&lockbench::history::history_in(&run))
+            .map(|r| r.lines().count())
             .unwrap_or(0);
         if lines > 200 {
             return (child, run, pid as u32);
@@ -192,9 +196,9 @@ fn sigkill_leaves_no_server_and_a_readable_history_prefix() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    let history = lockbench::history::read_jsonl(&run.join("history.jsonl")).unwrap();
+    let history = lockbench::history::read_jsonl(&lockbench::history::history_in(&run)).unwrap();
     assert!(history.events.len() > 200, "{}", history.events.len());
-    let code = check_exit(&run.join("history.jsonl"));
+    let code = check_exit(&lockbench::history::history_in(&run));
     assert_eq!(
         code,
         Some(0),

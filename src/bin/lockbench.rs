@@ -65,6 +65,7 @@ fn main() -> ExitCode {
                 junit,
                 summary_md,
                 json,
+                history_format,
                 gate,
             } => {
                 let cancel = CancellationToken::new();
@@ -87,6 +88,7 @@ fn main() -> ExitCode {
                             .or_else(|| std::env::var_os("GITHUB_STEP_SUMMARY").map(Into::into)),
                         json,
                     },
+                    history_format: history_format.into(),
                 })
                 .await
             }

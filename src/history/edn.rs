@@ -237,9 +237,11 @@ impl<'a> Parser<'a> {
     }
 }
 
-/// Reads a Jepsen `history.edn` file.
+/// Reads a Jepsen `history.edn` file (plain or zstd, by content).
 pub fn read_edn(path: &Path) -> Result<History> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut super::reader::open_history(path)?, &mut bytes)
+        .map_err(|e| Error::io(path, e))?;
     let text = String::from_utf8(bytes).map_err(|e| {
         let at = e.utf8_error().valid_up_to();
         let bytes = e.as_bytes();

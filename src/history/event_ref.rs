@@ -6,7 +6,7 @@ use std::path::Path;
 
 use super::reader::read_lines;
 use super::{Event, F, OpType, Process, StreamStats};
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// The function of an event, borrowed: what the checkers need of `F`
 /// without allocating for each event.
@@ -139,9 +139,7 @@ impl<'a> EventRef<'a> {
 /// [`super::stream_jsonl`] would. The same framing as every reader
 /// (`read_lines`): a cut last line is the end of a killed run.
 pub fn stream_refs(path: &Path, mut each: impl FnMut(&EventRef<'_>)) -> Result<StreamStats> {
-    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let reader = std::io::BufReader::with_capacity(1 << 16, file);
-    read_lines(path, reader, |text| {
+    read_lines(path, super::reader::open_history(path)?, |text| {
         if let Some(ev) = fast::parse(text) {
             each(&ev);
             return Ok(());

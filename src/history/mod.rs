@@ -15,5 +15,8 @@ pub mod synthetic;
 pub use edn::{parse_edn, read_edn};
 pub use event::{Event, F, OpType, Process};
 pub use event_ref::{EventRef, FnRef, stream_refs};
-pub use reader::{History, StreamStats, parse_jsonl, read_jsonl, stream_jsonl};
-pub use recorder::{Clock, Recorder, RecorderHandle};
+pub use reader::{
+    HISTORY_FILES, History, StreamStats, history_in, open_history, parse_jsonl, read_jsonl,
+    stream_jsonl,
+};
+pub use recorder::{Clock, HistoryFormat, Recorder, RecorderHandle};

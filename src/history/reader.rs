@@ -23,7 +23,59 @@ pub struct StreamStats {
     pub truncated: bool,
 }
 
-/// Reads a `history.jsonl` file into memory.
+/// The first four bytes of every zstd frame.
+const ZSTD_MAGIC: [u8; 4] = [0x28, 0xB5, 0x2F, 0xFD];
+
+/// The file names a run directory's history may have, preferred first.
+pub const HISTORY_FILES: [&str; 2] = ["history.jsonl.zst", "history.jsonl"];
+
+/// The history of a run directory: `history.jsonl.zst` or
+/// `history.jsonl`, whichever is there (the first when both are); when
+/// neither is, the plain name, so an error about it names what is missing.
+pub fn history_in(run_dir: &Path) -> std::path::PathBuf {
+    HISTORY_FILES
+        .iter()
+        .map(|name| run_dir.join(name))
+        .find(|p| p.exists())
+        .unwrap_or_else(|| run_dir.join(HISTORY_FILES[1]))
+}
+
+/// Opens a history for reading, plain or zstd-compressed, told apart by
+/// content (a zstd frame's magic number), not by name.
+///
+/// A compressed history cut short by a killed run (its last frame
+/// unfinished) reads as the text decoded up to the cut: the line reader
+/// then sees a prefix, exactly as for a plain file cut mid-line.
+pub fn open_history(path: &Path) -> Result<Box<dyn BufRead + Send>> {
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut reader = std::io::BufReader::with_capacity(1 << 16, file);
+    let head = reader.fill_buf().map_err(|e| Error::io(path, e))?;
+    if head.starts_with(&ZSTD_MAGIC) {
+        let decoder =
+            zstd::stream::read::Decoder::with_buffer(reader).map_err(|e| Error::io(path, e))?;
+        Ok(Box::new(std::io::BufReader::with_capacity(
+            1 << 16,
+            CutEnd(decoder),
+        )))
+    } else {
+        Ok(Box::new(reader))
+    }
+}
+
+/// A decoder whose unfinished last frame is the end of the stream: what a
+/// killed writer left is a prefix, not an error. Corrupt data still is one.
+struct CutEnd<R>(R);
+
+impl<R: std::io::Read> std::io::Read for CutEnd<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self.0.read(buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(0),
+            other => other,
+        }
+    }
+}
+
+/// Reads a history file (plain or zstd) into memory.
 pub fn read_jsonl(path: &Path) -> Result<History> {
     let mut history = History::default();
     let stats = stream_jsonl(path, |e| history.events.push(e))?;
@@ -41,11 +93,10 @@ pub fn parse_jsonl(path: &Path, text: &str) -> Result<History> {
     Ok(history)
 }
 
-/// Hands each event of a `history.jsonl` file to `each`, in file order,
-/// holding one line in memory at a time.
+/// Hands each event of a history file (plain or zstd) to `each`, in file
+/// order, holding one line in memory at a time.
 pub fn stream_jsonl(path: &Path, each: impl FnMut(Event)) -> Result<StreamStats> {
-    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    stream_lines(path, std::io::BufReader::with_capacity(1 << 16, file), each)
+    stream_lines(path, open_history(path)?, each)
 }
 
 /// Hands each event of `reader` to `each`, in order.

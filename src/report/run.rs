@@ -196,14 +196,14 @@ fn witnesses(s: &Summary) -> String {
         let _ = writeln!(
             out,
             "<p class=\"note\">The first {} of {} violations, each with the events that prove it \
-             (event numbers are the <code>index</code> fields in <code>history.jsonl</code>).</p>",
+             (event numbers are the <code>index</code> fields of the history).</p>",
             fmt_count(shown),
             fmt_count(s.violations)
         );
     } else {
         out.push_str(
             "<p class=\"note\">Each with the events that prove it (event numbers are the \
-             <code>index</code> fields in <code>history.jsonl</code>).</p>\n",
+             <code>index</code> fields of the history).</p>\n",
         );
     }
     out.push_str("<ol class=\"witnesses\">\n");

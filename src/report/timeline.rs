@@ -36,7 +36,7 @@ const BOTTOM: f64 = 64.0;
 
 /// The timeline section of the run page for the run in `run_dir`.
 pub(crate) fn section(run_dir: &Path, s: &Summary) -> String {
-    let history = run_dir.join("history.jsonl");
+    let history = crate::history::history_in(run_dir);
     let mut tracker = HoldTracker::new();
     let mut broken = None;
     let mut end_ns = 0u64;

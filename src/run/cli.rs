@@ -69,6 +69,12 @@ pub enum Command {
         /// goes to stderr).
         #[arg(long)]
         json: bool,
+        /// How each run's history is stored: `zstd` writes
+        /// history.jsonl.zst (about 7× smaller; `zstdcat` prints it, and
+        /// every lockbench command reads it), `jsonl` writes plain
+        /// history.jsonl.
+        #[arg(long, value_enum, value_name = "FORMAT", default_value_t = HistoryArg::Zstd)]
+        history_format: HistoryArg,
         /// The regression gate.
         #[command(flatten)]
         gate: Gate,
@@ -119,6 +125,24 @@ pub enum Command {
         #[command(flatten)]
         gate: Gate,
     },
+}
+
+/// How `lockbench run` stores histories.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum HistoryArg {
+    /// history.jsonl.zst: zstd frames, each closed within a second.
+    Zstd,
+    /// history.jsonl: plain text.
+    Jsonl,
+}
+
+impl From<HistoryArg> for crate::history::HistoryFormat {
+    fn from(a: HistoryArg) -> Self {
+        match a {
+            HistoryArg::Zstd => crate::history::HistoryFormat::Zstd,
+            HistoryArg::Jsonl => crate::history::HistoryFormat::Jsonl,
+        }
+    }
 }
 
 /// The forms `lockbench export` writes.

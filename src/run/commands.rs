@@ -11,7 +11,7 @@ use super::{RunOptions, RunOutcome, run_backend, run_matrix};
 use crate::backend;
 use crate::check::{self, Verdict};
 use crate::error::{Error, Result};
-use crate::history::{self, Event};
+use crate::history::{self, Event, HistoryFormat};
 use crate::report::{self, baseline};
 use crate::scenario::{Mode, Scenario};
 use crate::summary::Summary;
@@ -80,6 +80,8 @@ pub struct RunArgs {
     pub gate: Gate,
     /// Where results go for CI.
     pub ci: CiOutputs,
+    /// How histories are stored.
+    pub history_format: HistoryFormat,
 }
 
 /// Results for CI systems and scripts.
@@ -144,6 +146,7 @@ pub async fn run_scenarios(args: RunArgs) -> Result<u8> {
         cancel,
         gate,
         ci,
+        history_format,
     } = args;
     let say = Say { to_stderr: ci.json };
     if let Some(dir) = &gate.baseline
@@ -194,6 +197,7 @@ pub async fn run_scenarios(args: RunArgs) -> Result<u8> {
         cancel: cancel.clone(),
         require_backends,
         human_to_stderr: ci.json,
+        history_format,
     };
     let mut records: Vec<report::ci::Record> = Vec::new();
     let mut mismatches = Vec::new();

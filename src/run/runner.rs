@@ -19,7 +19,7 @@ use crate::cluster::Topology;
 use crate::cluster::{self, Cluster};
 use crate::error::{Error, Result};
 use crate::fault::nemesis::{self, Links};
-use crate::history::{Clock, Recorder, RecorderHandle};
+use crate::history::{Clock, HistoryFormat, Recorder, RecorderHandle};
 use crate::metrics::Metrics;
 use crate::scenario::Scenario;
 use crate::summary::{LostUpdates, Summary};
@@ -41,6 +41,9 @@ pub struct RunOptions {
     pub require_backends: bool,
     /// Human progress lines go to stderr (stdout carries JSON lines).
     pub human_to_stderr: bool,
+    /// How histories are stored: `history.jsonl.zst` (the default) or
+    /// plain `history.jsonl`.
+    pub history_format: HistoryFormat,
 }
 
 impl Default for RunOptions {
@@ -51,6 +54,7 @@ impl Default for RunOptions {
             cancel: CancellationToken::new(),
             require_backends: false,
             human_to_stderr: false,
+            history_format: HistoryFormat::default(),
         }
     }
 }
@@ -182,7 +186,7 @@ pub async fn run_with(
     )
     .await?;
     let analysis = if scenario.history {
-        Some(analyze_file(&run_dir.join("history.jsonl"), scenario).await?)
+        Some(analyze_file(&run_dir.join(opts.history_format.file_name()), scenario).await?)
     } else {
         None
     };
@@ -209,7 +213,7 @@ pub async fn run_with(
             Err(e) => format!("and the summary of the prefix could not be written either: {e}"),
         };
         return Err(Error::io(
-            run_dir.join("history.jsonl"),
+            run_dir.join(opts.history_format.file_name()),
             std::io::Error::other(format!("the run stopped: {why}; {kept}")),
         ));
     }
@@ -333,10 +337,10 @@ async fn contend(
     // A crashed client's successor gets the next unused process id.
     let next_id = Arc::new(AtomicU64::new(u64::from(scenario.clients)));
 
-    let history_path = run_dir.join("history.jsonl");
+    let history_path = run_dir.join(opts.history_format.file_name());
     let clock = Clock::start();
     let (recorder, handle) = if scenario.history {
-        let (r, h) = Recorder::create(&history_path, HISTORY_CHANNEL, clock)?;
+        let (r, h) = Recorder::create(&history_path, opts.history_format, HISTORY_CHANNEL, clock)?;
         (Some(r), h)
     } else {
         (None, RecorderHandle::disabled())
