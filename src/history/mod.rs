@@ -19,4 +19,4 @@ pub use reader::{
     HISTORY_FILES, History, StreamStats, history_in, open_history, parse_jsonl, read_jsonl,
     stream_jsonl,
 };
-pub use recorder::{Clock, HistoryFormat, Recorder, RecorderHandle};
+pub use recorder::{Clock, HistoryFormat, KeyId, Op, OpF, Recorder, RecorderHandle};

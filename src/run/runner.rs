@@ -340,7 +340,13 @@ async fn contend(
     let history_path = run_dir.join(opts.history_format.file_name());
     let clock = Clock::start();
     let (recorder, handle) = if scenario.history {
-        let (r, h) = Recorder::create(&history_path, opts.history_format, HISTORY_CHANNEL, clock)?;
+        let (r, h) = Recorder::create(
+            &history_path,
+            opts.history_format,
+            HISTORY_CHANNEL,
+            clock,
+            &plan.keys,
+        )?;
         (Some(r), h)
     } else {
         (None, RecorderHandle::disabled())

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use super::{KeyChoice, ProtectedResource, Workload};
 use crate::backend::{AcquireOptions, Guard, LockClient, LostLock, Outcome};
 use crate::duration::TimeDist;
-use crate::history::{Clock, Event, F, OpType, Process, RecorderHandle};
+use crate::history::{Clock, Event, F, KeyId, Op, OpF, OpType, Process, RecorderHandle};
 use crate::metrics::{Counts, Metrics};
 
 /// What every client of a run shares: the workload's shape.
@@ -252,24 +252,47 @@ impl ClientTask {
         self.recorder.record(e).await;
     }
 
+    /// An operation on one of the run's keys (`plan.keys[key]`).
+    fn op(&self, kind: OpType, f: OpF, key: KeyId) -> Op {
+        Op::new(self.id, kind, f, key)
+    }
+
+    /// Records `op`, or, when it carries an error or a value beyond a
+    /// write's `accepted`, the same event in its general form.
+    async fn record_op(&mut self, op: Op, value: Option<serde_json::Value>, error: Option<String>) {
+        self.counts.count(&op.f.f(), op.kind);
+        if value.is_none() && error.is_none() {
+            self.recorder.record_op(op).await;
+        } else {
+            let mut e = op.to_event(0, &self.plan.keys);
+            if value.is_some() {
+                e.value = value;
+            }
+            e.error = error;
+            self.recorder.record(e).await;
+        }
+    }
+
+    /// Records the completion of an operation; `fill` completes an `ok`
+    /// and may give it a value.
     async fn record_outcome<T>(
         &mut self,
-        f: F,
-        key: &str,
+        f: OpF,
+        key: KeyId,
         out: &Outcome<T>,
-        fill: impl FnOnce(&mut Event, &T),
+        fill: impl FnOnce(&mut Op, &T) -> Option<serde_json::Value>,
     ) {
         let (kind, error) = match out {
             Outcome::Ok(_) => (OpType::Ok, None),
             Outcome::Fail(why) => (OpType::Fail, Some(why.clone())),
             Outcome::Info(why) => (OpType::Info, Some(why.clone())),
         };
-        let mut e = self.event(kind, f, key);
-        e.error = error;
-        if let Outcome::Ok(v) = out {
-            fill(&mut e, v);
-        }
-        self.record(e).await;
+        let mut op = self.op(kind, f, key);
+        let value = match out {
+            Outcome::Ok(v) => fill(&mut op, v),
+            _ => None,
+        };
+        self.record_op(op, value, error).await;
     }
 
     /// Records the `lost` events its library has sent so far; whether one
@@ -328,7 +351,7 @@ impl ClientTask {
     /// with the counter workload, read the counter first and write it back
     /// plus one after the hold). A lock its library says is gone is not
     /// acted on: no write.
-    async fn hold(&mut self, guard: &Guard) {
+    async fn hold(&mut self, guard: &Guard, key: KeyId) {
         let hold = self.plan.hold.sample(&mut self.rng);
         let read = match self.plan.workload {
             Workload::Counter => Some(self.resource.read(&guard.key)),
@@ -343,43 +366,36 @@ impl ClientTask {
         if self.record_lost(Some(&guard.key)).await {
             return;
         }
-        let mut invoke = self.event(OpType::Invoke, F::Write, &guard.key);
+        let mut invoke = self.op(OpType::Invoke, OpF::Write, key);
         invoke.fence = guard.fence;
-        self.record(invoke).await;
-        let (accepted, value) = match read {
+        self.record_op(invoke, None, None).await;
+        let mut ok = self.op(OpType::Ok, OpF::Write, key);
+        ok.fence = guard.fence;
+        let value = match read {
             Some(n) => {
                 let accepted = self.resource.write_counter(&guard.key, guard.fence, n + 1);
-                (
-                    accepted,
-                    serde_json::json!({ "accepted": accepted, "read": n, "wrote": n + 1 }),
-                )
+                Some(serde_json::json!({ "accepted": accepted, "read": n, "wrote": n + 1 }))
             }
             None => {
-                let accepted = self.resource.write(&guard.key, guard.fence);
-                (accepted, serde_json::json!({ "accepted": accepted }))
+                ok.accepted = Some(self.resource.write(&guard.key, guard.fence));
+                None
             }
         };
-        let _ = accepted;
-        let mut ok = self.event(OpType::Ok, F::Write, &guard.key);
-        ok.fence = guard.fence;
-        ok.value = Some(value);
-        self.record(ok).await;
+        self.record_op(ok, value, None).await;
     }
 
     /// Release, retrying a definite failure a few times while the lease
     /// lasts: a failed release did not happen, so we still hold the lock.
-    async fn release(&mut self, guard: &Guard, acquired: Instant) {
+    async fn release(&mut self, guard: &Guard, key: KeyId, acquired: Instant) {
         for attempt in 0..3 {
-            let mut invoke = self.event(OpType::Invoke, F::Release, &guard.key);
+            let mut invoke = self.op(OpType::Invoke, OpF::Release, key);
             invoke.fence = guard.fence;
             let invoked = Instant::now();
             self.set_holding(false);
-            self.record(invoke).await;
+            self.record_op(invoke, None, None).await;
             let out = unless_paused(&mut self.pause, self.lock.release(guard)).await;
-            self.record_outcome(F::Release, &guard.key, &out, |e, r| {
-                if !r.was_held {
-                    e.value = Some(serde_json::json!({ "was_held": false }));
-                }
+            self.record_outcome(OpF::Release, key, &out, |_, r| {
+                (!r.was_held).then(|| serde_json::json!({ "was_held": false }))
             })
             .await;
             match out {
@@ -475,19 +491,22 @@ impl ClientTask {
                 KeyChoice::Random => self.rng.random_range(0..n),
                 KeyChoice::Own => (self.id % n as u64) as usize,
             };
-            let key = self.plan.keys[i].clone();
+            let plan = self.plan.clone();
+            let key = plan.keys[i].as_str();
+            let key_id = KeyId(i as u32);
             self.record_lost(None).await;
-            let mut invoke = self.event(OpType::Invoke, F::Acquire, &key);
+            let mut invoke = self.op(OpType::Invoke, OpF::Acquire, key_id);
             invoke.lease_ms = Some(opts.lease.as_millis() as u64);
-            self.record(invoke).await;
-            let out = unless_paused(&mut self.pause, self.lock.acquire(&key, &opts)).await;
+            self.record_op(invoke, None, None).await;
+            let out = unless_paused(&mut self.pause, self.lock.acquire(key, &opts)).await;
             let done = Instant::now();
             if matches!(out, Outcome::Ok(_)) {
                 self.set_holding(true);
             }
-            self.record_outcome(F::Acquire, &key, &out, |e, g| {
-                e.fence = g.fence;
-                e.lease_ms = g.lease.map(|l| l.as_millis() as u64);
+            self.record_outcome(OpF::Acquire, key_id, &out, |op, g| {
+                op.fence = g.fence;
+                op.lease_ms = g.lease.map(|l| l.as_millis() as u64);
+                None
             })
             .await;
             if let Outcome::Ok(guard) = out {
@@ -496,8 +515,8 @@ impl ClientTask {
                     done.saturating_duration_since(intended),
                     done.saturating_duration_since(self.clock.started().into()),
                 );
-                self.hold(&guard).await;
-                self.release(&guard, done).await;
+                self.hold(&guard, key_id).await;
+                self.release(&guard, key_id, done).await;
             }
             if let Some(why) = self.lock.gone() {
                 // Its process ended on its own: the client died with it.
