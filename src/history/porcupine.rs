@@ -63,8 +63,9 @@
 //! the same client's next operation on that key (see `check::linear`),
 //! while here it stays open to the end.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io::Write;
+use std::path::Path;
 
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -102,73 +103,131 @@ fn inconsistent(e: &Event, message: String) -> Error {
     }
 }
 
-/// Builds the operations, each with the index that orders ties.
-fn operations(events: &[Event]) -> Result<Vec<(u64, Operation)>> {
-    let mut order: Vec<&Event> = events.iter().collect();
-    order.sort_by_key(|e| e.index);
-    let far = events.iter().map(|e| e.time_ns).max().unwrap_or(0) + 1;
-    let unknown = || json!({"ok": false, "unknown": true});
-    let lock_op = |p: u64, op: &Pending, output: Value, ret: u64| {
-        matches!(op.f, F::Acquire | F::Release).then(|| {
-            (
-                op.index,
-                Operation {
-                    ClientId: p,
-                    Input: json!({"op": op.f.as_str(), "key": op.key, "seq": op.seq}),
-                    Call: op.time_ns,
-                    Output: output,
-                    Return: ret,
-                },
-            )
-        })
-    };
-    let mut pending: HashMap<u64, Pending> = HashMap::new();
-    let mut used: HashMap<u64, Vec<String>> = HashMap::new();
-    let mut seqs: HashMap<(u64, String), u64> = HashMap::new();
-    let mut next_seq = |p: u64, key: &str| {
-        let n = seqs.entry((p, key.to_string())).or_insert(0);
+/// Turns events, pushed in file order, into operations. Each acquire or
+/// release takes a place in `queue` at its invoke, so operations come out
+/// in invoke order, each as soon as it and every earlier one is complete:
+/// for a history in time order (every history lockbench records) that is
+/// Porcupine's `Call` order, and memory holds only the operations still in
+/// flight behind the oldest unfinished one.
+struct Builder {
+    /// The largest time in the history + 1: the `Return` of operations
+    /// whose outcome is unknown.
+    far: u64,
+    /// Each process's invoke waiting for its completion, with its place in
+    /// `queue` (acquire and release only).
+    pending: HashMap<u64, (Pending, Option<u64>)>,
+    /// The keys each process has acquired or released.
+    used: HashMap<u64, Vec<String>>,
+    /// The next `seq` per process and key.
+    seqs: HashMap<(u64, String), u64>,
+    /// Operations in invoke order; `None` until complete.
+    queue: VecDeque<Option<(u64, Operation)>>,
+    /// The place number of `queue[0]`.
+    head: u64,
+}
+
+fn unknown() -> Value {
+    json!({"ok": false, "unknown": true})
+}
+
+impl Builder {
+    fn new(far: u64) -> Self {
+        Builder {
+            far,
+            pending: HashMap::new(),
+            used: HashMap::new(),
+            seqs: HashMap::new(),
+            queue: VecDeque::new(),
+            head: 0,
+        }
+    }
+
+    fn next_seq(&mut self, p: u64, key: &str) -> u64 {
+        let n = self.seqs.entry((p, key.to_string())).or_insert(0);
         *n += 1;
         *n - 1
-    };
-    let mut out = Vec::new();
-    for e in order {
+    }
+
+    /// A new place at the end of the queue.
+    fn reserve(&mut self) -> u64 {
+        self.queue.push_back(None);
+        self.head + self.queue.len() as u64 - 1
+    }
+
+    fn complete(&mut self, place: Option<u64>, p: u64, op: &Pending, output: Value, ret: u64) {
+        let Some(place) = place else {
+            return;
+        };
+        let slot = &mut self.queue[(place - self.head) as usize];
+        *slot = Some((
+            op.index,
+            Operation {
+                ClientId: p,
+                Input: json!({"op": op.f.as_str(), "key": op.key, "seq": op.seq}),
+                Call: op.time_ns,
+                Output: output,
+                Return: ret,
+            },
+        ));
+    }
+
+    /// A complete operation at the end of the queue (crash, lost).
+    fn push_done(&mut self, index: u64, op: Operation) {
+        self.queue.push_back(Some((index, op)));
+    }
+
+    /// The operations at the head of the queue that are complete.
+    fn ready(&mut self, mut each: impl FnMut(u64, Operation) -> Result<()>) -> Result<()> {
+        while let Some(Some(_)) = self.queue.front() {
+            if let Some(Some((index, op))) = self.queue.pop_front() {
+                self.head += 1;
+                each(index, op)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn push(&mut self, e: &Event) -> Result<()> {
         let Process::Client(p) = e.process else {
-            continue;
+            return Ok(());
         };
         if e.f == F::Lost {
             let key = e.key_or_default();
-            out.push((
+            let seq = self.next_seq(p, key);
+            self.push_done(
                 e.index,
                 Operation {
                     ClientId: p,
-                    Input: json!({"op": "crash", "key": key, "seq": next_seq(p, key)}),
+                    Input: json!({"op": "crash", "key": key, "seq": seq}),
                     Call: e.time_ns,
                     Output: json!({"ok": true}),
                     Return: e.time_ns,
                 },
-            ));
-            continue;
+            );
+            return Ok(());
         }
         if e.f == F::Crash {
-            if let Some(op) = pending.remove(&p) {
-                out.extend(lock_op(p, &op, unknown(), far));
+            if let Some((op, place)) = self.pending.remove(&p) {
+                self.complete(place, p, &op, unknown(), self.far);
             }
-            for key in used.get(&p).into_iter().flatten() {
-                out.push((
+            let keys = self.used.get(&p).cloned().unwrap_or_default();
+            for key in keys {
+                let seq = self.next_seq(p, &key);
+                self.push_done(
                     e.index,
                     Operation {
                         ClientId: p,
-                        Input: json!({"op": "crash", "key": key, "seq": next_seq(p, key)}),
+                        Input: json!({"op": "crash", "key": key, "seq": seq}),
                         Call: e.time_ns,
                         Output: json!({"ok": true}),
                         Return: e.time_ns,
                     },
-                ));
+                );
             }
-            continue;
+            return Ok(());
         }
         if e.kind == OpType::Invoke {
-            if let Some(prev) = pending.get(&p) {
+            if let Some((prev, _)) = self.pending.get(&p) {
                 return Err(inconsistent(
                     e,
                     format!(
@@ -181,26 +240,31 @@ fn operations(events: &[Event]) -> Result<Vec<(u64, Operation)>> {
             }
             let key = e.key_or_default().to_string();
             let mut seq = 0;
+            let mut place = None;
             if matches!(e.f, F::Acquire | F::Release) {
-                let keys = used.entry(p).or_default();
+                let keys = self.used.entry(p).or_default();
                 if !keys.contains(&key) {
                     keys.push(key.clone());
                 }
-                seq = next_seq(p, &key);
+                seq = self.next_seq(p, &key);
+                place = Some(self.reserve());
             }
-            pending.insert(
+            self.pending.insert(
                 p,
-                Pending {
-                    f: e.f.clone(),
-                    key,
-                    index: e.index,
-                    time_ns: e.time_ns,
-                    seq,
-                },
+                (
+                    Pending {
+                        f: e.f.clone(),
+                        key,
+                        index: e.index,
+                        time_ns: e.time_ns,
+                        seq,
+                    },
+                    place,
+                ),
             );
-            continue;
+            return Ok(());
         }
-        let Some(op) = pending.remove(&p) else {
+        let Some((op, place)) = self.pending.remove(&p) else {
             return Err(inconsistent(
                 e,
                 format!("process {p} completed {} without an invoke", e.f.as_str()),
@@ -234,17 +298,70 @@ fn operations(events: &[Event]) -> Result<Vec<(u64, Operation)>> {
             _ => unknown(),
         };
         let ret = if e.kind == OpType::Info {
-            far
+            self.far
         } else {
             e.time_ns.max(op.time_ns)
         };
-        out.extend(lock_op(p, &op, output, ret));
+        self.complete(place, p, &op, output, ret);
+        Ok(())
     }
-    for (p, op) in pending {
-        out.extend(lock_op(p, &op, unknown(), far));
+
+    /// Ends the history: what is still in flight completes as unknown.
+    fn finish(&mut self) {
+        let pending: Vec<(u64, (Pending, Option<u64>))> = self.pending.drain().collect();
+        for (p, (op, place)) in pending {
+            self.complete(place, p, &op, unknown(), self.far);
+        }
     }
+}
+
+/// Builds the operations, each with the index that orders ties.
+fn operations(events: &[Event]) -> Result<Vec<(u64, Operation)>> {
+    let mut order: Vec<&Event> = events.iter().collect();
+    order.sort_by_key(|e| e.index);
+    let far = events.iter().map(|e| e.time_ns).max().unwrap_or(0) + 1;
+    let mut builder = Builder::new(far);
+    for e in order {
+        builder.push(e)?;
+    }
+    builder.finish();
+    let mut out = Vec::new();
+    builder.ready(|index, op| {
+        out.push((index, op));
+        Ok(())
+    })?;
     out.sort_by_key(|(index, op)| (op.Call, *index));
     Ok(out)
+}
+
+/// Writes the array's operations one a line.
+struct ArrayWriter<'a> {
+    out: &'a mut dyn Write,
+    first: bool,
+}
+
+impl ArrayWriter<'_> {
+    fn start(out: &mut dyn Write) -> Result<ArrayWriter<'_>> {
+        out.write_all(b"[").map_err(io)?;
+        Ok(ArrayWriter { out, first: true })
+    }
+
+    fn op(&mut self, op: &Operation) -> Result<()> {
+        self.out
+            .write_all(if self.first { b"\n" } else { b",\n" })
+            .map_err(io)?;
+        self.first = false;
+        serde_json::to_writer(&mut *self.out, op).map_err(|e| io(e.into()))
+    }
+
+    fn end(self) -> Result<()> {
+        self.out.write_all(b"\n]\n").map_err(io)?;
+        self.out.flush().map_err(io)
+    }
+}
+
+fn io(e: std::io::Error) -> Error {
+    Error::io("porcupine export", e)
 }
 
 /// Writes `events` (file order) as Porcupine operations to `out`: one JSON
@@ -253,15 +370,54 @@ fn operations(events: &[Event]) -> Result<Vec<(u64, Operation)>> {
 /// invokes in a row) and on a write error.
 pub fn write_porcupine(events: &[Event], out: &mut dyn Write) -> Result<()> {
     let ops = operations(events)?;
-    let io = |e: std::io::Error| Error::io("porcupine export", e);
-    out.write_all(b"[").map_err(io)?;
-    for (i, (_, op)) in ops.iter().enumerate() {
-        out.write_all(if i == 0 { b"\n" } else { b",\n" })
-            .map_err(io)?;
-        serde_json::to_writer(&mut *out, op).map_err(|e| io(e.into()))?;
+    let mut array = ArrayWriter::start(out)?;
+    for (_, op) in &ops {
+        array.op(op)?;
     }
-    out.write_all(b"\n]\n").map_err(io)?;
-    out.flush().map_err(io)
+    array.end()
+}
+
+/// Writes the history file at `path` (plain or zstd) as Porcupine
+/// operations, the same bytes as [`write_porcupine`] of its events, in
+/// memory that does not grow with the history's length: a first pass
+/// finds the largest time (the `Return` of unknown operations) and whether
+/// the file is in time order; a second streams the operations out. A file
+/// out of time order (hand-made, or merged) is sorted in memory instead.
+pub fn write_porcupine_file(path: &Path, out: &mut dyn Write) -> Result<()> {
+    let mut last: Option<(u64, u64)> = None;
+    let mut ordered = true;
+    let mut max_time = 0u64;
+    super::stream_refs(path, |e| {
+        max_time = max_time.max(e.time_ns);
+        if let Some((index, time)) = last {
+            ordered &= e.index > index && e.time_ns >= time;
+        }
+        last = Some((e.index, e.time_ns));
+    })?;
+    if !ordered {
+        let events = super::read_jsonl(path)?.events;
+        return write_porcupine(&events, out);
+    }
+    let mut builder = Builder::new(max_time + 1);
+    let mut array = ArrayWriter::start(out)?;
+    let mut failed = None;
+    super::stream_jsonl(path, |e| {
+        if failed.is_some() {
+            return;
+        }
+        let step = builder
+            .push(&e)
+            .and_then(|()| builder.ready(|_, op| array.op(&op)));
+        if let Err(why) = step {
+            failed = Some(why);
+        }
+    })?;
+    if let Some(why) = failed {
+        return Err(why);
+    }
+    builder.finish();
+    builder.ready(|_, op| array.op(&op))?;
+    array.end()
 }
 
 #[cfg(test)]
@@ -284,6 +440,54 @@ mod tests {
 
     use OpType::{Fail, Info, Invoke, Ok};
     use Process::{Client, Nemesis};
+
+    /// The streamed export of a file is the in-memory export of its
+    /// events, byte for byte: on histories with crashes, unknown outcomes,
+    /// ties in time, in zstd and in plain form, and out of time order.
+    #[test]
+    fn streaming_a_file_gives_the_same_bytes() {
+        use crate::history::synthetic::{SyntheticOptions, synthetic_history};
+        let dir = tempfile::tempdir().unwrap();
+        for seed in 0..12u64 {
+            let o = SyntheticOptions {
+                clients: 1 + seed % 5,
+                keys: 1 + seed % 3,
+                operations: 400,
+                info: 0.1,
+                fail: 0.1,
+                crash: 0.02,
+                same_time: 0.2,
+                ..SyntheticOptions::default()
+            };
+            let mut events = synthetic_history(seed, &o);
+            if seed == 11 {
+                // Out of time order: the streamed path must notice.
+                let n = events.len();
+                events[n / 2].time_ns = 0;
+            }
+            let mut text = String::new();
+            for e in &events {
+                text.push_str(&serde_json::to_string(e).unwrap());
+                text.push('\n');
+            }
+            let plain = dir.path().join(format!("{seed}.jsonl"));
+            std::fs::write(&plain, &text).unwrap();
+            let zst = dir.path().join(format!("{seed}.jsonl.zst"));
+            std::fs::write(&zst, zstd::encode_all(text.as_bytes(), 1).unwrap()).unwrap();
+            let mut expected = Vec::new();
+            write_porcupine(&events, &mut expected).unwrap();
+            for path in [&plain, &zst] {
+                let mut streamed = Vec::new();
+                write_porcupine_file(path, &mut streamed).unwrap();
+                assert_eq!(
+                    String::from_utf8(streamed).unwrap(),
+                    String::from_utf8(expected.clone()).unwrap(),
+                    "seed {seed}, {}",
+                    path.display()
+                );
+            }
+        }
+    }
 
     #[test]
     fn operations_carry_go_field_names_times_and_outcomes() {

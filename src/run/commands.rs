@@ -545,24 +545,40 @@ pub fn check_history(path: &Path, format: Format, linearizable: bool) -> Result<
 /// operations, to `output` or stdout; the exit code (0 written, 2 bad
 /// input).
 pub fn export_porcupine(path: &Path, format: Format, output: Option<&Path>) -> Result<u8> {
-    let Some(events) = load_events(path, format) else {
-        return Ok(BAD_INPUT);
+    use std::io::Write as _;
+    // EDN is parsed in memory; a history v1 file (plain or zstd) streams.
+    let events = match format {
+        Format::Edn => match load_events(path, format) {
+            Some(events) => Some(events),
+            None => return Ok(BAD_INPUT),
+        },
+        Format::Jsonl => None,
     };
-    let mut buf = Vec::new();
-    if let Err(e) = history::porcupine::write_porcupine(&events, &mut buf) {
-        eprintln!("error: {e}");
-        return Ok(BAD_INPUT);
-    }
+    let write = |out: &mut dyn std::io::Write| match &events {
+        Some(events) => history::porcupine::write_porcupine(events, out),
+        None => history::porcupine::write_porcupine_file(path, out),
+    };
     match output {
         Some(file) => {
-            std::fs::write(file, &buf).map_err(|e| Error::io(file, e))?;
+            let created = std::fs::File::create(file).map_err(|e| Error::io(file, e))?;
+            let mut out = std::io::BufWriter::with_capacity(1 << 16, created);
+            if let Err(e) = write(&mut out) {
+                drop(out);
+                // No half-written array left behind.
+                let _ = std::fs::remove_file(file);
+                eprintln!("error: {e}");
+                return Ok(BAD_INPUT);
+            }
             eprintln!("wrote {}", file.display());
         }
         None => {
-            use std::io::Write as _;
-            std::io::stdout()
-                .write_all(&buf)
-                .map_err(|e| Error::io("stdout", e))?;
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
+            if let Err(e) = write(&mut out) {
+                let _ = out.flush();
+                eprintln!("error: {e}");
+                return Ok(BAD_INPUT);
+            }
         }
     }
     Ok(0)
