@@ -182,3 +182,30 @@ fn the_cli_exits_2_on_a_missing_file_and_a_bad_flag() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("unknown backend \"nope\""));
 }
+
+/// Every scenario the project ships loads, including those no test runs
+/// (scenarios/soak.toml takes an hour).
+#[test]
+fn every_shipped_scenario_loads() {
+    fn walk(dir: &Path, found: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(&path, found);
+            } else if path.extension().is_some_and(|e| e == "toml") {
+                found.push(path);
+            }
+        }
+    }
+    let mut found = Vec::new();
+    walk(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios"),
+        &mut found,
+    );
+    assert!(found.iter().any(|p| p.ends_with("soak.toml")));
+    for path in found {
+        if let Err(e) = Scenario::load(&path) {
+            panic!("{}: {e}", path.display());
+        }
+    }
+}
