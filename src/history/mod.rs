@@ -10,6 +10,7 @@ mod event_ref;
 pub mod porcupine;
 mod reader;
 mod recorder;
+pub mod spool;
 pub mod synthetic;
 
 pub use edn::{parse_edn, read_edn};
@@ -19,4 +20,4 @@ pub use reader::{
     HISTORY_FILES, History, StreamStats, history_in, open_history, parse_jsonl, read_jsonl,
     stream_jsonl,
 };
-pub use recorder::{Clock, HistoryFormat, KeyId, Op, OpF, Recorder, RecorderHandle};
+pub use recorder::{Clock, Finishing, HistoryFormat, KeyId, Op, OpF, Recorder, RecorderHandle};

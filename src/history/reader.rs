@@ -46,19 +46,105 @@ pub fn history_in(run_dir: &Path) -> std::path::PathBuf {
 /// A compressed history cut short by a killed run (its last frame
 /// unfinished) reads as the text decoded up to the cut: the line reader
 /// then sees a prefix, exactly as for a plain file cut mid-line.
+///
+/// A run killed before the recorder's converter caught up also leaves spool
+/// segments beside the file (`history::spool`): their events follow the
+/// file's, so the prefix reaches the recorder's last flush.
 pub fn open_history(path: &Path) -> Result<Box<dyn BufRead + Send>> {
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let mut reader = std::io::BufReader::with_capacity(1 << 16, file);
     let head = reader.fill_buf().map_err(|e| Error::io(path, e))?;
-    if head.starts_with(&ZSTD_MAGIC) {
+    let text: Box<dyn BufRead + Send> = if head.starts_with(&ZSTD_MAGIC) {
         let decoder =
             zstd::stream::read::Decoder::with_buffer(reader).map_err(|e| Error::io(path, e))?;
-        Ok(Box::new(std::io::BufReader::with_capacity(
-            1 << 16,
-            CutEnd(decoder),
-        )))
+        Box::new(std::io::BufReader::with_capacity(1 << 16, CutEnd(decoder)))
     } else {
-        Ok(Box::new(reader))
+        Box::new(reader)
+    };
+    let segments = super::spool::leftovers(path);
+    if segments.is_empty() {
+        return Ok(text);
+    }
+    Ok(Box::new(std::io::BufReader::with_capacity(
+        1 << 16,
+        Chain {
+            text: Some(text),
+            lines: 0,
+            segments: segments.into(),
+            out: Vec::new(),
+            at: 0,
+        },
+    )))
+}
+
+/// A history file's whole lines, then the lines of the spool segments a
+/// killed run left, from the first event the file does not have.
+struct Chain {
+    /// The file's text, until it ends.
+    text: Option<Box<dyn BufRead + Send>>,
+    /// Lines given from the file (its events' indexes are 0..lines).
+    lines: u64,
+    /// Segments still to read, in index order.
+    segments: std::collections::VecDeque<std::path::PathBuf>,
+    /// Bytes ready to give, from `at` on.
+    out: Vec<u8>,
+    at: usize,
+}
+
+impl Chain {
+    /// Refills `out`; false at the end.
+    fn refill(&mut self) -> std::io::Result<bool> {
+        self.out.clear();
+        self.at = 0;
+        if let Some(text) = &mut self.text {
+            // Whole lines only: a cut last line of the file is replaced by
+            // the same event from the segments.
+            let mut line = Vec::new();
+            while self.out.len() < (1 << 16) {
+                line.clear();
+                if text.read_until(b'\n', &mut line)? == 0 || !line.ends_with(b"\n") {
+                    self.text = None;
+                    break;
+                }
+                self.out.extend_from_slice(&line);
+                self.lines += 1;
+            }
+            if !self.out.is_empty() {
+                return Ok(true);
+            }
+        }
+        while let Some(path) = self.segments.pop_front() {
+            let Ok(bytes) = std::fs::read(&path) else {
+                // Converted and deleted since it was listed: its events
+                // are in the file already.
+                continue;
+            };
+            let mut line = Vec::new();
+            let (lines, out) = (&mut self.lines, &mut self.out);
+            super::spool::read_segment(&bytes, &mut line, |index, text| {
+                if index >= *lines {
+                    out.extend_from_slice(text);
+                    *lines = index + 1;
+                }
+                Ok(())
+            })?;
+            if !self.out.is_empty() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+}
+
+impl std::io::Read for Chain {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.at == self.out.len() && !self.refill()? {
+            return Ok(0);
+        }
+        let n = buf.len().min(self.out.len() - self.at);
+        buf[..n].copy_from_slice(&self.out[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
     }
 }
 

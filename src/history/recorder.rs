@@ -1,6 +1,6 @@
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -115,6 +115,15 @@ enum Entry {
     Event(Box<Event>),
 }
 
+/// The events waiting for the writer, and the last time given out.
+#[derive(Debug)]
+struct Buffer {
+    entries: Vec<Entry>,
+    /// The time of the last event appended: times never go back in file
+    /// order.
+    last_ns: u64,
+}
+
 /// What the clients and the writer share: a bounded buffer of events.
 #[derive(Debug)]
 struct Shared {
@@ -123,7 +132,7 @@ struct Shared {
     /// The run's keys: `KeyId(i)` is `keys[i]`.
     keys: Vec<String>,
     /// Events not yet taken by the writer, in time order.
-    buffer: Mutex<Vec<Entry>>,
+    buffer: Mutex<Buffer>,
     /// The most events the buffer holds; a client waits when it is full.
     capacity: usize,
     /// Signalled when the writer empties the buffer.
@@ -134,7 +143,7 @@ struct Shared {
 }
 
 impl Shared {
-    fn buffer(&self) -> std::sync::MutexGuard<'_, Vec<Entry>> {
+    fn buffer(&self) -> std::sync::MutexGuard<'_, Buffer> {
         // Pushes and swaps cannot leave the Vec half-updated.
         self.buffer.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -142,10 +151,14 @@ impl Shared {
 
 /// The sending side of the history: cheap to clone, one per client.
 ///
-/// An event is stamped with the run's clock in the same critical section
-/// that appends it, so the file's order is the events' time order, as
-/// tools that read index order as real-time order (Knossos, Porcupine)
-/// require. The buffer is bounded: when the writer falls behind, clients
+/// An event is stamped with the run's clock just before the critical
+/// section that appends it, and raised there to the last time appended if
+/// that is later, so the file's order is the events' time order, as tools
+/// that read index order as real-time order (Knossos, Porcupine) require.
+/// The time given is still within the recording call (between the clock
+/// read and the append, as the last event's append came before this one),
+/// so an invoke's time is before its request leaves and a completion's
+/// after its answer came; the clock is not read under the lock. The buffer is bounded: when the writer falls behind, clients
 /// wait, so a slow disk slows the run instead of growing memory.
 #[derive(Debug, Clone)]
 pub struct RecorderHandle {
@@ -175,7 +188,7 @@ impl RecorderHandle {
     /// Records `event`, setting its `time_ns` to now.
     pub async fn record(&self, event: Event) {
         let mut event = Some(Box::new(event));
-        self.push(|time_ns| {
+        self.push(None, |time_ns| {
             let mut e = event.take().expect("pushed once");
             e.time_ns = time_ns;
             Entry::Event(e)
@@ -185,9 +198,15 @@ impl RecorderHandle {
 
     /// Records `op`, stamped now: the same line as the equivalent `Event`,
     /// at a fraction of the cost (no allocation on the client's side, a
-    /// few copies on the writer's). `op.key` must be a key of the table
-    /// the recorder was created with.
+    /// copy on the writer's). `op.key` must be a key of the table the
+    /// recorder was created with.
     pub async fn record_op(&self, op: Op) {
+        self.record_op_at(op, None).await
+    }
+
+    /// Records `op` stamped `at`, a time the caller has just read (an
+    /// acquire's answer), or now: one clock read less per event.
+    pub async fn record_op_at(&self, op: Op, at: Option<std::time::Instant>) {
         debug_assert!(
             self.shared
                 .as_ref()
@@ -195,30 +214,36 @@ impl RecorderHandle {
             "unknown key id {:?}",
             op.key
         );
-        self.push(|time_ns| Entry::Op { time_ns, op }).await
+        self.push(at, |time_ns| Entry::Op { time_ns, op }).await
     }
 
-    /// Appends the entry `make` builds from the time stamped in the same
-    /// critical section, waiting while the buffer is full.
-    async fn push(&self, mut make: impl FnMut(u64) -> Entry) {
+    /// Appends the entry `make` builds from the event's time, waiting while
+    /// the buffer is full.
+    async fn push(&self, at: Option<std::time::Instant>, mut make: impl FnMut(u64) -> Entry) {
         let Some(shared) = &self.shared else {
             return;
         };
         loop {
+            let stamp = match at {
+                Some(at) => shared.clock.ns_at(at),
+                None => shared.clock.now_ns(),
+            };
             {
                 let mut buffer = shared.buffer();
                 if shared.failed.load(Ordering::Relaxed) {
                     return;
                 }
-                if buffer.len() < shared.capacity {
-                    buffer.push(make(shared.clock.now_ns()));
+                if buffer.entries.len() < shared.capacity {
+                    let time_ns = stamp.max(buffer.last_ns);
+                    buffer.last_ns = time_ns;
+                    buffer.entries.push(make(time_ns));
                     return;
                 }
             }
             let space = shared.space.notified();
             tokio::pin!(space);
             space.as_mut().enable();
-            if shared.buffer().len() < shared.capacity {
+            if shared.buffer().entries.len() < shared.capacity {
                 continue;
             }
             space.await;
@@ -322,25 +347,44 @@ impl Sink {
     }
 }
 
-/// The writing side: a dedicated thread that takes the buffered events in
-/// batches, numbers them in file order, appends them to the history file,
-/// and flushes at least twice a second, so that a run killed with SIGKILL
-/// leaves a readable prefix.
+/// The writing side, two threads. The writer takes the buffered events in
+/// batches, numbers them in file order and appends them to the spool as
+/// compact records (a copy each: no formatting, no compression), handing a
+/// segment to the converter at least twice a second. The converter turns
+/// each segment into history v1 lines in the history file (zstd: one or
+/// more closed frames per segment) and deletes it. It runs at the lowest
+/// priority (SCHED_IDLE) while its backlog is small, so at saturation it
+/// waits for the run's idle CPU, or its end, instead of taking the clients'
+/// CPU; past [`BACKLOG_MAX`] it runs as an ordinary thread. A run killed
+/// with SIGKILL leaves the closed frames and the segments not yet
+/// converted: readers chain them (`open_history`), so the readable prefix
+/// reaches the writer's last flush.
 #[derive(Debug)]
 pub struct Recorder {
     /// The writer thread; yields the number of events written.
     writer: std::thread::JoinHandle<Result<u64>>,
+    /// The converter thread; ends when the writer has.
+    converter: std::thread::JoinHandle<Result<()>>,
     /// The history file, for messages.
     path: PathBuf,
 }
 
-/// How long the writer may keep events in its buffer.
+/// How long the writer may keep events in memory: a segment goes to disk
+/// and to the converter at least this often.
 const FLUSH_EVERY: Duration = Duration::from_millis(500);
 /// The writer's pause between batches while events flow: long enough to
 /// gather a batch, far shorter than the time the buffer takes to fill.
 const BUSY_NAP: Duration = Duration::from_micros(500);
 /// Its longest pause when the run is quiet.
 const IDLE_MAX: Duration = Duration::from_millis(20);
+/// Records are written to the segment file in pieces of this size.
+const WRITE_PIECE: usize = 1 << 20;
+/// A segment is handed over at this size even within the flush interval:
+/// this bounds the converter's memory (it reads a segment whole).
+const SEGMENT_MAX: usize = 16 << 20;
+/// Spool bytes waiting for the converter beyond which it stops yielding
+/// to the run: disk use stays bounded at saturation.
+pub const BACKLOG_MAX: u64 = 1 << 30;
 
 impl Recorder {
     /// Creates `path` and starts the writer. At most `capacity` events wait
@@ -356,21 +400,58 @@ impl Recorder {
     ) -> Result<(Recorder, RecorderHandle)> {
         let file = std::fs::File::create(path).map_err(|e| Error::io(path, e))?;
         let sink = Sink::new(file, format).map_err(|e| Error::io(path, e))?;
+        // Segments of an earlier run under this name would be read as ours.
+        for old in super::spool::leftovers(path) {
+            std::fs::remove_file(&old).map_err(|e| Error::io(&old, e))?;
+        }
         let capacity = capacity.max(1);
         let shared = Arc::new(Shared {
             clock,
             keys: keys.to_vec(),
-            buffer: Mutex::new(Vec::with_capacity(capacity)),
+            buffer: Mutex::new(Buffer {
+                entries: Vec::with_capacity(capacity),
+                last_ns: 0,
+            }),
             capacity,
             space: Notify::new(),
             failed: AtomicBool::new(false),
         });
+        let backlog = Arc::new(AtomicU64::new(0));
+        let (segments, received) = std::sync::mpsc::channel::<(PathBuf, u64)>();
+        let spool = Spool {
+            history: path.to_path_buf(),
+            keys: keys.to_vec(),
+            file: None,
+            records: Vec::with_capacity(WRITE_PIECE + 4096),
+            next_index: 0,
+            segment_bytes: 0,
+            segments,
+            backlog: backlog.clone(),
+        };
+        // A weak reference: the writer's "last handle" test counts strong
+        // ones, the clients' and its own.
+        let converter_shared = Arc::downgrade(&shared);
+        let converter_path = path.to_path_buf();
+        let converter = std::thread::Builder::new()
+            .name("lockbench-convert".into())
+            .spawn(move || {
+                let result = convert_loop(received, sink, &backlog)
+                    .map_err(|e| Error::io(&converter_path, e));
+                if result.is_err()
+                    && let Some(shared) = converter_shared.upgrade()
+                {
+                    shared.failed.store(true, Ordering::Relaxed);
+                    shared.space.notify_waiters();
+                }
+                result
+            })
+            .map_err(|e| Error::io(path, e))?;
         let writer_shared = shared.clone();
         let owned = path.to_path_buf();
         let writer = std::thread::Builder::new()
             .name("lockbench-history".into())
             .spawn(move || {
-                let result = write_loop(&writer_shared, sink, &owned);
+                let result = write_loop(&writer_shared, spool, &owned);
                 if result.is_err() {
                     writer_shared.failed.store(true, Ordering::Relaxed);
                     writer_shared.space.notify_waiters();
@@ -381,6 +462,7 @@ impl Recorder {
         Ok((
             Recorder {
                 writer,
+                converter,
                 path: path.to_path_buf(),
             },
             RecorderHandle {
@@ -389,71 +471,240 @@ impl Recorder {
         ))
     }
 
-    /// Waits until every handle is dropped and everything is on disk.
-    /// Returns the number of events written.
+    /// Waits until every handle is dropped and everything is in the
+    /// history file. Returns the number of events written.
     pub fn finish(self) -> Result<u64> {
-        match self.writer.join() {
-            Ok(result) => result,
-            Err(_) => Err(Error::io(
-                &self.path,
-                std::io::Error::other("history writer thread panicked"),
-            )),
+        self.finish_recording()?.wait()
+    }
+
+    /// Waits until every handle is dropped and every event is on disk, in
+    /// the spool if not yet in the history file: the end of the run's
+    /// recording. The conversion may still be going on; [`Finishing::wait`]
+    /// waits for it.
+    pub fn finish_recording(self) -> Result<Finishing> {
+        let written = self
+            .writer
+            .join()
+            .map_err(|_| panicked(&self.path, "writer"));
+        let finishing = Finishing {
+            events: 0,
+            converter: self.converter,
+            path: self.path,
+        };
+        match written {
+            Ok(Ok(events)) => Ok(Finishing {
+                events,
+                ..finishing
+            }),
+            Ok(Err(e)) | Err(e) => {
+                // The writer dropped its end of the channel: the converter
+                // ends once it has converted what it was handed.
+                let _ = finishing.converter.join();
+                Err(e)
+            }
         }
     }
 }
 
-fn write_loop(shared: &Arc<Shared>, mut out: Sink, path: &Path) -> Result<u64> {
+fn panicked(path: &Path, what: &str) -> Error {
+    Error::io(
+        path,
+        std::io::Error::other(format!("history {what} thread panicked")),
+    )
+}
+
+/// A recording that has ended, its events on disk, while the converter
+/// turns the rest of the spool into history lines.
+#[derive(Debug)]
+pub struct Finishing {
+    events: u64,
+    converter: std::thread::JoinHandle<Result<()>>,
+    path: PathBuf,
+}
+
+impl Finishing {
+    /// The number of events recorded.
+    pub fn events(&self) -> u64 {
+        self.events
+    }
+
+    /// Waits until every event is in the history file; returns how many.
+    pub fn wait(self) -> Result<u64> {
+        self.converter
+            .join()
+            .map_err(|_| panicked(&self.path, "converter"))??;
+        Ok(self.events)
+    }
+}
+
+/// The writer's side of the spool: the current segment and the records not
+/// yet written to it.
+struct Spool {
+    history: PathBuf,
+    keys: Vec<String>,
+    /// The open segment and its path.
+    file: Option<(std::fs::File, PathBuf)>,
+    /// Records not yet written.
+    records: Vec<u8>,
+    /// The index the next event gets.
+    next_index: u64,
+    /// Bytes in the open segment.
+    segment_bytes: u64,
+    /// To the converter: each finished segment and its size.
+    segments: std::sync::mpsc::Sender<(PathBuf, u64)>,
+    /// Bytes handed to the converter and not yet converted.
+    backlog: Arc<AtomicU64>,
+}
+
+impl Spool {
+    /// Writes the pending records to the open segment (opening one first).
+    fn write_out(&mut self) -> std::io::Result<()> {
+        if self.records.is_empty() {
+            return Ok(());
+        }
+        if self.file.is_none() {
+            return Err(std::io::Error::other("no open segment"));
+        }
+        if let Some((file, _)) = &mut self.file {
+            file.write_all(&self.records)?;
+        }
+        self.segment_bytes += self.records.len() as u64;
+        self.records.clear();
+        Ok(())
+    }
+
+    /// Makes sure a segment is open for the next event.
+    fn open(&mut self) -> std::io::Result<()> {
+        if self.file.is_some() {
+            return Ok(());
+        }
+        let path = super::spool::segment_path(&self.history, self.next_index);
+        let mut file = std::fs::File::create(&path)?;
+        let header = super::spool::header(self.next_index, &self.keys);
+        file.write_all(&header)?;
+        self.segment_bytes = header.len() as u64;
+        self.file = Some((file, path));
+        Ok(())
+    }
+
+    /// Writes what is pending and hands the segment to the converter.
+    fn hand_over(&mut self) -> std::io::Result<()> {
+        self.write_out()?;
+        if let Some((file, path)) = self.file.take() {
+            drop(file);
+            self.backlog
+                .fetch_add(self.segment_bytes, Ordering::Relaxed);
+            // A converter that stopped has said why through `failed`.
+            let _ = self.segments.send((path, self.segment_bytes));
+        }
+        Ok(())
+    }
+}
+
+fn write_loop(shared: &Arc<Shared>, mut spool: Spool, path: &Path) -> Result<u64> {
     let io = |e: std::io::Error| Error::io(path, e);
-    let mut index = 0u64;
     let mut last_flush = Instant::now();
     let mut batch: Vec<Entry> = Vec::with_capacity(shared.capacity);
     let mut line = Vec::with_capacity(256);
-    let lines = OpLines::new(&shared.keys);
     let mut nap = BUSY_NAP;
     loop {
         // Only the writer's own reference left: no handle can add events.
         let last_round = Arc::strong_count(shared) == 1;
-        std::mem::swap(&mut *shared.buffer(), &mut batch);
+        std::mem::swap(&mut shared.buffer().entries, &mut batch);
         shared.space.notify_waiters();
+        if !batch.is_empty() {
+            spool.open().map_err(io)?;
+        }
         for entry in batch.drain(..) {
-            line.clear();
             match entry {
-                Entry::Op { time_ns, op } => lines.write(&mut line, index, time_ns, &op),
-                Entry::Event(event) => write_line(&mut line, index, &event),
+                Entry::Op { time_ns, op } => {
+                    super::spool::push_op(&mut spool.records, time_ns, &op)
+                }
+                Entry::Event(event) => {
+                    line.clear();
+                    write_line(&mut line, spool.next_index, &event);
+                    super::spool::push_line(&mut spool.records, &line);
+                }
             }
-            out.write_line(&line).map_err(io)?;
-            index += 1;
+            spool.next_index += 1;
+            if spool.records.len() >= WRITE_PIECE {
+                spool.write_out().map_err(io)?;
+                if spool.segment_bytes as usize >= SEGMENT_MAX {
+                    spool.hand_over().map_err(io)?;
+                    spool.open().map_err(io)?;
+                }
+            }
         }
         if last_round {
             break;
         }
         if last_flush.elapsed() >= FLUSH_EVERY || nap > BUSY_NAP {
-            out.flush().map_err(io)?;
+            spool.hand_over().map_err(io)?;
             last_flush = Instant::now();
         }
         std::thread::sleep(nap);
-        let quiet = shared.buffer().is_empty();
+        let quiet = shared.buffer().entries.is_empty();
         nap = if quiet {
             (nap * 2).min(IDLE_MAX)
         } else {
             BUSY_NAP
         };
     }
+    spool.hand_over().map_err(io)?;
     // No fsync: what a killed process wrote is in the page cache and
     // survives it; only a machine crash could lose it.
-    out.flush().map_err(io)?;
-    Ok(index)
+    Ok(spool.next_index)
 }
 
-/// The constant pieces of `Op` lines, made once per run: the writer then
-/// copies them instead of escaping strings per event.
-struct OpLines {
+/// Sets the calling thread's scheduling policy: SCHED_IDLE (runs only on
+/// CPU nothing else wants) or the ordinary one.
+fn set_idle(idle: bool) {
+    let policy = if idle {
+        libc::SCHED_IDLE
+    } else {
+        libc::SCHED_OTHER
+    };
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: pid 0 is the calling thread; `param` lives across the call.
+    // A refusal leaves the policy as it was, which is only slower.
+    unsafe {
+        libc::sched_setscheduler(0, policy, &param);
+    }
+}
+
+fn convert_loop(
+    segments: std::sync::mpsc::Receiver<(PathBuf, u64)>,
+    mut sink: Sink,
+    backlog: &AtomicU64,
+) -> std::io::Result<()> {
+    let mut idle = true;
+    set_idle(true);
+    let mut line = Vec::with_capacity(256);
+    for (path, size) in segments {
+        let wants_idle = backlog.load(Ordering::Relaxed) < BACKLOG_MAX;
+        if wants_idle != idle {
+            set_idle(wants_idle);
+            idle = wants_idle;
+        }
+        let bytes = std::fs::read(&path)?;
+        super::spool::read_segment(&bytes, &mut line, |_, text| sink.write_line(text))?;
+        // The segment's lines are on disk (closed frames) before it goes.
+        sink.flush()?;
+        std::fs::remove_file(&path)?;
+        backlog.fetch_sub(size, Ordering::Relaxed);
+    }
+    sink.flush()
+}
+
+/// The constant pieces of `Op` lines, made once per run: the converter
+/// then copies them instead of escaping strings per event.
+pub(super) struct OpLines {
     /// `,"key":"..."` for each key, escaped.
     keys: Vec<Vec<u8>>,
 }
 
 impl OpLines {
-    fn new(keys: &[String]) -> Self {
+    pub(super) fn new(keys: &[String]) -> Self {
         OpLines {
             keys: keys
                 .iter()
@@ -497,7 +748,7 @@ impl OpLines {
 
     /// The line of `op`: byte for byte the line of its `Event` (a test
     /// holds them equal).
-    fn write(&self, out: &mut Vec<u8>, index: u64, time_ns: u64, op: &Op) {
+    pub(super) fn write(&self, out: &mut Vec<u8>, index: u64, time_ns: u64, op: &Op) {
         let mut num = itoa::Buffer::new();
         out.extend_from_slice(b"{\"index\":");
         out.extend_from_slice(num.format(index).as_bytes());
@@ -759,5 +1010,101 @@ mod tests {
         for (i, e) in cut.events.iter().enumerate() {
             assert_eq!(e.index, i as u64);
         }
+    }
+    /// What a run killed while its converter lagged leaves: the history's
+    /// closed frames (events 0..1200, the last frame cut in the middle),
+    /// one segment the converter had finished but not yet deleted (events
+    /// 1000..2000: overlapping), and one the writer was cut off in
+    /// (2000..3000, its last record half-written). Readers give every
+    /// event once, in order, up to the cut record.
+    #[test]
+    fn a_killed_runs_segments_continue_its_history() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("history.jsonl.zst");
+        let keys = vec!["a".to_string(), "b".to_string()];
+        let op = |i: u64| {
+            let mut op = Op::new(i % 5, OpType::Ok, OpF::Write, KeyId((i % 2) as u32));
+            op.fence = Some(i);
+            op.accepted = Some(!i.is_multiple_of(3));
+            op
+        };
+        let lines = OpLines::new(&keys);
+        let mut sink =
+            Sink::new(std::fs::File::create(&path).unwrap(), HistoryFormat::Zstd).unwrap();
+        let mut line = Vec::new();
+        for i in 0..1200u64 {
+            line.clear();
+            lines.write(&mut line, i, i * 3, &op(i));
+            sink.write_line(&line).unwrap();
+            if i == 999 {
+                sink.flush().unwrap();
+            }
+        }
+        sink.flush().unwrap();
+        drop(sink);
+        // Cut the file inside its second frame.
+        let whole = std::fs::read(&path).unwrap();
+        let second = (1..whole.len() - 4)
+            .find(|&i| whole[i..i + 4] == [0x28, 0xB5, 0x2F, 0xFD])
+            .unwrap();
+        std::fs::write(&path, &whole[..second + (whole.len() - second) / 2]).unwrap();
+        for (first, end, cut) in [(1000u64, 2000u64, false), (2000, 3000, true)] {
+            let mut bytes = super::super::spool::header(first, &keys);
+            for i in first..end {
+                if i % 7 == 0 {
+                    // A general event among the ops.
+                    let mut e =
+                        Event::new(i * 3, Process::Nemesis, OpType::Info, F::Fault("x".into()));
+                    e.error = Some("why".into());
+                    line.clear();
+                    write_line(&mut line, i, &e);
+                    super::super::spool::push_line(&mut bytes, &line);
+                } else {
+                    super::super::spool::push_op(&mut bytes, i * 3, &op(i));
+                }
+            }
+            if cut {
+                bytes.truncate(bytes.len() - 5);
+            }
+            std::fs::write(super::super::spool::segment_path(&path, first), &bytes).unwrap();
+        }
+        let h = crate::history::read_jsonl(&path).unwrap();
+        // 2999 is the cut record (not a general one: 2999 % 7 != 0).
+        assert_eq!(h.events.len(), 2999);
+        for (i, e) in h.events.iter().enumerate() {
+            assert_eq!(e.index, i as u64);
+            assert_eq!(e.time_ns, 3 * i as u64);
+        }
+        assert_eq!(h.events[1003].fence, Some(1003));
+        assert_eq!(h.events[1003].key.as_deref(), Some("b"));
+        assert_eq!(h.events[2002].error.as_deref(), Some("why"));
+    }
+
+    /// A recorder leaves no segment behind when it finishes.
+    #[tokio::test]
+    async fn a_finished_recorder_leaves_no_spool() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("history.jsonl.zst");
+        let keys = vec!["k".to_string()];
+        let (recorder, handle) =
+            Recorder::create(&path, HistoryFormat::Zstd, 64, Clock::start(), &keys).unwrap();
+        for i in 0..10_000u64 {
+            handle
+                .record_op(Op::new(i % 4, OpType::Invoke, OpF::Acquire, KeyId(0)))
+                .await;
+        }
+        drop(handle);
+        let written = tokio::task::spawn_blocking(move || recorder.finish())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(written, 10_000);
+        assert!(super::super::spool::leftovers(&path).is_empty());
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(names.len(), 1);
+        assert_eq!(
+            crate::history::read_jsonl(&path).unwrap().events.len(),
+            10_000
+        );
     }
 }

@@ -449,19 +449,31 @@ async fn contend(
     }
     drop(plan);
     drop(history_watch);
-    let (history_events, history_error) = match recorder {
-        Some(r) => match tokio::task::spawn_blocking(move || r.finish())
+    let join = |e| Error::io(&history_path, std::io::Error::other(e));
+    let recorded = match recorder {
+        Some(r) => Some(
+            tokio::task::spawn_blocking(move || r.finish_recording())
+                .await
+                .map_err(join)?,
+        ),
+        None => None,
+    };
+    // The run lasts until its history is on disk: with recording on, events
+    // still queued when the clients stop are part of the run's cost. The
+    // spool's conversion into history lines, after that, is post-processing
+    // like the check (it runs on the run's idle CPU while the run goes).
+    let ran_for = clock.started().elapsed();
+    let (history_events, history_error) = match recorded {
+        Some(Ok(finishing)) => match tokio::task::spawn_blocking(move || finishing.wait())
             .await
-            .map_err(|e| Error::io(&history_path, std::io::Error::other(e)))?
+            .map_err(join)?
         {
             Ok(n) => (n, None),
             Err(e) => (0, Some(e.to_string())),
         },
+        Some(Err(e)) => (0, Some(e.to_string())),
         None => (0, None),
     };
-    // The run lasts until its history is on disk: with recording on, events
-    // still queued when the clients stop are part of the run's cost.
-    let ran_for = clock.started().elapsed();
     drop(links);
     let mut servers = servers.lock().await;
     servers.stop();

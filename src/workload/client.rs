@@ -257,12 +257,21 @@ impl ClientTask {
         Op::new(self.id, kind, f, key)
     }
 
-    /// Records `op`, or, when it carries an error or a value beyond a
-    /// write's `accepted`, the same event in its general form.
-    async fn record_op(&mut self, op: Op, value: Option<serde_json::Value>, error: Option<String>) {
+    /// Records `op` (at `at`, a time just read, or now), or, when it
+    /// carries an error or a value beyond a write's `accepted`, the same
+    /// event in its general form.
+    async fn record_op(
+        &mut self,
+        op: Op,
+        at: Option<Instant>,
+        value: Option<serde_json::Value>,
+        error: Option<String>,
+    ) {
         self.counts.count(&op.f.f(), op.kind);
         if value.is_none() && error.is_none() {
-            self.recorder.record_op(op).await;
+            self.recorder
+                .record_op_at(op, at.map(Instant::into_std))
+                .await;
         } else {
             let mut e = op.to_event(0, &self.plan.keys);
             if value.is_some() {
@@ -279,6 +288,7 @@ impl ClientTask {
         &mut self,
         f: OpF,
         key: KeyId,
+        at: Option<Instant>,
         out: &Outcome<T>,
         fill: impl FnOnce(&mut Op, &T) -> Option<serde_json::Value>,
     ) {
@@ -292,7 +302,7 @@ impl ClientTask {
             Outcome::Ok(v) => fill(&mut op, v),
             _ => None,
         };
-        self.record_op(op, value, error).await;
+        self.record_op(op, at, value, error).await;
     }
 
     /// Records the `lost` events its library has sent so far; whether one
@@ -368,7 +378,7 @@ impl ClientTask {
         }
         let mut invoke = self.op(OpType::Invoke, OpF::Write, key);
         invoke.fence = guard.fence;
-        self.record_op(invoke, None, None).await;
+        self.record_op(invoke, None, None, None).await;
         let mut ok = self.op(OpType::Ok, OpF::Write, key);
         ok.fence = guard.fence;
         let value = match read {
@@ -381,7 +391,7 @@ impl ClientTask {
                 None
             }
         };
-        self.record_op(ok, value, None).await;
+        self.record_op(ok, None, value, None).await;
     }
 
     /// Release, retrying a definite failure a few times while the lease
@@ -392,9 +402,9 @@ impl ClientTask {
             invoke.fence = guard.fence;
             let invoked = Instant::now();
             self.set_holding(false);
-            self.record_op(invoke, None, None).await;
+            self.record_op(invoke, Some(invoked), None, None).await;
             let out = unless_paused(&mut self.pause, self.lock.release(guard)).await;
-            self.record_outcome(OpF::Release, key, &out, |_, r| {
+            self.record_outcome(OpF::Release, key, None, &out, |_, r| {
                 (!r.was_held).then(|| serde_json::json!({ "was_held": false }))
             })
             .await;
@@ -497,13 +507,13 @@ impl ClientTask {
             self.record_lost(None).await;
             let mut invoke = self.op(OpType::Invoke, OpF::Acquire, key_id);
             invoke.lease_ms = Some(opts.lease.as_millis() as u64);
-            self.record_op(invoke, None, None).await;
+            self.record_op(invoke, None, None, None).await;
             let out = unless_paused(&mut self.pause, self.lock.acquire(key, &opts)).await;
             let done = Instant::now();
             if matches!(out, Outcome::Ok(_)) {
                 self.set_holding(true);
             }
-            self.record_outcome(OpF::Acquire, key_id, &out, |op, g| {
+            self.record_outcome(OpF::Acquire, key_id, Some(done), &out, |op, g| {
                 op.fence = g.fence;
                 op.lease_ms = g.lease.map(|l| l.as_millis() as u64);
                 None
