@@ -365,6 +365,8 @@ pub struct Recorder {
     writer: std::thread::JoinHandle<Result<u64>>,
     /// The converter thread; ends when the writer has.
     converter: std::thread::JoinHandle<Result<()>>,
+    /// The converter's priority.
+    priority: Arc<Priority>,
     /// The history file, for messages.
     path: PathBuf,
 }
@@ -432,10 +434,12 @@ impl Recorder {
         // ones, the clients' and its own.
         let converter_shared = Arc::downgrade(&shared);
         let converter_path = path.to_path_buf();
+        let priority = Arc::new(Priority::default());
+        let converter_priority = priority.clone();
         let converter = std::thread::Builder::new()
             .name("lockbench-convert".into())
             .spawn(move || {
-                let result = convert_loop(received, sink, &backlog)
+                let result = convert_loop(received, sink, &backlog, &converter_priority)
                     .map_err(|e| Error::io(&converter_path, e));
                 if result.is_err()
                     && let Some(shared) = converter_shared.upgrade()
@@ -463,6 +467,7 @@ impl Recorder {
             Recorder {
                 writer,
                 converter,
+                priority,
                 path: path.to_path_buf(),
             },
             RecorderHandle {
@@ -486,6 +491,7 @@ impl Recorder {
             .writer
             .join()
             .map_err(|_| panicked(&self.path, "writer"));
+        self.priority.run_over();
         let finishing = Finishing {
             events: 0,
             converter: self.converter,
@@ -658,17 +664,58 @@ fn write_loop(shared: &Arc<Shared>, mut spool: Spool, path: &Path) -> Result<u64
 
 /// Sets the calling thread's scheduling policy: SCHED_IDLE (runs only on
 /// CPU nothing else wants) or the ordinary one.
-fn set_idle(idle: bool) {
+fn set_idle(tid: libc::pid_t, idle: bool) {
     let policy = if idle {
         libc::SCHED_IDLE
     } else {
         libc::SCHED_OTHER
     };
     let param = libc::sched_param { sched_priority: 0 };
-    // SAFETY: pid 0 is the calling thread; `param` lives across the call.
-    // A refusal leaves the policy as it was, which is only slower.
+    // SAFETY: `tid` is the converter thread (0: the calling thread), which
+    // outlives every call (the recorder joins it after); `param` lives
+    // across the call. A refusal leaves the policy as it was: only slower.
     unsafe {
-        libc::sched_setscheduler(0, policy, &param);
+        libc::sched_setscheduler(tid, policy, &param);
+    }
+}
+
+/// The converter's scheduling, shared with the recorder, which ends its
+/// idle priority when the run ends: under a busy machine (other processes
+/// keeping the CPUs busy) a SCHED_IDLE thread barely runs.
+#[derive(Debug, Default)]
+struct Priority {
+    /// The converter's thread id once it runs, and whether the run is
+    /// over; changed only under this lock, so the last change wins.
+    state: Mutex<(Option<libc::pid_t>, bool)>,
+}
+
+impl Priority {
+    fn lock(&self) -> std::sync::MutexGuard<'_, (Option<libc::pid_t>, bool)> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The run is over: the converter runs as an ordinary thread.
+    fn run_over(&self) {
+        let mut state = self.lock();
+        state.1 = true;
+        if let Some(tid) = state.0 {
+            set_idle(tid, false);
+        }
+    }
+
+    /// The converter, before each segment: idle while the run goes and
+    /// the backlog is small.
+    fn update(&self, backlog: u64, idle: &mut bool) {
+        let mut state = self.lock();
+        if state.0.is_none() {
+            // SAFETY: gettid has no preconditions.
+            state.0 = Some(unsafe { libc::gettid() });
+        }
+        let wants = !state.1 && backlog < BACKLOG_MAX;
+        if wants != *idle {
+            set_idle(0, wants);
+            *idle = wants;
+        }
     }
 }
 
@@ -676,16 +723,13 @@ fn convert_loop(
     segments: std::sync::mpsc::Receiver<(PathBuf, u64)>,
     mut sink: Sink,
     backlog: &AtomicU64,
+    priority: &Priority,
 ) -> std::io::Result<()> {
-    let mut idle = true;
-    set_idle(true);
+    let mut idle = false;
+    priority.update(0, &mut idle);
     let mut line = Vec::with_capacity(256);
     for (path, size) in segments {
-        let wants_idle = backlog.load(Ordering::Relaxed) < BACKLOG_MAX;
-        if wants_idle != idle {
-            set_idle(wants_idle);
-            idle = wants_idle;
-        }
+        priority.update(backlog.load(Ordering::Relaxed), &mut idle);
         let bytes = std::fs::read(&path)?;
         super::spool::read_segment(&bytes, &mut line, |_, text| sink.write_line(text))?;
         // The segment's lines are on disk (closed frames) before it goes.
