@@ -13,7 +13,7 @@
 //! `resume-` of the same suffix close it, matched by targets where they
 //! agree.
 
-use std::collections::{HashMap, HashSet};
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -159,8 +159,8 @@ pub(crate) struct LivenessState {
     bound_ns: Option<u64>,
     max_lease_ms: u64,
     keys: Vec<KeyLive>,
-    held: HashSet<(u64, u32)>,
-    clients: HashMap<u64, ClientLive>,
+    held: FxHashSet<(u64, u32)>,
+    clients: FxHashMap<u64, ClientLive>,
     /// Open faults: (start name, targets), when it started, acquires
     /// since.
     open_faults: Vec<OpenFault>,
@@ -186,8 +186,8 @@ impl LivenessState {
             bound_ns: bound.map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
             max_lease_ms: 0,
             keys: Vec::new(),
-            held: HashSet::new(),
-            clients: HashMap::new(),
+            held: FxHashSet::default(),
+            clients: FxHashMap::default(),
             open_faults: Vec::new(),
             faults_active: 0,
             longest_wait_ns: 0,

@@ -21,7 +21,7 @@ pub use mutex::{
 };
 pub use ownership::{OwnershipReport, OwnershipViolation};
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 use std::path::Path;
 
 use crate::error::Result;
@@ -238,7 +238,7 @@ struct Analyzer {
     broken: Option<Inconsistent>,
     /// Each client's operation in flight (its `f` kept only for client
     /// functions, which borrow nothing).
-    pending: HashMap<u64, Open<'static>>,
+    pending: FxHashMap<u64, Open<'static>>,
     ownership: ownership::OwnershipState,
     fencing: fencing::FencingState,
     liveness: liveness::LivenessState,
@@ -251,7 +251,7 @@ impl Analyzer {
         Analyzer {
             tracker: HoldTracker::new(),
             broken: None,
-            pending: HashMap::new(),
+            pending: FxHashMap::default(),
             ownership: Default::default(),
             fencing: Default::default(),
             liveness: liveness::LivenessState::new(opts.deadlock_bound),

@@ -6,8 +6,9 @@
 //! in time are a violation. An `acquire` that ends `info` opens no hold, so it
 //! can never alone prove a violation.
 
+use rustc_hash::{FxHashMap, FxHashSet};
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
+use std::collections::{BTreeMap, BinaryHeap};
 
 use serde::{Deserialize, Serialize};
 
@@ -288,7 +289,7 @@ pub struct Inconsistent(pub String);
 /// string copies.
 #[derive(Debug, Default)]
 pub(crate) struct Keys {
-    ids: HashMap<String, u32>,
+    ids: FxHashMap<String, u32>,
     names: Vec<String>,
 }
 
@@ -422,15 +423,15 @@ impl Rec {
 pub struct HoldTracker {
     keys: Keys,
     /// Each process's invoke that has not completed yet.
-    pending: HashMap<u64, PendingOp>,
+    pending: FxHashMap<u64, PendingOp>,
     /// Holds not ended yet, by (process, key): their place in `recs`.
-    open: HashMap<(u64, u32), usize>,
+    open: FxHashMap<(u64, u32), usize>,
     /// Every hold, in the order it began.
     recs: Vec<Rec>,
     /// Holds whose last release failed, by (process, key): the holder's
     /// next acquire of the key ends them at its invoke (design.md: it has
     /// given the grant up), a retried release as usual.
-    failed_release: HashSet<(u64, u32)>,
+    failed_release: FxHashSet<(u64, u32)>,
 }
 
 impl HoldTracker {
@@ -708,7 +709,7 @@ impl MutexChecker {
         let mut classes: BTreeMap<String, u64> = BTreeMap::new();
         // One incident per hold that others overlapped, by its place.
         let mut incidents: Vec<Incident> = Vec::new();
-        let mut incident_of: HashMap<usize, usize> = HashMap::new();
+        let mut incident_of: FxHashMap<usize, usize> = FxHashMap::default();
         let mut order: Vec<u32> = (0..keys.len() as u32).collect();
         order.sort_by(|a, b| keys.name(*a).cmp(keys.name(*b)));
         for key in order {

@@ -8,7 +8,7 @@
 //! ended `info` (it may not have happened), or after a `fail`ed release
 //! (which did not happen, so the process still holds).
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -68,7 +68,7 @@ struct Own {
 /// The ownership check, fed one completion at a time.
 #[derive(Debug, Default)]
 pub(crate) struct OwnershipState {
-    held: HashMap<(u64, u32), Own>,
+    held: FxHashMap<(u64, u32), Own>,
     violations: u64,
     witnesses: Vec<(u32, OwnershipViolation)>,
 }

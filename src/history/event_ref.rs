@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use super::reader::read_lines;
+use super::reader::{frame_lines, line_error};
 use super::{Event, F, OpType, Process, StreamStats};
 use crate::error::Result;
 
@@ -139,15 +139,82 @@ impl<'a> EventRef<'a> {
 /// [`super::stream_jsonl`] would. The same framing as every reader
 /// (`read_lines`): a cut last line is the end of a killed run.
 pub fn stream_refs(path: &Path, mut each: impl FnMut(&EventRef<'_>)) -> Result<StreamStats> {
-    read_lines(path, super::reader::open_history(path)?, |text| {
-        if let Some(ev) = fast::parse(text) {
-            each(&ev);
-            return Ok(());
+    let reader = super::reader::open_history(path)?;
+    // Two stages on two threads: a helper decompresses and frames lines
+    // into batches; this thread parses them and hands them to `each`. The
+    // queue is short, so memory stays bounded; a consumer that stops
+    // (on a bad line) drops its end and the helper stops too.
+    let (batches, received) = std::sync::mpsc::sync_channel::<Batch>(4);
+    std::thread::scope(|scope| {
+        let framing = std::thread::Builder::new()
+            .name("lockbench-read".into())
+            .spawn_scoped(scope, move || {
+                let mut batch = Batch::default();
+                let cut = frame_lines(path, reader, |number, text, complete| {
+                    let start = batch.text.len();
+                    batch.text.push_str(text);
+                    batch
+                        .lines
+                        .push((start, batch.text.len(), number, complete));
+                    if batch.lines.len() >= BATCH
+                        && batches.send(std::mem::take(&mut batch)).is_err()
+                    {
+                        return Ok(false);
+                    }
+                    Ok(true)
+                });
+                if !batch.lines.is_empty() {
+                    let _ = batches.send(batch);
+                }
+                cut
+            });
+        let framing = match framing {
+            Ok(handle) => handle,
+            Err(e) => return Err(crate::error::Error::io(path, e)),
+        };
+        let mut stats = StreamStats::default();
+        let mut failed = None;
+        'batches: for batch in received {
+            for &(start, end, number, complete) in &batch.lines {
+                let text = batch.text.get(start..end).unwrap_or("");
+                if let Some(ev) = fast::parse(text) {
+                    each(&ev);
+                } else {
+                    match serde_json::from_str::<Event>(text) {
+                        Ok(event) => each(&EventRef::of(&event)),
+                        Err(_) if !complete => {
+                            stats.truncated = true;
+                            break 'batches;
+                        }
+                        Err(e) => {
+                            failed = Some(line_error(path, number, &e));
+                            break 'batches;
+                        }
+                    }
+                }
+                stats.events += 1;
+            }
         }
-        let event: Event = serde_json::from_str(text)?;
-        each(&EventRef::of(&event));
-        Ok(())
+        let cut = framing
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        stats.truncated |= cut?;
+        Ok(stats)
     })
+}
+
+/// Lines per batch between the framing thread and the parsing one.
+const BATCH: usize = 4096;
+
+/// A run of framed lines, owned, to cross threads: their text one after
+/// the other, and each line's range, number and whether it was complete.
+#[derive(Default)]
+struct Batch {
+    text: String,
+    lines: Vec<(usize, usize, usize, bool)>,
 }
 
 /// The fast, borrowing reader of one history v1 line. It returns `None`

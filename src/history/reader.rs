@@ -204,10 +204,47 @@ fn stream_lines(
 /// is still a history).
 pub(super) fn read_lines(
     path: &Path,
-    mut reader: impl BufRead,
+    reader: impl BufRead,
     mut each: impl FnMut(&str) -> std::result::Result<(), serde_json::Error>,
 ) -> Result<StreamStats> {
     let mut stats = StreamStats::default();
+    let cut = frame_lines(path, reader, |number, text, complete| {
+        match each(text) {
+            Ok(()) => stats.events += 1,
+            Err(_) if !complete => {
+                stats.truncated = true;
+                return Ok(false);
+            }
+            Err(e) => return Err(line_error(path, number, &e)),
+        }
+        Ok(true)
+    })?;
+    stats.truncated |= cut;
+    Ok(stats)
+}
+
+/// The error for line `number` that did not parse.
+pub(super) fn line_error(path: &Path, number: usize, e: &serde_json::Error) -> Error {
+    Error::HistoryParse {
+        path: path.to_path_buf(),
+        line: number,
+        message: format!(
+            "{e}; each line must be one history v1 event, e.g. \
+             {{\"index\":0,\"time_ns\":0,\"process\":1,\"type\":\"invoke\",\"f\":\"acquire\"}}"
+        ),
+    }
+}
+
+/// The framing alone: each non-blank line, trimmed, goes to `each` with
+/// its line number and whether it ended with a newline (only the last
+/// line of a cut file does not); `each` says whether to go on. A line that
+/// is not UTF-8 is an error, or the cut end when it is that last line.
+/// Returns whether the text ended cut that way.
+pub(super) fn frame_lines(
+    path: &Path,
+    mut reader: impl BufRead,
+    mut each: impl FnMut(usize, &str, bool) -> Result<bool>,
+) -> Result<bool> {
     let mut raw = Vec::new();
     let mut number = 0usize;
     loop {
@@ -216,17 +253,14 @@ pub(super) fn read_lines(
             .read_until(b'\n', &mut raw)
             .map_err(|e| Error::io(path, e))?;
         if read == 0 {
-            return Ok(stats);
+            return Ok(false);
         }
         number += 1;
         let complete = raw.ends_with(b"\n");
         let line = match std::str::from_utf8(&raw) {
             Ok(line) => line,
             // A cut last line may end inside a character.
-            Err(_) if !complete => {
-                stats.truncated = true;
-                return Ok(stats);
-            }
+            Err(_) if !complete => return Ok(true),
             Err(e) => {
                 return Err(Error::HistoryParse {
                     path: path.to_path_buf(),
@@ -243,22 +277,8 @@ pub(super) fn read_lines(
         if text.is_empty() {
             continue;
         }
-        match each(text) {
-            Ok(()) => stats.events += 1,
-            Err(_) if !complete => {
-                stats.truncated = true;
-                return Ok(stats);
-            }
-            Err(e) => {
-                return Err(Error::HistoryParse {
-                    path: path.to_path_buf(),
-                    line: number,
-                    message: format!(
-                        "{e}; each line must be one history v1 event, e.g. \
-                         {{\"index\":0,\"time_ns\":0,\"process\":1,\"type\":\"invoke\",\"f\":\"acquire\"}}"
-                    ),
-                });
-            }
+        if !each(number, text, complete)? {
+            return Ok(false);
         }
     }
 }
