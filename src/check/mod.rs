@@ -13,7 +13,7 @@ mod ownership;
 use serde::{Deserialize, Serialize};
 
 pub use fencing::{FenceWitness, FencingOutcome, FencingReport};
-pub use linear::{Budget, LinearResult, check_linearizable};
+pub use linear::{Budget, LinearResult, check_linearizable, check_linearizable_file};
 pub use liveness::{Deadlock, FaultRecovery, Liveness, Recovery};
 pub use mutex::{
     Hold, HoldEnd, HoldTracker, Incident, IncidentFault, Inconsistent, MutexChecker,

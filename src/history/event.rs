@@ -106,7 +106,8 @@ impl F {
         }
     }
 
-    fn from_name(name: &str) -> F {
+    /// The function called `name` in a history line.
+    pub fn from_name(name: &str) -> F {
         match name {
             "acquire" => F::Acquire,
             "release" => F::Release,

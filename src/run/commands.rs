@@ -512,14 +512,18 @@ pub fn check_history(path: &Path, format: Format, linearizable: bool) -> Result<
     );
     let mut verdict = analysis.verdict();
     if linearizable {
-        let events = match events {
-            Some(ev) => ev,
-            None => match load_events(path, format) {
-                Some(ev) => ev,
-                None => return Ok(BAD_INPUT),
+        let r = match events {
+            Some(ev) => check::check_linearizable(&ev, check::Budget::default()),
+            // A history v1 file streams: memory holds the per-key
+            // operations, not the events.
+            None => match check::check_linearizable_file(path, check::Budget::default()) {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return Ok(BAD_INPUT);
+                }
             },
         };
-        let r = check::check_linearizable(&events, check::Budget::default());
         print!("linearizable: {} ({} keys", r.verdict, r.keys);
         if let Some(key) = &r.key {
             print!(", key {key:?}");

@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use crate::history::{Event, F, OpType, Process};
+use crate::history::{Event, EventRef, F, FnRef, OpType, Process};
 
 /// What an operation does to the holder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,15 +60,33 @@ struct Pending {
 pub(super) fn per_key_ops(events: &[Event]) -> Result<BTreeMap<String, Vec<Op>>, String> {
     let mut order: Vec<&Event> = events.iter().collect();
     order.sort_by_key(|e| e.index);
-    let mut pending: HashMap<u64, Pending> = HashMap::new();
-    let mut touched: HashMap<u64, Vec<String>> = HashMap::new();
-    let mut procs: HashMap<u64, u32> = HashMap::new();
-    let mut keys: BTreeMap<String, Vec<Op>> = BTreeMap::new();
-    let mut dense = |p: u64| {
-        let n = procs.len() as u32;
-        *procs.entry(p).or_insert(n)
-    };
-    let optional = |p: u64, proc: u32, op: &Pending| -> Option<(String, Op)> {
+    let mut split = Splitter::default();
+    for e in order {
+        split.push(&EventRef::of(e))?;
+    }
+    Ok(split.finish())
+}
+
+/// The split, one event at a time in index order: what is kept is the
+/// compact per-key operations, not the events.
+#[derive(Default)]
+pub(super) struct Splitter {
+    pending: HashMap<u64, Pending>,
+    touched: HashMap<u64, Vec<String>>,
+    procs: HashMap<u64, u32>,
+    keys: BTreeMap<String, Vec<Op>>,
+    /// (process, key) whose last release failed: the hold ends at the
+    /// process's next acquire of the key (design.md's hold rule).
+    failed_release: HashSet<(u64, String)>,
+}
+
+impl Splitter {
+    fn dense(&mut self, p: u64) -> u32 {
+        let n = self.procs.len() as u32;
+        *self.procs.entry(p).or_insert(n)
+    }
+
+    fn optional(p: u64, proc: u32, op: &Pending) -> Option<(String, Op)> {
         let kind = match op.f {
             F::Acquire => Kind::Acquire,
             F::Release => Kind::Release,
@@ -86,47 +104,52 @@ pub(super) fn per_key_ops(events: &[Event]) -> Result<BTreeMap<String, Vec<Op>>,
                 client: p,
             },
         ))
-    };
-    // (process, key) whose last release failed: the hold ends at the
-    // process's next acquire of the key (design.md's hold rule).
-    let mut failed_release: HashSet<(u64, String)> = HashSet::new();
-    let drop_at = |e: &Event, proc: u32, p: u64| Op {
-        kind: Kind::Drop,
-        proc,
-        call: e.time_ns,
-        ret: e.time_ns,
-        optional: false,
-        index: e.index,
-        client: p,
-    };
-    for e in order {
+    }
+
+    fn drop_at(e: &EventRef<'_>, proc: u32, p: u64) -> Op {
+        Op {
+            kind: Kind::Drop,
+            proc,
+            call: e.time_ns,
+            ret: e.time_ns,
+            optional: false,
+            index: e.index,
+            client: p,
+        }
+    }
+
+    fn key(&mut self, key: String) -> &mut Vec<Op> {
+        self.keys.entry(key).or_default()
+    }
+
+    /// Takes the next event in index order.
+    pub(super) fn push(&mut self, e: &EventRef<'_>) -> Result<(), String> {
         let Process::Client(p) = e.process else {
-            continue;
+            return Ok(());
         };
-        let proc = dense(p);
-        if e.f == F::Lost {
+        let proc = self.dense(p);
+        if e.f == FnRef::Lost {
             // The client stopped acting on the key: from here on it does
             // not hold it, whatever the service thinks.
-            let key = e.key_or_default().to_string();
-            failed_release.remove(&(p, key.clone()));
-            keys.entry(key).or_default().push(drop_at(e, proc, p));
-            continue;
+            let key = e.key.to_string();
+            self.failed_release.remove(&(p, key.clone()));
+            self.key(key).push(Self::drop_at(e, proc, p));
+            return Ok(());
         }
-        if e.f == F::Crash {
-            if let Some(op) = pending.remove(&p)
-                && let Some((key, op)) = optional(p, proc, &op)
+        if e.f == FnRef::Crash {
+            if let Some(op) = self.pending.remove(&p)
+                && let Some((key, op)) = Self::optional(p, proc, &op)
             {
-                keys.entry(key).or_default().push(op);
+                self.key(key).push(op);
             }
-            for key in touched.get(&p).into_iter().flatten() {
-                keys.entry(key.clone())
-                    .or_default()
-                    .push(drop_at(e, proc, p));
+            let touched = self.touched.get(&p).cloned().unwrap_or_default();
+            for key in touched {
+                self.key(key).push(Self::drop_at(e, proc, p));
             }
-            continue;
+            return Ok(());
         }
         if e.kind == OpType::Invoke {
-            if let Some(prev) = pending.get(&p) {
+            if let Some(prev) = self.pending.get(&p) {
                 return Err(format!(
                     "process {p} invoked {} at event {} while its {} from event {} had not completed",
                     e.f.as_str(),
@@ -135,37 +158,35 @@ pub(super) fn per_key_ops(events: &[Event]) -> Result<BTreeMap<String, Vec<Op>>,
                     prev.index
                 ));
             }
-            let key = e.key_or_default().to_string();
-            if e.f == F::Acquire && failed_release.remove(&(p, key.clone())) {
-                keys.entry(key.clone())
-                    .or_default()
-                    .push(drop_at(e, proc, p));
+            let key = e.key.to_string();
+            if e.f == FnRef::Acquire && self.failed_release.remove(&(p, key.clone())) {
+                self.key(key.clone()).push(Self::drop_at(e, proc, p));
             }
-            if matches!(e.f, F::Acquire | F::Release) {
-                let t = touched.entry(p).or_default();
+            if matches!(e.f, FnRef::Acquire | FnRef::Release) {
+                let t = self.touched.entry(p).or_default();
                 if !t.contains(&key) {
                     t.push(key.clone());
                 }
             }
-            pending.insert(
+            self.pending.insert(
                 p,
                 Pending {
-                    f: e.f.clone(),
+                    f: F::from_name(e.f.as_str()),
                     key,
                     index: e.index,
                     time_ns: e.time_ns,
                 },
             );
-            continue;
+            return Ok(());
         }
-        let Some(op) = pending.remove(&p) else {
+        let Some(op) = self.pending.remove(&p) else {
             return Err(format!(
                 "event {}: process {p} completed {} without an invoke",
                 e.index,
                 e.f.as_str()
             ));
         };
-        if op.f != e.f {
+        if op.f.as_str() != e.f.as_str() {
             return Err(format!(
                 "event {}: process {p} completed {} but had invoked {} at event {}",
                 e.index,
@@ -174,37 +195,33 @@ pub(super) fn per_key_ops(events: &[Event]) -> Result<BTreeMap<String, Vec<Op>>,
                 op.index
             ));
         }
-        if e.f == F::Release {
+        if e.f == FnRef::Release {
             if e.kind == OpType::Fail {
-                failed_release.insert((p, op.key.clone()));
+                self.failed_release.insert((p, op.key.clone()));
             } else {
-                failed_release.remove(&(p, op.key.clone()));
+                self.failed_release.remove(&(p, op.key.clone()));
             }
         }
-        let kind = match (&e.f, e.kind) {
-            (_, OpType::Fail) => continue,
-            (F::Acquire | F::Release, OpType::Info) => {
-                if let Some((key, op)) = optional(p, proc, &op) {
-                    keys.entry(key).or_default().push(op);
+        let kind = match (e.f, e.kind) {
+            (_, OpType::Fail) => return Ok(()),
+            (FnRef::Acquire | FnRef::Release, OpType::Info) => {
+                if let Some((key, op)) = Self::optional(p, proc, &op) {
+                    self.key(key).push(op);
                 }
-                continue;
+                return Ok(());
             }
-            (F::Acquire, _) => Kind::Acquire,
-            (F::Release, _) => {
-                let was_held = e
-                    .value
-                    .as_ref()
-                    .and_then(|v| v.get("was_held"))
-                    .and_then(|v| v.as_bool());
-                if was_held == Some(false) {
+            (FnRef::Acquire, _) => Kind::Acquire,
+            (FnRef::Release, _) => {
+                if e.was_held == Some(false) {
                     Kind::Drop
                 } else {
                     Kind::Release
                 }
             }
-            _ => continue,
+            _ => return Ok(()),
         };
-        keys.entry(op.key.clone()).or_default().push(Op {
+        let key = op.key.clone();
+        self.key(key).push(Op {
             kind,
             proc,
             call: op.time_ns,
@@ -213,17 +230,23 @@ pub(super) fn per_key_ops(events: &[Event]) -> Result<BTreeMap<String, Vec<Op>>,
             index: op.index,
             client: p,
         });
+        Ok(())
     }
-    for (p, op) in pending {
-        let proc = dense(p);
-        if let Some((key, op)) = optional(p, proc, &op) {
-            keys.entry(key).or_default().push(op);
+
+    /// The per-key operations, windows closed and hopeless ones pruned.
+    pub(super) fn finish(mut self) -> BTreeMap<String, Vec<Op>> {
+        let pending: Vec<(u64, Pending)> = self.pending.drain().collect();
+        for (p, op) in pending {
+            let proc = self.dense(p);
+            if let Some((key, op)) = Self::optional(p, proc, &op) {
+                self.key(key).push(op);
+            }
         }
+        for ops in self.keys.values_mut() {
+            close_windows_and_prune(ops);
+        }
+        self.keys
     }
-    for ops in keys.values_mut() {
-        close_windows_and_prune(ops);
-    }
-    Ok(keys)
 }
 
 /// Drops optional acquires that can never help (module doc), sorts the
