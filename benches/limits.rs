@@ -94,6 +94,15 @@ fn run_scenario(dir: &Path, name: &str, text: &str) -> (Measured, PathBuf) {
     (m, run_dir)
 }
 
+/// 100 `inproc` clients on 10 keys, no hold or think, until `ops`
+/// acquires: about six events each.
+fn saturated(ops: u64) -> String {
+    format!(
+        "backends = [\"inproc\"]\nclients = 100\nhosts = 10\nkeys = 10\nops = {ops}\n\
+         duration = \"120s\"\nhold = \"0s\"\nthink = \"0s\"\n"
+    )
+}
+
 fn summary(run_dir: &Path) -> serde_json::Value {
     let text = std::fs::read_to_string(run_dir.join("summary.json")).expect("summary.json");
     serde_json::from_str(&text).expect("summary.json parses")
@@ -229,12 +238,7 @@ fn main() {
 
     if wants("check") || wants("export") || wants("linearizable") {
         // 2M events: 1M operations, each an invoke and its completion.
-        let (m, run_dir) = run_scenario(
-            dir,
-            "million",
-            "backends = [\"inproc\"]\nclients = 100\nhosts = 10\nkeys = 10\nops = 340000\n\
-             duration = \"120s\"\nhold = \"0s\"\nthink = \"0s\"\n",
-        );
+        let (m, run_dir) = run_scenario(dir, "million", &saturated(340_000));
         assert_eq!(m.code, Some(0), "the 1M-operation run failed");
         let history = history_file(&run_dir).expect("history");
         let events = events_in(&run_dir);
@@ -280,12 +284,7 @@ fn main() {
     }
 
     if wants("report") {
-        let (m, run_dir) = run_scenario(
-            dir,
-            "five-million",
-            "backends = [\"inproc\"]\nclients = 100\nhosts = 10\nkeys = 10\nops = 840000\n\
-             duration = \"120s\"\nhold = \"0s\"\nthink = \"0s\"\n",
-        );
+        let (m, run_dir) = run_scenario(dir, "five-million", &saturated(840_000));
         assert_eq!(m.code, Some(0), "the 5M-event run failed");
         let events = events_in(&run_dir);
         let mut walls = Vec::new();
