@@ -268,7 +268,19 @@ fn the_leftover_check_sees_a_process_writing_into_the_directory() {
         .stdout(log)
         .spawn()
         .unwrap();
-    let found = processes_with_files_under(dir.path());
+    // Another test of this binary may fork while `x.log` is open here: its
+    // child holds every descriptor (close-on-exec or not) until its exec,
+    // and a scan in that instant sees it too (CI saw one such PID). So the
+    // scan is repeated until only the writer is left, for at most 5 s; a
+    // scan that never finds the writer, or keeps another PID, still fails.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let found = loop {
+        let found = processes_with_files_under(dir.path());
+        if found == vec![child.id()] || std::time::Instant::now() > deadline {
+            break found;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
     child.kill().unwrap();
     child.wait().unwrap();
     assert_eq!(found, vec![child.id()]);
