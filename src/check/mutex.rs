@@ -285,6 +285,25 @@ fn fence_note(fence: Option<u64>) -> String {
 #[derive(Debug)]
 pub struct Inconsistent(pub String);
 
+/// A hold as a stream of holds gives it ([`super::stream_holds`]): where
+/// it lies in time, its key by number. Ordered by start (then by the
+/// index of its acquire's `ok`, which is unique).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct HoldSpan {
+    /// Time of the `acquire` `ok`.
+    pub start_ns: u64,
+    /// Index of the `acquire` `ok` event.
+    pub start_index: u64,
+    /// The holder.
+    pub process: Process,
+    /// The key held, by number (see [`super::HeldKeys`]).
+    pub key: u32,
+    /// Time the hold ended; `None` if it lasted to the end of the history.
+    pub end_ns: Option<u64>,
+    /// The fencing token the acquire returned.
+    pub fence: Option<u64>,
+}
+
 /// Keys seen, each given a small number so per-event state needs no
 /// string copies.
 #[derive(Debug, Default)]
@@ -313,6 +332,10 @@ impl Keys {
 
     pub(crate) fn len(&self) -> usize {
         self.names.len()
+    }
+
+    pub(crate) fn into_names(self) -> Vec<String> {
+        self.names
     }
 }
 
@@ -384,6 +407,18 @@ impl Rec {
         self.end_ns.unwrap_or(u64::MAX)
     }
 
+    /// Where the hold lies in time, its key by number.
+    pub(crate) fn span(&self) -> HoldSpan {
+        HoldSpan {
+            start_ns: self.start_ns,
+            start_index: self.start_index,
+            process: self.process,
+            key: self.key,
+            end_ns: self.end_ns,
+            fence: self.fence,
+        }
+    }
+
     fn to_hold(&self, keys: &Keys) -> Hold {
         Hold {
             process: self.process,
@@ -424,10 +459,11 @@ pub struct HoldTracker {
     keys: Keys,
     /// Each process's invoke that has not completed yet.
     pending: FxHashMap<u64, PendingOp>,
-    /// Holds not ended yet, by (process, key): their place in `recs`.
-    open: FxHashMap<(u64, u32), usize>,
-    /// Every hold, in the order it began.
-    recs: Vec<Rec>,
+    /// Holds not ended yet, by (process, key).
+    open: FxHashMap<(u64, u32), Rec>,
+    /// Holds ended, in the order they ended, until
+    /// [`drain_closed`](Self::drain_closed) takes them.
+    closed: Vec<Rec>,
     /// Holds whose last release failed, by (process, key): the holder's
     /// next acquire of the key ends them at its invoke (design.md: it has
     /// given the grant up), a retried release as usual.
@@ -545,24 +581,25 @@ impl HoldTracker {
                     return Ok(());
                 }
                 let lease_ms = e.lease_ms.or(op.lease_ms);
-                self.open.insert((p, op.key), self.recs.len());
-                self.recs.push(Rec {
-                    process: e.process,
-                    key: op.key,
-                    start_ns: e.time_ns,
-                    start_index: e.index,
-                    end_ns: None,
-                    end_index: None,
-                    end: HoldEnd::EndOfHistory,
-                    fence: e.fence.or(op.fence),
-                    lease_ms,
-                    grants: lease_ms.map(|ms| (op.time_ns, ms)).into_iter().collect(),
-                    writes: Writes::default(),
-                });
+                self.open.insert(
+                    (p, op.key),
+                    Rec {
+                        process: e.process,
+                        key: op.key,
+                        start_ns: e.time_ns,
+                        start_index: e.index,
+                        end_ns: None,
+                        end_index: None,
+                        end: HoldEnd::EndOfHistory,
+                        fence: e.fence.or(op.fence),
+                        lease_ms,
+                        grants: lease_ms.map(|ms| (op.time_ns, ms)).into_iter().collect(),
+                        writes: Writes::default(),
+                    },
+                );
             }
             (Op::Renew, OpType::Ok) => {
-                if let Some(&i) = self.open.get(&(p, op.key)) {
-                    let rec = &mut self.recs[i];
+                if let Some(rec) = self.open.get_mut(&(p, op.key)) {
                     let ms = e
                         .lease_ms
                         .or(op.lease_ms)
@@ -573,8 +610,8 @@ impl HoldTracker {
                 }
             }
             (Op::Other, OpType::Ok) if e.f == FnRef::Write => {
-                if let (Some(&i), Some(accepted)) = (self.open.get(&(p, op.key)), e.accepted) {
-                    let w = &mut self.recs[i].writes;
+                if let (Some(rec), Some(accepted)) = (self.open.get_mut(&(p, op.key)), e.accepted) {
+                    let w = &mut rec.writes;
                     if accepted {
                         w.accepted += 1;
                     } else {
@@ -600,12 +637,19 @@ impl HoldTracker {
     /// before it began) and event `index`.
     fn close(&mut self, hold: (u64, u32), time_ns: u64, index: u64, end: HoldEnd) {
         self.failed_release.remove(&hold);
-        if let Some(i) = self.open.remove(&hold) {
-            let rec = &mut self.recs[i];
+        if let Some(mut rec) = self.open.remove(&hold) {
             rec.end_ns = Some(time_ns.max(rec.start_ns));
             rec.end_index = Some(index);
             rec.end = end;
+            self.closed.push(rec);
         }
+    }
+
+    /// The holds ended since the last call, in the order they ended: a
+    /// reader that needs each hold once (the timeline) takes them as it
+    /// goes, so memory holds only the open ones.
+    pub(crate) fn drain_closed(&mut self) -> std::vec::Drain<'_, Rec> {
+        self.closed.drain(..)
     }
 
     /// Ends the history: the compact holds, in the order they began.
@@ -617,7 +661,9 @@ impl HoldTracker {
                 self.close_at_release(p, &op);
             }
         }
-        let mut recs = self.recs;
+        let mut recs = self.closed;
+        // Holds that lasted to the end of the history.
+        recs.extend(self.open.into_values());
         recs.sort_by_key(|h| (h.start_ns, h.start_index));
         (recs, self.keys)
     }

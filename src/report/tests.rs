@@ -543,3 +543,35 @@ fn timeline_of_a_long_run_is_bounded() {
     );
     assert!(page.len() < 600_000, "page size {}", page.len());
 }
+
+#[test]
+fn a_capped_window_counts_each_client_once() {
+    let dir = tempfile::tempdir().unwrap();
+    // 25 clients taking turns, a hold every 100 µs: the example window
+    // (at least 10 ms) holds about 90, each client's three or four times,
+    // and the 25th client is not drawn.
+    let mut history = String::new();
+    let mut index = 0;
+    for i in 0..3_000u64 {
+        let p = i % 25;
+        let t = i * 100_000;
+        for (ns, kind, f) in [
+            (t, "invoke", "acquire"),
+            (t + 10_000, "ok", "acquire"),
+            (t + 50_000, "invoke", "release"),
+            (t + 60_000, "ok", "release"),
+        ] {
+            history.push_str(&format!(
+                "{{\"index\":{index},\"time_ns\":{ns},\"process\":{p},\"type\":\"{kind}\",\"f\":\"{f}\",\"key\":\"lock-0\"}}\n"
+            ));
+            index += 1;
+        }
+    }
+    std::fs::write(dir.path().join("history.jsonl"), history).unwrap();
+    let page = read(&write_run_report(dir.path(), &valid_summary()).unwrap());
+    assert!(
+        page.contains("Capped: 24 of 25 clients shown"),
+        "{}",
+        &page[page.find("Capped").unwrap_or(0)..][..80.min(page.len())]
+    );
+}

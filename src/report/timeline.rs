@@ -3,14 +3,20 @@
 //!
 //! Bounded size whatever the run's length: an overview compressed to a fixed
 //! number of columns per key, and zoomed windows around the first few
-//! violations with a cap on the bars drawn.
+//! violations with a cap on the bars drawn. Bounded memory too: the history
+//! is streamed twice, holds passing one at a time ([`stream_holds`]). The
+//! first pass finds the run's end, the keys held, and the first holds of
+//! each key (for the example window); the second fills the overview's
+//! columns and the windows, which by then have their times.
 
-use std::collections::BTreeMap;
+use std::collections::BinaryHeap;
 use std::fmt::Write as _;
 use std::path::Path;
 
+use rustc_hash::{FxHashMap, FxHashSet};
+
 use super::html::escape;
-use crate::check::{Hold, HoldTracker, Witness};
+use crate::check::{HoldSpan, Witness, stream_holds};
 use crate::history::Process;
 use crate::summary::{FaultRecord, Summary};
 
@@ -20,12 +26,17 @@ const WINDOWS: usize = 3;
 const MAX_ROWS: usize = 24;
 /// Bars in one zoomed window at most.
 const MAX_BARS: usize = 600;
+/// Holds a window keeps at most: the earliest-starting ones, from which its
+/// rows and bars are chosen (every hold in it is still counted). Far more
+/// than the bars drawn, so the choice is the same as from every hold unless
+/// the drawn rows' holds are rarer than one in eighty.
+const KEPT: usize = 50_000;
+/// Holds of each key the example window is measured from.
+const EXAMPLE_HOLDS: usize = 30;
 /// Keys in the overview at most.
 const MAX_KEYS: usize = 8;
 /// Columns of the overview.
 const COLUMNS: usize = 600;
-/// Holds kept from the history at most (memory bound for huge runs).
-const MAX_HOLDS: usize = 2_000_000;
 
 const WIDTH: f64 = 1000.0;
 const LEFT: f64 = 90.0;
@@ -34,47 +45,90 @@ const ROW_H: f64 = 18.0;
 const TOP: f64 = 34.0;
 const BOTTOM: f64 = 64.0;
 
+/// A zoomed window: what it shows, and what the second pass found in it.
+struct Window<'s> {
+    key: u32,
+    name: String,
+    t0: u64,
+    t1: u64,
+    heading: String,
+    label: String,
+    witnesses: Vec<&'s Witness>,
+    /// The earliest-starting holds in the window, at most [`KEPT`].
+    kept: BinaryHeap<HoldSpan>,
+    /// Every hold in the window.
+    inside: usize,
+    /// Each holder's first hold in the window.
+    first: FxHashMap<Process, (u64, u64)>,
+}
+
+impl Window<'_> {
+    fn take(&mut self, h: HoldSpan, end_ns: u64) {
+        if h.key != self.key || h.start_ns > self.t1 || h.end_ns.unwrap_or(end_ns) < self.t0 {
+            return;
+        }
+        self.inside += 1;
+        let first = self.first.entry(h.process).or_insert((u64::MAX, u64::MAX));
+        *first = (*first).min((h.start_ns, h.start_index));
+        keep_earliest(&mut self.kept, h, KEPT);
+    }
+}
+
+/// Adds `h` to `heap` (a max-heap), keeping only the `n` earliest.
+fn keep_earliest(heap: &mut BinaryHeap<HoldSpan>, h: HoldSpan, n: usize) {
+    if heap.len() < n {
+        heap.push(h);
+    } else if heap.peek().is_some_and(|last| h < *last) {
+        heap.pop();
+        heap.push(h);
+    }
+}
+
 /// The timeline section of the run page for the run in `run_dir`.
 pub(crate) fn section(run_dir: &Path, s: &Summary) -> String {
     let history = crate::history::history_in(run_dir);
-    let mut tracker = HoldTracker::new();
-    let mut broken = None;
-    let mut end_ns = 0u64;
-    let stats = crate::history::stream_jsonl(&history, |e| {
-        end_ns = end_ns.max(e.time_ns);
-        if broken.is_none()
-            && let Err(why) = tracker.push(&e)
-        {
-            broken = Some(why.0);
-        }
-    });
     let mut out = String::from("<section>\n<h2>Timeline</h2>\n");
-    if let Err(e) = stats {
+    let no_timeline = |mut out: String, why: String| {
         let _ = write!(
             out,
             "<p class=\"nodata\">No timeline: {}</p>\n</section>",
-            escape(&e.to_string())
-        );
-        return out;
-    }
-    if let Some(why) = broken {
-        let _ = write!(
-            out,
-            "<p class=\"nodata\">No timeline: the history is inconsistent ({}).</p>\n</section>",
             escape(&why)
         );
-        return out;
-    }
-    let mut holds = tracker.finish();
-    let total = holds.len();
-    holds.truncate(MAX_HOLDS);
-    if holds.is_empty() {
+        out
+    };
+
+    // First pass: the end, the keys held, each key's first holds.
+    let mut held: Vec<usize> = Vec::new();
+    let mut firsts: Vec<BinaryHeap<HoldSpan>> = Vec::new();
+    let example = s.witnesses.is_empty();
+    let first_pass = stream_holds(&history, |h| {
+        let k = h.key as usize;
+        if held.len() <= k {
+            held.resize(k + 1, 0);
+            firsts.resize_with(k + 1, BinaryHeap::new);
+        }
+        held[k] += 1;
+        if example {
+            keep_earliest(&mut firsts[k], h, EXAMPLE_HOLDS);
+        }
+    });
+    let keys = match first_pass {
+        Err(e) => return no_timeline(out, e.to_string()),
+        Ok(Err(why)) => {
+            return no_timeline(out, format!("the history is inconsistent ({})", why.0));
+        }
+        Ok(Ok(keys)) => keys,
+    };
+    let end_ns = keys.end_ns;
+    let name = |k: u32| keys.names.get(k as usize).map_or("", String::as_str);
+    // The keys held, in name order.
+    let mut by_name: Vec<u32> = (0..held.len() as u32)
+        .filter(|&k| held[k as usize] > 0)
+        .collect();
+    by_name.sort_by(|a, b| name(*a).cmp(name(*b)));
+    if by_name.is_empty() {
         out.push_str("<p class=\"nodata\">No timeline: nobody held a lock.</p>\n</section>");
         return out;
-    }
-    let mut by_key: BTreeMap<&str, Vec<&Hold>> = BTreeMap::new();
-    for h in &holds {
-        by_key.entry(h.key.as_str()).or_default().push(h);
     }
     let classes = if s.violation_classes.is_empty() {
         String::new()
@@ -90,57 +144,63 @@ pub(crate) fn section(run_dir: &Path, s: &Summary) -> String {
         out,
         "<p class=\"note\">Bars: a client holding the key (from its acquire <code>ok</code> to its \
          release). <span class=\"red\">Red</span>: two clients holding it at once. Grey bands: \
-         fault windows.{classes}{}</p>",
-        if total > MAX_HOLDS {
-            format!(" Only the first {MAX_HOLDS} of {total} holds are drawn.")
-        } else {
-            String::new()
-        }
+         fault windows.{classes}</p>"
     );
 
-    // Zoomed windows.
-    if s.witnesses.is_empty() {
-        if let Some((key, kh)) = by_key.iter().next() {
-            let start = kh.first().map(|h| h.start_ns).unwrap_or(0);
-            let t0 = start.saturating_sub(1_000_000);
-            // About thirty holds: readable, yet showing the hand-offs.
-            let thirtieth = kh
-                .get(29)
-                .or(kh.last())
-                .map(|h| h.end_ns.unwrap_or(end_ns))
-                .unwrap_or(end_ns);
-            let t1 = thirtieth
-                .max(t0 + 10_000_000)
-                .min(t0 + 2_000_000_000)
-                .min(end_ns.max(t0 + 1));
-            let _ = writeln!(
-                out,
-                "<h3>The first holds on key <code>{}</code> (no violations: an example)</h3>",
-                escape(key)
-            );
-            out.push_str(&window(key, kh, t0, t1, end_ns, &s.faults, &[], ""));
-        }
+    // The zoomed windows' times.
+    let mut windows: Vec<Window> = Vec::new();
+    let window_on = |key: u32, t0: u64, t1: u64, heading: String, label: String| Window {
+        key,
+        name: name(key).to_string(),
+        t0,
+        t1,
+        heading,
+        label,
+        witnesses: Vec::new(),
+        kept: BinaryHeap::new(),
+        inside: 0,
+        first: FxHashMap::default(),
+    };
+    if example {
+        let key = by_name[0];
+        let kh = std::mem::take(&mut firsts[key as usize]).into_sorted_vec();
+        let start = kh.first().map(|h| h.start_ns).unwrap_or(0);
+        let t0 = start.saturating_sub(1_000_000);
+        // About thirty holds: readable, yet showing the hand-offs.
+        let thirtieth = kh
+            .get(EXAMPLE_HOLDS - 1)
+            .or(kh.last())
+            .map(|h| h.end_ns.unwrap_or(end_ns))
+            .unwrap_or(end_ns);
+        let t1 = thirtieth
+            .max(t0 + 10_000_000)
+            .min(t0 + 2_000_000_000)
+            .min(end_ns.max(t0 + 1));
+        let heading = format!(
+            "<h3>The first holds on key <code>{}</code> (no violations: an example)</h3>",
+            escape(name(key))
+        );
+        windows.push(window_on(key, t0, t1, heading, String::new()));
     } else {
-        let shown = s.witnesses.len();
         let _ = writeln!(
             out,
             "<p class=\"note\">Zoomed windows around the first violations ({} in all; \
              a window shows every recorded witness within it, at most {WINDOWS} windows, each at \
-             most ±2 leases around its overlap). The overview marks the {shown} witnesses kept in \
+             most ±2 leases around its overlap). The overview marks the {} witnesses kept in \
              summary.json.</p>",
-            s.violations.max(s.witnesses.len() as u64)
+            s.violations.max(s.witnesses.len() as u64),
+            s.witnesses.len()
         );
-        let mut drawn: Vec<(u64, u64, &str)> = Vec::new();
         for (i, w) in s.witnesses.iter().enumerate() {
-            if drawn.len() >= WINDOWS {
+            if windows.len() >= WINDOWS {
                 break;
             }
-            let Some(kh) = by_key.get(w.key.as_str()) else {
+            let Some(key) = by_name.iter().copied().find(|&k| name(k) == w.key) else {
                 continue;
             };
             // A witness already visible in an earlier window gets none.
-            if drawn.iter().any(|(a, b, k)| {
-                *k == w.key && w.overlap_start_ns >= *a && w.overlap_start_ns <= *b
+            if windows.iter().any(|d| {
+                d.name == w.key && w.overlap_start_ns >= d.t0 && w.overlap_start_ns <= d.t1
             }) {
                 continue;
             }
@@ -168,9 +228,7 @@ pub(crate) fn section(run_dir: &Path, s: &Summary) -> String {
             }
             let t0 = w.overlap_start_ns.saturating_sub(pad);
             let t1 = (overlap_end + pad).min(end_ns.max(overlap_end + 1));
-            drawn.push((t0, t1, w.key.as_str()));
-            let _ = writeln!(
-                out,
+            let heading = format!(
                 "<h3>Violation {}: key <code>{}</code>, clients {} and {}, class <span class=\"red\">{}</span></h3>",
                 i + 1,
                 escape(&w.key),
@@ -178,14 +236,52 @@ pub(crate) fn section(run_dir: &Path, s: &Summary) -> String {
                 w.second.process,
                 w.class.as_str()
             );
-            let ws: Vec<&Witness> = s.witnesses.iter().filter(|x| x.key == w.key).collect();
-            let label = format!(" — {}", w.class.as_str());
-            out.push_str(&window(&w.key, kh, t0, t1, end_ns, &s.faults, &ws, &label));
+            let mut win = window_on(key, t0, t1, heading, format!(" — {}", w.class.as_str()));
+            win.witnesses = s.witnesses.iter().filter(|x| x.key == w.key).collect();
+            windows.push(win);
         }
     }
+    drop(firsts);
 
+    // Second pass: the windows' holds and the overview's columns.
+    let col_ns = end_ns.max(1).div_ceil(COLUMNS as u64).max(1);
+    let shown: Vec<u32> = by_name.iter().copied().take(MAX_KEYS).collect();
+    let mut columns: Vec<Vec<bool>> = vec![vec![false; COLUMNS]; shown.len()];
+    let second_pass = stream_holds(&history, |h| {
+        if let Some(row) = shown.iter().position(|&k| k == h.key) {
+            let a = ((h.start_ns / col_ns) as usize).min(COLUMNS - 1);
+            let b = ((h.end_ns.unwrap_or(end_ns) / col_ns) as usize).min(COLUMNS - 1);
+            columns[row][a..=b.max(a)]
+                .iter_mut()
+                .for_each(|c| *c = true);
+        }
+        for w in &mut windows {
+            w.take(h, end_ns);
+        }
+    });
+    match second_pass {
+        Err(e) => return no_timeline(out, e.to_string()),
+        Ok(Err(why)) => {
+            return no_timeline(out, format!("the history is inconsistent ({})", why.0));
+        }
+        Ok(Ok(_)) => {}
+    }
+
+    for w in windows {
+        out.push_str(&w.heading);
+        out.push('\n');
+        out.push_str(&window(w, end_ns, &s.faults));
+    }
     out.push_str("<h3>Overview of the whole run</h3>\n");
-    out.push_str(&overview(&by_key, end_ns, &s.faults, &s.witnesses));
+    let rows: Vec<(&str, Vec<bool>)> = shown.iter().map(|&k| name(k)).zip(columns).collect();
+    out.push_str(&overview(
+        &rows,
+        by_name.len(),
+        col_ns,
+        end_ns,
+        &s.faults,
+        &s.witnesses,
+    ));
     out.push_str("</section>");
     out
 }
@@ -287,42 +383,43 @@ fn nice_step(raw: f64) -> f64 {
     }
 }
 
-/// One zoomed window on `key` from `t0` to `t1`.
-#[allow(clippy::too_many_arguments)]
-fn window(
-    key: &str,
-    holds: &[&Hold],
-    t0: u64,
-    t1: u64,
-    end_ns: u64,
-    faults: &[FaultRecord],
-    witnesses: &[&Witness],
-    label: &str,
-) -> String {
-    let inside: Vec<&Hold> = holds
-        .iter()
-        .copied()
-        .filter(|h| h.start_ns <= t1 && h.end_ns.unwrap_or(end_ns) >= t0)
-        .collect();
+/// One zoomed window, its holds found.
+fn window(w: Window<'_>, end_ns: u64, faults: &[FaultRecord]) -> String {
+    let Window {
+        name: key,
+        t0,
+        t1,
+        label,
+        witnesses,
+        kept,
+        inside,
+        first,
+        ..
+    } = w;
+    let kept = kept.into_sorted_vec();
     // Rows: the witnesses' clients first, then by first hold.
     let mut rows: Vec<Process> = Vec::new();
-    for w in witnesses {
+    let mut all: FxHashSet<Process> = FxHashSet::default();
+    for w in &witnesses {
         for p in [w.first.process, w.second.process] {
             let in_window = w.overlap_start_ns <= t1 && w.overlap_end_ns.unwrap_or(end_ns) >= t0;
-            if in_window && !rows.contains(&p) && rows.len() < MAX_ROWS {
-                rows.push(p);
+            if in_window {
+                all.insert(p);
+                if !rows.contains(&p) && rows.len() < MAX_ROWS {
+                    rows.push(p);
+                }
             }
         }
     }
-    let mut all_rows = rows.len();
-    for h in &inside {
-        if !rows.contains(&h.process) {
-            all_rows += 1;
-            if rows.len() < MAX_ROWS {
-                rows.push(h.process);
-            }
+    let mut by_first: Vec<(&(u64, u64), &Process)> = first.iter().map(|(p, f)| (f, p)).collect();
+    by_first.sort();
+    for (_, p) in by_first {
+        all.insert(*p);
+        if !rows.contains(p) && rows.len() < MAX_ROWS {
+            rows.push(*p);
         }
     }
+    let all_rows = all.len();
     let height = TOP + rows.len().max(1) as f64 * ROW_H + BOTTOM;
     let mut svg = format!(
         "<figure><svg xmlns=\"http://www.w3.org/2000/svg\" class=\"timeline\" viewBox=\"0 0 {WIDTH} {height}\" \
@@ -354,7 +451,7 @@ fn window(
         );
     }
     let mut drawn = 0usize;
-    for h in &inside {
+    for h in &kept {
         let Some(r) = rows.iter().position(|p| *p == h.process) else {
             continue;
         };
@@ -371,14 +468,14 @@ fn window(
             (b - a).max(1.0),
             ROW_H - 6.0,
             h.process,
-            escape(&h.key),
+            escape(&key),
             h.start_ns as f64 / 1e9,
             end as f64 / 1e9,
             h.fence.map(|f| format!(" (fence {f})")).unwrap_or_default()
         );
     }
     // Overlaps in red on both holders' rows.
-    for w in witnesses {
+    for w in &witnesses {
         let oe = w.overlap_end_ns.unwrap_or(end_ns);
         if w.overlap_start_ns > t1 || oe < t0 {
             continue;
@@ -409,8 +506,8 @@ fn window(
     if all_rows > rows.len() {
         notes.push(format!("{} of {all_rows} clients shown", rows.len()));
     }
-    if drawn < inside.len() {
-        notes.push(format!("{drawn} of {} holds drawn", inside.len()));
+    if drawn < inside {
+        notes.push(format!("{drawn} of {inside} holds drawn"));
     }
     let _ = writeln!(
         svg,
@@ -426,16 +523,17 @@ fn window(
 
 /// Whole-run overview: one row per key, compressed to [`COLUMNS`] columns:
 /// a column is blue when anyone held the key in it, red when two did.
+/// `rows` are the keys shown with their held columns, of `keys` in all.
 fn overview(
-    by_key: &BTreeMap<&str, Vec<&Hold>>,
+    rows: &[(&str, Vec<bool>)],
+    keys: usize,
+    col_ns: u64,
     end_ns: u64,
     faults: &[FaultRecord],
     witnesses: &[Witness],
 ) -> String {
-    let keys: Vec<(&&str, &Vec<&Hold>)> = by_key.iter().take(MAX_KEYS).collect();
     let (t0, t1) = (0u64, end_ns.max(1));
-    let col_ns = (t1 - t0).div_ceil(COLUMNS as u64).max(1);
-    let height = TOP + keys.len() as f64 * ROW_H + BOTTOM;
+    let height = TOP + rows.len() as f64 * ROW_H + BOTTOM;
     let mut svg = format!(
         "<figure><svg xmlns=\"http://www.w3.org/2000/svg\" class=\"timeline\" viewBox=\"0 0 {WIDTH} {height}\" \
          width=\"{WIDTH}\" height=\"{height}\" font-family=\"sans-serif\" role=\"img\">"
@@ -443,7 +541,7 @@ fn overview(
     frame(
         &mut svg,
         "Overview: when each key was held, whole run",
-        keys.len(),
+        rows.len(),
         t0,
         t1,
         faults,
@@ -451,20 +549,14 @@ fn overview(
     let _ = write!(
         svg,
         "<text transform=\"translate(14 {:.1}) rotate(-90)\" text-anchor=\"middle\" font-size=\"12\">key</text>",
-        TOP + keys.len() as f64 * ROW_H / 2.0
+        TOP + rows.len() as f64 * ROW_H / 2.0
     );
-    for (r, (key, holds)) in keys.iter().enumerate() {
-        let mut held = vec![false; COLUMNS];
-        for h in holds.iter() {
-            let a = ((h.start_ns / col_ns) as usize).min(COLUMNS - 1);
-            let b = ((h.end_ns.unwrap_or(end_ns) / col_ns) as usize).min(COLUMNS - 1);
-            held[a..=b].iter_mut().for_each(|c| *c = true);
-        }
+    for (r, (key, held)) in rows.iter().enumerate() {
         let mut bad = vec![false; COLUMNS];
-        for w in witnesses.iter().filter(|w| w.key == **key) {
+        for w in witnesses.iter().filter(|w| w.key == *key) {
             let a = ((w.overlap_start_ns / col_ns) as usize).min(COLUMNS - 1);
             let b = ((w.overlap_end_ns.unwrap_or(end_ns) / col_ns) as usize).min(COLUMNS - 1);
-            bad[a..=b].iter_mut().for_each(|c| *c = true);
+            bad[a..=b.max(a)].iter_mut().for_each(|c| *c = true);
         }
         let y = TOP + r as f64 * ROW_H;
         let _ = write!(
@@ -474,7 +566,7 @@ fn overview(
             y + ROW_H * 0.7,
             escape(&truncate(key, 12))
         );
-        for (cells, color) in [(&held, "#4a78c2"), (&bad, "#d93025")] {
+        for (cells, color) in [(held, "#4a78c2"), (&bad, "#d93025")] {
             let mut c = 0;
             while c < COLUMNS {
                 if !cells[c] {
@@ -504,8 +596,8 @@ fn overview(
          someone held the key in that column; red: a violating overlap; the overview is not \
          fine enough to show gaps shorter than a column).{}</figcaption></figure>",
         col_ns as f64 / 1e6,
-        if by_key.len() > MAX_KEYS {
-            format!(" The first {MAX_KEYS} of {} keys are shown.", by_key.len())
+        if keys > MAX_KEYS {
+            format!(" The first {MAX_KEYS} of {keys} keys are shown.")
         } else {
             String::new()
         }
