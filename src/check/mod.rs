@@ -498,7 +498,16 @@ mod tests {
             let expected: Vec<_> = holds(&events)
                 .unwrap()
                 .into_iter()
-                .map(|h| (h.start_ns, h.start_index, h.process, h.key, h.end_ns, h.fence))
+                .map(|h| {
+                    (
+                        h.start_ns,
+                        h.start_index,
+                        h.process,
+                        h.key,
+                        h.end_ns,
+                        h.fence,
+                    )
+                })
                 .collect();
             assert!(!expected.is_empty(), "seed {seed}");
             assert_eq!(streamed, expected, "seed {seed}");

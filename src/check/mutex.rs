@@ -359,26 +359,50 @@ enum Op {
     Other,
 }
 
-/// A hold as the tracker keeps it: compact, with the lease grants the
-/// cause of a violation is read from.
+/// A hold as the tracker keeps it: compact (104 bytes; a long run keeps
+/// every hold until the check), with the lease grants the cause of a
+/// violation is read from. Optional values are plain numbers with a bit in
+/// `has` saying whether they are there.
 #[derive(Debug, Clone)]
 pub(crate) struct Rec {
-    process: Process,
-    key: u32,
     start_ns: u64,
     start_index: u64,
-    end_ns: Option<u64>,
-    end_index: Option<u64>,
+    /// With `ENDED`.
+    end_ns: u64,
+    /// With `END_INDEX` (set with `ENDED` by the tracker).
+    end_index: u64,
+    /// With `FENCE`.
+    fence: u64,
+    /// With `LEASE`.
+    lease_ms: u64,
+    /// The first grant, with `GRANT`: (invoke time of the acquire or of a
+    /// renew that ended `ok`, lease in ms). A lease was granted no earlier
+    /// than that invoke, so it ran at least until invoke + lease.
+    grant: (u64, u64),
+    /// Later grants (renewals), in order; most holds have none. Boxed, so
+    /// the field is one word instead of a `Vec`'s three.
+    #[allow(clippy::box_collection)]
+    renewals: Option<Box<Vec<(u64, u64)>>>,
+    /// The holder's client id (or the nemesis, with `NEMESIS`).
+    process: u64,
+    /// With `WRITE_FENCE`: the fence of the holder's last write.
+    write_fence: u64,
+    /// The holder's writes the protected resource accepted during the hold.
+    accepted: u32,
+    /// And those it rejected.
+    rejected: u32,
+    key: u32,
     end: HoldEnd,
-    fence: Option<u64>,
-    lease_ms: Option<u64>,
-    /// (invoke time of the acquire or of a renew that ended `ok`, lease
-    /// in ms): the lease was granted no earlier than that invoke, so it ran
-    /// at least until invoke + lease.
-    grants: Vec<(u64, u64)>,
-    /// The holder's writes to the protected resource during the hold.
-    writes: Writes,
+    has: u8,
 }
+
+const ENDED: u8 = 1;
+const FENCE: u8 = 2;
+const LEASE: u8 = 4;
+const GRANT: u8 = 8;
+const WRITE_FENCE: u8 = 16;
+const NEMESIS: u8 = 32;
+const END_INDEX: u8 = 64;
 
 /// What the protected resource did with a holder's writes during a hold.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -392,19 +416,119 @@ pub struct Writes {
 }
 
 impl Rec {
+    /// A hold that begins now and has not ended.
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        process: Process,
+        key: u32,
+        start_ns: u64,
+        start_index: u64,
+        fence: Option<u64>,
+        lease_ms: Option<u64>,
+        grant: Option<(u64, u64)>,
+    ) -> Self {
+        let (process, nemesis) = match process {
+            Process::Client(p) => (p, 0),
+            Process::Nemesis => (0, NEMESIS),
+        };
+        let mut rec = Rec {
+            start_ns,
+            start_index,
+            end_ns: 0,
+            end_index: 0,
+            fence: 0,
+            lease_ms: 0,
+            grant: (0, 0),
+            renewals: None,
+            process,
+            write_fence: 0,
+            accepted: 0,
+            rejected: 0,
+            key,
+            end: HoldEnd::EndOfHistory,
+            has: nemesis,
+        };
+        rec.fence = rec.put(FENCE, fence);
+        rec.lease_ms = rec.put(LEASE, lease_ms);
+        if let Some(g) = grant {
+            rec.grant = g;
+            rec.has |= GRANT;
+        }
+        rec
+    }
+
+    /// Marks `flag` when `v` is there; the number to store.
+    fn put(&mut self, flag: u8, v: Option<u64>) -> u64 {
+        match v {
+            Some(v) => {
+                self.has |= flag;
+                v
+            }
+            None => {
+                self.has &= !flag;
+                0
+            }
+        }
+    }
+
+    fn get(&self, flag: u8, v: u64) -> Option<u64> {
+        (self.has & flag != 0).then_some(v)
+    }
+
+    fn process(&self) -> Process {
+        if self.has & NEMESIS != 0 {
+            Process::Nemesis
+        } else {
+            Process::Client(self.process)
+        }
+    }
+
+    fn end_ns(&self) -> Option<u64> {
+        self.get(ENDED, self.end_ns)
+    }
+
+    fn fence(&self) -> Option<u64> {
+        self.get(FENCE, self.fence)
+    }
+
+    fn writes(&self) -> Writes {
+        Writes {
+            accepted: self.accepted,
+            rejected: self.rejected,
+            fence: self.get(WRITE_FENCE, self.write_fence),
+        }
+    }
+
+    /// Every grant, in order.
+    fn grants(&self) -> impl DoubleEndedIterator<Item = (u64, u64)> + '_ {
+        let first = (self.has & GRANT != 0).then_some(self.grant);
+        first
+            .into_iter()
+            .chain(self.renewals.iter().flat_map(|r| r.iter().copied()))
+    }
+
+    /// Adds a grant (a renewal that ended `ok`).
+    fn grant(&mut self, g: (u64, u64)) {
+        if self.has & GRANT == 0 {
+            self.grant = g;
+            self.has |= GRANT;
+        } else {
+            self.renewals.get_or_insert_default().push(g);
+        }
+    }
+
     /// By when the lease had run out by real time, where the backend has
     /// leases: its last grant (no earlier than the hold's start, when the
     /// acquire returned) plus the lease.
     fn lease_end_ns(&self) -> Option<u64> {
-        self.grants.last().map(|(from, ms)| {
-            (*from)
-                .max(self.start_ns)
+        self.grants().next_back().map(|(from, ms)| {
+            from.max(self.start_ns)
                 .saturating_add(ms.saturating_mul(1_000_000))
         })
     }
 
     fn end_or_max(&self) -> u64 {
-        self.end_ns.unwrap_or(u64::MAX)
+        self.end_ns().unwrap_or(u64::MAX)
     }
 
     /// Where the hold lies in time, its key by number.
@@ -412,24 +536,24 @@ impl Rec {
         HoldSpan {
             start_ns: self.start_ns,
             start_index: self.start_index,
-            process: self.process,
+            process: self.process(),
             key: self.key,
-            end_ns: self.end_ns,
-            fence: self.fence,
+            end_ns: self.end_ns(),
+            fence: self.fence(),
         }
     }
 
     fn to_hold(&self, keys: &Keys) -> Hold {
         Hold {
-            process: self.process,
+            process: self.process(),
             key: keys.name(self.key).to_string(),
             start_ns: self.start_ns,
             start_index: self.start_index,
-            end_ns: self.end_ns,
-            end_index: self.end_index,
+            end_ns: self.end_ns(),
+            end_index: self.get(END_INDEX, self.end_index),
             end: self.end,
-            fence: self.fence,
-            lease_ms: self.lease_ms,
+            fence: self.fence(),
+            lease_ms: self.get(LEASE, self.lease_ms),
         }
     }
 
@@ -438,8 +562,8 @@ impl Rec {
     /// lease was certainly still running (its earliest possible end was
     /// after `at`).
     fn class_at(&self, at: u64) -> ViolationClass {
-        let grant = self.grants.iter().rev().find(|(from, _)| *from < at);
-        match grant.or(self.grants.first()) {
+        let grant = self.grants().rev().find(|(from, _)| *from < at);
+        match grant.or(self.grants().next()) {
             None => ViolationClass::UnknownLease,
             Some((from, ms)) => {
                 if at >= from.saturating_add(ms.saturating_mul(1_000_000)) {
@@ -583,19 +707,15 @@ impl HoldTracker {
                 let lease_ms = e.lease_ms.or(op.lease_ms);
                 self.open.insert(
                     (p, op.key),
-                    Rec {
-                        process: e.process,
-                        key: op.key,
-                        start_ns: e.time_ns,
-                        start_index: e.index,
-                        end_ns: None,
-                        end_index: None,
-                        end: HoldEnd::EndOfHistory,
-                        fence: e.fence.or(op.fence),
+                    Rec::new(
+                        e.process,
+                        op.key,
+                        e.time_ns,
+                        e.index,
+                        e.fence.or(op.fence),
                         lease_ms,
-                        grants: lease_ms.map(|ms| (op.time_ns, ms)).into_iter().collect(),
-                        writes: Writes::default(),
-                    },
+                        lease_ms.map(|ms| (op.time_ns, ms)),
+                    ),
                 );
             }
             (Op::Renew, OpType::Ok) => {
@@ -603,21 +723,20 @@ impl HoldTracker {
                     let ms = e
                         .lease_ms
                         .or(op.lease_ms)
-                        .or(rec.grants.last().map(|g| g.1));
+                        .or(rec.grants().next_back().map(|g| g.1));
                     if let Some(ms) = ms {
-                        rec.grants.push((op.time_ns, ms));
+                        rec.grant((op.time_ns, ms));
                     }
                 }
             }
             (Op::Other, OpType::Ok) if e.f == FnRef::Write => {
                 if let (Some(rec), Some(accepted)) = (self.open.get_mut(&(p, op.key)), e.accepted) {
-                    let w = &mut rec.writes;
                     if accepted {
-                        w.accepted += 1;
+                        rec.accepted += 1;
                     } else {
-                        w.rejected += 1;
+                        rec.rejected += 1;
                     }
-                    w.fence = e.fence.or(op.fence);
+                    rec.write_fence = rec.put(WRITE_FENCE, e.fence.or(op.fence));
                 }
             }
             (Op::Release, OpType::Ok | OpType::Info) => self.close_at_release(p, &op),
@@ -638,8 +757,9 @@ impl HoldTracker {
     fn close(&mut self, hold: (u64, u32), time_ns: u64, index: u64, end: HoldEnd) {
         self.failed_release.remove(&hold);
         if let Some(mut rec) = self.open.remove(&hold) {
-            rec.end_ns = Some(time_ns.max(rec.start_ns));
-            rec.end_index = Some(index);
+            rec.end_ns = time_ns.max(rec.start_ns);
+            rec.end_index = index;
+            rec.has |= ENDED | END_INDEX;
             rec.end = end;
             self.closed.push(rec);
         }
@@ -664,7 +784,8 @@ impl HoldTracker {
         let mut recs = self.closed;
         // Holds that lasted to the end of the history.
         recs.extend(self.open.into_values());
-        recs.sort_by_key(|h| (h.start_ns, h.start_index));
+        // Unstable: no scratch copy, and (start, index) is unique.
+        recs.sort_unstable_by_key(|h| (h.start_ns, h.start_index));
         (recs, self.keys)
     }
 
@@ -724,18 +845,20 @@ impl MutexChecker {
         let mut keys = Keys::default();
         let mut recs: Vec<Rec> = holds
             .iter()
-            .map(|h| Rec {
-                process: h.process,
-                key: keys.id(&h.key),
-                start_ns: h.start_ns,
-                start_index: h.start_index,
-                end_ns: h.end_ns,
-                end_index: h.end_index,
-                end: h.end,
-                fence: h.fence,
-                lease_ms: h.lease_ms,
-                grants: h.lease_ms.map(|ms| (h.start_ns, ms)).into_iter().collect(),
-                writes: Writes::default(),
+            .map(|h| {
+                let mut rec = Rec::new(
+                    h.process,
+                    keys.id(&h.key),
+                    h.start_ns,
+                    h.start_index,
+                    h.fence,
+                    h.lease_ms,
+                    h.lease_ms.map(|ms| (h.start_ns, ms)),
+                );
+                rec.end_ns = rec.put(ENDED, h.end_ns);
+                rec.end_index = rec.put(END_INDEX, h.end_index);
+                rec.end = h.end;
+                rec
             })
             .collect();
         recs.sort_by_key(|h| (h.start_ns, h.start_index));
@@ -775,7 +898,7 @@ impl MutexChecker {
                 for Reverse((_, j)) in active.iter() {
                     let a = &recs[*j];
                     // Half-open intervals [start, end): touching is a hand-off.
-                    if a.process == h.process || a.start_ns >= h.end_or_max() {
+                    if a.process() == h.process() || a.start_ns >= h.end_or_max() {
                         continue;
                     }
                     violations += 1;
@@ -794,7 +917,7 @@ impl MutexChecker {
                                 first_overlap_ns: h.start_ns,
                                 first_fence: None,
                                 last_fence: None,
-                                writes: a.writes,
+                                writes: a.writes(),
                                 faults: Vec::new(),
                             });
                             Some(incidents.len() - 1)
@@ -804,7 +927,7 @@ impl MutexChecker {
                     if let Some(inc) = n.and_then(|n| incidents.get_mut(n)) {
                         inc.overlaps += 1;
                         inc.first_overlap_ns = inc.first_overlap_ns.min(h.start_ns);
-                        if let Some(f) = h.fence {
+                        if let Some(f) = h.fence() {
                             inc.first_fence = Some(inc.first_fence.map_or(f, |x| x.min(f)));
                             inc.last_fence = Some(inc.last_fence.map_or(f, |x| x.max(f)));
                         }
@@ -851,6 +974,53 @@ mod tests {
         let mut e = Event::new(t, Process::Client(p), kind, f);
         e.index = index;
         e
+    }
+
+    /// Every hold stays in memory until the check: keep it small.
+    #[test]
+    fn a_hold_record_stays_compact() {
+        assert!(
+            std::mem::size_of::<Rec>() <= 104,
+            "{}",
+            std::mem::size_of::<Rec>()
+        );
+    }
+
+    /// The class of an overlap is read from the grant before it: the
+    /// acquire's, then each renewal's.
+    #[test]
+    fn renewals_extend_the_lease_a_violation_is_judged_by() {
+        let ms = 1_000_000;
+        let leased = |mut e: Event| {
+            e.lease_ms = Some(10);
+            e
+        };
+        let history = |second_at: u64| {
+            vec![
+                leased(ev(0, 0, 1, OpType::Invoke, F::Acquire)),
+                ev(1, ms, 1, OpType::Ok, F::Acquire),
+                leased(ev(2, 8 * ms, 1, OpType::Invoke, F::Renew)),
+                ev(3, 9 * ms, 1, OpType::Ok, F::Renew),
+                leased(ev(4, 16 * ms, 1, OpType::Invoke, F::Renew)),
+                ev(5, 17 * ms, 1, OpType::Ok, F::Renew),
+                ev(6, second_at * ms, 2, OpType::Invoke, F::Acquire),
+                ev(7, second_at * ms + 1, 2, OpType::Ok, F::Acquire),
+                ev(8, 40 * ms, 1, OpType::Invoke, F::Release),
+                ev(9, 40 * ms + 1, 1, OpType::Ok, F::Release),
+            ]
+        };
+        // At 15 ms the first renewal (invoked at 8 ms) still runs; at 30 ms
+        // the second (invoked at 16 ms, 10 ms) has run out.
+        for (at, class) in [(15, "lock-lost"), (30, "lease-expired")] {
+            let r = MutexChecker.check(&history(at));
+            assert_eq!(r.verdict, Verdict::Invalid, "{r:?}");
+            assert_eq!(
+                r.classes.keys().collect::<Vec<_>>(),
+                vec![class],
+                "at {at} ms"
+            );
+            assert_eq!(r.incidents[0].lease_end_ns, Some(26 * ms), "at {at} ms");
+        }
     }
 
     #[test]

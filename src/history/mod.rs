@@ -20,4 +20,6 @@ pub use reader::{
     HISTORY_FILES, History, StreamStats, history_in, open_history, parse_jsonl, read_jsonl,
     stream_jsonl,
 };
-pub use recorder::{Clock, Finishing, HistoryFormat, KeyId, Op, OpF, Recorder, RecorderHandle};
+pub use recorder::{
+    Clock, Finishing, HistoryFormat, KeyId, Op, OpF, Recorder, RecorderHandle, Recording,
+};

@@ -186,27 +186,26 @@ impl RecorderHandle {
     }
 
     /// Records `event`, setting its `time_ns` to now.
-    pub async fn record(&self, event: Event) {
-        let mut event = Some(Box::new(event));
-        self.push(None, |time_ns| {
-            let mut e = event.take().expect("pushed once");
+    pub fn record(&self, event: Event) -> Recording {
+        let event = Box::new(event);
+        self.push(None, move |time_ns| {
+            let mut e = event;
             e.time_ns = time_ns;
             Entry::Event(e)
         })
-        .await
     }
 
     /// Records `op`, stamped now: the same line as the equivalent `Event`,
     /// at a fraction of the cost (no allocation on the client's side, a
     /// copy on the writer's). `op.key` must be a key of the table the
     /// recorder was created with.
-    pub async fn record_op(&self, op: Op) {
-        self.record_op_at(op, None).await
+    pub fn record_op(&self, op: Op) -> Recording {
+        self.record_op_at(op, None)
     }
 
     /// Records `op` stamped `at`, a time the caller has just read (an
     /// acquire's answer), or now: one clock read less per event.
-    pub async fn record_op_at(&self, op: Op, at: Option<std::time::Instant>) {
+    pub fn record_op_at(&self, op: Op, at: Option<std::time::Instant>) -> Recording {
         debug_assert!(
             self.shared
                 .as_ref()
@@ -214,39 +213,94 @@ impl RecorderHandle {
             "unknown key id {:?}",
             op.key
         );
-        self.push(at, |time_ns| Entry::Op { time_ns, op }).await
+        self.push(at, move |time_ns| Entry::Op { time_ns, op })
     }
 
-    /// Appends the entry `make` builds from the event's time, waiting while
-    /// the buffer is full.
-    async fn push(&self, at: Option<std::time::Instant>, mut make: impl FnMut(u64) -> Entry) {
+    /// Appends the entry `make` builds from the event's time now, or, when
+    /// the buffer is full, gives the wait for space to await.
+    fn push<M>(&self, at: Option<std::time::Instant>, make: M) -> Recording
+    where
+        M: FnOnce(u64) -> Entry + Send + 'static,
+    {
         let Some(shared) = &self.shared else {
-            return;
+            return Recording(None);
         };
+        match shared.try_push(at, make) {
+            Ok(()) => Recording(None),
+            Err(make) => Recording(Some(Box::pin(shared.clone().push_waiting(at, make)))),
+        }
+    }
+}
+
+impl Shared {
+    /// Appends the entry now, or hands `make` back when the buffer is full.
+    fn try_push<M: FnOnce(u64) -> Entry>(
+        &self,
+        at: Option<std::time::Instant>,
+        make: M,
+    ) -> std::result::Result<(), M> {
+        let stamp = match at {
+            Some(at) => self.clock.ns_at(at),
+            None => self.clock.now_ns(),
+        };
+        let mut buffer = self.buffer();
+        if self.failed.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        if buffer.entries.len() >= self.capacity {
+            return Err(make);
+        }
+        let time_ns = stamp.max(buffer.last_ns);
+        buffer.last_ns = time_ns;
+        buffer.entries.push(make(time_ns));
+        Ok(())
+    }
+
+    /// Waits for space in the buffer, then appends the entry.
+    async fn push_waiting<M: FnOnce(u64) -> Entry>(
+        self: Arc<Self>,
+        at: Option<std::time::Instant>,
+        mut make: M,
+    ) {
         loop {
-            let stamp = match at {
-                Some(at) => shared.clock.ns_at(at),
-                None => shared.clock.now_ns(),
-            };
-            {
-                let mut buffer = shared.buffer();
-                if shared.failed.load(Ordering::Relaxed) {
-                    return;
-                }
-                if buffer.entries.len() < shared.capacity {
-                    let time_ns = stamp.max(buffer.last_ns);
-                    buffer.last_ns = time_ns;
-                    buffer.entries.push(make(time_ns));
-                    return;
-                }
-            }
-            let space = shared.space.notified();
+            let space = self.space.notified();
             tokio::pin!(space);
             space.as_mut().enable();
-            if shared.buffer().entries.len() < shared.capacity {
-                continue;
+            if self.buffer().entries.len() >= self.capacity {
+                space.await;
             }
-            space.await;
+            match self.try_push(at, make) {
+                Ok(()) => return,
+                Err(back) => make = back,
+            }
+        }
+    }
+}
+
+/// What a recording call leaves to await: nothing when its event went into
+/// the buffer at once (the usual case), else the wait for space, then the
+/// append. One pointer wide, because every client's task holds one across
+/// its awaits: boxing the rare wait keeps 100,000 clients' tasks small.
+#[must_use = "when the buffer is full, the event is recorded only once this is awaited"]
+pub struct Recording(Option<std::pin::Pin<Box<dyn Future<Output = ()> + Send>>>);
+
+impl Recording {
+    /// Nothing to wait for.
+    pub fn done() -> Self {
+        Recording(None)
+    }
+}
+
+impl Future for Recording {
+    type Output = ();
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        match self.get_mut().0.as_mut() {
+            None => std::task::Poll::Ready(()),
+            Some(wait) => wait.as_mut().poll(cx),
         }
     }
 }

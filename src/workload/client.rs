@@ -3,7 +3,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use rand::rngs::StdRng;
+use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use super::{KeyChoice, ProtectedResource, Workload};
 use crate::backend::{AcquireOptions, Guard, LockClient, LostLock, Outcome};
 use crate::duration::TimeDist;
-use crate::history::{Clock, Event, F, KeyId, Op, OpF, OpType, Process, RecorderHandle};
+use crate::history::{Clock, Event, F, KeyId, Op, OpF, OpType, Process, RecorderHandle, Recording};
 use crate::metrics::{Counts, Metrics};
 
 /// What every client of a run shares: the workload's shape.
@@ -156,8 +156,10 @@ pub struct ClientTask {
     pub id: u64,
     /// Its connection to the lock service.
     pub lock: Box<dyn LockClient>,
-    /// Its own generator (key choice, hold and think times).
-    pub rng: StdRng,
+    /// Its own generator (key choice, hold and think times): a small one
+    /// (32 bytes against `StdRng`'s 320), as there is one per client and
+    /// nothing here needs a cryptographic generator.
+    pub rng: SmallRng,
     /// Where its events go.
     pub recorder: RecorderHandle,
     /// The run's clock.
@@ -206,7 +208,7 @@ impl ClientTask {
         ClientTask {
             id,
             lock,
-            rng: StdRng::seed_from_u64(seed),
+            rng: SmallRng::seed_from_u64(seed),
             recorder,
             clock,
             metrics,
@@ -247,9 +249,12 @@ impl ClientTask {
         e
     }
 
-    async fn record(&mut self, e: Event) {
+    // The recording calls are not `async`: each returns the small
+    // `Recording` to await, so a client's task does not carry their state
+    // (it is held across every await of the cycle, for every client).
+    fn record(&mut self, e: Event) -> Recording {
         self.counts.count(&e.f, e.kind);
-        self.recorder.record(e).await;
+        self.recorder.record(e)
     }
 
     /// An operation on one of the run's keys (`plan.keys[key]`).
@@ -260,38 +265,36 @@ impl ClientTask {
     /// Records `op` (at `at`, a time just read, or now), or, when it
     /// carries an error or a value beyond a write's `accepted`, the same
     /// event in its general form.
-    async fn record_op(
+    fn record_op(
         &mut self,
         op: Op,
         at: Option<Instant>,
         value: Option<serde_json::Value>,
         error: Option<String>,
-    ) {
+    ) -> Recording {
         self.counts.count(&op.f.f(), op.kind);
         if value.is_none() && error.is_none() {
-            self.recorder
-                .record_op_at(op, at.map(Instant::into_std))
-                .await;
+            self.recorder.record_op_at(op, at.map(Instant::into_std))
         } else {
             let mut e = op.to_event(0, &self.plan.keys);
             if value.is_some() {
                 e.value = value;
             }
             e.error = error;
-            self.recorder.record(e).await;
+            self.recorder.record(e)
         }
     }
 
     /// Records the completion of an operation; `fill` completes an `ok`
     /// and may give it a value.
-    async fn record_outcome<T>(
+    fn record_outcome<T>(
         &mut self,
         f: OpF,
         key: KeyId,
         at: Option<Instant>,
         out: &Outcome<T>,
         fill: impl FnOnce(&mut Op, &T) -> Option<serde_json::Value>,
-    ) {
+    ) -> Recording {
         let (kind, error) = match out {
             Outcome::Ok(_) => (OpType::Ok, None),
             Outcome::Fail(why) => (OpType::Fail, Some(why.clone())),
@@ -302,7 +305,7 @@ impl ClientTask {
             Outcome::Ok(v) => fill(&mut op, v),
             _ => None,
         };
-        self.record_op(op, at, value, error).await;
+        self.record_op(op, at, value, error)
     }
 
     /// Records the `lost` events its library has sent so far; whether one
@@ -316,12 +319,12 @@ impl ClientTask {
         hit
     }
 
-    async fn record_lost_lock(&mut self, l: LostLock) {
+    fn record_lost_lock(&mut self, l: LostLock) -> Recording {
         let mut e = self.event(OpType::Info, F::Lost, &l.key);
         if !l.reason.is_empty() {
             e.error = Some(l.reason);
         }
-        self.record(e).await;
+        self.record(e)
     }
 
     /// Waits `hold`, unless the library says first that the lock on `key`
@@ -436,8 +439,11 @@ impl ClientTask {
     /// release, its `crash` event is recorded, and the task is handed back
     /// (`Some`) so its slot can be refilled.
     pub async fn run_until_crash(mut self) -> Option<ClientTask> {
+        // The cycles' state lives in a box of its own: held inline, the
+        // compiler lays it out beside this function's own state instead of
+        // over it, and every client's task would be that much larger.
         let Some(slot) = self.slot.clone() else {
-            self.cycles().await;
+            Box::pin(self.cycles()).await;
             return None;
         };
         let crashed = tokio::select! {
@@ -446,7 +452,7 @@ impl ClientTask {
             // of its host).
             biased;
             _ = slot.crash.notified() => true,
-            _ = self.cycles() => self.gone.is_some(),
+            _ = Box::pin(self.cycles()) => self.gone.is_some(),
         };
         if !crashed {
             return None;
@@ -473,7 +479,7 @@ impl ClientTask {
         self.metrics
             .add_counts(self.id, &std::mem::take(&mut self.counts));
         self.id = id;
-        self.rng = StdRng::seed_from_u64(seed);
+        self.rng = SmallRng::seed_from_u64(seed);
         let mut lock = lock;
         self.lost = lock.take_lost();
         self.gone = None;
