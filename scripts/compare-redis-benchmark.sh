@@ -9,9 +9,18 @@
 #   2. lockbench's uncontended Redis loop on the same server: 64 clients,
 #      one key each, no hold, no think; and again with one client.
 #
-# and prints both rates and their ratios. Targets (issue 7):
-#   lockbench cycles/s >= 0.9 x 1 / (1/acquire rate + 1/release rate)
-#   one client's acquire + release <= 1.2 x two round trips (-c 1)
+# and prints both rates and their ratios. Targets (issue 16):
+#   lockbench cycles/s >= 1.0 x 1 / (1/acquire rate + 1/release rate)
+#   one client's acquire + release <= 1.1 x two round trips (-c 1)
+#
+# The regression gate: with BASELINE=FILE, the two ratios are also compared
+# with those FILE holds (JSON, as SAVE_BASELINE=FILE writes it), and the
+# script exits 1 when the throughput ratio fell, or the latency ratio rose,
+# by more than TOLERANCE (default 0.10, 10%) of the baseline's (2 when FILE
+# cannot be read). Ratios, not rates, are compared: both sides of a ratio
+# ran back to back on one machine, so a baseline from one machine still
+# means something on another of its kind. benches/baselines/compare-redis.json
+# is this repository's, measured on its 2-core development machine.
 #
 # Usage: scripts/compare-redis-benchmark.sh
 # Env:   LOCKBENCH=path/to/lockbench (default target/release/lockbench, built
@@ -21,7 +30,8 @@
 #        ROUNDS=3 (each figure is the median of this many rounds),
 #        THREADS=1 (lockbench's driver threads: redis-benchmark drives its
 #        clients from one thread by default, so lockbench gets one too, and
-#        on a 2-core machine the other core is left to redis-server).
+#        on a 2-core machine the other core is left to redis-server),
+#        BASELINE=FILE, SAVE_BASELINE=FILE, TOLERANCE=0.10 (the gate above).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -165,7 +175,7 @@ echo "redis-benchmark release (EVALSHA release script): $rel64 req/s   (rounds: 
 echo "implied cycle rate 1/(1/acq + 1/rel):             $implied64 cycles/s"
 echo "lockbench redis, 64 clients on own keys:          $lb64 cycles/s   (rounds: ${lb64s[*]}; acquire p50 $(median "${lbacq64s[@]}") µs, release p50 $(median "${lbrel64s[@]}") µs; verdict $verdict64, history $HISTORY)"
 r64=$(ratio "$lb64" "$implied64")
-echo "ratio lockbench / implied:                        $r64 (target >= 0.9)"
+echo "ratio lockbench / implied:                        $r64 (target >= 1.0)"
 
 echo
 echo "== 1 client (medians of $ROUNDS rounds) =="
@@ -179,13 +189,70 @@ lb_cycle_us=$(python3 -c "import sys; print(f'{1e6/float(sys.argv[1]):.1f}')" "$
 echo "redis-benchmark -c 1: acquire $acq1 req/s, release $rel1 req/s: two round trips = $two_rtt_us µs"
 echo "lockbench redis, 1 client: $lb1 cycles/s = $lb_cycle_us µs per acquire + release (acquire p50 $(median "${lbacq1s[@]}") µs, release p50 $(median "${lbrel1s[@]}") µs; verdict $verdict1)"
 l1=$(ratio "$lb_cycle_us" "$two_rtt_us")
-echo "latency ratio lockbench / two round trips: $l1 (target <= 1.2)"
+echo "latency ratio lockbench / two round trips: $l1 (target <= 1.1)"
 
 echo
-echo "summary: throughput ratio $r64 (>= 0.9), latency ratio $l1 (<= 1.2)"
-if python3 -c "import sys; t,l=map(float,sys.argv[1:]); sys.exit(0 if t >= 0.9 and l <= 1.2 else 1)" "$r64" "$l1"; then
+echo "summary: throughput ratio $r64 (>= 1.0), latency ratio $l1 (<= 1.1)"
+status=0
+if python3 -c "import sys; t,l=map(float,sys.argv[1:]); sys.exit(0 if t >= 1.0 and l <= 1.1 else 1)" "$r64" "$l1"; then
   echo "both targets met"
 else
   echo "a target is missed"
-  exit 1
+  status=1
 fi
+
+if [ -n "${SAVE_BASELINE:-}" ]; then
+  python3 - "$SAVE_BASELINE" "$r64" "$l1" "$ROUNDS" "$HISTORY" "$THREADS" <<'EOF'
+import json, os, subprocess, sys, time
+path, r64, l1, rounds, history, threads = sys.argv[1:]
+try:
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True, check=True).stdout.strip()
+except Exception:
+    commit = None
+with open(path, "w") as f:
+    json.dump({
+        "throughput_ratio": float(r64),
+        "latency_ratio": float(l1),
+        "rounds": int(rounds),
+        "history": history == "true",
+        "threads": int(threads),
+        "cores": os.cpu_count(),
+        "commit": commit,
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }, f, indent=2)
+    f.write("\n")
+print(f"baseline written to {path}")
+EOF
+fi
+
+if [ -n "${BASELINE:-}" ]; then
+  # A missing or unreadable baseline is bad input: exit 2, with the reason.
+  gate=0
+  python3 - "$BASELINE" "$r64" "$l1" "${TOLERANCE:-0.10}" <<'EOF' || gate=$?
+import json, sys
+path, r64, l1, tol = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
+try:
+    with open(path) as f:
+        base = json.load(f)
+    b64, b1 = float(base["throughput_ratio"]), float(base["latency_ratio"])
+except (OSError, ValueError, KeyError, TypeError) as e:
+    print(f"compare-redis-benchmark: baseline {path}: {e!r} (SAVE_BASELINE={path} writes one)",
+          file=sys.stderr)
+    sys.exit(2)
+bad = []
+if r64 < b64 * (1 - tol):
+    bad.append(f"throughput ratio {r64:.3f} < {b64:.3f} - {tol:.0%}")
+if l1 > b1 * (1 + tol):
+    bad.append(f"latency ratio {l1:.3f} > {b1:.3f} + {tol:.0%}")
+print(f"baseline {path} (commit {base.get('commit')}): throughput ratio {b64:.3f}, latency ratio {b1:.3f}")
+if bad:
+    print("REGRESSION: " + "; ".join(bad))
+    sys.exit(1)
+print(f"no regression beyond {tol:.0%} of the baseline")
+EOF
+  # The gate's verdict wins over the targets': a regression (1) or a bad
+  # baseline (2) is what the caller asked about.
+  if [ "$gate" -ne 0 ]; then status=$gate; fi
+fi
+exit "$status"

@@ -15,7 +15,7 @@ use super::commands::{Format, Gate};
     about = "Measures distributed locks on real servers: contention, a checked history, an HTML report.",
     long_about = "lockbench runs simulated clients that contend for locks on real servers \
                   (started by lockbench on free 127.0.0.1 ports, or given as endpoints), records \
-                  every operation in history.jsonl, checks mutual exclusion from that history, \
+                  every operation in its history (history.jsonl.zst), checks mutual exclusion from that history, \
                   and writes summary.json and an HTML report per run."
 )]
 pub struct Cli {
@@ -83,7 +83,8 @@ pub enum Command {
     ///
     /// Exit code 0 valid, 1 invalid, 2 bad input, 3 unknown.
     Check {
-        /// history.jsonl of a run (or any history v1 file).
+        /// A run's history (history.jsonl.zst, or history.jsonl), or any
+        /// history v1 file, plain or zstd-compressed.
         #[arg(value_name = "HISTORY")]
         history: PathBuf,
         /// The history's format.
@@ -102,7 +103,8 @@ pub enum Command {
         /// array).
         #[arg(long, value_enum)]
         format: ExportFormat,
-        /// The history (history v1 JSONL, or Jepsen EDN with --input edn).
+        /// The history (history v1 JSONL, plain or zstd-compressed, or
+        /// Jepsen EDN with --input edn).
         #[arg(value_name = "HISTORY")]
         history: PathBuf,
         /// The input history's format.
