@@ -28,35 +28,32 @@ struct Measured {
     code: Option<i32>,
     wall: Duration,
     rss_mb: f64,
-    stdout: Vec<u8>,
 }
 
 /// Runs `cmd` to its end and measures it alone (wait4 gives the child's
 /// own rusage, not the sum over every child this process waited for).
+///
+/// Its output goes to /dev/null, never into this process: Linux counts the
+/// high-water mark of the memory a process had before its exec in its
+/// `ru_maxrss`, and a child spawned with vfork (as `Command` does) had this
+/// process's memory then. Capturing the export's 100 MB of output once made
+/// every later row report at least that.
 fn measure(mut cmd: Command) -> Measured {
     let started = Instant::now();
     // The child is reaped below by wait4, which also gives its rusage.
     #[allow(clippy::zombie_processes)]
     let child = cmd
-        .stdout(Stdio::piped())
+        .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
         .expect("spawn lockbench");
     let pid = child.id() as libc::pid_t;
-    // Read stdout on a thread so a large output cannot block the child.
-    let mut stdout_pipe = child.stdout.expect("piped stdout");
-    let reader = std::thread::spawn(move || {
-        let mut out = Vec::new();
-        let _ = std::io::Read::read_to_end(&mut stdout_pipe, &mut out);
-        out
-    });
     let mut status = 0;
     // SAFETY: wait4 fills the two out-parameters we own.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
     assert_eq!(waited, pid, "wait4: {}", std::io::Error::last_os_error());
     let wall = started.elapsed();
-    let stdout = reader.join().unwrap_or_default();
     let code = if libc::WIFEXITED(status) {
         Some(libc::WEXITSTATUS(status))
     } else {
@@ -66,7 +63,6 @@ fn measure(mut cmd: Command) -> Measured {
         code,
         wall,
         rss_mb: usage.ru_maxrss as f64 / 1024.0,
-        stdout,
     }
 }
 
@@ -272,7 +268,6 @@ fn main() {
                 );
                 walls.push(m.wall.as_secs_f64());
                 rss.push(m.rss_mb);
-                drop(m.stdout);
             }
             row(
                 &format!("lockbench {name}, {events} events"),
