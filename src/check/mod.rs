@@ -466,25 +466,12 @@ mod tests {
     /// outcomes.
     #[test]
     fn streamed_holds_are_the_holds_of_the_history() {
-        use crate::history::synthetic::{SyntheticOptions, synthetic_history};
+        use crate::history::synthetic::{SyntheticOptions, synthetic_history, to_jsonl};
         let dir = tempfile::tempdir().unwrap();
         for seed in 0..8u64 {
-            let o = SyntheticOptions {
-                clients: 2 + seed % 5,
-                keys: 1 + seed % 3,
-                operations: 400,
-                crash: 0.02,
-                double_grant: if seed % 2 == 0 { 0.05 } else { 0.0 },
-                lease_expiry: if seed % 3 == 0 { 0.03 } else { 0.0 },
-                ..SyntheticOptions::default()
-            };
-            let events = synthetic_history(seed, &o);
-            let text: String = events
-                .iter()
-                .map(|e| serde_json::to_string(e).unwrap() + "\n")
-                .collect();
+            let events = synthetic_history(seed, &SyntheticOptions::varied(seed, 400));
             let path = dir.path().join(format!("{seed}.jsonl"));
-            std::fs::write(&path, text).unwrap();
+            std::fs::write(&path, to_jsonl(&events)).unwrap();
             let mut spans = Vec::new();
             let keys = stream_holds(&path, |h| spans.push(h)).unwrap().unwrap();
             spans.sort();

@@ -465,11 +465,7 @@ mod tests {
                 let n = events.len();
                 events[n / 2].time_ns = 0;
             }
-            let mut text = String::new();
-            for e in &events {
-                text.push_str(&serde_json::to_string(e).unwrap());
-                text.push('\n');
-            }
+            let text = crate::history::synthetic::to_jsonl(&events);
             let plain = dir.path().join(format!("{seed}.jsonl"));
             std::fs::write(&plain, &text).unwrap();
             let zst = dir.path().join(format!("{seed}.jsonl.zst"));

@@ -205,7 +205,7 @@ fn check_keys(keys: BTreeMap<String, Vec<model::Op>>, budget: Budget) -> LinearR
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::history::synthetic::{SyntheticOptions, synthetic_history};
+    use crate::history::synthetic::{SyntheticOptions, synthetic_history, to_jsonl};
 
     /// The streamed check of a file is the check of its events: valid and
     /// invalid histories, with unknown outcomes, crashes and lost leases,
@@ -215,25 +215,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut verdicts = std::collections::HashSet::new();
         for seed in 0..16u64 {
-            let o = SyntheticOptions {
-                clients: 2 + seed % 4,
-                keys: 1 + seed % 3,
-                operations: 300,
-                crash: 0.02,
-                double_grant: if seed % 2 == 0 { 0.05 } else { 0.0 },
-                lease_expiry: if seed % 3 == 0 { 0.03 } else { 0.0 },
-                ..SyntheticOptions::default()
-            };
-            let mut events = synthetic_history(seed, &o);
+            let mut events = synthetic_history(seed, &SyntheticOptions::varied(seed, 300));
             if seed == 15 {
                 events.reverse();
             }
-            let text: String = events
-                .iter()
-                .map(|e| serde_json::to_string(e).unwrap() + "\n")
-                .collect();
             let path = dir.path().join(format!("{seed}.jsonl"));
-            std::fs::write(&path, text).unwrap();
+            std::fs::write(&path, to_jsonl(&events)).unwrap();
             let budget = Budget::default();
             let expected = check_linearizable(&events, budget);
             let streamed = check_linearizable_file(&path, budget).unwrap();
