@@ -67,10 +67,12 @@ started=$(date +%s)
 "$LOCKBENCH" run --no-progress --out "$OUT" "$scenario" > "$tmp/run.log" 2>&1 &
 pid=$!
 
+# The history on disk while the run goes: its file and the spool segments
+# beside it not yet converted (they come and go; one that went between the
+# listing and its size is not counted).
 history_bytes() {
-  local f
-  f=$(find "$OUT" -name 'history.jsonl*' -type f 2>/dev/null | head -n 1)
-  if [ -n "$f" ]; then stat -c %s "$f"; else echo 0; fi
+  find "$OUT" -name 'history.jsonl*' -type f -printf '%s\n' 2>/dev/null |
+    awk '{ s += $1 } END { print s + 0 }'
 }
 
 while kill -0 "$pid" 2>/dev/null; do
