@@ -301,13 +301,6 @@ impl Shared {
 #[must_use = "when the buffer is full, the event is recorded only once this is awaited"]
 pub struct Recording(Option<std::pin::Pin<Box<dyn Future<Output = ()> + Send>>>);
 
-impl Recording {
-    /// Nothing to wait for.
-    pub fn done() -> Self {
-        Recording(None)
-    }
-}
-
 impl Future for Recording {
     type Output = ();
 
