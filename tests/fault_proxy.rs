@@ -154,6 +154,68 @@ async fn a_reset_link_cuts_connections_and_refuses_new_ones_until_healed() {
     }
 }
 
+/// `connected_clients` from a server's `INFO clients`, asked directly.
+async fn connected_clients(addr: &str) -> u64 {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"*2\r\n$4\r\nINFO\r\n$7\r\nclients\r\n")
+        .await
+        .unwrap();
+    let mut reply = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = s.read(&mut buf).await.unwrap();
+        assert!(n > 0, "INFO: connection closed");
+        reply.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&reply);
+        if let Some(v) = text
+            .lines()
+            .find_map(|l| l.strip_prefix("connected_clients:"))
+            && text.ends_with("\r\n\r\n")
+        {
+            // Minus this connection.
+            return v.trim().parse::<u64>().unwrap() - 1;
+        }
+    }
+}
+
+/// A partition stops new connections before the server: they wait in the
+/// proxy's listen queue (the server sees none of them, and the proxy holds
+/// no socket for them), and healing delivers them with what they sent.
+#[tokio::test]
+async fn new_connections_across_a_partition_wait_unseen_and_arrive_on_heal() {
+    if !common::server_available("redis-server") {
+        return;
+    }
+    let logs = tempfile::tempdir().unwrap();
+    let (cluster, proxy, mut c) = setup(logs.path(), Duration::from_millis(500)).await;
+    assert_eq!(cycle(&mut c, "a").await, Outcome::Ok(()));
+    let direct = cluster.endpoints()[0].addr.clone();
+    let before = connected_clients(&direct).await;
+    proxy.partition();
+    let mut conns = Vec::new();
+    for _ in 0..20 {
+        let mut s = tokio::net::TcpStream::connect(proxy.addr()).await.unwrap();
+        s.write_all(b"PING\r\n").await.unwrap();
+        conns.push(s);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        connected_clients(&direct).await,
+        before,
+        "the server saw connections made across a partition"
+    );
+    proxy.heal();
+    for s in &mut conns {
+        let mut reply = [0u8; 7];
+        tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut reply))
+            .await
+            .expect("a queued connection was not delivered on heal")
+            .unwrap();
+        assert_eq!(&reply, b"+PONG\r\n");
+    }
+    assert_eq!(connected_clients(&direct).await, before + 20);
+}
+
 #[tokio::test]
 async fn latency_shifts_the_median_by_about_the_delay() {
     if !common::server_available("redis-server") {

@@ -369,3 +369,80 @@ fn the_counter_workload_counts_lost_updates() {
     );
     assert!(s.violations > 0);
 }
+
+/// A run with more connections than the soft limit on open files it was
+/// started with: `run` raises the soft limit to the hard one, as a 1024
+/// soft limit (a common default) would otherwise stop a run of a thousand
+/// clients with "Too many open files". Here the soft limit is 200 and 300
+/// clients each hold a Redis connection.
+#[test]
+fn a_run_raises_a_low_soft_limit_on_open_files() {
+    use std::os::unix::process::CommandExt;
+    if !common::server_available("redis-server") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = common::scenario(
+        dir.path(),
+        "many-connections",
+        r#"
+name = "many-connections"
+backends = ["redis"]
+expect = "valid"
+seed = 7
+duration = "1s"
+clients = 300
+keys = 8
+lease = "2s"
+hold = "1ms"
+"#,
+    );
+    let mut hard = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct it is given.
+    assert_eq!(
+        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut hard) },
+        0
+    );
+    if hard.rlim_max < 1024 {
+        eprintln!("skipped: the hard limit on open files is {}", hard.rlim_max);
+        return;
+    }
+    let mut cmd = common::lockbench();
+    cmd.arg("run")
+        .arg("--out")
+        .arg(dir.path().join("out"))
+        .arg(&path);
+    // SAFETY: only setrlimit, async-signal-safe, between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            let mut l = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            l.rlim_cur = 200;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &l) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let o = cmd.output().unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let s = Summary::read(
+        &common::run_dir(&dir.path().join("out"), "many-connections", "redis").join("summary.json"),
+    )
+    .unwrap();
+    assert_eq!(s.verdict, Verdict::Valid, "{stdout}");
+}

@@ -43,6 +43,9 @@ fn main() -> ExitCode {
             libc::signal(libc::SIGPIPE, libc::SIG_DFL);
         }
     }
+    if matches!(cli.command, Command::Run { .. }) {
+        raise_open_files_limit();
+    }
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if let Some(n) = cli.threads {
         builder.worker_threads(usize::from(n));
@@ -112,6 +115,34 @@ fn main() -> ExitCode {
             eprintln!("lockbench: {e}");
             ExitCode::from(if e.is_bad_input() { BAD_INPUT } else { 1 })
         }
+    }
+}
+
+/// A run holds a socket per client connection, two per proxied one, and
+/// the files of its servers and history: thousands with many clients. The
+/// soft limit on open files is often 1024 while the hard limit is far
+/// higher, so `run` raises the soft limit to the hard one (capped at the
+/// kernel's usual ceiling, `fs.nr_open`'s default), as Go's runtime and
+/// the JVM do at start. The servers and drivers it starts inherit it.
+fn raise_open_files_limit() {
+    const CEILING: libc::rlim_t = 1 << 20;
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct it is given.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return;
+    }
+    let target = limit.rlim_max.min(CEILING);
+    if limit.rlim_cur >= target {
+        return;
+    }
+    limit.rlim_cur = target;
+    // SAFETY: setrlimit reads the struct it is given. A refusal leaves the
+    // limit as it was, which is no worse than not asking.
+    unsafe {
+        libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
     }
 }
 

@@ -29,8 +29,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use process::{
-    Launch, START_ATTEMPTS, ServerProcess, descendants, find_binary, free_port, kill_all,
-    port_race, proc_pids, start_on_fresh_ports,
+    Launch, PortReservation, START_ATTEMPTS, ServerProcess, descendants, find_binary, free_port,
+    kill_all, port_race, proc_pids, reserve_port, reserved_port, start_on_fresh_ports,
 };
 
 use crate::error::{Error, Result};
@@ -274,7 +274,8 @@ async fn start_server_inner(
         hint: kind.install_hint(),
     })?;
     start_on_fresh_ports(name, || async {
-        let port = free_port()?;
+        let reserved = reserve_port()?;
+        let port = reserved.port();
         let data_dir = tempfile::Builder::new()
             .prefix(&format!("lockbench-{name}-"))
             .tempdir()
@@ -293,7 +294,8 @@ async fn start_server_inner(
         } else {
             None
         };
-        let mut server = ServerProcess::spawn(name, log_dir, port, data_dir, launch)?;
+        let mut server =
+            ServerProcess::spawn(name, log_dir, port, data_dir, launch)?.holding(reserved);
         let version = wait_ready(kind, &mut server).await?;
         Ok((server, version, clock))
     })

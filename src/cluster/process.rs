@@ -147,6 +147,64 @@ pub fn free_port() -> Result<u16> {
     Ok(port)
 }
 
+/// A 127.0.0.1 port kept out of the kernel's hands while it lives: a
+/// socket bound to it with `SO_REUSEADDR` that never listens. The server
+/// it is meant for binds and listens on it beside this socket (Redis,
+/// memcached, ZooKeeper, etcd, MariaDB and PostgreSQL all set
+/// `SO_REUSEADDR` on their listeners), but no `bind` to port 0 and no
+/// outgoing connection, of this process or another, is given it.
+///
+/// [`free_port`] releases its port at once, and a server binds it a
+/// moment later; that leaves room for the kernel to hand the port out in
+/// between, and again whenever the server is down:
+/// - a topology's own proxies bind port 0 between the probe and the
+///   members' start, and a ZooKeeper member binds its quorum port only
+///   once it is elected leader, maybe minutes later: a proxy given that
+///   port forwards the member's peers to itself, a loop that opens
+///   connections until the process runs out of descriptors;
+/// - while a killed server is down, a connection to its port (a proxy or
+///   a client trying it again) may be given that same port as its own
+///   local port, which connects the socket to itself (TCP's simultaneous
+///   open), and the restarted server cannot bind.
+#[derive(Debug)]
+pub struct PortReservation {
+    /// Held, never used: dropping it frees the port.
+    _socket: tokio::net::TcpSocket,
+    port: u16,
+}
+
+impl PortReservation {
+    /// The port held.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+}
+
+/// Keeps `r` in `held` and returns its port.
+pub fn reserved_port(held: &mut Vec<PortReservation>, r: PortReservation) -> u16 {
+    let port = r.port;
+    held.push(r);
+    port
+}
+
+/// Reserves a free 127.0.0.1 port (see [`PortReservation`]). The test hook
+/// [`port_race`] can take it, as for [`free_port`].
+pub fn reserve_port() -> Result<PortReservation> {
+    let reserve = || -> std::io::Result<PortReservation> {
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.set_reuseaddr(true)?;
+        socket.bind(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))?;
+        let port = socket.local_addr()?.port();
+        Ok(PortReservation {
+            _socket: socket,
+            port,
+        })
+    };
+    let r = reserve().map_err(|e| Error::io("127.0.0.1:0", e))?;
+    port_race::after_reserve(r.port);
+    Ok(r)
+}
+
 /// A test hook that plays the other process in the race between
 /// [`free_port`] and a server's bind: the ports it is told to take stay
 /// bound by this process, so the server that was handed one fails to bind
@@ -192,6 +250,17 @@ pub mod port_race {
             .iter()
             .filter_map(|l| l.local_addr().ok().map(|a| a.port()))
             .collect()
+    }
+
+    /// For a reserved port: a listener beside the reservation takes it,
+    /// as another server would.
+    pub(super) fn after_reserve(port: u16) {
+        if plan().take.is_empty() {
+            return;
+        }
+        if let Ok(l) = TcpListener::bind(("127.0.0.1", port)) {
+            after_probe(l);
+        }
     }
 
     pub(super) fn after_probe(listener: TcpListener) {
@@ -354,6 +423,9 @@ pub struct ServerProcess {
     launch: Launch,
     /// Whether it is stopped.
     stopped: bool,
+    /// Its port, held while it lives, so that no other socket takes it
+    /// while it is down between a kill and its restart.
+    _port_held: Option<PortReservation>,
 }
 
 impl ServerProcess {
@@ -378,7 +450,15 @@ impl ServerProcess {
             log_path,
             launch,
             stopped: false,
+            _port_held: None,
         })
+    }
+
+    /// Keeps `reserved` (its own port's reservation) for as long as this
+    /// server lives.
+    pub fn holding(mut self, reserved: PortReservation) -> ServerProcess {
+        self._port_held = Some(reserved);
+        self
     }
 
     /// Kills the server (SIGKILL, no chance to save anything) and starts it
@@ -571,4 +651,39 @@ pub fn descendants(root: u32) -> Vec<u32> {
     }
     found.remove(0);
     found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A reserved port is never handed out by a bind to port 0, and a
+    /// server that sets `SO_REUSEADDR` (as std's listeners do) can still
+    /// listen and be connected to on it.
+    #[test]
+    fn a_reserved_port_is_kept_from_others_and_left_to_its_server() {
+        let r = reserve_port().unwrap();
+        let others: Vec<std::net::TcpListener> = (0..500)
+            .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+            .collect();
+        assert!(
+            others
+                .iter()
+                .all(|l| l.local_addr().unwrap().port() != r.port()),
+            "port 0 was given the reserved port {}",
+            r.port()
+        );
+        drop(others);
+        // A socket without SO_REUSEADDR (as an outgoing connection's
+        // local port) cannot have it.
+        let plain = tokio::net::TcpSocket::new_v4().unwrap();
+        assert!(
+            plain
+                .bind(std::net::SocketAddr::from(([127, 0, 0, 1], r.port())))
+                .is_err()
+        );
+        let server = std::net::TcpListener::bind(("127.0.0.1", r.port())).unwrap();
+        let _client = std::net::TcpStream::connect(("127.0.0.1", r.port())).unwrap();
+        assert!(server.accept().is_ok());
+    }
 }

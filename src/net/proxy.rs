@@ -10,7 +10,8 @@
 //! - **blackhole**: bytes stop, connections stay open (the pump holds the
 //!   chunk and stops reading, so the sender's buffers fill, as in a real
 //!   partition; clients see timeouts). Healing delivers what was held, as
-//!   TCP retransmission would.
+//!   TCP retransmission would. While both directions are blackholed, new
+//!   connections are left unaccepted in the listen queue until healed.
 //! - **reset**: every connection is cut with RST and new ones are refused
 //!   until healed.
 //! - **latency** with jitter: each chunk is delivered after a delay; order
@@ -135,6 +136,16 @@ impl Proxy {
         let listen = listener
             .local_addr()
             .map_err(|e| Error::io("127.0.0.1:0", e))?;
+        if listen == upstream {
+            // Possible only if the upstream's port was free when the proxy
+            // bound port 0: every connection would connect to itself.
+            return Err(Error::Backend {
+                backend: "proxy".into(),
+                endpoint: upstream.to_string(),
+                message: "the proxy was given its own upstream's port (nothing listened there)"
+                    .into(),
+            });
+        }
         let (state, watcher) = watch::channel(LinkState::default());
         let rng = Arc::new(Mutex::new(StdRng::seed_from_u64(seed)));
         let accept = tokio::spawn(accept_loop(listener, upstream, watcher, rng, patience));
@@ -218,21 +229,48 @@ async fn accept_loop(
     patience: Duration,
 ) {
     let mut conns = JoinSet::new();
+    let mut gate = state.clone();
     loop {
+        // While both directions are blackholed, connections wait in the
+        // listen queue, unaccepted: the server does not see them (as no
+        // SYN crosses a partition), and the proxy spends no descriptor on
+        // them (a server that retries its peers every few hundred ms
+        // through a long partition would otherwise pile up held sockets,
+        // two per try). Once the queue is full, the kernel drops further
+        // SYNs and connects time out, as across a real partition. Healing
+        // accepts the queued ones and delivers what they sent.
+        let cut = {
+            let s = gate.borrow_and_update();
+            s.upstream.blackhole && s.downstream.blackhole && !s.reset
+        };
         tokio::select! {
-            accepted = listener.accept() => {
-                let Ok((client, _)) = accepted else { continue };
-                if state.borrow().reset {
-                    refuse(client);
-                    continue;
+            accepted = listener.accept(), if !cut => match accepted {
+                Ok((client, _)) => {
+                    if state.borrow().reset {
+                        refuse(client);
+                        continue;
+                    }
+                    conns.spawn(connection(client, upstream, state.clone(), rng.clone(), patience));
                 }
-                conns.spawn(connection(client, upstream, state.clone(), rng.clone(), patience));
+                // Out of descriptors (or another passing error): the
+                // queued connection stays queued; try again shortly rather
+                // than spin on a listener that stays readable.
+                Err(_) => tokio::time::sleep(ACCEPT_RETRY).await,
+            },
+            // Any change: the loop looks again whether to accept.
+            changed = gate.changed() => {
+                if changed.is_err() {
+                    return;
+                }
             }
             // Reap finished connections so the set does not grow.
             Some(_) = conns.join_next(), if !conns.is_empty() => {}
         }
     }
 }
+
+/// How long the accept loop waits after a failed accept.
+const ACCEPT_RETRY: Duration = Duration::from_millis(50);
 
 /// Closes a socket with RST (linger 0), as a refused or reset connection.
 fn refuse(socket: TcpStream) {

@@ -14,7 +14,9 @@ use crate::cluster::topology::{
     InboundPeers, Members, PEER_PATIENCE, POLL, Replicated, Role, START_TIMEOUT, backend_error,
     check_index, data_dir, join_ordered, loopback, members_from_fields, restart_member,
 };
-use crate::cluster::{Launch, ServerKind, ServerProcess, free_port};
+use crate::cluster::{
+    Launch, PortReservation, ServerKind, ServerProcess, reserve_port, reserved_port,
+};
 use crate::error::Result;
 use crate::net::Proxy;
 
@@ -29,6 +31,10 @@ pub struct EtcdCluster {
     /// Member i's id, as etcd reports it (filled at start).
     ids: Vec<u64>,
     version: String,
+    /// Every member's client and peer ports, held for the cluster's life:
+    /// its peer proxies bind port 0 before the members start, and a
+    /// killed member binds its ports again (see [`PortReservation`]).
+    _reserved: Vec<PortReservation>,
 }
 
 /// Heartbeat and election timeout (ms): as the single-member etcd of
@@ -99,9 +105,10 @@ impl EtcdCluster {
         let mut client_ports = Vec::with_capacity(n);
         let mut peer_ports = Vec::with_capacity(n);
         let mut peer_proxies = Vec::with_capacity(n);
+        let mut reserved = Vec::with_capacity(2 * n);
         for _ in 0..n {
-            let client = free_port()?;
-            let peer = free_port()?;
+            let client = reserved_port(&mut reserved, reserve_port()?);
+            let peer = reserved_port(&mut reserved, reserve_port()?);
             client_ports.push(client);
             peer_ports.push(peer);
             peer_proxies.push(Proxy::start_patient(loopback(peer), 0, PEER_PATIENCE).await?);
@@ -154,6 +161,7 @@ impl EtcdCluster {
             peers: InboundPeers::new(peer_proxies),
             ids: vec![0; n],
             version: String::new(),
+            _reserved: reserved,
         };
         cluster.wait_ready(START_TIMEOUT).await?;
         let first = cluster

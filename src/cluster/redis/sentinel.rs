@@ -37,7 +37,9 @@ use crate::cluster::topology::{
     InboundPeers, Members, Replicated, Role, check_index, data_dir, join_ordered,
     members_from_fields, named_endpoints, restart_member,
 };
-use crate::cluster::{Endpoint, Launch, ServerKind, ServerProcess};
+use crate::cluster::{
+    Endpoint, Launch, PortReservation, ServerKind, ServerProcess, reserve_port, reserved_port,
+};
 use crate::error::{Error, Result};
 use crate::net::Proxy;
 use crate::net::clock::SkewControl;
@@ -173,6 +175,10 @@ pub struct RedisSentinel {
     /// Data server i's clock control, when started with
     /// [`RedisSentinel::start_with_clock`] (the sentinels keep real time).
     clocks: Vec<SkewControl>,
+    /// Every server's and sentinel's port, held for the topology's life:
+    /// its peer proxies bind port 0 before the servers start, and a
+    /// killed server binds its port again (see [`PortReservation`]).
+    _reserved: Vec<PortReservation>,
 }
 
 members_from_fields!(RedisSentinel);
@@ -223,8 +229,9 @@ impl RedisSentinel {
         let n = replicas + 1;
         let mut ports = Vec::with_capacity(n);
         let mut peer_proxies = Vec::with_capacity(n);
+        let mut reserved = Vec::with_capacity(n + sentinels);
         for _ in 0..n {
-            let port = crate::cluster::free_port()?;
+            let port = reserved_port(&mut reserved, reserve_port()?);
             ports.push(port);
             // The seed only draws jitter, which these links do not use.
             peer_proxies.push(Proxy::start(SocketAddr::from(([127, 0, 0, 1], port)), 0).await?);
@@ -265,6 +272,7 @@ impl RedisSentinel {
             version: String::new(),
             peers: InboundPeers::new(peer_proxies),
             clocks,
+            _reserved: reserved,
         };
         // Replicas first, in sync, before any sentinel starts: a sentinel
         // learns the replicas from the primary's INFO, which it asks at
@@ -275,7 +283,7 @@ impl RedisSentinel {
         for k in 0..sentinels {
             let name = format!("sentinel-{}", k + 1);
             let dir = data_dir(&name)?;
-            let port = crate::cluster::free_port()?;
+            let port = reserved_port(&mut topology._reserved, reserve_port()?);
             let conf = dir.path().join("sentinel.conf");
             std::fs::write(
                 &conf,

@@ -19,7 +19,9 @@ use crate::cluster::topology::{
     Members, PEER_PATIENCE, POLL, Replicated, Role, START_TIMEOUT, backend_error, check_index,
     data_dir, join_ordered, loopback, members_from_fields, restart_member, single_leader,
 };
-use crate::cluster::{Installed, Launch, ServerKind, ServerProcess, free_port};
+use crate::cluster::{
+    Installed, Launch, PortReservation, ServerKind, ServerProcess, reserve_port, reserved_port,
+};
 use crate::error::{Error, Result};
 use crate::net::Proxy;
 
@@ -61,6 +63,10 @@ pub struct ZkEnsemble {
     /// (from, to) → the proxies `from` uses to reach `to`.
     links: HashMap<(usize, usize), PairLink>,
     version: String,
+    /// Every member's three ports, held for the ensemble's life: a member
+    /// binds its quorum port only once elected, and binds all three again
+    /// after a kill (see [`PortReservation`]).
+    _reserved: Vec<PortReservation>,
 }
 
 /// The `zoo.cfg` of member `me` (0-based): itself at its real ports, every
@@ -132,11 +138,12 @@ impl ZkEnsemble {
         }
         let installed = crate::cluster::ensure_installed("zookeeper", ServerKind::ZooKeeper)?;
         let mut ports = Vec::with_capacity(n);
+        let mut reserved = Vec::with_capacity(3 * n);
         for _ in 0..n {
             ports.push(ZkPorts {
-                client: free_port()?,
-                quorum: free_port()?,
-                election: free_port()?,
+                client: reserved_port(&mut reserved, reserve_port()?),
+                quorum: reserved_port(&mut reserved, reserve_port()?),
+                election: reserved_port(&mut reserved, reserve_port()?),
             });
         }
         let mut links = HashMap::new();
@@ -177,6 +184,7 @@ impl ZkEnsemble {
             ports,
             links,
             version: String::new(),
+            _reserved: reserved,
         };
         ensemble.wait_ready(START_TIMEOUT).await?;
         let first = ensemble
