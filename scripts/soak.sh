@@ -53,9 +53,15 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# The scenario with the duration asked for.
+# The scenario with the duration asked for: the top-level `duration`
+# only, the one before the first [table] (a nemesis table has its own
+# `duration`, each fault's length, which must stay as written).
 scenario="$tmp/soak.toml"
-sed "s/^duration = .*/duration = \"$DURATION\"/" scenarios/soak.toml > "$scenario"
+awk -v d="$DURATION" '
+  /^\[/ { tables = 1 }
+  !tables && /^duration = / { print "duration = \"" d "\""; next }
+  { print }
+' scenarios/soak.toml > "$scenario"
 grep -q "^duration = \"$DURATION\"" "$scenario" || {
   echo "soak: scenarios/soak.toml has no top-level duration line to replace" >&2
   exit 2
@@ -63,7 +69,7 @@ grep -q "^duration = \"$DURATION\"" "$scenario" || {
 
 samples="$tmp/samples.tsv"
 printf 'elapsed_s\trss_mb\thistory_mb\n' > "$samples"
-started=$(date +%s)
+started=$(date +%s.%N)
 "$LOCKBENCH" run --no-progress --out "$OUT" "$scenario" > "$tmp/run.log" 2>&1 &
 pid=$!
 
@@ -78,9 +84,9 @@ history_bytes() {
 while kill -0 "$pid" 2>/dev/null; do
   rss_kb=$(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo "")
   if [ -n "$rss_kb" ]; then
-    now=$(date +%s)
-    awk -v t=$((now - started)) -v r="$rss_kb" -v h="$(history_bytes)" \
-      'BEGIN { printf "%d\t%.1f\t%.1f\n", t, r / 1024, h / 1e6 }' >> "$samples"
+    now=$(date +%s.%N)
+    awk -v t="$now" -v s="$started" -v r="$rss_kb" -v h="$(history_bytes)" \
+      'BEGIN { printf "%.2f\t%.1f\t%.1f\n", t - s, r / 1024, h / 1e6 }' >> "$samples"
   fi
   sleep "$INTERVAL" &
   wait $! || true
@@ -97,25 +103,32 @@ if [ -z "$summary" ]; then
 fi
 history=$(find "$OUT" -name 'history.jsonl*' -type f | head -n 1)
 
-python3 - "$samples" "$summary" "$history" "$GROWTH" "$code" <<'EOF'
-import json, os, sys
+python3 - "$samples" "$summary" "$history" "$GROWTH" "$code" "$started" <<'EOF'
+import datetime, json, os, sys
 
-samples_path, summary_path, history_path, growth, code = sys.argv[1:6]
-growth, code = float(growth), int(code)
+samples_path, summary_path, history_path, growth, code, started = sys.argv[1:7]
+growth, code, started = float(growth), int(code), float(started)
 rows = [l.split("\t") for l in open(samples_path).read().splitlines()[1:]]
-rows = [(int(t), float(r), float(h)) for t, r, h in rows]
+rows = [(float(t), float(r), float(h)) for t, r, h in rows]
 summary = json.load(open(summary_path))
 print("\nelapsed_s  rss_mb  history_mb")
 step = max(1, len(rows) // 40)
 for t, r, h in rows[::step]:
-    print(f"{t:9d}  {r:6.1f}  {h:10.1f}")
+    print(f"{t:9.0f}  {r:6.1f}  {h:10.1f}")
 ok = code == 0
-# The run's own memory is judged on the samples within its duration; after
-# it, lockbench checks the history and writes the report, whose memory
-# grows with the holds by design (one record each), so it is told apart.
-duration = float(summary.get("duration_s", 0))
-during = [row for row in rows if row[0] <= duration]
-after = [row for row in rows if row[0] > duration]
+# The run's own memory is judged on the samples taken while its clients
+# ran (from summary.json's start and duration, on the wall clock: the
+# servers start first); after it, lockbench checks the history and writes
+# the report, whose memory grows with the holds by design (one record
+# each), so it is told apart.
+def epoch(rfc3339):
+    head, _, frac = rfc3339.rstrip("Z").partition(".")
+    whole = datetime.datetime.fromisoformat(head + "+00:00").timestamp()
+    return whole + float("0." + (frac or "0"))
+run_start = epoch(summary["started_at"]) if "started_at" in summary else started
+end = run_start - started + float(summary.get("duration_s", 0))
+during = [row for row in rows if row[0] < end]
+after = [row for row in rows if row[0] >= end]
 if during:
     q = max(1, len(during) // 4)
     first = max(r for _, r, _ in during[:q])
