@@ -111,7 +111,7 @@ impl Error {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),
-            source,
+            source: with_open_files_limit(source),
         }
     }
 
@@ -145,5 +145,47 @@ fn location(line: Option<usize>, column: Option<usize>) -> String {
         (Some(l), Some(c)) => format!(":{l}:{c}"),
         (Some(l), None) => format!(":{l}"),
         _ => String::new(),
+    }
+}
+
+/// "Too many open files" with the limit that was reached (no descriptor is
+/// needed to ask it, which matters when none is left), so that a report
+/// from elsewhere says whether the limit was low or the descriptors many.
+fn with_open_files_limit(e: std::io::Error) -> std::io::Error {
+    if e.raw_os_error() != Some(libc::EMFILE) {
+        return e;
+    }
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct it is given.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return e;
+    }
+    std::io::Error::new(
+        e.kind(),
+        format!(
+            "{e}; this process may hold {} at once (`ulimit -n`)",
+            limit.rlim_cur
+        ),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn too_many_open_files_says_the_limit_and_other_errors_are_kept() {
+        let e = Error::io("h", std::io::Error::from_raw_os_error(libc::EMFILE));
+        let text = e.to_string();
+        assert!(text.contains("Too many open files"), "{text}");
+        assert!(
+            text.contains("may hold") && text.contains("ulimit -n"),
+            "{text}"
+        );
+        let other = Error::io("h", std::io::Error::from_raw_os_error(libc::ENOENT));
+        assert!(!other.to_string().contains("ulimit"), "{other}");
     }
 }
