@@ -148,6 +148,16 @@ fn location(line: Option<usize>, column: Option<usize>) -> String {
     }
 }
 
+/// This process's limit on open files (soft and hard), if it can be read.
+pub fn open_files_limit() -> Option<libc::rlimit> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct it is given.
+    (unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0).then_some(limit)
+}
+
 /// "Too many open files" with the limit that was reached (no descriptor is
 /// needed to ask it, which matters when none is left), so that a report
 /// from elsewhere says whether the limit was low or the descriptors many.
@@ -155,14 +165,9 @@ fn with_open_files_limit(e: std::io::Error) -> std::io::Error {
     if e.raw_os_error() != Some(libc::EMFILE) {
         return e;
     }
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes into the struct it is given.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+    let Some(limit) = open_files_limit() else {
         return e;
-    }
+    };
     std::io::Error::new(
         e.kind(),
         format!(

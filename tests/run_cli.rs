@@ -397,15 +397,7 @@ lease = "2s"
 hold = "1ms"
 "#,
     );
-    let mut hard = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes into the struct it is given.
-    assert_eq!(
-        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut hard) },
-        0
-    );
+    let hard = lockbench::error::open_files_limit().expect("getrlimit");
     if hard.rlim_max < 1024 {
         eprintln!("skipped: the hard limit on open files is {}", hard.rlim_max);
         return;
@@ -415,16 +407,13 @@ hold = "1ms"
         .arg("--out")
         .arg(dir.path().join("out"))
         .arg(&path);
-    // SAFETY: only setrlimit, async-signal-safe, between fork and exec.
+    // SAFETY: only getrlimit and setrlimit, async-signal-safe, between
+    // fork and exec.
     unsafe {
         cmd.pre_exec(|| {
-            let mut l = libc::rlimit {
-                rlim_cur: 0,
-                rlim_max: 0,
-            };
-            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) != 0 {
+            let Some(mut l) = lockbench::error::open_files_limit() else {
                 return Err(std::io::Error::last_os_error());
-            }
+            };
             l.rlim_cur = 200;
             if libc::setrlimit(libc::RLIMIT_NOFILE, &l) != 0 {
                 return Err(std::io::Error::last_os_error());

@@ -126,14 +126,9 @@ fn main() -> ExitCode {
 /// the JVM do at start. The servers and drivers it starts inherit it.
 fn raise_open_files_limit() {
     const CEILING: libc::rlim_t = 1 << 20;
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes into the struct it is given.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+    let Some(mut limit) = lockbench::error::open_files_limit() else {
         return;
-    }
+    };
     let target = limit.rlim_max.min(CEILING);
     if limit.rlim_cur >= target {
         return;

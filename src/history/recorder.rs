@@ -151,9 +151,7 @@ impl Shared {
             t.unpark();
         }
     }
-}
 
-impl Shared {
     fn buffer(&self) -> std::sync::MutexGuard<'_, Buffer> {
         // Pushes and swaps cannot leave the Vec half-updated.
         self.buffer.lock().unwrap_or_else(|p| p.into_inner())
