@@ -279,3 +279,73 @@ fn a_client_crash_kills_the_hosts_driver_and_a_new_one_starts_when_the_fault_end
     assert_eq!((starts(1), starts(2)), (2, 1));
     assert_eq!(check(&run_dir), Some(0));
 }
+
+/// One run of `timed.py MODE` (a 2 ms library behind a 30 ms pipe): its
+/// summary, and each acquire's time from invoke to `ok` in the history.
+fn timed_run(mode: &str) -> (Summary, Vec<Duration>) {
+    let dir = tempfile::tempdir().unwrap();
+    let driver = format!(
+        "name = \"timed\"\nserver = \"redis\"\ncommand = [\"python3\", \"{}\", \"{mode}\"]",
+        fixture("timed.py").display()
+    );
+    let text = scenario_text(mode, "\"timed\"", &driver, "")
+        .replace("clients = 2", "clients = 1")
+        .replace("duration = \"2s\"", "duration = \"1500ms\"");
+    let (out, _) = run(dir.path(), mode, &text);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let run_dir = common::run_dir(&dir.path().join("out"), mode, "timed");
+    assert_eq!(check(&run_dir), Some(0), "the history checks valid");
+    let summary = Summary::read(&run_dir.join("summary.json")).unwrap();
+    let mut invoked = None;
+    let mut acquires = Vec::new();
+    for e in events(&run_dir) {
+        match (e.f, e.kind) {
+            (F::Acquire, OpType::Invoke) => invoked = Some(e.time_ns),
+            (F::Acquire, OpType::Ok) => {
+                let from = invoked.take().expect("an ok follows its invoke");
+                acquires.push(Duration::from_nanos(e.time_ns - from));
+            }
+            _ => {}
+        }
+    }
+    assert!(acquires.len() >= 5, "{} acquires", acquires.len());
+    (summary, acquires)
+}
+
+#[test]
+fn latencies_are_the_librarys_time_as_its_driver_timed_it_and_not_the_pipes() {
+    if !common::server_available("redis-server") || !python_available() {
+        return;
+    }
+    // The driver's library takes 2 ms, its replies 30 ms more: lockbench
+    // records the library's time, and ends each operation in the history
+    // when the library returned (within lockbench's own call).
+    let (summary, acquires) = timed_run("honest");
+    for (what, p) in [
+        ("acquire", &summary.acquire_latency_us),
+        ("release", &summary.release_latency_us),
+    ] {
+        assert!(
+            (2_000..20_000).contains(&p.p50),
+            "{what} p50 {} µs: the library's 2 ms, not the pipe's 30",
+            p.p50
+        );
+    }
+    assert!(
+        acquires.iter().all(|d| *d < Duration::from_millis(20)),
+        "{acquires:?}"
+    );
+    // Times on another clock, or none: lockbench's own call, pipe and all.
+    for mode in ["foreign", "none"] {
+        let (summary, acquires) = timed_run(mode);
+        assert!(
+            summary.acquire_latency_us.p50 >= 30_000,
+            "{mode}: p50 {} µs",
+            summary.acquire_latency_us.p50
+        );
+        assert!(
+            acquires.iter().all(|d| *d >= Duration::from_millis(30)),
+            "{mode}: {acquires:?}"
+        );
+    }
+}

@@ -13,6 +13,8 @@ import (
 	"os"
 	"sync"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 const protocolVersion = 1
@@ -91,9 +93,21 @@ func (o *output) lost(client uint64, key, reason string) {
 	o.send(map[string]any{"type": "lost", "client": client, "key": key, "reason": reason})
 }
 
+// monotonicNs reads the machine's monotonic clock (CLOCK_MONOTONIC), which
+// lockbench reads too; 0 if it cannot.
+func monotonicNs() int64 {
+	var ts unix.Timespec
+	if unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts) != nil {
+		return 0
+	}
+	return ts.Nano()
+}
+
 func serve(lib library, out *output, req request) {
 	var body reply
 	var err error
+	// The library's own time, on the machine's monotonic clock (PROTOCOL.md).
+	called := monotonicNs()
 	switch req.Type {
 	case "acquire":
 		body, err = lib.acquire(req.Client, req.Key, req.LeaseMs, req.TimeoutMs)
@@ -105,15 +119,16 @@ func serve(lib library, out *output, req request) {
 		log.Printf("unknown request type %q", req.Type)
 		err = fmt.Errorf("unknown request type %q", req.Type)
 	}
+	t := [2]int64{called, monotonicNs()}
 	if err != nil {
 		kind := "info"
 		if _, ok := err.(errFail); ok {
 			kind = "fail"
 		}
-		out.send(map[string]any{"type": kind, "id": req.ID, "error": err.Error()})
+		out.send(map[string]any{"type": kind, "id": req.ID, "error": err.Error(), "t": t})
 		return
 	}
-	msg := map[string]any{"type": "ok", "id": req.ID}
+	msg := map[string]any{"type": "ok", "id": req.ID, "t": t}
 	for k, v := range body {
 		msg[k] = v
 	}

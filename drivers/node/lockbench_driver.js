@@ -85,52 +85,62 @@ function main(driver) {
   lines.on("close", () => process.exit(0));
 }
 
+/** The machine's monotonic clock in nanoseconds (libuv reads CLOCK_MONOTONIC). */
+function monotonicNs() {
+  return Number(process.hrtime.bigint());
+}
+
+/** Calls the library for one request: its reply's fields, or null when busy. */
+function call(driver, msg) {
+  if (msg.type === "acquire") {
+    return driver.acquire(
+      msg.client,
+      msg.key,
+      msg.lease_ms || 0,
+      msg.timeout_ms || 0,
+    );
+  }
+  if (msg.type === "release") {
+    return driver.release(msg.client, msg.key, msg.token);
+  }
+  return driver.renew(msg.client, msg.key, msg.token, msg.lease_ms || 0);
+}
+
 async function serve(driver, msg) {
   const id = msg.id;
+  if (!["acquire", "release", "renew"].includes(msg.type)) {
+    log(`unknown request type ${JSON.stringify(msg.type)}`);
+    send({
+      type: "info",
+      id,
+      error: `unknown request type ${JSON.stringify(msg.type)}`,
+    });
+    return;
+  }
+  // The library's own time, on the machine's monotonic clock (PROTOCOL.md).
+  const called = monotonicNs();
+  let reply;
   try {
-    let out;
-    if (msg.type === "acquire") {
-      out = await driver.acquire(
-        msg.client,
-        msg.key,
-        msg.lease_ms || 0,
-        msg.timeout_ms || 0,
-      );
-      if (out === null) {
-        send({ type: "fail", id, error: BUSY });
-        return;
-      }
-    } else if (msg.type === "release") {
-      out = await driver.release(msg.client, msg.key, msg.token);
-    } else if (msg.type === "renew") {
-      out = await driver.renew(
-        msg.client,
-        msg.key,
-        msg.token,
-        msg.lease_ms || 0,
-      );
+    const out = await call(driver, msg);
+    if (out === null && msg.type === "acquire") {
+      reply = { type: "fail", id, error: BUSY };
     } else {
-      log(`unknown request type ${JSON.stringify(msg.type)}`);
-      send({
-        type: "info",
-        id,
-        error: `unknown request type ${JSON.stringify(msg.type)}`,
-      });
-      return;
+      reply = { type: "ok", id, ...(out || {}) };
     }
-    send({ type: "ok", id, ...(out || {}) });
   } catch (e) {
     if (e instanceof Fail) {
-      send({ type: "fail", id, error: e.message || "failed" });
+      reply = { type: "fail", id, error: e.message || "failed" };
     } else {
       log(e && e.stack ? e.stack : String(e));
-      send({
+      reply = {
         type: "info",
         id,
         error: `${e && e.name ? e.name : "Error"}: ${e && e.message ? e.message : e}`,
-      });
+      };
     }
   }
+  reply.t = [called, monotonicNs()];
+  send(reply);
 }
 
 /** The version of the installed package `name`. */

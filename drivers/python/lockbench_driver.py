@@ -11,6 +11,7 @@ import os
 import queue
 import sys
 import threading
+import time
 import traceback
 
 PROTOCOL = 1
@@ -71,35 +72,45 @@ class Driver:
         sys.stderr.flush()
 
 
+def _call(driver, kind, msg):
+    client = msg.get("client")
+    key = msg.get("key", "")
+    if kind == "acquire":
+        return driver.acquire(client, key, msg.get("lease_ms", 0), msg.get("timeout_ms", 0))
+    if kind == "release":
+        return driver.release(client, key, msg.get("token"))
+    return driver.renew(client, key, msg.get("token"), msg.get("lease_ms", 0))
+
+
 def _serve(driver, msg):
     kind = msg.get("type")
     rid = msg.get("id")
-    client = msg.get("client")
-    key = msg.get("key", "")
+    if kind not in ("acquire", "release", "renew"):
+        driver.log("unknown request type %r" % kind)
+        driver.send({"type": "info", "id": rid, "error": "unknown request type %r" % kind})
+        return
+    # The library's own time, on the machine's monotonic clock (PROTOCOL.md).
+    called = time.monotonic_ns()
     try:
-        if kind == "acquire":
-            out = driver.acquire(client, key, msg.get("lease_ms", 0), msg.get("timeout_ms", 0))
-            if out is None:
-                driver.send({"type": "fail", "id": rid, "error": "busy: not acquired within the timeout"})
-                return
-        elif kind == "release":
-            out = driver.release(client, key, msg.get("token"))
-        elif kind == "renew":
-            out = driver.renew(client, key, msg.get("token"), msg.get("lease_ms", 0))
+        out = _call(driver, kind, msg)
+        t = [called, time.monotonic_ns()]
+        if out is None and kind == "acquire":
+            reply = {"type": "fail", "id": rid, "error": "busy: not acquired within the timeout"}
         else:
-            driver.log("unknown request type %r" % kind)
-            driver.send({"type": "info", "id": rid, "error": "unknown request type %r" % kind})
-            return
-        reply = {"type": "ok", "id": rid}
-        reply.update(out or {})
-        driver.send(reply)
+            reply = {"type": "ok", "id": rid}
+            reply.update(out or {})
     except Fail as e:
-        driver.send({"type": "fail", "id": rid, "error": str(e) or "failed"})
+        t = [called, time.monotonic_ns()]
+        reply = {"type": "fail", "id": rid, "error": str(e) or "failed"}
     except Info as e:
-        driver.send({"type": "info", "id": rid, "error": str(e) or "unknown outcome"})
+        t = [called, time.monotonic_ns()]
+        reply = {"type": "info", "id": rid, "error": str(e) or "unknown outcome"}
     except Exception as e:  # when in doubt, info
+        t = [called, time.monotonic_ns()]
         driver.log(traceback.format_exc())
-        driver.send({"type": "info", "id": rid, "error": "%s: %s" % (type(e).__name__, e)})
+        reply = {"type": "info", "id": rid, "error": "%s: %s" % (type(e).__name__, e)}
+    reply["t"] = t
+    driver.send(reply)
 
 
 def _worker(driver, inbox):

@@ -16,7 +16,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant as StdInstant};
 
 use async_trait::async_trait;
 use serde_json::{Value, json};
@@ -452,6 +452,7 @@ impl LockBackend for DriverBackend {
             process: self.host.process.clone(),
             op_timeout: config.op_timeout,
             lost: Some(rx),
+            served: None,
         }))
     }
 
@@ -480,13 +481,49 @@ struct DriverClient {
     op_timeout: Duration,
     /// Its `lost` messages, until the workload takes them.
     lost: Option<mpsc::UnboundedReceiver<LostLock>>,
+    /// When the library was busy with the last request, as its reply said.
+    served: Option<(StdInstant, StdInstant)>,
+}
+
+/// CLOCK_MONOTONIC now, in nanoseconds: the clock drivers time their
+/// library's calls with (and the one `Instant` reads on Linux).
+fn monotonic_ns() -> Option<u64> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the struct it is given.
+    if unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) } != 0 {
+        return None;
+    }
+    let secs = u64::try_from(ts.tv_sec).ok()?;
+    let nanos = u64::try_from(ts.tv_nsec).ok()?;
+    secs.checked_mul(1_000_000_000)?.checked_add(nanos)
+}
+
+/// A reply's `t` (when the driver called its library and when the library
+/// returned, CLOCK_MONOTONIC nanoseconds) as instants of this process, if
+/// both lie between `sent` and now in that order. A driver whose clock is
+/// not the machine's monotonic one (its own epoch, a clock fault on its
+/// host) is not believed.
+fn served_window(body: &Value, sent: StdInstant) -> Option<(StdInstant, StdInstant)> {
+    let t = body.get("t")?.as_array()?;
+    let (called, returned) = (t.first()?.as_u64()?, t.get(1)?.as_u64()?);
+    let now = StdInstant::now();
+    let now_ns = monotonic_ns()?;
+    let at = |ns: u64| now.checked_sub(Duration::from_nanos(now_ns.checked_sub(ns)?));
+    let (called, returned) = (at(called)?, at(returned)?);
+    (sent <= called && called <= returned).then_some((called, returned))
 }
 
 impl DriverClient {
-    async fn call(&self, msg: Value, limit: Duration) -> Outcome<Value> {
+    async fn call(&mut self, msg: Value, limit: Duration) -> Outcome<Value> {
+        self.served = None;
+        let sent = StdInstant::now();
         match self.session.request(msg, limit + REPLY_GRACE).await {
             Err(why) => Outcome::Info(why),
             Ok(reply) => {
+                self.served = served_window(&reply.body, sent);
                 let error = || {
                     reply
                         .body
@@ -590,6 +627,10 @@ impl LockClient for DriverClient {
 
     fn gone(&self) -> Option<String> {
         self.session.ended()
+    }
+
+    fn served(&self) -> Option<(StdInstant, StdInstant)> {
+        self.served
     }
 }
 

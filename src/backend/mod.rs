@@ -115,6 +115,16 @@ pub trait LockClient: Send + Sync {
     fn gone(&self) -> Option<String> {
         None
     }
+
+    /// When the library itself was busy with the request just answered,
+    /// from its call to its return, when that is narrower than the
+    /// client's own call: a driver process times its library's call and
+    /// says so in its reply (drivers/PROTOCOL.md), so that latencies are
+    /// the library's and not the pipe's. `None` (the default): the client's
+    /// call is the library's.
+    fn served(&self) -> Option<(std::time::Instant, std::time::Instant)> {
+        None
+    }
 }
 
 /// A lock the client's library says is gone.

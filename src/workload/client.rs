@@ -308,6 +308,27 @@ impl ClientTask {
         self.record_op(op, at, value, error)
     }
 
+    /// When the request invoked at `invoked`, just answered, completed,
+    /// and how much of its time before that was not the library's: by
+    /// default now and nothing. A client whose library is timed apart
+    /// from its call (a driver's, behind a pipe) completes when the
+    /// library returned, and the request's way to the library is not
+    /// the library's. The history keeps the invoke recorded before the
+    /// request left, so its interval still holds the operation;
+    /// latencies leave the pipe out both ways.
+    fn served(&self, invoked: Instant) -> (Instant, Duration) {
+        match self.lock.served() {
+            Some((called, returned)) => {
+                let called = Instant::from_std(called);
+                (
+                    Instant::from_std(returned),
+                    called.saturating_duration_since(invoked),
+                )
+            }
+            None => (Instant::now(), Duration::ZERO),
+        }
+    }
+
     /// Records the `lost` events its library has sent so far; whether one
     /// was for `key`.
     async fn record_lost(&mut self, key: Option<&str>) -> bool {
@@ -407,14 +428,19 @@ impl ClientTask {
             self.set_holding(false);
             self.record_op(invoke, Some(invoked), None, None).await;
             let out = unless_paused(&mut self.pause, self.lock.release(guard)).await;
-            self.record_outcome(OpF::Release, key, None, &out, |_, r| {
+            let (done, plumbing) = self.served(invoked);
+            self.record_outcome(OpF::Release, key, Some(done), &out, |_, r| {
                 (!r.was_held).then(|| serde_json::json!({ "was_held": false }))
             })
             .await;
             match out {
                 Outcome::Ok(_) => {
-                    self.metrics
-                        .released(self.id, invoked.elapsed(), invoked - acquired);
+                    self.metrics.released(
+                        self.id,
+                        done.saturating_duration_since(invoked)
+                            .saturating_sub(plumbing),
+                        invoked - acquired,
+                    );
                     return;
                 }
                 Outcome::Info(_) => return,
@@ -513,9 +539,10 @@ impl ClientTask {
             self.record_lost(None).await;
             let mut invoke = self.op(OpType::Invoke, OpF::Acquire, key_id);
             invoke.lease_ms = Some(opts.lease.as_millis() as u64);
-            self.record_op(invoke, None, None, None).await;
+            let invoked = Instant::now();
+            self.record_op(invoke, Some(invoked), None, None).await;
             let out = unless_paused(&mut self.pause, self.lock.acquire(key, &opts)).await;
-            let done = Instant::now();
+            let (done, plumbing) = self.served(invoked);
             if matches!(out, Outcome::Ok(_)) {
                 self.set_holding(true);
             }
@@ -528,7 +555,8 @@ impl ClientTask {
             if let Outcome::Ok(guard) = out {
                 self.metrics.acquired(
                     self.id,
-                    done.saturating_duration_since(intended),
+                    done.saturating_duration_since(intended)
+                        .saturating_sub(plumbing),
                     done.saturating_duration_since(self.clock.started().into()),
                 );
                 self.hold(&guard, key_id).await;

@@ -134,6 +134,9 @@ public abstract class Driver {
     long client = msg.path("client").asLong();
     String key = msg.path("key").asText("");
     ObjectNode reply = JSON.createObjectNode();
+    // The library's own time, on the machine's monotonic clock (PROTOCOL.md):
+    // HotSpot's nanoTime reads CLOCK_MONOTONIC on Linux.
+    long called = System.nanoTime();
     try {
       ObjectNode out;
       switch (type) {
@@ -172,6 +175,7 @@ public abstract class Driver {
           .put("id", id)
           .put("error", e.getClass().getSimpleName() + ": " + e.getMessage());
     }
+    reply.putArray("t").add(called).add(System.nanoTime());
     send(reply);
   }
 
