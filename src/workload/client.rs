@@ -314,8 +314,9 @@ impl ClientTask {
     /// from its call (a driver's, behind a pipe) completes when the
     /// library returned, and the request's way to the library is not
     /// the library's. The history keeps the invoke recorded before the
-    /// request left, so its interval still holds the operation;
-    /// latencies leave the pipe out both ways.
+    /// request left, so its interval still holds the operation (the
+    /// recorder may raise the completion's time to keep its file in time
+    /// order); latencies leave the pipe out both ways.
     fn served(&self, invoked: Instant) -> (Instant, Duration) {
         match self.lock.served() {
             Some((called, returned)) => {
