@@ -1,6 +1,6 @@
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -115,30 +115,14 @@ enum Entry {
     Event(Box<Event>),
 }
 
-impl Entry {
-    fn time_ns(&self) -> u64 {
-        match self {
-            Entry::Op { time_ns, .. } => *time_ns,
-            Entry::Event(e) => e.time_ns,
-        }
-    }
-}
-
-/// One shard's events waiting for the writer, and the least time its
-/// next event may have.
+/// The events waiting for the writer, and the last time given out.
 #[derive(Debug)]
 struct Buffer {
     entries: Vec<Entry>,
-    /// The time of the last event appended, or the time the writer last
-    /// read under this lock if that is later: times in a shard never go
-    /// back, and never below what the writer has seen of the clock.
+    /// The time of the last event appended: times never go back in file
+    /// order.
     last_ns: u64,
 }
-
-/// A value alone on its cache lines (two: x86 fetches lines in pairs).
-#[derive(Debug)]
-#[repr(align(128))]
-struct CacheLines<T>(T);
 
 /// What the clients and the writer share: a bounded buffer of events.
 #[derive(Debug)]
@@ -147,13 +131,9 @@ struct Shared {
     clock: Clock,
     /// The run's keys: `KeyId(i)` is `keys[i]`.
     keys: Vec<String>,
-    /// Events not yet taken by the writer, in time order within each
-    /// shard. A thread appends to its own shard (see [`Shared::shard`]),
-    /// each on cache lines of its own: with one buffer, every append
-    /// moved its lock's cache line from the other core (a third of the
-    /// clients' time at saturation on two cores went to that).
-    shards: Box<[CacheLines<Mutex<Buffer>>]>,
-    /// The most events a shard holds; a client waits when its is full.
+    /// Events not yet taken by the writer, in time order.
+    buffer: Mutex<Buffer>,
+    /// The most events the buffer holds; a client waits when it is full.
     capacity: usize,
     /// Signalled when the writer empties the buffer.
     space: Notify,
@@ -172,74 +152,33 @@ impl Shared {
         }
     }
 
-    /// The calling thread's shard, locked.
     fn buffer(&self) -> std::sync::MutexGuard<'_, Buffer> {
-        thread_local! {
-            /// This thread's shard number (modulo the shard count).
-            static SHARD: usize = NEXT_SHARD.fetch_add(1, Ordering::Relaxed);
-        }
-        let i = SHARD.with(|i| *i) % self.shards.len();
-        lock(&self.shards[i].0)
+        // Pushes and swaps cannot leave the Vec half-updated.
+        self.buffer.lock().unwrap_or_else(|p| p.into_inner())
     }
-}
-
-/// The shard number the next thread to record takes.
-static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
-
-fn lock(shard: &Mutex<Buffer>) -> std::sync::MutexGuard<'_, Buffer> {
-    // Pushes and swaps cannot leave the Vec half-updated.
-    shard.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// How many shards: two per CPU (threads beyond the runtime's workers
-/// share), at most 16.
-fn shard_count() -> usize {
-    std::thread::available_parallelism()
-        .map_or(2, |n| n.get() * 2)
-        .clamp(1, 16)
 }
 
 /// The sending side of the history: cheap to clone, one per client.
 ///
 /// An event is stamped with the run's clock just before the critical
-/// section that appends it to its thread's shard, and raised there to the
-/// shard's last time if that is later (and past the handle's last event),
-/// so times in a shard, and a handle's, only go up. The writer merges the
-/// shards in time order, writing only events older than every shard's
-/// least next time, so the file's order is the events' time order, as
-/// tools that read index order as real-time order (Knossos, Porcupine)
-/// require. The time given is still within the recording call (between
-/// the clock read and the append: a shard's last time was read before
-/// this append), so an invoke's time is before its request leaves and a
-/// completion's after its answer came; the clock is not read under the
-/// lock. Shards are bounded: when the writer falls behind, clients wait,
-/// so a slow disk slows the run instead of growing memory.
-#[derive(Debug)]
+/// section that appends it, and raised there to the last time appended if
+/// that is later, so the file's order is the events' time order, as tools
+/// that read index order as real-time order (Knossos, Porcupine) require.
+/// The time given is still within the recording call (between the clock
+/// read and the append, as the last event's append came before this one),
+/// so an invoke's time is before its request leaves and a completion's
+/// after its answer came; the clock is not read under the lock. The buffer is bounded: when the writer falls behind, clients
+/// wait, so a slow disk slows the run instead of growing memory.
+#[derive(Debug, Clone)]
 pub struct RecorderHandle {
     /// `None` when recording is off (benchmarks measure its cost).
     shared: Option<Arc<Shared>>,
-    /// The time of this handle's last event: its next is later, even when
-    /// the two land in different shards with the same clock reading.
-    last_ns: Arc<AtomicU64>,
-}
-
-impl Clone for RecorderHandle {
-    /// Another client's handle: its own order, from this one's last time.
-    fn clone(&self) -> Self {
-        RecorderHandle {
-            shared: self.shared.clone(),
-            last_ns: Arc::new(AtomicU64::new(self.last_ns.load(Ordering::Relaxed))),
-        }
-    }
 }
 
 impl RecorderHandle {
     /// A handle that drops every event: recording off.
     pub fn disabled() -> Self {
-        RecorderHandle {
-            shared: None,
-            last_ns: Arc::new(AtomicU64::new(0)),
-        }
+        RecorderHandle { shared: None }
     }
 
     /// Whether events go anywhere.
@@ -295,13 +234,9 @@ impl RecorderHandle {
         let Some(shared) = &self.shared else {
             return Recording(None);
         };
-        match shared.try_push(at, &self.last_ns, make) {
+        match shared.try_push(at, make) {
             Ok(()) => Recording(None),
-            Err(make) => Recording(Some(Box::pin(shared.clone().push_waiting(
-                at,
-                self.last_ns.clone(),
-                make,
-            )))),
+            Err(make) => Recording(Some(Box::pin(shared.clone().push_waiting(at, make)))),
         }
     }
 }
@@ -311,16 +246,12 @@ impl Shared {
     fn try_push<M: FnOnce(u64) -> Entry>(
         &self,
         at: Option<std::time::Instant>,
-        last_ns: &AtomicU64,
         make: M,
     ) -> std::result::Result<(), M> {
         let stamp = match at {
             Some(at) => self.clock.ns_at(at),
             None => self.clock.now_ns(),
         };
-        // A handle's events are one client's, one after the other: its
-        // last time is behind the clock by the time of its next event.
-        let stamp = stamp.max(last_ns.load(Ordering::Relaxed).saturating_add(1));
         let mut buffer = self.buffer();
         if self.failed.load(Ordering::Relaxed) {
             return Ok(());
@@ -330,7 +261,6 @@ impl Shared {
         }
         let time_ns = stamp.max(buffer.last_ns);
         buffer.last_ns = time_ns;
-        last_ns.store(time_ns, Ordering::Relaxed);
         buffer.entries.push(make(time_ns));
         let half = buffer.entries.len() == self.capacity.div_ceil(2);
         drop(buffer);
@@ -344,7 +274,6 @@ impl Shared {
     async fn push_waiting<M: FnOnce(u64) -> Entry>(
         self: Arc<Self>,
         at: Option<std::time::Instant>,
-        last_ns: Arc<AtomicU64>,
         mut make: M,
     ) {
         loop {
@@ -355,7 +284,7 @@ impl Shared {
                 self.wake_writer();
                 space.await;
             }
-            match self.try_push(at, &last_ns, make) {
+            match self.try_push(at, make) {
                 Ok(()) => return,
                 Err(back) => make = back,
             }
@@ -540,19 +469,14 @@ impl Recorder {
         for old in super::spool::leftovers(path) {
             std::fs::remove_file(&old).map_err(|e| Error::io(&old, e))?;
         }
-        let shards = shard_count();
-        let capacity = capacity.div_ceil(shards).max(1);
+        let capacity = capacity.max(1);
         let shared = Arc::new(Shared {
             clock,
             keys: keys.to_vec(),
-            shards: (0..shards)
-                .map(|_| {
-                    CacheLines(Mutex::new(Buffer {
-                        entries: Vec::with_capacity(capacity),
-                        last_ns: 0,
-                    }))
-                })
-                .collect(),
+            buffer: Mutex::new(Buffer {
+                entries: Vec::with_capacity(capacity),
+                last_ns: 0,
+            }),
             capacity,
             space: Notify::new(),
             failed: AtomicBool::new(false),
@@ -613,7 +537,6 @@ impl Recorder {
             },
             RecorderHandle {
                 shared: Some(shared),
-                last_ns: Arc::new(AtomicU64::new(0)),
             },
         ))
     }
@@ -751,83 +674,16 @@ impl Spool {
     }
 }
 
-/// Takes every shard's events into `taken`, and gives the time up to
-/// which the events are all there: each shard's next event will be at
-/// least its last time, raised here to the clock as read under its lock.
-/// On the last round (no handle left) nothing more can come.
-fn take_shards(shared: &Shared, taken: &mut [Vec<Entry>], last_round: bool) -> u64 {
-    let mut horizon = u64::MAX;
-    for (shard, into) in shared.shards.iter().zip(taken.iter_mut()) {
-        let mut buffer = lock(&shard.0);
-        std::mem::swap(&mut buffer.entries, into);
-        buffer.last_ns = buffer.last_ns.max(shared.clock.now_ns());
-        horizon = horizon.min(buffer.last_ns);
-    }
-    if last_round { u64::MAX } else { horizon }
-}
-
-/// Moves into `out`, in time order, the events of `later` (held back from
-/// the rounds before) and of the shards' runs (each in time order) whose
-/// time is at most `horizon`; the others go to `later`, in time order.
-/// An event at `horizon` can go: any other event at that time is another
-/// client's (a handle's times only go up), so either order is true.
-fn merge_until(
-    runs: &mut [Vec<Entry>],
-    later: &mut Vec<Entry>,
-    horizon: u64,
-    out: &mut Vec<Entry>,
-) {
-    let mut held = std::mem::take(later);
-    let mut heads: Vec<std::iter::Peekable<std::vec::Drain<'_, Entry>>> =
-        Vec::with_capacity(runs.len() + 1);
-    heads.push(held.drain(..).peekable());
-    heads.extend(
-        runs.iter_mut()
-            .filter(|r| !r.is_empty())
-            .map(|r| r.drain(..).peekable()),
-    );
-    loop {
-        let mut next: Option<(usize, u64)> = None;
-        for (i, head) in heads.iter_mut().enumerate() {
-            if let Some(e) = head.peek() {
-                let t = e.time_ns();
-                if next.is_none_or(|(_, best)| t < best) {
-                    next = Some((i, t));
-                }
-            }
-        }
-        let Some((i, t)) = next else { break };
-        if t > horizon {
-            break;
-        }
-        if let Some(e) = heads[i].next() {
-            out.push(e);
-        }
-    }
-    // Every run's head is past the horizon, and so is the rest of it.
-    for head in heads {
-        later.extend(head);
-    }
-    later.sort_by_key(Entry::time_ns);
-}
-
 fn write_loop(shared: &Arc<Shared>, mut spool: Spool, path: &Path) -> Result<u64> {
     let io = |e: std::io::Error| Error::io(path, e);
     let mut last_flush = Instant::now();
     let mut batch: Vec<Entry> = Vec::with_capacity(shared.capacity);
-    let mut taken: Vec<Vec<Entry>> = shared
-        .shards
-        .iter()
-        .map(|_| Vec::with_capacity(shared.capacity))
-        .collect();
-    let mut later: Vec<Entry> = Vec::new();
     let mut line = Vec::with_capacity(256);
     loop {
         // Only the writer's own reference left: no handle can add events.
         let last_round = Arc::strong_count(shared) == 1;
-        let horizon = take_shards(shared, &mut taken, last_round);
+        std::mem::swap(&mut shared.buffer().entries, &mut batch);
         shared.space.notify_waiters();
-        merge_until(&mut taken, &mut later, horizon, &mut batch);
         let quiet = batch.is_empty();
         if !batch.is_empty() {
             spool.open().map_err(io)?;
@@ -1163,98 +1019,6 @@ mod tests {
                     assert_eq!(String::from_utf8(line).unwrap(), expected);
                     n += 1;
                 }
-            }
-        }
-    }
-
-    #[test]
-    fn the_merge_writes_up_to_the_horizon_in_time_order_and_holds_back_the_rest() {
-        let entry = |t: u64| Entry::Op {
-            time_ns: t,
-            op: Op::new(t, OpType::Invoke, OpF::Acquire, KeyId(0)),
-        };
-        let times = |v: &[Entry]| v.iter().map(Entry::time_ns).collect::<Vec<_>>();
-        let mut runs = vec![
-            vec![entry(1), entry(5), entry(9)],
-            Vec::new(),
-            vec![entry(2), entry(3), entry(10)],
-        ];
-        let mut later = vec![entry(4), entry(7)];
-        let mut out = Vec::new();
-        merge_until(&mut runs, &mut later, 5, &mut out);
-        assert_eq!(times(&out), [1, 2, 3, 4, 5]);
-        assert_eq!(times(&later), [7, 9, 10]);
-        assert!(runs.iter().all(Vec::is_empty), "the runs are taken whole");
-        // A later round: an event of a shard's next run may be older than
-        // what was held back (it was read before the horizon was).
-        runs[1] = vec![entry(6), entry(8)];
-        out.clear();
-        merge_until(&mut runs, &mut later, u64::MAX, &mut out);
-        assert_eq!(times(&out), [6, 7, 8, 9, 10]);
-        assert!(later.is_empty());
-    }
-
-    /// Clients on several threads append to several shards at once; the
-    /// file is still in time order, each client's events in its order,
-    /// and each event's time within its recording call.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn shards_merge_in_time_order_within_each_call_and_each_clients_order() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("history.jsonl");
-        let keys = vec!["k".to_string()];
-        let clock = Clock::start();
-        // Small shards, so clients also wait for the writer.
-        let (recorder, handle) =
-            Recorder::create(&path, HistoryFormat::Jsonl, 64, clock, &keys).unwrap();
-        let (clients, each) = (16u64, 3000u64);
-        let mut tasks = Vec::new();
-        for p in 0..clients {
-            let h = handle.clone();
-            tasks.push(tokio::spawn(async move {
-                let mut calls = Vec::with_capacity(each as usize);
-                for seq in 0..each {
-                    let mut op = Op::new(p, OpType::Invoke, OpF::Acquire, KeyId(0));
-                    op.fence = Some(seq);
-                    // Every other event stamped with a time read before.
-                    let at = (seq % 2 == 0).then(std::time::Instant::now);
-                    let before = clock.now_ns();
-                    h.record_op_at(op, at).await;
-                    calls.push((before, clock.now_ns()));
-                    if seq % 100 == 0 {
-                        tokio::task::yield_now().await;
-                    }
-                }
-                calls
-            }));
-        }
-        drop(handle);
-        let mut calls = Vec::new();
-        for t in tasks {
-            calls.push(t.await.unwrap());
-        }
-        let written = tokio::task::spawn_blocking(move || recorder.finish())
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(written, clients * each);
-        let h = crate::history::read_jsonl(&path).unwrap();
-        assert_eq!(h.events.len() as u64, clients * each);
-        for pair in h.events.windows(2) {
-            assert!(pair[0].time_ns <= pair[1].time_ns, "{pair:?}");
-        }
-        let mut next = vec![0u64; clients as usize];
-        for e in &h.events {
-            let Process::Client(p) = e.process else {
-                panic!("{e:?}")
-            };
-            let seq = e.fence.unwrap();
-            assert_eq!(seq, next[p as usize], "client {p}'s order");
-            next[p as usize] += 1;
-            let (before, after) = calls[p as usize][seq as usize];
-            // An `at` read before the call may be raised, never lowered.
-            assert!(e.time_ns <= after, "{e:?} after its call ({after})");
-            if seq % 2 == 1 {
-                assert!(e.time_ns >= before, "{e:?} before its call ({before})");
             }
         }
     }
