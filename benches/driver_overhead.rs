@@ -20,7 +20,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use lockbench::backend::driver::HostPlace;
-use lockbench::backend::{AcquireOptions, ClientConfig, Outcome, libraries};
+use lockbench::backend::{AcquireOptions, ClientConfig, Outcome, Served, libraries};
 use lockbench::cluster::Cluster;
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -126,7 +126,7 @@ async fn through_lockbench(
     };
     let mut times = Vec::with_capacity(cycles as usize);
     let mut recorded = Vec::with_capacity(cycles as usize);
-    let took = |w: Option<(Instant, Instant)>| w.map(|(a, b)| (b - a).as_secs_f64() * 1e6);
+    let took = |s: Option<Served>| s.map(|s| (s.returned - s.called).as_secs_f64() * 1e6);
     for _ in 0..cycles {
         let t0 = Instant::now();
         let Outcome::Ok(g) = client.acquire("bench", &opts).await else {

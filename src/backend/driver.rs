@@ -26,6 +26,7 @@ use tokio::time::Instant;
 
 use super::{
     AcquireOptions, ClientConfig, Guard, LockBackend, LockClient, LostLock, Outcome, Released,
+    Served,
 };
 use crate::cluster::driver::DriverProcess;
 use crate::cluster::{Endpoint, Launch};
@@ -482,7 +483,7 @@ struct DriverClient {
     /// Its `lost` messages, until the workload takes them.
     lost: Option<mpsc::UnboundedReceiver<LostLock>>,
     /// When the library was busy with the last request, as its reply said.
-    served: Option<(StdInstant, StdInstant)>,
+    served: Option<Served>,
 }
 
 /// CLOCK_MONOTONIC now, in nanoseconds: the clock drivers time their
@@ -506,14 +507,18 @@ fn monotonic_ns() -> Option<u64> {
 /// both lie between `sent` and now in that order. A driver whose clock is
 /// not the machine's monotonic one (its own epoch, a clock fault on its
 /// host) is not believed.
-fn served_window(body: &Value, sent: StdInstant) -> Option<(StdInstant, StdInstant)> {
+fn served_window(body: &Value, sent: StdInstant) -> Option<Served> {
     let t = body.get("t")?.as_array()?;
     let (called, returned) = (t.first()?.as_u64()?, t.get(1)?.as_u64()?);
     let now = StdInstant::now();
     let now_ns = monotonic_ns()?;
     let at = |ns: u64| now.checked_sub(Duration::from_nanos(now_ns.checked_sub(ns)?));
     let (called, returned) = (at(called)?, at(returned)?);
-    (sent <= called && called <= returned).then_some((called, returned))
+    (sent <= called && called <= returned).then_some(Served {
+        sent,
+        called,
+        returned,
+    })
 }
 
 impl DriverClient {
@@ -629,7 +634,7 @@ impl LockClient for DriverClient {
         self.session.ended()
     }
 
-    fn served(&self) -> Option<(StdInstant, StdInstant)> {
+    fn served(&self) -> Option<Served> {
         self.served
     }
 }

@@ -117,14 +117,26 @@ pub trait LockClient: Send + Sync {
     }
 
     /// When the library itself was busy with the request just answered,
-    /// from its call to its return, when that is narrower than the
-    /// client's own call: a driver process times its library's call and
-    /// says so in its reply (drivers/PROTOCOL.md), so that latencies are
-    /// the library's and not the pipe's. `None` (the default): the client's
-    /// call is the library's.
-    fn served(&self) -> Option<(std::time::Instant, std::time::Instant)> {
+    /// when that is narrower than the client's own call: a driver process
+    /// times its library's call and says so in its reply
+    /// (drivers/PROTOCOL.md), so that latencies are the library's and not
+    /// the pipe's. `None` (the default): the client's call is the
+    /// library's.
+    fn served(&self) -> Option<Served> {
         None
     }
+}
+
+/// How a request was served, for a client whose library is timed apart
+/// from its own call ([`LockClient::served`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Served {
+    /// When the client's call sent the request.
+    pub sent: std::time::Instant,
+    /// When the library was called.
+    pub called: std::time::Instant,
+    /// When the library returned.
+    pub returned: std::time::Instant,
 }
 
 /// A lock the client's library says is gone.

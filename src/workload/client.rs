@@ -308,24 +308,21 @@ impl ClientTask {
         self.record_op(op, at, value, error)
     }
 
-    /// When the request invoked at `invoked`, just answered, completed,
-    /// and how much of its time before that was not the library's: by
-    /// default now and nothing. A client whose library is timed apart
-    /// from its call (a driver's, behind a pipe) completes when the
-    /// library returned, and the request's way to the library is not
-    /// the library's. The history keeps the invoke recorded before the
-    /// request left, so its interval still holds the operation (the
-    /// recorder may raise the completion's time to keep its file in time
-    /// order); latencies leave the pipe out both ways.
-    fn served(&self, invoked: Instant) -> (Instant, Duration) {
+    /// When the request just answered completed, and how much of its
+    /// time before that was not the library's: by default now and
+    /// nothing. A client whose library is timed apart from its call (a
+    /// driver's, behind a pipe) completes when the library returned, and
+    /// the request's way to the library is not the library's. The history
+    /// keeps the invoke recorded before the request left, so its interval
+    /// still holds the operation (the recorder may raise the completion's
+    /// time to keep its file in time order); latencies leave the pipe out
+    /// both ways.
+    fn served(&self) -> (Instant, Duration) {
         match self.lock.served() {
-            Some((called, returned)) => {
-                let called = Instant::from_std(called);
-                (
-                    Instant::from_std(returned),
-                    called.saturating_duration_since(invoked),
-                )
-            }
+            Some(s) => (
+                Instant::from_std(s.returned),
+                s.called.saturating_duration_since(s.sent),
+            ),
             None => (Instant::now(), Duration::ZERO),
         }
     }
@@ -429,7 +426,7 @@ impl ClientTask {
             self.set_holding(false);
             self.record_op(invoke, Some(invoked), None, None).await;
             let out = unless_paused(&mut self.pause, self.lock.release(guard)).await;
-            let (done, plumbing) = self.served(invoked);
+            let (done, plumbing) = self.served();
             self.record_outcome(OpF::Release, key, Some(done), &out, |_, r| {
                 (!r.was_held).then(|| serde_json::json!({ "was_held": false }))
             })
@@ -540,10 +537,9 @@ impl ClientTask {
             self.record_lost(None).await;
             let mut invoke = self.op(OpType::Invoke, OpF::Acquire, key_id);
             invoke.lease_ms = Some(opts.lease.as_millis() as u64);
-            let invoked = Instant::now();
-            self.record_op(invoke, Some(invoked), None, None).await;
+            self.record_op(invoke, None, None, None).await;
             let out = unless_paused(&mut self.pause, self.lock.acquire(key, &opts)).await;
-            let (done, plumbing) = self.served(invoked);
+            let (done, plumbing) = self.served();
             if matches!(out, Outcome::Ok(_)) {
                 self.set_holding(true);
             }
