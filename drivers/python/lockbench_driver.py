@@ -91,24 +91,24 @@ def _serve(driver, msg):
         return
     # The library's own time, on the machine's monotonic clock (PROTOCOL.md).
     called = time.monotonic_ns()
+    out = error = None
     try:
         out = _call(driver, kind, msg)
-        t = [called, time.monotonic_ns()]
-        if out is None and kind == "acquire":
-            reply = {"type": "fail", "id": rid, "error": "busy: not acquired within the timeout"}
-        else:
-            reply = {"type": "ok", "id": rid}
-            reply.update(out or {})
-    except Fail as e:
-        t = [called, time.monotonic_ns()]
-        reply = {"type": "fail", "id": rid, "error": str(e) or "failed"}
-    except Info as e:
-        t = [called, time.monotonic_ns()]
-        reply = {"type": "info", "id": rid, "error": str(e) or "unknown outcome"}
-    except Exception as e:  # when in doubt, info
-        t = [called, time.monotonic_ns()]
-        driver.log(traceback.format_exc())
-        reply = {"type": "info", "id": rid, "error": "%s: %s" % (type(e).__name__, e)}
+    except Exception as e:
+        error = e
+    t = [called, time.monotonic_ns()]
+    if isinstance(error, Fail):
+        reply = {"type": "fail", "id": rid, "error": str(error) or "failed"}
+    elif isinstance(error, Info):
+        reply = {"type": "info", "id": rid, "error": str(error) or "unknown outcome"}
+    elif error is not None:  # when in doubt, info
+        driver.log("".join(traceback.format_exception(error)))
+        reply = {"type": "info", "id": rid, "error": "%s: %s" % (type(error).__name__, error)}
+    elif out is None and kind == "acquire":
+        reply = {"type": "fail", "id": rid, "error": "busy: not acquired within the timeout"}
+    else:
+        reply = {"type": "ok", "id": rid}
+        reply.update(out or {})
     reply["t"] = t
     driver.send(reply)
 

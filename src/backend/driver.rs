@@ -486,22 +486,6 @@ struct DriverClient {
     served: Option<Served>,
 }
 
-/// CLOCK_MONOTONIC now, in nanoseconds: the clock drivers time their
-/// library's calls with (and the one `Instant` reads on Linux).
-fn monotonic_ns() -> Option<u64> {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes into the struct it is given.
-    if unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) } != 0 {
-        return None;
-    }
-    let secs = u64::try_from(ts.tv_sec).ok()?;
-    let nanos = u64::try_from(ts.tv_nsec).ok()?;
-    secs.checked_mul(1_000_000_000)?.checked_add(nanos)
-}
-
 /// A reply's `t` (when the driver called its library and when the library
 /// returned, CLOCK_MONOTONIC nanoseconds) as instants of this process, if
 /// both lie between `sent` and now in that order. A driver whose clock is
@@ -509,10 +493,13 @@ fn monotonic_ns() -> Option<u64> {
 /// host) is not believed.
 fn served_window(body: &Value, sent: StdInstant) -> Option<Served> {
     let t = body.get("t")?.as_array()?;
-    let (called, returned) = (t.first()?.as_u64()?, t.get(1)?.as_u64()?);
+    let (called, returned) = (t.first()?.as_i64()?, t.get(1)?.as_i64()?);
     let now = StdInstant::now();
-    let now_ns = monotonic_ns()?;
-    let at = |ns: u64| now.checked_sub(Duration::from_nanos(now_ns.checked_sub(ns)?));
+    let now_ns = crate::net::clock::monotonic_ns();
+    let at = |ns: i64| {
+        let ago = u64::try_from(now_ns.checked_sub(ns)?).ok()?;
+        now.checked_sub(Duration::from_nanos(ago))
+    };
     let (called, returned) = (at(called)?, at(returned)?);
     (sent <= called && called <= returned).then_some(Served {
         sent,

@@ -132,6 +132,13 @@ impl std::fmt::Debug for SkewControl {
     }
 }
 
+/// The machine's CLOCK_MONOTONIC now, in nanoseconds: what drivers time
+/// their library's calls with (drivers/PROTOCOL.md), and what `Instant`
+/// reads on Linux.
+pub fn monotonic_ns() -> i64 {
+    now(libc::CLOCK_MONOTONIC)
+}
+
 fn now(clock: libc::clockid_t) -> i64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
