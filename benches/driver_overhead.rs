@@ -5,7 +5,8 @@
 //! driver code without the protocol (drivers/python/bench_loop.py), on the
 //! same server, started here by lockbench's cluster layer. Side by side in
 //! one run, alternating, `ROUNDS` times; prints each median and the ratio
-//! (the goal: at most 1.15) twice: as lockbench records it (the driver
+//! (the goal: at most 1.15; the median of the rounds' ratios, each round's
+//! two measurements taken back to back, with their range) twice: as lockbench records it (the driver
 //! times its library's calls, PROTOCOL.md, and latencies and the history's
 //! completions use that) and end to end (with the pipe both ways, whose
 //! floor is a round trip between two processes per request).
@@ -180,7 +181,7 @@ fn main() {
     ];
     println!(
         "({cycles} cycles, median of {rounds} rounds; µs per acquire + release)\n\
-         library              own loop   recorded   ratio   end to end   ratio"
+         library              own loop   recorded   ratio (of rounds)     end to end   ratio (of rounds)"
     );
     for name in libraries {
         if !filter.is_empty() && !filter.iter().any(|f| name.contains(f.as_str())) {
@@ -221,23 +222,41 @@ fn main() {
             .as_ref()
             .map(|d| d.options.to_string())
             .unwrap_or_else(|| "{}".into());
+        // Paired rounds: the machine's speed drifts by up to 1.3× within
+        // minutes (redis-py's own loop alone: 258, then 347 µs a cycle in
+        // two runs four minutes apart), so each round's ratio compares two
+        // measurements taken back to back, the order alternating between
+        // rounds, and the ratio printed is the median of those.
         let (mut own, mut via, mut recorded) = (Vec::new(), Vec::new(), Vec::new());
-        for _ in 0..rounds {
-            if let Some(v) = library_loop(name, &servers, &options, cycles) {
-                own.push(v);
+        let (mut via_ratio, mut recorded_ratio) = (Vec::new(), Vec::new());
+        for round in 0..rounds {
+            let mut pair = (None, None);
+            for step in 0..2 {
+                if (round + step) % 2 == 0 {
+                    pair.0 = library_loop(name, &servers, &options, cycles);
+                } else {
+                    pair.1 = rt.block_on(through_lockbench(info, &cluster, logs.path(), cycles));
+                }
             }
-            if let Some((v, r)) =
-                rt.block_on(through_lockbench(info, &cluster, logs.path(), cycles))
-            {
+            if let (Some(o), Some((v, r))) = pair {
+                own.push(o);
                 via.push(v);
                 recorded.push(r);
+                via_ratio.push(v / o);
+                recorded_ratio.push(r / o);
             }
         }
+        let spread = |v: &[f64]| {
+            let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
+            let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            format!("{lo:.2}–{hi:.2}")
+        };
+        let (r_spread, v_spread) = (spread(&recorded_ratio), spread(&via_ratio));
         let (own, via, recorded) = (median(own), median(via), median(recorded));
         println!(
-            "{name:<20} {own:>8.1}   {recorded:>8.1}   {:>5.2}   {via:>10.1}   {:>5.2}",
-            recorded / own,
-            via / own
+            "{name:<20} {own:>8.1}   {recorded:>8.1}   {:>5.2} ({r_spread})   {via:>10.1}   {:>5.2} ({v_spread})",
+            median(recorded_ratio),
+            median(via_ratio)
         );
     }
 }

@@ -127,3 +127,37 @@ async fn a_zookeeper_ensemble_whose_member_lost_its_port_starts_again() {
     assert_eq!(ensemble.len(), 3);
     port_race::release();
 }
+
+/// Every port a server binds is held for it while it lives, down or up
+/// (`PortReservation`), and it binds them again on restart: for the kinds
+/// whose ports were probed and released until session 11 (Hazelcast's
+/// members; a single etcd's peer port), now held like every other
+/// server's.
+#[tokio::test]
+async fn a_killed_member_keeps_its_ports_until_it_comes_back() {
+    // (kind, servers, ports each binds)
+    for (kind, n, ports) in [(ServerKind::Hazelcast, 3, 1), (ServerKind::Etcd, 1, 2)] {
+        if !common::kind_available(kind) {
+            continue;
+        }
+        let _turn = turn().await;
+        let logs = tempfile::tempdir().unwrap();
+        let mut cluster = Cluster::start(kind, n, logs.path())
+            .await
+            .unwrap_or_else(|e| panic!("{kind:?}: {e}"));
+        let addr = cluster.endpoints()[0].addr.clone();
+        let port: u16 = addr.rsplit(':').next().unwrap().parse().unwrap();
+        for s in cluster.servers() {
+            assert_eq!(s.held_ports().len(), ports, "{kind:?}: {}", s.addr());
+        }
+        cluster.kill(0).unwrap();
+        let held = cluster.servers()[0].held_ports();
+        assert!(held.contains(&port), "{kind:?}: {port} not in {held:?}");
+        cluster
+            .restart(0)
+            .await
+            .unwrap_or_else(|e| panic!("{kind:?}: restart on {addr}: {e}"));
+        assert_eq!(cluster.endpoints()[0].addr, addr);
+        assert_eq!(cluster.servers()[0].held_ports(), held);
+    }
+}

@@ -22,7 +22,10 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::{Installed, Launch, ServerProcess, free_port, require_binary, start_on_fresh_ports};
+use super::{
+    Installed, Launch, PortReservation, ServerProcess, require_binary, reserve_port,
+    start_on_fresh_ports,
+};
 use crate::error::{Error, Result};
 
 /// How long a group start may take (three cold JVMs on two cores, and the
@@ -97,6 +100,8 @@ fn config(port: u16, ports: &[u16]) -> String {
     <rest-api enabled="true">
       <endpoint-group name="HEALTH_CHECK" enabled="true"/>
     </rest-api>
+    <!-- Binds beside lockbench's reservation of the port (SO_REUSEADDR). -->
+    <reuse-address>true</reuse-address>
     <port auto-increment="false">{port}</port>
     <interfaces enabled="true"><interface>127.0.0.1</interface></interfaces>
     <join>
@@ -152,10 +157,16 @@ async fn start_once(
     n: usize,
     log_dir: &Path,
 ) -> Result<Vec<(ServerProcess, String)>> {
-    let ports = (0..n).map(|_| free_port()).collect::<Result<Vec<u16>>>()?;
+    // Each member holds its port for life (see `PortReservation`): a killed
+    // member binds it again when the nemesis restarts it.
+    let reserved = (0..n)
+        .map(|_| reserve_port())
+        .collect::<Result<Vec<PortReservation>>>()?;
+    let ports: Vec<u16> = reserved.iter().map(PortReservation::port).collect();
     let version = version(&installed.extra[0]);
     let mut members = Vec::with_capacity(n);
-    for (i, &port) in ports.iter().enumerate() {
+    for (i, held) in reserved.into_iter().enumerate() {
+        let port = held.port();
         let name = format!("hazelcast-{}", i + 1);
         let dir = tempfile::Builder::new()
             .prefix(&format!("lockbench-{name}-"))
@@ -181,7 +192,7 @@ async fn start_once(
             .arg("-cp")
             .arg(&installed.extra[0])
             .arg("com.hazelcast.core.server.HazelcastMemberStarter");
-        members.push(ServerProcess::spawn(&name, log_dir, port, dir, launch)?);
+        members.push(ServerProcess::spawn(&name, log_dir, port, dir, launch)?.holding(held));
     }
     let deadline = tokio::time::Instant::now() + START_TIMEOUT;
     for member in &mut members {

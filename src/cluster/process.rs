@@ -283,7 +283,7 @@ pub mod port_race {
 /// fresh ports.
 pub const START_ATTEMPTS: usize = 4;
 
-/// Runs `start` (which probes its own ports with [`free_port`]) until it
+/// Runs `start` (which reserves its own ports with [`reserve_port`]) until it
 /// succeeds, fails for another reason than a taken port, or has lost its
 /// port [`START_ATTEMPTS`] times; then the error names every attempt.
 ///
@@ -357,6 +357,9 @@ pub struct Launch {
     pub run_as: Option<(u32, u32)>,
     /// Start in this directory (lockbench's own otherwise).
     pub dir: Option<PathBuf>,
+    /// Ports its arguments name besides its own (a peer port), held for as
+    /// long as the launch is kept, restarts included.
+    pub held: Vec<std::sync::Arc<PortReservation>>,
 }
 
 impl Launch {
@@ -381,6 +384,13 @@ impl Launch {
         A: Into<OsString>,
     {
         self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    /// Keeps `reserved`, a port its arguments name, for as long as this
+    /// launch is kept (see [`PortReservation`]).
+    pub fn holding(mut self, reserved: PortReservation) -> Self {
+        self.held.push(std::sync::Arc::new(reserved));
         self
     }
 
@@ -459,6 +469,16 @@ impl ServerProcess {
     pub fn holding(mut self, reserved: PortReservation) -> ServerProcess {
         self._port_held = Some(reserved);
         self
+    }
+
+    /// The ports held for this server while it lives, down or up: its own
+    /// and those its launch names (see [`PortReservation`]).
+    pub fn held_ports(&self) -> Vec<u16> {
+        self._port_held
+            .iter()
+            .map(PortReservation::port)
+            .chain(self.launch.held.iter().map(|r| r.port()))
+            .collect()
     }
 
     /// Kills the server (SIGKILL, no chance to save anything) and starts it

@@ -16,7 +16,7 @@ pub(super) mod cluster;
 use std::path::Path;
 use std::time::Duration;
 
-use super::{Installed, Launch, free_port, require_binary};
+use super::{Installed, Launch, require_binary, reserve_port};
 use crate::error::Result;
 
 /// How long a start may take.
@@ -33,7 +33,10 @@ pub(super) fn locate() -> std::result::Result<Installed, String> {
 }
 
 pub(super) fn prepare(installed: &Installed, port: u16, data_dir: &Path) -> Result<Launch> {
-    let peer = free_port()?;
+    // Held for the server's life, as its client port is: etcd binds it
+    // again after each restart.
+    let peer_held = reserve_port()?;
+    let peer = peer_held.port();
     let client_url = format!("http://127.0.0.1:{port}");
     let peer_url = format!("http://127.0.0.1:{peer}");
     Ok(Launch::new(&installed.binary)
@@ -51,7 +54,8 @@ pub(super) fn prepare(installed: &Installed, port: u16, data_dir: &Path) -> Resu
         // zap understands --log-level (capnslog, 3.4's default, does not).
         .args(["--logger", "zap"])
         .args(["--log-outputs", "stderr"])
-        .args(["--log-level", "warn"]))
+        .args(["--log-level", "warn"])
+        .holding(peer_held))
 }
 
 /// Asks the server at `addr` for its status (version, leader) and does a
