@@ -2,22 +2,30 @@
 //! one client's acquire + release through lockbench (a `LockClient` of the
 //! driver backend: JSON lines to the driver process and back) against the
 //! same library looping on its own in its own language, through the same
-//! driver code without the protocol (drivers/python/bench_loop.py), on the
-//! same server, started here by lockbench's cluster layer. Side by side in
-//! one run, alternating, `ROUNDS` times; prints each median and the ratio
-//! (the goal: at most 1.15; the median of the rounds' ratios, each round's
-//! two measurements taken back to back, with their range) twice: as lockbench records it (the driver
-//! times its library's calls, PROTOCOL.md, and latencies and the history's
-//! completions use that) and end to end (with the pipe both ways, whose
-//! floor is a round trip between two processes per request).
+//! driver code without the protocol (`bench_loop.py`, `bench_loop.js`, the
+//! Go and Java drivers' `bench` command), on the same server, started here
+//! by lockbench's cluster layer. Side by side in one run, `ROUNDS` rounds
+//! of measurements taken back to back; prints each median and the ratio
+//! (the goal: at most 1.15; the median of the rounds' ratios, with their
+//! range) twice: as lockbench records it (the driver times its library's
+//! calls, PROTOCOL.md, and latencies and the history's completions use
+//! that) and end to end (with the pipe both ways, whose floor is a round
+//! trip between two processes per request).
+//!
+//! With `PACED=1`, a third measurement per round: the library's own loop
+//! waiting before each call for a round trip to this process over a pipe,
+//! as a driver waits for its next request, and the ratio of what lockbench
+//! records to that.
 //!
 //! ```sh
 //! cargo bench --bench driver_overhead            # every library
 //! cargo bench --bench driver_overhead -- kazoo   # those whose name contains "kazoo"
 //! ```
-//! Env: `CYCLES` (default 1000 per measurement), `ROUNDS` (default 3).
+//! Env: `CYCLES` (default 1000 per measurement), `ROUNDS` (default 3),
+//! `PACED` (1: measure the paced loop too).
 
-use std::process::Command;
+use std::io::{Read, Write};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use lockbench::backend::driver::HostPlace;
@@ -82,20 +90,65 @@ fn own_loop(name: &str) -> Option<(std::path::PathBuf, Vec<String>, &'static str
     }
 }
 
-/// The library alone: median µs of one acquire + release.
-fn library_loop(name: &str, servers: &str, options: &str, cycles: u64) -> Option<f64> {
+/// The library alone: median µs of one acquire + release (the two calls'
+/// time). `paced`: the loop waits before each call for a round trip to
+/// this process over its stdin and stdout, as a driver waits for its next
+/// request, which this process answers at once.
+fn library_loop(
+    name: &str,
+    servers: &str,
+    options: &str,
+    cycles: u64,
+    mut paced: bool,
+) -> Option<f64> {
     let (program, args, dir) = own_loop(name)?;
-    let out = Command::new(program)
+    let mut child = Command::new(program)
         .current_dir(libraries::drivers_dir().join(dir))
         .args(args)
         .args([servers, options, &cycles.to_string()])
-        .output()
+        .args(paced.then_some("paced"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .ok()?;
-    if !out.status.success() {
-        eprintln!("{name}: {}", String::from_utf8_lossy(&out.stderr));
+    let (mut stdin, mut stdout) = (child.stdin.take()?, child.stdout.take()?);
+    // Drained beside stdout, so that a library that logs much cannot block.
+    let mut stderr = child.stderr.take()?;
+    let errors = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    // Each "." asks for one byte back (one in the result line too, which
+    // the loop, done by then, does not read); the result is the last line.
+    let mut all = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = match stdout.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let dots = buf[..n].iter().filter(|&&b| b == b'.').count();
+        if paced && stdin.write_all(&b".".repeat(dots)).is_err() {
+            paced = false;
+        }
+        all.extend_from_slice(&buf[..n]);
+    }
+    drop(stdin);
+    let text = String::from_utf8_lossy(&all);
+    let result = text
+        .lines()
+        .rfind(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .trim_start_matches('.');
+    let status = child.wait().ok()?;
+    let errors = errors.join().unwrap_or_default();
+    if !status.success() {
+        eprintln!("{name}: {errors}");
         return None;
     }
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    let v: serde_json::Value = serde_json::from_str(result).ok()?;
     v.get("median_us").and_then(serde_json::Value::as_f64)
 }
 
@@ -158,6 +211,7 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(3);
+    let with_paced = std::env::var_os("PACED").is_some_and(|v| v == "1");
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -181,7 +235,7 @@ fn main() {
     ];
     println!(
         "({cycles} cycles, median of {rounds} rounds; µs per acquire + release)\n\
-         library              own loop   recorded   ratio (of rounds)     end to end   ratio (of rounds)"
+         library              own loop    paced  recorded   ratio             to paced          end to end   ratio"
     );
     for name in libraries {
         if !filter.is_empty() && !filter.iter().any(|f| name.contains(f.as_str())) {
@@ -222,41 +276,52 @@ fn main() {
             .as_ref()
             .map(|d| d.options.to_string())
             .unwrap_or_else(|| "{}".into());
-        // Paired rounds: the machine's speed drifts by up to 1.3× within
-        // minutes (redis-py's own loop alone: 258, then 347 µs a cycle in
-        // two runs four minutes apart), so each round's ratio compares two
-        // measurements taken back to back, the order alternating between
-        // rounds, and the ratio printed is the median of those.
-        let (mut own, mut via, mut recorded) = (Vec::new(), Vec::new(), Vec::new());
-        let (mut via_ratio, mut recorded_ratio) = (Vec::new(), Vec::new());
+        // Rounds of measurements taken back to back (the library's own
+        // loop, with PACED=1 the same loop paced, and through lockbench),
+        // in an order that turns each round, because the machine's speed drifts by up
+        // to 1.3× within minutes (redis-py's own loop alone: 258, then
+        // 347 µs a cycle in two runs four minutes apart). Each ratio is
+        // the median of the rounds' ratios, with their range.
+        let mut m: [Vec<f64>; 4] = Default::default(); // own, paced, recorded, end to end
+        let mut ratios: [Vec<f64>; 3] = Default::default(); // recorded/own, recorded/paced, e2e/own
         for round in 0..rounds {
-            let mut pair = (None, None);
-            for step in 0..2 {
-                if (round + step) % 2 == 0 {
-                    pair.0 = library_loop(name, &servers, &options, cycles);
-                } else {
-                    pair.1 = rt.block_on(through_lockbench(info, &cluster, logs.path(), cycles));
+            let (mut own, mut paced, mut via) = (None, Some(f64::NAN), None);
+            let steps = if with_paced { 3 } else { 2 };
+            for step in 0..steps {
+                match (round + step) % steps {
+                    0 => own = library_loop(name, &servers, &options, cycles, false),
+                    1 if with_paced => paced = library_loop(name, &servers, &options, cycles, true),
+                    _ => via = rt.block_on(through_lockbench(info, &cluster, logs.path(), cycles)),
                 }
             }
-            if let (Some(o), Some((v, r))) = pair {
-                own.push(o);
-                via.push(v);
-                recorded.push(r);
-                via_ratio.push(v / o);
-                recorded_ratio.push(r / o);
+            if let (Some(o), Some(p), Some((v, r))) = (own, paced, via) {
+                for (i, x) in [o, p, r, v].into_iter().enumerate() {
+                    m[i].push(x);
+                }
+                ratios[0].push(r / o);
+                ratios[1].push(r / p);
+                ratios[2].push(v / o);
             }
         }
-        let spread = |v: &[f64]| {
+        let ratio = |v: &[f64]| {
+            if v.iter().all(|x| x.is_nan()) {
+                return "-".to_string();
+            }
             let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
             let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-            format!("{lo:.2}–{hi:.2}")
+            format!("{:.2} ({lo:.2}–{hi:.2})", median(v.to_vec()))
         };
-        let (r_spread, v_spread) = (spread(&recorded_ratio), spread(&via_ratio));
-        let (own, via, recorded) = (median(own), median(via), median(recorded));
+        let [own, paced, recorded, via] = m.map(median);
+        let paced = if paced.is_nan() {
+            "-".to_string()
+        } else {
+            format!("{paced:.1}")
+        };
         println!(
-            "{name:<20} {own:>8.1}   {recorded:>8.1}   {:>5.2} ({r_spread})   {via:>10.1}   {:>5.2} ({v_spread})",
-            median(recorded_ratio),
-            median(via_ratio)
+            "{name:<20} {own:>8.1} {paced:>8} {recorded:>9.1}   {:<17} {:<17} {via:>10.1}   {}",
+            ratio(&ratios[0]),
+            ratio(&ratios[1]),
+            ratio(&ratios[2]),
         );
     }
 }

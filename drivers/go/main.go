@@ -2,7 +2,7 @@
 //
 //	lockbench-go-driver etcd-mutex   etcd's clientv3/concurrency Mutex
 //	lockbench-go-driver redsync      go-redsync's Mutex over Redis masters
-//	lockbench-go-driver bench LIBRARY SERVERS OPTIONS CYCLES
+//	lockbench-go-driver bench LIBRARY SERVERS OPTIONS CYCLES [paced]
 //	                                 the library looping on its own
 //
 // It speaks drivers/PROTOCOL.md on stdin and stdout and logs to stderr.
@@ -43,7 +43,7 @@ func main() {
 		"redsync":    func() library { return &redsyncLock{} },
 	}
 	usage := "usage: lockbench-go-driver etcd-mutex|redsync (then drivers/PROTOCOL.md on stdin)\n" +
-		"       lockbench-go-driver bench etcd-mutex|redsync SERVERS_JSON OPTIONS_JSON CYCLES"
+		"       lockbench-go-driver bench etcd-mutex|redsync SERVERS_JSON OPTIONS_JSON CYCLES [paced]"
 	if len(os.Args) >= 3 && os.Args[1] == "bench" && libs[os.Args[2]] != nil {
 		if err := benchLoop(libs[os.Args[2]](), os.Args[3:]); err != nil {
 			fmt.Fprintln(os.Stderr, err)

@@ -1,6 +1,8 @@
 package lockbench.driver;
 
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import java.io.EOFException;
+import java.io.IOException;
 import java.util.Arrays;
 import java.util.Map;
 import java.util.function.Supplier;
@@ -10,12 +12,14 @@ import java.util.function.Supplier;
  *
  * <pre>
  *   java -jar lockbench-java-driver.jar curator|redisson      (drivers/PROTOCOL.md on stdin)
- *   java -jar lockbench-java-driver.jar bench LIBRARY SERVERS_JSON OPTIONS_JSON CYCLES
+ *   java -jar lockbench-java-driver.jar bench LIBRARY SERVERS_JSON OPTIONS_JSON CYCLES [paced]
  * </pre>
  *
  * The second form is the library looping on its own, through the same driver code without the
  * protocol (benches/driver_overhead.rs compares the two); it prints one JSON line: {"cycles": n,
- * "median_us": m, "mean_us": a}.
+ * "median_us": m, "mean_us": a}, a cycle's time being its two calls'. {@code paced}: before each
+ * call the loop waits, as a driver waits for its next request: it writes "." on stdout and blocks
+ * until one byte comes back on stdin.
  */
 public final class Main {
   private Main() {}
@@ -31,9 +35,10 @@ public final class Main {
         "usage: lockbench-java-driver curator|redisson|hazelcast (then drivers/PROTOCOL.md on"
             + " stdin)\n"
             + "       lockbench-java-driver bench curator|redisson|hazelcast SERVERS_JSON"
-            + " OPTIONS_JSON CYCLES";
-    if (args.length == 5 && args[0].equals("bench") && LIBRARIES.containsKey(args[1])) {
-      bench(LIBRARIES.get(args[1]).get(), args[2], args[3], Integer.parseInt(args[4]));
+            + " OPTIONS_JSON CYCLES [paced]";
+    boolean paced = args.length == 6 && args[5].equals("paced");
+    if ((args.length == 5 || paced) && args[0].equals("bench") && LIBRARIES.containsKey(args[1])) {
+      bench(LIBRARIES.get(args[1]).get(), args[2], args[3], Integer.parseInt(args[4]), paced);
       System.exit(0);
     }
     if (args.length != 1 || !LIBRARIES.containsKey(args[0])) {
@@ -45,18 +50,36 @@ public final class Main {
     System.exit(0);
   }
 
-  static void bench(Driver driver, String servers, String options, int cycles) throws Exception {
+  /** One round trip to the bench process, as a driver waits for its next request. */
+  private static void waitForTheBench() throws IOException {
+    System.out.write('.');
+    System.out.flush();
+    if (System.in.read() < 0) {
+      throw new EOFException("paced: the bench closed stdin");
+    }
+  }
+
+  static void bench(Driver driver, String servers, String options, int cycles, boolean paced)
+      throws Exception {
     driver.start(Driver.servers(Driver.JSON.readTree(servers)), Driver.JSON.readTree(options));
     double[] times = new double[cycles];
     double sum = 0;
     for (int i = 0; i < cycles; i++) {
+      if (paced) {
+        waitForTheBench();
+      }
       long t0 = System.nanoTime();
       ObjectNode got = driver.acquire(0, "bench", 10000, 1000);
+      long took = System.nanoTime() - t0;
       if (got == null) {
         throw new IllegalStateException("acquire: busy");
       }
+      if (paced) {
+        waitForTheBench();
+      }
+      long t2 = System.nanoTime();
       driver.release(0, "bench", got.path("token").asText());
-      times[i] = (System.nanoTime() - t0) / 1e3;
+      times[i] = (took + System.nanoTime() - t2) / 1e3;
       sum += times[i];
     }
     Arrays.sort(times);
