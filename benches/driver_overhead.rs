@@ -22,7 +22,8 @@
 //! cargo bench --bench driver_overhead -- kazoo   # those whose name contains "kazoo"
 //! ```
 //! Env: `CYCLES` (default 1000 per measurement), `ROUNDS` (default 3),
-//! `PACED` (1: measure the paced loop too).
+//! `PACED` (1: measure the paced loop too), `THREADS` (the runtime's
+//! worker threads, as `lockbench --threads`; default one per core).
 
 use std::io::{Read, Write};
 use std::process::{Command, Stdio};
@@ -212,7 +213,11 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(3);
     let with_paced = std::env::var_os("PACED").is_some_and(|v| v == "1");
-    let rt = match tokio::runtime::Runtime::new() {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = std::env::var("THREADS").ok().and_then(|v| v.parse().ok()) {
+        builder.worker_threads(n);
+    }
+    let rt = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("no runtime: {e}");
