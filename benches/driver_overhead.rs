@@ -14,7 +14,8 @@
 //!
 //! With `PACED=1`, a third measurement per round: the library's own loop
 //! waiting before each call for a round trip to this process over a pipe,
-//! as a driver waits for its next request, and the ratio of what lockbench
+//! as a driver waits for its next request, answered after `PACE_US`
+//! microseconds (default 0: at once), and the ratio of what lockbench
 //! records to that.
 //!
 //! ```sh
@@ -22,7 +23,7 @@
 //! cargo bench --bench driver_overhead -- kazoo   # those whose name contains "kazoo"
 //! ```
 //! Env: `CYCLES` (default 1000 per measurement), `ROUNDS` (default 3),
-//! `PACED` (1: measure the paced loop too), `THREADS` (the runtime's
+//! `PACED` (1: measure the paced loop too), `PACE_US`, `THREADS` (the runtime's
 //! worker threads, as `lockbench --threads`; default one per core).
 
 use std::io::{Read, Write};
@@ -94,13 +95,16 @@ fn own_loop(name: &str) -> Option<(std::path::PathBuf, Vec<String>, &'static str
 /// The library alone: median µs of one acquire + release (the two calls'
 /// time). `paced`: the loop waits before each call for a round trip to
 /// this process over its stdin and stdout, as a driver waits for its next
-/// request, which this process answers at once.
+/// request, which this process answers after `pace` (sleeping, so that
+/// the machine may idle meanwhile, as it does while a request goes round
+/// through lockbench).
 fn library_loop(
     name: &str,
     servers: &str,
     options: &str,
     cycles: u64,
     mut paced: bool,
+    pace: Duration,
 ) -> Option<f64> {
     let (program, args, dir) = own_loop(name)?;
     let mut child = Command::new(program)
@@ -131,6 +135,9 @@ fn library_loop(
             Ok(n) => n,
         };
         let dots = buf[..n].iter().filter(|&&b| b == b'.').count();
+        if paced && dots > 0 && !pace.is_zero() {
+            std::thread::sleep(pace);
+        }
         if paced && stdin.write_all(&b".".repeat(dots)).is_err() {
             paced = false;
         }
@@ -213,6 +220,12 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(3);
     let with_paced = std::env::var_os("PACED").is_some_and(|v| v == "1");
+    let pace = Duration::from_micros(
+        std::env::var("PACE_US")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0),
+    );
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if let Some(n) = std::env::var("THREADS").ok().and_then(|v| v.parse().ok()) {
         builder.worker_threads(n);
@@ -294,8 +307,10 @@ fn main() {
             let steps = if with_paced { 3 } else { 2 };
             for step in 0..steps {
                 match (round + step) % steps {
-                    0 => own = library_loop(name, &servers, &options, cycles, false),
-                    1 if with_paced => paced = library_loop(name, &servers, &options, cycles, true),
+                    0 => own = library_loop(name, &servers, &options, cycles, false, pace),
+                    1 if with_paced => {
+                        paced = library_loop(name, &servers, &options, cycles, true, pace)
+                    }
                     _ => via = rt.block_on(through_lockbench(info, &cluster, logs.path(), cycles)),
                 }
             }
