@@ -296,10 +296,10 @@ fn main() {
             .unwrap_or_else(|| "{}".into());
         // Rounds of measurements taken back to back (the library's own
         // loop, with PACED=1 the same loop paced, and through lockbench),
-        // in an order that turns each round, because the machine's speed drifts by up
-        // to 1.3× within minutes (redis-py's own loop alone: 258, then
-        // 347 µs a cycle in two runs four minutes apart). Each ratio is
-        // the median of the rounds' ratios, with their range.
+        // in an order that turns each round, because the machine's speed
+        // drifts by up to 1.3× within minutes (redis-py's own loop alone:
+        // 258, then 347 µs a cycle, in two runs about a minute apart).
+        // Each ratio is the median of the rounds' ratios, with their range.
         let mut m: [Vec<f64>; 4] = Default::default(); // own, paced, recorded, end to end
         let mut ratios: [Vec<f64>; 3] = Default::default(); // recorded/own, recorded/paced, e2e/own
         for round in 0..rounds {
