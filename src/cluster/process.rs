@@ -357,8 +357,8 @@ pub struct Launch {
     pub run_as: Option<(u32, u32)>,
     /// Start in this directory (lockbench's own otherwise).
     pub dir: Option<PathBuf>,
-    /// Ports its arguments name besides its own (a peer port), held for as
-    /// long as the launch is kept, restarts included.
+    /// Ports it binds (its own, a peer port), held for as long as the
+    /// launch is kept, restarts included.
     pub held: Vec<std::sync::Arc<PortReservation>>,
 }
 
@@ -387,7 +387,7 @@ impl Launch {
         self
     }
 
-    /// Keeps `reserved`, a port its arguments name, for as long as this
+    /// Keeps `reserved`, a port the server binds, for as long as this
     /// launch is kept (see [`PortReservation`]).
     pub fn holding(mut self, reserved: PortReservation) -> Self {
         self.held.push(std::sync::Arc::new(reserved));
@@ -433,9 +433,6 @@ pub struct ServerProcess {
     launch: Launch,
     /// Whether it is stopped.
     stopped: bool,
-    /// Its port, held while it lives, so that no other socket takes it
-    /// while it is down between a kill and its restart.
-    _port_held: Option<PortReservation>,
 }
 
 impl ServerProcess {
@@ -460,25 +457,21 @@ impl ServerProcess {
             log_path,
             launch,
             stopped: false,
-            _port_held: None,
         })
     }
 
     /// Keeps `reserved` (its own port's reservation) for as long as this
-    /// server lives.
+    /// server lives, with the ports its launch holds, so that no other
+    /// socket takes it while it is down between a kill and its restart.
     pub fn holding(mut self, reserved: PortReservation) -> ServerProcess {
-        self._port_held = Some(reserved);
+        self.launch.held.push(std::sync::Arc::new(reserved));
         self
     }
 
     /// The ports held for this server while it lives, down or up: its own
     /// and those its launch names (see [`PortReservation`]).
     pub fn held_ports(&self) -> Vec<u16> {
-        self._port_held
-            .iter()
-            .map(PortReservation::port)
-            .chain(self.launch.held.iter().map(|r| r.port()))
-            .collect()
+        self.launch.held.iter().map(|r| r.port()).collect()
     }
 
     /// Kills the server (SIGKILL, no chance to save anything) and starts it
