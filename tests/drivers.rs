@@ -350,3 +350,73 @@ fn latencies_are_the_librarys_time_as_its_driver_timed_it_and_not_the_pipes() {
         );
     }
 }
+
+/// Whether process `pid` runs (exists, and is not a zombie).
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            // The state follows the command's closing parenthesis.
+            s.rsplit_once(')')
+                .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(false)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drivers_process_stops_when_its_backend_and_clients_are_dropped() {
+    use lockbench::backend::driver::{DriverSpec, HostPlace, connect};
+    use lockbench::backend::{AcquireOptions, ClientConfig, Outcome};
+    if !python_available() {
+        return;
+    }
+    // A suite runs many backends in one lockbench: each run's drivers must
+    // go with the run, not linger (idle, or retrying servers already
+    // stopped) beside the runs after it until lockbench exits.
+    let dir = tempfile::tempdir().unwrap();
+    let spec = DriverSpec {
+        name: "timed".into(),
+        command: vec![
+            "python3".into(),
+            fixture("timed.py").display().to_string(),
+            "honest".into(),
+        ],
+        dir: dir.path().to_path_buf(),
+        options: serde_json::json!({}),
+    };
+    let place = HostPlace {
+        host: 1,
+        log_dir: dir.path().to_path_buf(),
+    };
+    let backend = connect(&spec, &[], &place).await.unwrap();
+    let mut client = backend
+        .client(ClientConfig {
+            id: 0,
+            seed: 1,
+            op_timeout: Duration::from_secs(2),
+        })
+        .await
+        .unwrap();
+    let opts = AcquireOptions {
+        lease: Duration::from_secs(10),
+        timeout: Duration::from_secs(1),
+    };
+    let Outcome::Ok(guard) = client.acquire("k", &opts).await else {
+        panic!("the driver's lock is free");
+    };
+    assert!(matches!(client.release(&guard).await, Outcome::Ok(_)));
+    let pid = backend
+        .host_process()
+        .and_then(|p| p.pid())
+        .expect("the driver runs");
+    assert!(alive(pid), "driver {pid} runs while its backend is in use");
+    drop(client);
+    drop(backend);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while alive(pid) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        !alive(pid),
+        "driver {pid} still runs 10 s after its backend and clients were dropped"
+    );
+}

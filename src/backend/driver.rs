@@ -303,9 +303,13 @@ impl DriverHost {
             log: self.process.log_path().to_path_buf(),
         });
         // Reader: routes each line; the end of the output is the end of
-        // the session.
+        // the session. It holds the process weakly: the backend and its
+        // clients own it, and when the last of them goes the process is
+        // killed, its output ends and so does this task (holding it here
+        // kept every driver of a finished run alive until lockbench
+        // exited).
         let reader_session = session.clone();
-        let process = self.process.clone();
+        let process = Arc::downgrade(&self.process);
         let (init_tx, init_rx) = oneshot::channel::<Value>();
         tokio::spawn(async move {
             let mut init_tx = Some(init_tx);
@@ -329,9 +333,13 @@ impl DriverHost {
                 }
                 reader_session.take_line(line);
             }
-            // Give the process a moment to be reaped, for its status.
+            // Give the process a moment to be reaped, for its status
+            // (none when it went with its owners).
             let mut status = None;
             for _ in 0..20 {
+                let Some(process) = process.upgrade() else {
+                    break;
+                };
                 status = process.exited();
                 if status.is_some() {
                     break;
