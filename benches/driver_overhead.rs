@@ -18,13 +18,22 @@
 //! microseconds (default 0: at once), and the ratio of what lockbench
 //! records to that.
 //!
+//! Placement: `LIB_CPUS`, `SERVER_CPUS` and `BENCH_CPUS` (CPU lists:
+//! `0`, `0,1`, `0-1`) pin the library's process (its own loop, or its
+//! driver), its servers and this process, so that a run measures one
+//! placement instead of the kernel's choice of the moment: on this
+//! 2-core machine redis-py's own loop takes about 153 µs a cycle when
+//! it shares a core with its redis-server and about 250 µs otherwise.
+//! `PACE_SPIN=1` spins through `PACE_US` instead of sleeping.
+//!
 //! ```sh
 //! cargo bench --bench driver_overhead            # every library
 //! cargo bench --bench driver_overhead -- kazoo   # those whose name contains "kazoo"
 //! ```
 //! Env: `CYCLES` (default 1000 per measurement), `ROUNDS` (default 3),
-//! `PACED` (1: measure the paced loop too), `PACE_US`, `THREADS` (the runtime's
-//! worker threads, as `lockbench --threads`; default one per core).
+//! `PACED` (1: measure the paced loop too), `PACE_US`, `PACE_SPIN`, `THREADS`
+//! (the runtime's worker threads, as `lockbench --threads`; default one per
+//! core), `LIB_CPUS`, `SERVER_CPUS`, `BENCH_CPUS`.
 
 use std::io::{Read, Write};
 use std::process::{Command, Stdio};
@@ -33,6 +42,142 @@ use std::time::{Duration, Instant};
 use lockbench::backend::driver::HostPlace;
 use lockbench::backend::{AcquireOptions, ClientConfig, Outcome, Served, libraries};
 use lockbench::cluster::Cluster;
+
+/// How this process answers a paced loop's round trip.
+#[derive(Clone, Copy)]
+struct Pace {
+    after: Duration,
+    /// Spin through `after` (this core stays busy) instead of sleeping.
+    spin: bool,
+}
+
+impl Pace {
+    fn wait(self) {
+        if self.spin {
+            let end = Instant::now() + self.after;
+            while Instant::now() < end {
+                std::hint::spin_loop();
+            }
+        } else {
+            std::thread::sleep(self.after);
+        }
+    }
+}
+
+/// Where the bench's processes run, from `LIB_CPUS`, `SERVER_CPUS` and
+/// `BENCH_CPUS`: each a CPU list, or none (the kernel's choice).
+struct Placement {
+    library: Option<Vec<usize>>,
+    servers: Option<Vec<usize>>,
+    bench: Option<Vec<usize>>,
+    /// The CPUs this process was given (`BENCH_CPUS` unset: where it returns).
+    given: Vec<usize>,
+}
+
+impl Placement {
+    fn from_env() -> Result<Placement, String> {
+        let list = |var: &str| match std::env::var(var) {
+            Err(_) => Ok(None),
+            Ok(v) => cpu_list(&v)
+                .map(Some)
+                .ok_or_else(|| format!("{var}={v}: expected CPUs as 0 or 0,1 or 0-1")),
+        };
+        let given = affinity();
+        let placement = Placement {
+            library: list("LIB_CPUS")?,
+            servers: list("SERVER_CPUS")?,
+            bench: list("BENCH_CPUS")?,
+            given,
+        };
+        for (var, cpus) in [
+            ("LIB_CPUS", &placement.library),
+            ("SERVER_CPUS", &placement.servers),
+            ("BENCH_CPUS", &placement.bench),
+        ] {
+            if let Some(c) = cpus.iter().flatten().find(|c| !placement.given.contains(c)) {
+                return Err(format!(
+                    "{var}: CPU {c} is not one this process may run on ({:?})",
+                    placement.given
+                ));
+            }
+        }
+        Ok(placement)
+    }
+
+    /// Moves this process to the library's CPUs, so that the processes it
+    /// starts until [`Self::leave_library`] inherit them.
+    fn enter_library(&self) {
+        if let Some(cpus) = &self.library {
+            pin(std::process::id(), cpus);
+        }
+    }
+
+    /// Moves this process back to the bench's CPUs.
+    fn leave_library(&self) {
+        if self.library.is_some() {
+            self.settle();
+        }
+    }
+
+    /// This process on the bench's CPUs (all of them when unset).
+    fn settle(&self) {
+        pin(
+            std::process::id(),
+            self.bench.as_ref().unwrap_or(&self.given),
+        );
+    }
+}
+
+/// `0`, `0,1`, `0-3`, `0,2-3`.
+fn cpu_list(s: &str) -> Option<Vec<usize>> {
+    let mut cpus = Vec::new();
+    for part in s.split(',') {
+        let (a, b) = part.split_once('-').unwrap_or((part, part));
+        let (a, b): (usize, usize) = (a.trim().parse().ok()?, b.trim().parse().ok()?);
+        if a > b || b >= libc::CPU_SETSIZE as usize {
+            return None;
+        }
+        cpus.extend(a..=b);
+    }
+    Some(cpus)
+}
+
+/// The CPUs this thread may run on.
+fn affinity() -> Vec<usize> {
+    // SAFETY: sched_getaffinity writes at most the set's size into it.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    if unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) } != 0
+    {
+        return Vec::new();
+    }
+    (0..libc::CPU_SETSIZE as usize)
+        .filter(|&c| unsafe { libc::CPU_ISSET(c, &set) })
+        .collect()
+}
+
+/// Pins every thread of process `pid` (one this bench started, or itself)
+/// to `cpus`; a thread that has gone meanwhile is skipped.
+fn pin(pid: u32, cpus: &[usize]) {
+    if cpus.is_empty() {
+        return;
+    }
+    // SAFETY: a zeroed cpu_set_t is the empty set, CPU_SET writes within it
+    // (cpu_list keeps every CPU below CPU_SETSIZE), and sched_setaffinity
+    // only reads it.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    for &c in cpus {
+        unsafe { libc::CPU_SET(c, &mut set) };
+    }
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return;
+    };
+    for tid in tasks
+        .flatten()
+        .filter_map(|t| t.file_name().to_str()?.parse::<i32>().ok())
+    {
+        unsafe { libc::sched_setaffinity(tid, std::mem::size_of::<libc::cpu_set_t>(), &set) };
+    }
+}
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
@@ -97,17 +242,19 @@ fn own_loop(name: &str) -> Option<(std::path::PathBuf, Vec<String>, &'static str
 /// this process over its stdin and stdout, as a driver waits for its next
 /// request, which this process answers after `pace` (sleeping, so that
 /// the machine may idle meanwhile, as it does while a request goes round
-/// through lockbench).
+/// through lockbench, or spinning).
 fn library_loop(
     name: &str,
     servers: &str,
     options: &str,
     cycles: u64,
     mut paced: bool,
-    pace: Duration,
+    pace: Pace,
+    placement: &Placement,
 ) -> Option<f64> {
     let (program, args, dir) = own_loop(name)?;
-    let mut child = Command::new(program)
+    placement.enter_library();
+    let child = Command::new(program)
         .current_dir(libraries::drivers_dir().join(dir))
         .args(args)
         .args([servers, options, &cycles.to_string()])
@@ -115,8 +262,9 @@ fn library_loop(
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .spawn()
-        .ok()?;
+        .spawn();
+    placement.leave_library();
+    let mut child = child.ok()?;
     let (mut stdin, mut stdout) = (child.stdin.take()?, child.stdout.take()?);
     // Drained beside stdout, so that a library that logs much cannot block.
     let mut stderr = child.stderr.take()?;
@@ -135,8 +283,8 @@ fn library_loop(
             Ok(n) => n,
         };
         let dots = buf[..n].iter().filter(|&&b| b == b'.').count();
-        if paced && dots > 0 && !pace.is_zero() {
-            std::thread::sleep(pace);
+        if paced && dots > 0 {
+            pace.wait();
         }
         if paced && stdin.write_all(&b".".repeat(dots)).is_err() {
             paced = false;
@@ -168,12 +316,17 @@ async fn through_lockbench(
     cluster: &Cluster,
     log_dir: &std::path::Path,
     cycles: u64,
+    placement: &Placement,
 ) -> Option<(f64, f64)> {
     let place = HostPlace {
         host: 1,
         log_dir: log_dir.to_path_buf(),
     };
-    let backend = info.build_for(cluster.endpoints(), place).await.ok()?;
+    // The driver starts here.
+    placement.enter_library();
+    let backend = info.build_for(cluster.endpoints(), place).await;
+    placement.leave_library();
+    let backend = backend.ok()?;
     let mut client = backend
         .client(ClientConfig {
             id: 0,
@@ -220,12 +373,25 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(3);
     let with_paced = std::env::var_os("PACED").is_some_and(|v| v == "1");
-    let pace = Duration::from_micros(
-        std::env::var("PACE_US")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0),
-    );
+    let pace = Pace {
+        after: Duration::from_micros(
+            std::env::var("PACE_US")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
+        ),
+        spin: std::env::var_os("PACE_SPIN").is_some_and(|v| v == "1"),
+    };
+    let placement = match Placement::from_env() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(2);
+        }
+    };
+    if placement.bench.is_some() {
+        placement.settle();
+    }
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if let Some(n) = std::env::var("THREADS").ok().and_then(|v| v.parse().ok()) {
         builder.worker_threads(n);
@@ -281,6 +447,11 @@ fn main() {
                 continue;
             }
         };
+        if let Some(cpus) = &placement.servers {
+            for pid in cluster.pids() {
+                pin(pid, cpus);
+            }
+        }
         let servers = serde_json::to_string(
             &cluster
                 .endpoints()
@@ -307,11 +478,23 @@ fn main() {
             let steps = if with_paced { 3 } else { 2 };
             for step in 0..steps {
                 match (round + step) % steps {
-                    0 => own = library_loop(name, &servers, &options, cycles, false, pace),
-                    1 if with_paced => {
-                        paced = library_loop(name, &servers, &options, cycles, true, pace)
+                    0 => {
+                        own =
+                            library_loop(name, &servers, &options, cycles, false, pace, &placement)
                     }
-                    _ => via = rt.block_on(through_lockbench(info, &cluster, logs.path(), cycles)),
+                    1 if with_paced => {
+                        paced =
+                            library_loop(name, &servers, &options, cycles, true, pace, &placement)
+                    }
+                    _ => {
+                        via = rt.block_on(through_lockbench(
+                            info,
+                            &cluster,
+                            logs.path(),
+                            cycles,
+                            &placement,
+                        ))
+                    }
                 }
             }
             if let (Some(o), Some(p), Some((v, r))) = (own, paced, via) {
