@@ -30,7 +30,14 @@
 //! cargo bench --bench driver_overhead            # every library
 //! cargo bench --bench driver_overhead -- kazoo   # those whose name contains "kazoo"
 //! ```
-//! Env: `CYCLES` (default 1000 per measurement), `ROUNDS` (default 3),
+//! Each measurement first runs `WARMUP` cycles untimed (default 1000), the
+//! same way through lockbench and in the own loop (its `WARMUP`
+//! environment variable): a JVM's or V8's compiler is still at work over
+//! the first cycles, and the JVM drivers, waiting between requests, give
+//! it time that the own loop does not (500 cycles, no warm-up: Redisson
+//! 0.77 of its own loop; 3000 cycles: 1.20).
+//!
+//! Env: `CYCLES` (default 1000 per measurement), `WARMUP`, `ROUNDS` (default 3),
 //! `PACED` (1: measure the paced loop too), `PACE_US`, `PACE_SPIN`, `THREADS`
 //! (the runtime's worker threads, as `lockbench --threads`; default one per
 //! core), `LIB_CPUS`, `SERVER_CPUS`, `BENCH_CPUS`.
@@ -42,6 +49,16 @@ use std::time::{Duration, Instant};
 use lockbench::backend::driver::HostPlace;
 use lockbench::backend::{AcquireOptions, ClientConfig, Outcome, Served, libraries};
 use lockbench::cluster::Cluster;
+
+/// What every measurement of a run shares.
+struct Setup {
+    /// Timed cycles per measurement.
+    cycles: u64,
+    /// Untimed cycles before them.
+    warmup: u64,
+    pace: Pace,
+    placement: Placement,
+}
 
 /// How this process answers a paced loop's round trip.
 #[derive(Clone, Copy)]
@@ -247,11 +264,15 @@ fn library_loop(
     name: &str,
     servers: &str,
     options: &str,
-    cycles: u64,
     mut paced: bool,
-    pace: Pace,
-    placement: &Placement,
+    setup: &Setup,
 ) -> Option<f64> {
+    let Setup {
+        cycles,
+        warmup,
+        pace,
+        ref placement,
+    } = *setup;
     let (program, args, dir) = own_loop(name)?;
     placement.enter_library();
     let child = Command::new(program)
@@ -259,6 +280,7 @@ fn library_loop(
         .args(args)
         .args([servers, options, &cycles.to_string()])
         .args(paced.then_some("paced"))
+        .env("WARMUP", warmup.to_string())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -315,9 +337,14 @@ async fn through_lockbench(
     info: &lockbench::backend::BackendInfo,
     cluster: &Cluster,
     log_dir: &std::path::Path,
-    cycles: u64,
-    placement: &Placement,
+    setup: &Setup,
 ) -> Option<(f64, f64)> {
+    let Setup {
+        cycles,
+        warmup,
+        ref placement,
+        ..
+    } = *setup;
     let place = HostPlace {
         host: 1,
         log_dir: log_dir.to_path_buf(),
@@ -342,7 +369,7 @@ async fn through_lockbench(
     let mut times = Vec::with_capacity(cycles as usize);
     let mut recorded = Vec::with_capacity(cycles as usize);
     let took = |s: Option<Served>| s.map(|s| (s.returned - s.called).as_secs_f64() * 1e6);
-    for _ in 0..cycles {
+    for cycle in 0..warmup + cycles {
         let t0 = Instant::now();
         let Outcome::Ok(g) = client.acquire("bench", &opts).await else {
             return None;
@@ -352,6 +379,9 @@ async fn through_lockbench(
             return None;
         }
         let release = took(client.served());
+        if cycle < warmup {
+            continue;
+        }
         times.push(t0.elapsed().as_secs_f64() * 1e6);
         // A driver that does not time its library records the call.
         recorded.push(acquire.zip(release).map_or(f64::NAN, |(a, r)| a + r));
@@ -365,6 +395,10 @@ fn main() {
         .filter(|a| !a.starts_with('-'))
         .collect();
     let cycles: u64 = std::env::var("CYCLES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000);
+    let warmup: u64 = std::env::var("WARMUP")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1000);
@@ -392,6 +426,12 @@ fn main() {
     if placement.bench.is_some() {
         placement.settle();
     }
+    let setup = Setup {
+        cycles,
+        warmup,
+        pace,
+        placement,
+    };
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if let Some(n) = std::env::var("THREADS").ok().and_then(|v| v.parse().ok()) {
         builder.worker_threads(n);
@@ -418,7 +458,7 @@ fn main() {
         "hazelcast-fencedlock",
     ];
     println!(
-        "({cycles} cycles, median of {rounds} rounds; µs per acquire + release)\n\
+        "({cycles} cycles after {warmup} untimed, median of {rounds} rounds; µs per acquire + release)\n\
          library              own loop    paced  recorded   ratio             to paced          end to end   ratio"
     );
     for name in libraries {
@@ -447,7 +487,7 @@ fn main() {
                 continue;
             }
         };
-        if let Some(cpus) = &placement.servers {
+        if let Some(cpus) = &setup.placement.servers {
             for pid in cluster.pids() {
                 pin(pid, cpus);
             }
@@ -478,23 +518,9 @@ fn main() {
             let steps = if with_paced { 3 } else { 2 };
             for step in 0..steps {
                 match (round + step) % steps {
-                    0 => {
-                        own =
-                            library_loop(name, &servers, &options, cycles, false, pace, &placement)
-                    }
-                    1 if with_paced => {
-                        paced =
-                            library_loop(name, &servers, &options, cycles, true, pace, &placement)
-                    }
-                    _ => {
-                        via = rt.block_on(through_lockbench(
-                            info,
-                            &cluster,
-                            logs.path(),
-                            cycles,
-                            &placement,
-                        ))
-                    }
+                    0 => own = library_loop(name, &servers, &options, false, &setup),
+                    1 if with_paced => paced = library_loop(name, &servers, &options, true, &setup),
+                    _ => via = rt.block_on(through_lockbench(info, &cluster, logs.path(), &setup)),
                 }
             }
             if let (Some(o), Some(p), Some((v, r))) = (own, paced, via) {

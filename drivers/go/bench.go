@@ -19,7 +19,8 @@ import (
 // prints one JSON line: {"cycles": n, "median_us": m, "mean_us": a}, a
 // cycle's time being its two calls'. paced: before each call the loop
 // waits, as a driver waits for its next request: it writes "." on stdout
-// and blocks until one byte comes back on stdin.
+// and blocks until one byte comes back on stdin. The environment's WARMUP
+// cycles (default 0) run first, untimed.
 func benchLoop(lib library, args []string) error {
 	paced := len(args) == 4 && args[3] == "paced"
 	if len(args) != 3 && !paced {
@@ -44,12 +45,18 @@ func benchLoop(lib library, args []string) error {
 	if err != nil || cycles < 1 {
 		return fmt.Errorf("cycles: %q is not a positive number", args[2])
 	}
+	warmup := 0
+	if w := os.Getenv("WARMUP"); w != "" {
+		if warmup, err = strconv.Atoi(w); err != nil || warmup < 0 {
+			return fmt.Errorf("WARMUP: %q is not a number of cycles", w)
+		}
+	}
 	if err := lib.start(servers, json.RawMessage(args[1]), &output{w: os.Stderr}); err != nil {
 		return err
 	}
 	times := make([]float64, 0, cycles)
 	sum := 0.0
-	for range cycles {
+	for i := range warmup + cycles {
 		if err := wait(); err != nil {
 			return fmt.Errorf("paced: %w", err)
 		}
@@ -68,8 +75,10 @@ func benchLoop(lib library, args []string) error {
 			return fmt.Errorf("release: %w", err)
 		}
 		us := float64((took + time.Since(t2)).Nanoseconds()) / 1e3
-		times = append(times, us)
-		sum += us
+		if i >= warmup {
+			times = append(times, us)
+			sum += us
+		}
 	}
 	slices.Sort(times)
 	return json.NewEncoder(os.Stdout).Encode(map[string]any{

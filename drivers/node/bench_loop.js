@@ -7,7 +7,8 @@
 // prints one JSON line: {"cycles": n, "median_us": m, "mean_us": a}, a
 // cycle's time being its two calls'. `paced`: before each call the loop
 // waits, as a driver waits for its next request: it writes "." on stdout
-// and blocks until one byte comes back on stdin.
+// and blocks until one byte comes back on stdin. The environment's WARMUP
+// cycles (default 0) run first, untimed.
 "use strict";
 
 const fs = require("fs");
@@ -28,8 +29,9 @@ async function run() {
   const driver = new Driver();
   await driver.start(JSON.parse(servers), JSON.parse(options), () => {});
   const n = Number(cycles);
+  const warmup = Number(process.env.WARMUP || 0);
   const times = [];
-  for (let i = 0; i < n; i++) {
+  for (let i = 0; i < warmup + n; i++) {
     if (paced) waitForTheBench();
     const t0 = process.hrtime.bigint();
     const out = await driver.acquire(0, "bench", 10000, 1000);
@@ -38,7 +40,9 @@ async function run() {
     if (paced) waitForTheBench();
     const t2 = process.hrtime.bigint();
     await driver.release(0, "bench", out.token);
-    times.push(Number(t1 - t0 + process.hrtime.bigint() - t2) / 1e3);
+    if (i >= warmup) {
+      times.push(Number(t1 - t0 + process.hrtime.bigint() - t2) / 1e3);
+    }
   }
   const mean = times.reduce((a, b) => a + b, 0) / n;
   times.sort((a, b) => a - b);

@@ -8,7 +8,8 @@ protocol, to measure what lockbench's driver protocol adds
 prints one JSON line: {"cycles": n, "median_us": m, "mean_us": a}, a
 cycle's time being its two calls'. `paced`: before each call the loop
 waits, as a driver waits for its next request: it writes "." on stdout
-and blocks until one byte comes back on stdin.
+and blocks until one byte comes back on stdin. The environment's WARMUP
+cycles (default 0) run first, untimed.
 """
 
 import importlib
@@ -37,8 +38,9 @@ def main():
     )
     driver = cls()
     driver.start(servers, options)
+    warmup = int(os.environ.get("WARMUP", "0"))
     times = []
-    for i in range(cycles):
+    for i in range(warmup + cycles):
         if paced:
             wait_for_the_bench()
         t0 = time.perf_counter()
@@ -48,7 +50,8 @@ def main():
             wait_for_the_bench()
         t2 = time.perf_counter()
         driver.release(0, "bench", out["token"])
-        times.append((t1 - t0 + time.perf_counter() - t2) * 1e6)
+        if i >= warmup:
+            times.append((t1 - t0 + time.perf_counter() - t2) * 1e6)
     sys.stdout.write(json.dumps({
         "cycles": cycles,
         "median_us": statistics.median(times),

@@ -19,7 +19,8 @@ import java.util.function.Supplier;
  * protocol (benches/driver_overhead.rs compares the two); it prints one JSON line: {"cycles": n,
  * "median_us": m, "mean_us": a}, a cycle's time being its two calls'. {@code paced}: before each
  * call the loop waits, as a driver waits for its next request: it writes "." on stdout and blocks
- * until one byte comes back on stdin.
+ * until one byte comes back on stdin. The environment's WARMUP cycles (default 0) run first,
+ * untimed.
  */
 public final class Main {
   private Main() {}
@@ -62,9 +63,11 @@ public final class Main {
   static void bench(Driver driver, String servers, String options, int cycles, boolean paced)
       throws Exception {
     driver.start(Driver.servers(Driver.JSON.readTree(servers)), Driver.JSON.readTree(options));
+    String w = System.getenv("WARMUP");
+    int warmup = w == null || w.isEmpty() ? 0 : Integer.parseInt(w);
     double[] times = new double[cycles];
     double sum = 0;
-    for (int i = 0; i < cycles; i++) {
+    for (int i = -warmup; i < cycles; i++) {
       if (paced) {
         waitForTheBench();
       }
@@ -79,8 +82,10 @@ public final class Main {
       }
       long t2 = System.nanoTime();
       driver.release(0, "bench", got.path("token").asText());
-      times[i] = (took + System.nanoTime() - t2) / 1e3;
-      sum += times[i];
+      if (i >= 0) {
+        times[i] = (took + System.nanoTime() - t2) / 1e3;
+        sum += times[i];
+      }
     }
     Arrays.sort(times);
     ObjectNode out = Driver.JSON.createObjectNode();
