@@ -351,17 +351,6 @@ fn latencies_are_the_librarys_time_as_its_driver_timed_it_and_not_the_pipes() {
     }
 }
 
-/// Whether process `pid` runs (exists, and is not a zombie).
-fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| {
-            // The state follows the command's closing parenthesis.
-            s.rsplit_once(')')
-                .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
-        })
-        .unwrap_or(false)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_drivers_process_stops_when_its_backend_and_clients_are_dropped() {
     use lockbench::backend::driver::{DriverSpec, HostPlace, connect};
@@ -408,15 +397,16 @@ async fn a_drivers_process_stops_when_its_backend_and_clients_are_dropped() {
         .host_process()
         .and_then(|p| p.pid())
         .expect("the driver runs");
-    assert!(alive(pid), "driver {pid} runs while its backend is in use");
+    let alive = || common::process_alive(pid, "timed.py");
+    assert!(alive(), "driver {pid} runs while its backend is in use");
     drop(client);
     drop(backend);
     let deadline = Instant::now() + Duration::from_secs(10);
-    while alive(pid) && Instant::now() < deadline {
+    while alive() && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(
-        !alive(pid),
+        !alive(),
         "driver {pid} still runs 10 s after its backend and clients were dropped"
     );
 }
