@@ -42,6 +42,19 @@ impl<'a> FnRef<'a> {
         }
     }
 
+    /// The owned form: [`Self::of`] backwards.
+    pub fn owned(self) -> F {
+        match self {
+            FnRef::Acquire => F::Acquire,
+            FnRef::Release => F::Release,
+            FnRef::Renew => F::Renew,
+            FnRef::Write => F::Write,
+            FnRef::Crash => F::Crash,
+            FnRef::Lost => F::Lost,
+            FnRef::Fault(name) => F::Fault(name.to_string()),
+        }
+    }
+
     /// The function called `name` in a history line.
     pub fn from_name(name: &'a str) -> Self {
         match name {

@@ -70,7 +70,7 @@ use std::path::Path;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::{Event, F, OpType, Process};
+use super::{Event, EventRef, F, FnRef, OpType, Process};
 use crate::error::{Error, Result};
 
 /// One `porcupine.Operation`, field names as Go's `encoding/json` writes
@@ -95,7 +95,7 @@ struct Pending {
     seq: u64,
 }
 
-fn inconsistent(e: &Event, message: String) -> Error {
+fn inconsistent(e: &EventRef<'_>, message: String) -> Error {
     Error::HistoryParse {
         path: "<history>".into(),
         line: e.index as usize + 1,
@@ -187,12 +187,12 @@ impl Builder {
         Ok(())
     }
 
-    fn push(&mut self, e: &Event) -> Result<()> {
+    fn push(&mut self, e: &EventRef<'_>) -> Result<()> {
         let Process::Client(p) = e.process else {
             return Ok(());
         };
-        if e.f == F::Lost {
-            let key = e.key_or_default();
+        if e.f == FnRef::Lost {
+            let key = e.key;
             let seq = self.next_seq(p, key);
             self.push_done(
                 e.index,
@@ -206,7 +206,7 @@ impl Builder {
             );
             return Ok(());
         }
-        if e.f == F::Crash {
+        if e.f == FnRef::Crash {
             if let Some((op, place)) = self.pending.remove(&p) {
                 self.complete(place, p, &op, unknown(), self.far);
             }
@@ -238,10 +238,10 @@ impl Builder {
                     ),
                 ));
             }
-            let key = e.key_or_default().to_string();
+            let key = e.key.to_string();
             let mut seq = 0;
             let mut place = None;
-            if matches!(e.f, F::Acquire | F::Release) {
+            if matches!(e.f, FnRef::Acquire | FnRef::Release) {
                 let keys = self.used.entry(p).or_default();
                 if !keys.contains(&key) {
                     keys.push(key.clone());
@@ -253,7 +253,7 @@ impl Builder {
                 p,
                 (
                     Pending {
-                        f: e.f.clone(),
+                        f: e.f.owned(),
                         key,
                         index: e.index,
                         time_ns: e.time_ns,
@@ -270,7 +270,7 @@ impl Builder {
                 format!("process {p} completed {} without an invoke", e.f.as_str()),
             ));
         };
-        if op.f != e.f {
+        if FnRef::of(&op.f) != e.f {
             return Err(inconsistent(
                 e,
                 format!(
@@ -283,12 +283,7 @@ impl Builder {
         }
         let output = match e.kind {
             OpType::Ok => {
-                let was_held = e
-                    .value
-                    .as_ref()
-                    .and_then(|v| v.get("was_held"))
-                    .and_then(Value::as_bool);
-                if e.f == F::Release && was_held == Some(false) {
+                if e.f == FnRef::Release && e.was_held == Some(false) {
                     json!({"ok": true, "was_held": false})
                 } else {
                     json!({"ok": true})
@@ -322,7 +317,7 @@ fn operations(events: &[Event]) -> Result<Vec<(u64, Operation)>> {
     let far = events.iter().map(|e| e.time_ns).max().unwrap_or(0) + 1;
     let mut builder = Builder::new(far);
     for e in order {
-        builder.push(e)?;
+        builder.push(&EventRef::of(e))?;
     }
     builder.finish();
     let mut out = Vec::new();
@@ -401,12 +396,12 @@ pub fn write_porcupine_file(path: &Path, out: &mut dyn Write) -> Result<()> {
     let mut builder = Builder::new(max_time + 1);
     let mut array = ArrayWriter::start(out)?;
     let mut failed = None;
-    super::stream_jsonl(path, |e| {
+    super::stream_refs(path, |e| {
         if failed.is_some() {
             return;
         }
         let step = builder
-            .push(&e)
+            .push(e)
             .and_then(|()| builder.ready(|_, op| array.op(&op)));
         if let Err(why) = step {
             failed = Some(why);
