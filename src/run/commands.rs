@@ -515,7 +515,11 @@ pub fn check_history(path: &Path, format: Format, linearizable: bool) -> Result<
         let r = match events {
             Some(ev) => check::check_linearizable(&ev, check::Budget::default()),
             // A history v1 file streams: memory holds the per-key
-            // operations, not the events.
+            // operations, not the events. A second pass, after the other
+            // checkers freed theirs: one pass feeding both was 26% faster
+            // on 2M events (0.75 s against 1.01 s) but peaked at 82 MB
+            // against 51, and memory is what very long histories run
+            // out of.
             None => match check::check_linearizable_file(path, check::Budget::default()) {
                 Ok(r) => r,
                 Err(e) => {
