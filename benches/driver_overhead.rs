@@ -26,6 +26,11 @@
 //! it shares a core with its redis-server and about 250 µs otherwise.
 //! `PACE_SPIN=1` spins through `PACE_US` instead of sleeping.
 //!
+//! The first line printed is the machine's CPU idle policy: how long an
+//! idle vCPU polls before it halts moves every figure here more than the
+//! driver does (this VM: 0 ns, redis-py's own loop 256 µs a cycle; the
+//! kernel's default 200 µs: 120 µs; README, "Lock libraries").
+//!
 //! ```sh
 //! cargo bench --bench driver_overhead            # every library
 //! cargo bench --bench driver_overhead -- kazoo   # those whose name contains "kazoo"
@@ -79,6 +84,29 @@ impl Pace {
             std::thread::sleep(self.after);
         }
     }
+}
+
+/// How this machine's idle CPUs wait, from sysfs: the cpuidle driver and
+/// governor and, under the `haltpoll` driver of a KVM guest, how long an
+/// idle vCPU polls before it halts (`guest_halt_poll_ns`; 0: it halts at
+/// once, and every wake-up of an idle vCPU goes through the host).
+fn idle_policy() -> String {
+    let read = |path: &str| {
+        std::fs::read_to_string(path)
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|_| "unknown".to_string())
+    };
+    let dir = "/sys/devices/system/cpu/cpuidle";
+    let mut policy = format!(
+        "driver {}, governor {}",
+        read(&format!("{dir}/current_driver")),
+        read(&format!("{dir}/current_governor_ro"))
+    );
+    let poll = "/sys/module/haltpoll/parameters/guest_halt_poll_ns";
+    if std::path::Path::new(poll).exists() {
+        policy.push_str(&format!(", guest_halt_poll_ns {}", read(poll)));
+    }
+    policy
 }
 
 /// Where the bench's processes run, from `LIB_CPUS`, `SERVER_CPUS` and
@@ -457,6 +485,9 @@ fn main() {
         "redisson",
         "hazelcast-fencedlock",
     ];
+    // The machine's idle policy moves these figures more than anything
+    // lockbench does (README, "Lock libraries"): say which one they had.
+    println!("(CPU idle: {})", idle_policy());
     println!(
         "({cycles} cycles after {warmup} untimed, median of {rounds} rounds; µs per acquire + release)\n\
          library              own loop    paced  recorded   ratio             to paced          end to end   ratio"
