@@ -224,6 +224,11 @@ fn pin(pid: u32, cpus: &[usize]) {
     }
 }
 
+/// The number in environment variable `var`, if set to one.
+fn env_num<T: std::str::FromStr>(var: &str) -> Option<T> {
+    std::env::var(var).ok()?.parse().ok()
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
@@ -422,26 +427,12 @@ fn main() {
         .skip(1)
         .filter(|a| !a.starts_with('-'))
         .collect();
-    let cycles: u64 = std::env::var("CYCLES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1000);
-    let warmup: u64 = std::env::var("WARMUP")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1000);
-    let rounds: usize = std::env::var("ROUNDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(3);
+    let cycles: u64 = env_num("CYCLES").unwrap_or(1000);
+    let warmup: u64 = env_num("WARMUP").unwrap_or(1000);
+    let rounds: usize = env_num("ROUNDS").unwrap_or(3);
     let with_paced = std::env::var_os("PACED").is_some_and(|v| v == "1");
     let pace = Pace {
-        after: Duration::from_micros(
-            std::env::var("PACE_US")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0),
-        ),
+        after: Duration::from_micros(env_num("PACE_US").unwrap_or(0)),
         spin: std::env::var_os("PACE_SPIN").is_some_and(|v| v == "1"),
     };
     let placement = match Placement::from_env() {
@@ -461,7 +452,7 @@ fn main() {
         placement,
     };
     let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = std::env::var("THREADS").ok().and_then(|v| v.parse().ok()) {
+    if let Some(n) = env_num("THREADS") {
         builder.worker_threads(n);
     }
     let rt = match builder.enable_all().build() {
