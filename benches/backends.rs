@@ -20,12 +20,22 @@
 //! and task spawning are not counted. The run is bounded (short warm-up and
 //! measurement, 10 samples); `cargo bench --bench backends -- redis` runs
 //! only the ids that contain `redis` (and starts only those servers).
+//!
+//! A backend that fails (its servers do not start, a client cannot be
+//! made, an operation fails where none should) does not stop the bench:
+//! its rows are printed as errors with the reason, the other backends go
+//! on, and the bench exits 1 at the end. Before its first group each
+//! backend makes a few uncontended cycles, so a backend that cannot lock
+//! at all is an error row before criterion times anything.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::Failures;
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
 use lockbench::backend::{self, AcquireOptions, ClientConfig, LockBackend, LockClient, Outcome};
 use lockbench::cluster::{self, Cluster};
@@ -44,6 +54,9 @@ const WAITERS: usize = 16;
 const LEASE: Duration = Duration::from_secs(10);
 /// No single batch of work may run longer than this.
 const BATCH_LIMIT: Duration = Duration::from_secs(60);
+
+/// The backends that failed, with why: the rest of their rows are errors.
+static FAILED: Failures = Failures::new();
 
 /// Per-operation figures seen per (group, backend), for the closing table:
 /// microseconds per cycle or hand-off, or cycles/s per batch.
@@ -75,31 +88,49 @@ fn opts(timeout: Duration) -> AcquireOptions {
     }
 }
 
-/// Starts the servers of `name` and makes its clients; `None` (with one
-/// printed line) when its server is missing or does not start.
+/// Starts the servers of `name`, makes its clients and runs a few
+/// uncontended cycles. `None` when its server is not installed (one line
+/// says how to get it; with `LOCKBENCH_REQUIRE_BACKENDS=1` that is an
+/// error too) or when anything fails (recorded in [`FAILED`]).
 async fn start(name: &'static str) -> Option<Bench> {
     let info = backend::info(name)?;
-    let logs = tempfile::tempdir().ok()?;
+    let logs = match tempfile::tempdir() {
+        Ok(d) => d,
+        Err(e) => {
+            FAILED.record(name, format!("no temp dir: {e}"));
+            return None;
+        }
+    };
+    let missing = match info.server {
+        Some(kind) => cluster::ensure_installed(name, kind).err(),
+        None => None,
+    };
+    let missing = missing.map(|e| e.to_string()).or_else(|| {
+        info.missing()
+            .map(|(path, hint)| format!("{path} is missing; {hint}"))
+    });
+    if let Some(why) = missing {
+        if std::env::var_os("LOCKBENCH_REQUIRE_BACKENDS").is_some_and(|v| v == "1") {
+            FAILED.record(name, format!("{why} (LOCKBENCH_REQUIRE_BACKENDS=1)"));
+        } else {
+            println!("skipped {name}: {why}");
+        }
+        return None;
+    }
     let cluster = match info.server {
         None => Cluster::none(),
-        Some(kind) => {
-            if let Err(e) = cluster::ensure_installed(name, kind) {
-                println!("skipped {name}: {e}");
+        Some(kind) => match Cluster::start(kind, info.servers, logs.path()).await {
+            Ok(c) => c,
+            Err(e) => {
+                FAILED.record(name, format!("servers did not start: {e}"));
                 return None;
             }
-            match Cluster::start(kind, info.servers, logs.path()).await {
-                Ok(c) => c,
-                Err(e) => {
-                    println!("skipped {name}: servers did not start: {e}");
-                    return None;
-                }
-            }
-        }
+        },
     };
     let backend = match backend::build(name, cluster.endpoints()).await {
         Ok(b) => b,
         Err(e) => {
-            println!("skipped {name}: {e}");
+            FAILED.record(name, e.to_string());
             return None;
         }
     };
@@ -113,7 +144,15 @@ async fn start(name: &'static str) -> Option<Bench> {
         match backend.client(config).await {
             Ok(c) => clients.push(Some(c)),
             Err(e) => {
-                println!("skipped {name}: client {id}: {e}");
+                FAILED.record(name, format!("client {id}: {e}"));
+                return None;
+            }
+        }
+    }
+    if let Some(first) = clients[0].as_mut() {
+        for _ in 0..PROBE_CYCLES {
+            if let Err(e) = cycle(first.as_mut(), "bench-probe", Duration::ZERO).await {
+                FAILED.record(name, format!("before timing: {e}"));
                 return None;
             }
         }
@@ -125,6 +164,28 @@ async fn start(name: &'static str) -> Option<Bench> {
         _backend: backend,
         clients,
     })
+}
+
+/// `name` failed in `group`: its figures of that group are dropped (the
+/// table shows the error there and in every later group).
+fn fail(name: &str, group: &str, why: impl std::fmt::Display) {
+    FAILED.record(name, format!("{group}: {why}"));
+    SEEN.lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(&(group.to_string(), name.to_string()));
+}
+
+/// Uncontended cycles each backend must make before it is timed.
+const PROBE_CYCLES: usize = 20;
+
+/// Client `i` of `b`, lent out; `None` (and `b` failed) when an earlier
+/// batch lost it.
+fn lend(b: &mut Bench, i: usize) -> Option<Box<dyn LockClient>> {
+    let client = b.clients.get_mut(i).and_then(Option::take);
+    if client.is_none() {
+        FAILED.record(b.name, format!("client {i} was lost by an earlier batch"));
+    }
+    client
 }
 
 /// One acquire + release of `key`; its duration, or why it failed.
@@ -144,30 +205,55 @@ async fn cycle(
     }
 }
 
+/// What a measurement returns to criterion once its backend has failed:
+/// the batch is not run (the row is an error, its figure meaningless).
+fn not_run(iters: u64) -> Duration {
+    Duration::from_nanos(iters.max(1))
+}
+
 fn uncontended(rt: &Runtime, b: &mut Bench, iters: u64) -> Duration {
     let name = b.name;
-    let mut client = b.clients[0].take().expect("client 0 is home");
+    if FAILED.has(name) {
+        return not_run(iters);
+    }
+    let Some(mut client) = lend(b, 0) else {
+        return not_run(iters);
+    };
     // On a runtime worker, as the runner's clients are: `block_on` on the
     // main thread would add a cross-thread wake-up to every reply.
-    let (client, total, each) = rt
-        .block_on(rt.spawn(async move {
-            let mut total = Duration::ZERO;
-            let mut each = Vec::with_capacity(iters as usize);
-            for _ in 0..iters {
-                match cycle(client.as_mut(), "bench-uncontended", Duration::ZERO).await {
-                    Ok(d) => {
-                        total += d;
-                        each.push(d.as_secs_f64() * 1e6);
-                    }
-                    Err(e) => panic!("{name}: {e}"),
+    let task = rt.block_on(rt.spawn(async move {
+        let mut total = Duration::ZERO;
+        let mut each = Vec::with_capacity(iters as usize);
+        let mut failure = None;
+        for _ in 0..iters {
+            match cycle(client.as_mut(), "bench-uncontended", Duration::ZERO).await {
+                Ok(d) => {
+                    total += d;
+                    each.push(d.as_secs_f64() * 1e6);
+                }
+                Err(e) => {
+                    failure = Some(e);
+                    break;
                 }
             }
-            (client, total, each)
-        }))
-        .expect("bench task");
-    b.clients[0] = Some(client);
-    seen(UNCONTENDED, name, each);
-    total
+        }
+        (client, total, each, failure)
+    }));
+    match task {
+        Ok((client, total, each, failure)) => {
+            b.clients[0] = Some(client);
+            if let Some(e) = failure {
+                fail(name, UNCONTENDED, e);
+                return not_run(iters);
+            }
+            seen(UNCONTENDED, name, each);
+            total
+        }
+        Err(e) => {
+            fail(name, UNCONTENDED, format!("the client's task failed: {e}"));
+            not_run(iters)
+        }
+    }
 }
 
 /// `CLIENTS` clients run `CLIENTS * iters` cycles between them, each on its
@@ -177,12 +263,26 @@ fn cycles(rt: &Runtime, b: &mut Bench, iters: u64, one_key: bool) -> Duration {
     let done = Arc::new(AtomicU64::new(0));
     let name = b.name;
     let group = if one_key { ONE_KEY } else { OWN_KEYS };
+    if FAILED.has(name) {
+        return not_run(iters);
+    }
+    let mut lent = Vec::with_capacity(CLIENTS);
+    for i in 0..CLIENTS {
+        match lend(b, i) {
+            Some(c) => lent.push((i, c)),
+            None => {
+                for (i, c) in lent {
+                    b.clients[i] = Some(c);
+                }
+                return not_run(iters);
+            }
+        }
+    }
     let (elapsed, failures) = rt.block_on(async {
         let started = Instant::now();
         let deadline = started + BATCH_LIMIT;
         let mut tasks = Vec::with_capacity(CLIENTS);
-        for (i, slot) in b.clients.iter_mut().enumerate() {
-            let mut client = slot.take().expect("client is home");
+        for (i, mut client) in lent {
             let done = done.clone();
             let key = if one_key {
                 "bench-one".to_string()
@@ -201,22 +301,33 @@ fn cycles(rt: &Runtime, b: &mut Bench, iters: u64, one_key: bool) -> Duration {
                         failures += 1;
                     }
                 }
-                (client, failures)
+                (i, client, failures)
             }));
         }
         let mut failures = 0;
-        for (slot, task) in b.clients.iter_mut().zip(tasks) {
-            let (client, f) = task.await.expect("bench task");
-            *slot = Some(client);
-            failures += f;
+        for task in tasks {
+            match task.await {
+                Ok((i, client, f)) => {
+                    b.clients[i] = Some(client);
+                    failures += f;
+                }
+                Err(e) => fail(name, group, format!("a client's task failed: {e}")),
+            }
         }
         (started.elapsed(), failures)
     });
     let cycles = done.load(Ordering::Relaxed);
-    assert!(
-        cycles >= target,
-        "{name} {group}: only {cycles} of {target} cycles within {BATCH_LIMIT:?} ({failures} failed)"
-    );
+    if cycles < target {
+        fail(
+            name,
+            group,
+            format!("only {cycles} of {target} cycles within {BATCH_LIMIT:?} ({failures} failed)"),
+        );
+        return not_run(iters);
+    }
+    if FAILED.has(name) {
+        return not_run(iters);
+    }
     if failures > 0 {
         eprintln!("{name} {group}: {failures} failed cycles (not counted)");
     }
@@ -229,6 +340,9 @@ fn cycles(rt: &Runtime, b: &mut Bench, iters: u64, one_key: bool) -> Duration {
 /// holder's acquire ok).
 fn hand_off(rt: &Runtime, b: &mut Bench, iters: u64) -> Duration {
     let name = b.name;
+    if FAILED.has(name) {
+        return not_run(iters);
+    }
     struct Shared {
         /// When the current holder invoked its release.
         released_at: Mutex<Option<Instant>>,
@@ -243,11 +357,22 @@ fn hand_off(rt: &Runtime, b: &mut Bench, iters: u64) -> Duration {
         acquisitions: AtomicU64::new(0),
         stop: AtomicBool::new(false),
     });
+    let mut lent = Vec::with_capacity(WAITERS + 1);
+    for i in 0..=WAITERS {
+        match lend(b, i) {
+            Some(c) => lent.push((i, c)),
+            None => {
+                for (i, c) in lent {
+                    b.clients[i] = Some(c);
+                }
+                return not_run(iters);
+            }
+        }
+    }
     let gaps = rt.block_on(async {
         let deadline = Instant::now() + BATCH_LIMIT;
         let mut tasks = Vec::new();
-        for slot in b.clients.iter_mut().take(WAITERS + 1) {
-            let mut client = slot.take().expect("client is home");
+        for (i, mut client) in lent {
             let shared = shared.clone();
             tasks.push(tokio::spawn(async move {
                 while !shared.stop.load(Ordering::Relaxed) && Instant::now() < deadline {
@@ -287,19 +412,31 @@ fn hand_off(rt: &Runtime, b: &mut Bench, iters: u64) -> Duration {
                         tokio::time::sleep(Duration::from_micros(200)).await;
                     }
                 }
-                client
+                (i, client)
             }));
         }
-        for (slot, task) in b.clients.iter_mut().zip(tasks) {
-            *slot = Some(task.await.expect("bench task"));
+        for task in tasks {
+            match task.await {
+                Ok((i, client)) => b.clients[i] = Some(client),
+                Err(e) => fail(name, HAND_OFF, format!("a client's task failed: {e}")),
+            }
         }
         std::mem::take(&mut *shared.gaps.lock().unwrap_or_else(|p| p.into_inner()))
     });
-    assert!(
-        gaps.len() as u64 >= iters,
-        "{name}: only {} of {iters} hand-offs within {BATCH_LIMIT:?}",
-        gaps.len()
-    );
+    if (gaps.len() as u64) < iters {
+        fail(
+            name,
+            HAND_OFF,
+            format!(
+                "only {} of {iters} hand-offs within {BATCH_LIMIT:?}",
+                gaps.len()
+            ),
+        );
+        return not_run(iters);
+    }
+    if FAILED.has(name) {
+        return not_run(iters);
+    }
     seen(HAND_OFF, name, gaps.iter().map(|d| d.as_secs_f64() * 1e6));
     gaps.iter().take(iters as usize).sum()
 }
@@ -367,14 +504,33 @@ fn main() {
         .map(|b| b.name.as_str())
         .collect();
     let any_match = candidates.iter().any(|n| wanted(n));
+    let chosen: Vec<&'static str> = candidates
+        .into_iter()
+        .filter(|name| filters.is_empty() || !any_match || wanted(name))
+        .collect();
+    common::banner(
+        "backends",
+        &format!(
+            "{} backends × {} measures (uncontended cycle, 64 clients on 64 keys and on one key, hand-off)",
+            chosen.len(),
+            GROUPS.len()
+        ),
+        // Measured: about 16 s a backend (start, probe, four groups of
+        // 0.5 s warm-up + 3 s).
+        Duration::from_secs(16 * chosen.len() as u64),
+        "`cargo bench --bench backends -- NAME` runs the backends whose name contains NAME.",
+    );
     let mut benches = Vec::new();
-    for name in candidates {
-        if filters.is_empty() || !any_match || wanted(name) {
-            let started = Instant::now();
-            if let Some(b) = rt.block_on(start(name)) {
-                eprintln!("{name}: ready in {:.1} s", started.elapsed().as_secs_f64());
-                benches.push(b);
-            }
+    for (i, name) in chosen.iter().enumerate() {
+        let started = Instant::now();
+        if let Some(b) = rt.block_on(start(name)) {
+            eprintln!(
+                "[{}/{}] {name}: ready in {:.1} s",
+                i + 1,
+                chosen.len(),
+                started.elapsed().as_secs_f64()
+            );
+            benches.push(b);
         }
     }
 
@@ -388,6 +544,9 @@ fn main() {
             g.throughput(Throughput::Elements(CLIENTS as u64));
         }
         for b in &mut benches {
+            if FAILED.has(b.name) {
+                continue;
+            }
             let id = BenchmarkId::from_parameter(b.name);
             g.bench_function(id, |bencher| {
                 bencher.iter_custom(|iters| match group {
@@ -402,23 +561,40 @@ fn main() {
     }
     c.final_summary();
 
+    table(&chosen);
+    drop(benches);
+    FAILED.finish("backends");
+}
+
+/// The closing table: each group's rows, a backend that failed as an
+/// error row from the group where it failed on.
+fn table(chosen: &[&'static str]) {
     let seen = SEEN.lock().unwrap_or_else(|p| p.into_inner());
-    if seen.is_empty() {
-        return;
-    }
     println!("\nmedians over everything measured (warm-up included):");
-    for ((group, name), values) in seen.iter() {
-        let mut v = values.clone();
-        v.sort_by(f64::total_cmp);
-        let mid = v[v.len() / 2];
-        let unit = if group.starts_with("cycles") {
-            "cycles/s"
-        } else {
-            "µs"
-        };
-        println!(
-            "  {group:<30} {name:<20} {mid:>12.1} {unit}   ({} values)",
-            v.len()
-        );
+    for group in GROUPS {
+        for name in chosen {
+            let values = seen.get(&(group.to_string(), name.to_string()));
+            if let Some(why) = FAILED.why(name)
+                && values.is_none()
+            {
+                println!("  {group:<30} {name:<20} ERROR: {why}");
+                continue;
+            }
+            let Some(values) = values else { continue };
+            let mut v = values.clone();
+            v.sort_by(f64::total_cmp);
+            let Some(&mid) = v.get(v.len() / 2) else {
+                continue;
+            };
+            let unit = if group.starts_with("cycles") {
+                "cycles/s"
+            } else {
+                "µs"
+            };
+            println!(
+                "  {group:<30} {name:<20} {mid:>12.1} {unit}   ({} values)",
+                v.len()
+            );
+        }
     }
 }

@@ -15,6 +15,8 @@ use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
+mod common;
+
 use criterion::{Criterion, SamplingMode, Throughput};
 use lockbench::check::{AnalysisOptions, analyze_file};
 
@@ -210,8 +212,22 @@ fn main() {
     if let Err(e) = lockbench::report::register_font() {
         eprintln!("font: {e}");
     }
+    // The smoke run (`cargo test`, benches/common) checks a thousandth.
+    let scale = if common::smoke() { 1_000 } else { 1 };
+    common::banner(
+        "checkers",
+        "the whole analysis of histories of 1M and 2M events",
+        Duration::from_secs(120),
+        "",
+    );
     let mut c = Criterion::default().configure_from_args();
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = match tempfile::tempdir() {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("checkers: no temp dir: {e}");
+            std::process::exit(1);
+        }
+    };
     let mut g = c.benchmark_group("checkers");
     g.sampling_mode(SamplingMode::Flat)
         .sample_size(10)
@@ -222,7 +238,7 @@ fn main() {
         ("analyze_file_2m_events_100_clients_10_keys", 2_000_000),
     ] {
         let path = dir.path().join(format!("{name}.jsonl"));
-        let events = generate(&path, events);
+        let events = generate(&path, events / scale);
         let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
         // One run outside criterion, to show what the analysis finds.
         let (analysis, stats) = analyze_file(&path, AnalysisOptions::default()).expect("analysis");

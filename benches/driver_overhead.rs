@@ -51,6 +51,9 @@ use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::Failures;
 use lockbench::backend::driver::HostPlace;
 use lockbench::backend::{AcquireOptions, ClientConfig, Outcome, Served, libraries};
 use lockbench::cluster::Cluster;
@@ -299,16 +302,16 @@ fn library_loop(
     options: &str,
     mut paced: bool,
     setup: &Setup,
-) -> Option<f64> {
+) -> Result<f64, String> {
     let Setup {
         cycles,
         warmup,
         pace,
         ref placement,
     } = *setup;
-    let (program, args, dir) = own_loop(name)?;
+    let (program, args, dir) = own_loop(name).ok_or("no own loop for this library")?;
     placement.enter_library();
-    let child = Command::new(program)
+    let child = Command::new(&program)
         .current_dir(libraries::drivers_dir().join(dir))
         .args(args)
         .args([servers, options, &cycles.to_string()])
@@ -319,10 +322,14 @@ fn library_loop(
         .stderr(Stdio::piped())
         .spawn();
     placement.leave_library();
-    let mut child = child.ok()?;
-    let (mut stdin, mut stdout) = (child.stdin.take()?, child.stdout.take()?);
-    // Drained beside stdout, so that a library that logs much cannot block.
-    let mut stderr = child.stderr.take()?;
+    let mut child =
+        child.map_err(|e| format!("own loop: cannot start {}: {e}", program.display()))?;
+    let pipes = (child.stdin.take(), child.stdout.take(), child.stderr.take());
+    let (Some(mut stdin), Some(mut stdout), Some(mut stderr)) = pipes else {
+        return Err("own loop: no pipes".into());
+    };
+    // stderr is drained beside stdout, so that a library that logs much
+    // cannot block.
     let errors = std::thread::spawn(move || {
         let mut text = String::new();
         let _ = stderr.read_to_string(&mut text);
@@ -353,14 +360,15 @@ fn library_loop(
         .rfind(|l| !l.trim().is_empty())
         .unwrap_or("")
         .trim_start_matches('.');
-    let status = child.wait().ok()?;
+    let status = child.wait().map_err(|e| format!("own loop: {e}"))?;
     let errors = errors.join().unwrap_or_default();
     if !status.success() {
-        eprintln!("{name}: {errors}");
-        return None;
+        return Err(format!("own loop exited with {status}: {}", errors.trim()));
     }
-    let v: serde_json::Value = serde_json::from_str(result).ok()?;
-    v.get("median_us").and_then(serde_json::Value::as_f64)
+    serde_json::from_str::<serde_json::Value>(result)
+        .ok()
+        .and_then(|v| v.get("median_us").and_then(serde_json::Value::as_f64))
+        .ok_or_else(|| format!("own loop: no result in {result:?}"))
 }
 
 /// Through lockbench: median µs of one acquire + release of one client,
@@ -371,7 +379,7 @@ async fn through_lockbench(
     cluster: &Cluster,
     log_dir: &std::path::Path,
     setup: &Setup,
-) -> Option<(f64, f64)> {
+) -> Result<(f64, f64), String> {
     let Setup {
         cycles,
         warmup,
@@ -386,7 +394,7 @@ async fn through_lockbench(
     placement.enter_library();
     let backend = info.build_for(cluster.endpoints(), place).await;
     placement.leave_library();
-    let backend = backend.ok()?;
+    let backend = backend.map_err(|e| format!("driver: {e}"))?;
     let mut client = backend
         .client(ClientConfig {
             id: 0,
@@ -394,7 +402,7 @@ async fn through_lockbench(
             op_timeout: Duration::from_secs(2),
         })
         .await
-        .ok()?;
+        .map_err(|e| format!("client: {e}"))?;
     let opts = AcquireOptions {
         lease: Duration::from_secs(10),
         timeout: Duration::from_secs(1),
@@ -404,12 +412,15 @@ async fn through_lockbench(
     let took = |s: Option<Served>| s.map(|s| (s.returned - s.called).as_secs_f64() * 1e6);
     for cycle in 0..warmup + cycles {
         let t0 = Instant::now();
-        let Outcome::Ok(g) = client.acquire("bench", &opts).await else {
-            return None;
+        let g = match client.acquire("bench", &opts).await {
+            Outcome::Ok(g) => g,
+            Outcome::Fail(e) | Outcome::Info(e) => {
+                return Err(format!("cycle {cycle}: acquire: {e}"));
+            }
         };
         let acquire = took(client.served());
-        if !matches!(client.release(&g).await, Outcome::Ok(_)) {
-            return None;
+        if let Outcome::Fail(e) | Outcome::Info(e) = client.release(&g).await {
+            return Err(format!("cycle {cycle}: release: {e}"));
         }
         let release = took(client.served());
         if cycle < warmup {
@@ -419,17 +430,22 @@ async fn through_lockbench(
         // A driver that does not time its library records the call.
         recorded.push(acquire.zip(release).map_or(f64::NAN, |(a, r)| a + r));
     }
-    Some((median(times), median(recorded)))
+    Ok((median(times), median(recorded)))
 }
+
+/// The libraries whose rows failed, with why.
+static FAILED: Failures = Failures::new();
 
 fn main() {
     let filter: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with('-'))
         .collect();
-    let cycles: u64 = env_num("CYCLES").unwrap_or(1000);
-    let warmup: u64 = env_num("WARMUP").unwrap_or(1000);
-    let rounds: usize = env_num("ROUNDS").unwrap_or(3);
+    // The smoke run (`cargo test`, benches/common): 20 cycles, one round.
+    let smoke = common::smoke();
+    let cycles: u64 = env_num("CYCLES").unwrap_or(if smoke { 20 } else { 1000 });
+    let warmup: u64 = env_num("WARMUP").unwrap_or(if smoke { 0 } else { 1000 });
+    let rounds: usize = env_num("ROUNDS").unwrap_or(if smoke { 1 } else { 3 });
     let with_paced = std::env::var_os("PACED").is_some_and(|v| v == "1");
     let pace = Pace {
         after: Duration::from_micros(env_num("PACE_US").unwrap_or(0)),
@@ -476,8 +492,18 @@ fn main() {
         "redisson",
         "hazelcast-fencedlock",
     ];
+    common::banner(
+        "driver_overhead",
+        &format!(
+            "{} libraries through lockbench and in their own loops, {rounds} rounds",
+            libraries.len()
+        ),
+        // Measured: about a minute a library with the defaults.
+        Duration::from_secs(20 * rounds as u64 * libraries.len() as u64),
+        "`cargo bench --bench driver_overhead -- kazoo` runs the libraries whose name contains `kazoo`; ROUNDS=1 CYCLES=300 is quicker.",
+    );
     // The machine's idle policy moves these figures more than anything
-    // lockbench does (README, "Lock libraries"): say which one they had.
+    // lockbench does (docs/results): say which one they had.
     println!("(CPU idle: {})", idle_policy());
     println!(
         "({cycles} cycles after {warmup} untimed, median of {rounds} rounds; µs per acquire + release)\n\
@@ -491,21 +517,25 @@ fn main() {
             continue;
         };
         if let Some((path, hint)) = info.missing() {
-            eprintln!("{name}: skipped: {path} is missing; {hint}");
+            if std::env::var_os("LOCKBENCH_REQUIRE_BACKENDS").is_some_and(|v| v == "1") {
+                FAILED.record(name, format!("{path} is missing; {hint}"));
+            } else {
+                eprintln!("{name}: skipped: {path} is missing; {hint}");
+            }
             continue;
         }
         let Some(kind) = info.server else { continue };
         let logs = match tempfile::tempdir() {
             Ok(d) => d,
             Err(e) => {
-                eprintln!("{name}: {e}");
+                FAILED.record(name, format!("no temp dir: {e}"));
                 continue;
             }
         };
         let cluster = match rt.block_on(Cluster::start(kind, info.servers.max(1), logs.path())) {
             Ok(c) => c,
             Err(e) => {
-                eprintln!("{name}: {e}");
+                FAILED.record(name, format!("servers did not start: {e}"));
                 continue;
             }
         };
@@ -539,10 +569,18 @@ fn main() {
             let (mut own, mut paced, mut via) = (None, Some(f64::NAN), None);
             let steps = if with_paced { 3 } else { 2 };
             for step in 0..steps {
-                match (round + step) % steps {
-                    0 => own = library_loop(name, &servers, &options, false, &setup),
-                    1 if with_paced => paced = library_loop(name, &servers, &options, true, &setup),
-                    _ => via = rt.block_on(through_lockbench(info, &cluster, logs.path(), &setup)),
+                let done = match (round + step) % steps {
+                    0 => {
+                        library_loop(name, &servers, &options, false, &setup).map(|v| own = Some(v))
+                    }
+                    1 if with_paced => library_loop(name, &servers, &options, true, &setup)
+                        .map(|v| paced = Some(v)),
+                    _ => rt
+                        .block_on(through_lockbench(info, &cluster, logs.path(), &setup))
+                        .map(|v| via = Some(v)),
+                };
+                if let Err(e) = done {
+                    FAILED.record(name, e);
                 }
             }
             if let (Some(o), Some(p), Some((v, r))) = (own, paced, via) {
@@ -562,6 +600,10 @@ fn main() {
             let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
             format!("{:.2} ({lo:.2}–{hi:.2})", median(v.to_vec()))
         };
+        if let Some(why) = FAILED.why(name) {
+            println!("{name:<20} ERROR: {why}");
+            continue;
+        }
         let [own, paced, recorded, via] = m.map(median);
         let paced = if paced.is_nan() {
             "-".to_string()
@@ -575,4 +617,5 @@ fn main() {
             ratio(&ratios[2]),
         );
     }
+    FAILED.finish("driver_overhead");
 }

@@ -18,10 +18,21 @@
 //!
 //! Usage: `cargo bench --bench limits` (about 3 minutes); env `ROUNDS`
 //! (default 3), `ONLY=<row name part>` to run some rows, `REDIS=1`.
+//!
+//! A row whose process fails is printed as an error and the others go on;
+//! the bench exits 1 at the end. Under `cargo test` (the smoke run,
+//! benches/common) every row runs once, a hundredth of its size.
+
+mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use common::Failures;
+
+/// The rows that failed, with why.
+static FAILED: Failures = Failures::new();
 
 /// A finished child: its exit code, wall time and peak RSS.
 struct Measured {
@@ -38,7 +49,7 @@ struct Measured {
 /// `ru_maxrss`, and a child spawned with vfork (as `Command` does) had this
 /// process's memory then. Capturing the export's 100 MB of output once made
 /// every later row report at least that.
-fn measure(mut cmd: Command) -> Measured {
+fn measure(mut cmd: Command) -> Result<Measured, String> {
     let started = Instant::now();
     // The child is reaped below by wait4, which also gives its rusage.
     #[allow(clippy::zombie_processes)]
@@ -46,48 +57,54 @@ fn measure(mut cmd: Command) -> Measured {
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
-        .expect("spawn lockbench");
+        .map_err(|e| format!("cannot start lockbench: {e}"))?;
     let pid = child.id() as libc::pid_t;
     let mut status = 0;
     // SAFETY: wait4 fills the two out-parameters we own.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    assert_eq!(waited, pid, "wait4: {}", std::io::Error::last_os_error());
+    if waited != pid {
+        return Err(format!("wait4: {}", std::io::Error::last_os_error()));
+    }
     let wall = started.elapsed();
     let code = if libc::WIFEXITED(status) {
         Some(libc::WEXITSTATUS(status))
     } else {
         None
     };
-    Measured {
+    Ok(Measured {
         code,
         wall,
         rss_mb: usage.ru_maxrss as f64 / 1024.0,
-    }
+    })
 }
 
 fn lockbench() -> Command {
     Command::new(env!("CARGO_BIN_EXE_lockbench"))
 }
 
-/// Runs one scenario (TOML text) into `out`; returns the measurement and
-/// the run directory.
-fn run_scenario(dir: &Path, name: &str, text: &str) -> (Measured, PathBuf) {
+/// Runs one scenario (TOML text) into `out`; the measurement and the run
+/// directory, or why not (lockbench's exit code other than 0 included).
+fn run_scenario(dir: &Path, name: &str, text: &str) -> Result<(Measured, PathBuf), String> {
     let path = dir.join(format!("{name}.toml"));
-    std::fs::write(&path, format!("name = \"{name}\"\n{text}")).expect("write scenario");
+    std::fs::write(&path, format!("name = \"{name}\"\n{text}"))
+        .map_err(|e| format!("{}: {e}", path.display()))?;
     let out = dir.join("out");
     let mut cmd = lockbench();
     cmd.args(["run", "--no-progress", "--seed", "16", "--out"])
         .arg(&out)
         .arg(&path);
-    let m = measure(cmd);
+    let m = measure(cmd)?;
+    if m.code != Some(0) {
+        return Err(format!("lockbench run of {name} exited {:?}", m.code));
+    }
     let backend_dir = out.join(name).join("inproc");
     let run_dir = std::fs::read_dir(&backend_dir)
-        .expect("run directory")
+        .map_err(|e| format!("{}: {e}", backend_dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .max()
-        .expect("one run");
-    (m, run_dir)
+        .ok_or_else(|| format!("no run directory under {}", backend_dir.display()))?;
+    Ok((m, run_dir))
 }
 
 /// 100 `inproc` clients on 10 keys, no hold or think, until `ops`
@@ -100,8 +117,10 @@ fn saturated(ops: u64) -> String {
 }
 
 fn summary(run_dir: &Path) -> serde_json::Value {
-    let text = std::fs::read_to_string(run_dir.join("summary.json")).expect("summary.json");
-    serde_json::from_str(&text).expect("summary.json parses")
+    std::fs::read_to_string(run_dir.join("summary.json"))
+        .ok()
+        .and_then(|text| serde_json::from_str(&text).ok())
+        .unwrap_or_default()
 }
 
 /// The run's history file, whichever form it was written in.
@@ -123,183 +142,76 @@ fn events_in(run_dir: &Path) -> u64 {
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 fn row(name: &str, now: String, goal: &str) {
     println!("| {name} | {now} | {goal} |");
 }
 
+/// What every row is given.
+struct Setup<'a> {
+    dir: &'a Path,
+    rounds: usize,
+    /// 1, or 100 in the smoke run: sizes and durations are divided by it.
+    scale: u64,
+}
+
 fn main() {
-    // `cargo bench` passes --bench; `cargo test --benches` passes nothing
-    // useful either way: this bench runs whole processes and is not a test.
-    if std::env::args().any(|a| a == "--test" || a == "--list") {
+    if std::env::args().any(|a| a == "--list") {
         return;
     }
+    let smoke = common::smoke();
     let rounds: usize = std::env::var("ROUNDS")
         .ok()
         .and_then(|r| r.parse().ok())
-        .unwrap_or(3)
+        .unwrap_or(if smoke { 1 } else { 3 })
         .max(1);
+    common::banner(
+        "limits",
+        "issue 16's table, whole lockbench processes",
+        Duration::from_secs(180),
+        "ONLY=<row name part> runs some rows.",
+    );
     let only = std::env::var("ONLY").unwrap_or_default();
     let wants = |name: &str| only.is_empty() || name.contains(only.as_str());
-    let dir = tempfile::tempdir().expect("temp dir");
-    let dir = dir.path();
+    let dir = match tempfile::tempdir() {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("limits: no temp dir: {e}");
+            std::process::exit(1);
+        }
+    };
+    let setup = Setup {
+        dir: dir.path(),
+        rounds,
+        scale: if smoke { 100 } else { 1 },
+    };
     println!("| figure | measured | goal |");
     println!("| --- | --- | --- |");
-
-    if wants("recording") {
-        let base = "backends = [\"inproc\"]\nclients = 64\nkeys = 64\nkey_choice = \"own\"\n\
-                    duration = \"5s\"\nhold = \"0s\"\nthink = \"0s\"\n";
-        let (mut on, mut off, mut bytes) = (Vec::new(), Vec::new(), Vec::new());
-        let (mut wall_on, mut wall_off) = (Vec::new(), Vec::new());
-        for _ in 0..rounds {
-            for history in [true, false] {
-                let (m, run_dir) =
-                    run_scenario(dir, "recording", &format!("{base}history = {history}\n"));
-                assert_eq!(m.code, Some(0), "recording run failed");
-                let rate = summary(&run_dir)["throughput_per_s"]
-                    .as_f64()
-                    .unwrap_or(0.0);
-                if history {
-                    wall_on.push(m.wall.as_secs_f64());
-                    on.push(rate);
-                    if let Some(h) = history_file(&run_dir) {
-                        let size = std::fs::metadata(&h).map(|m| m.len()).unwrap_or(0);
-                        let events = events_in(&run_dir).max(1);
-                        bytes.push((size as f64 / events as f64, events, size, h));
-                    }
-                } else {
-                    wall_off.push(m.wall.as_secs_f64());
-                    off.push(rate);
-                }
-                let _ = std::fs::remove_dir_all(&run_dir);
-            }
-        }
-        let (on, off) = (median(on), median(off));
-        row(
-            "recording on / off at saturation (inproc, 64 clients, own keys, 5 s)",
-            format!(
-                "{:.0}k / {:.0}k acquires/s = {:.2} (whole process {:.1} s / {:.1} s: \
-                 the history's conversion and check included)",
-                on / 1e3,
-                off / 1e3,
-                on / off,
-                median(wall_on),
-                median(wall_off)
-            ),
-            "≥ 0.85",
-        );
-        bytes.sort_by(|a, b| a.0.total_cmp(&b.0));
-        if let Some((per, events, size, path)) = bytes.get(bytes.len() / 2) {
-            row(
-                "history on disk",
-                format!(
-                    "{per:.1} bytes per event ({events} events, {:.1} MB, {})",
-                    *size as f64 / 1e6,
-                    path.file_name().and_then(|n| n.to_str()).unwrap_or("?")
-                ),
-                "≤ 20 bytes per event",
-            );
-        }
+    if wants("recording")
+        && let Err(e) = recording(&setup)
+    {
+        FAILED.record("recording", e);
     }
-
     for (clients, goal) in [(10_000u32, "≤ 150 MB"), (100_000, "≤ 500 MB")] {
         let name = format!("rss-{clients}");
-        if !wants(&name) {
-            continue;
+        if wants(&name)
+            && let Err(e) = peak_rss(&setup, &name, clients, goal)
+        {
+            FAILED.record(&name, e);
         }
-        let (m, run_dir) = run_scenario(
-            dir,
-            &name,
-            &format!(
-                "backends = [\"inproc\"]\nclients = {clients}\nhosts = 100\nkeys = 100\n\
-                 duration = \"10s\"\nhold = \"1ms\"\nthink = {{ min = \"0ms\", max = \"10ms\" }}\n\
-                 acquire_timeout = \"5s\"\n"
-            ),
-        );
-        row(
-            &format!("peak RSS, inproc with {clients} clients for 10 s"),
-            format!(
-                "{:.0} MB (exit {:?}, {:.1} s, {} events)",
-                m.rss_mb,
-                m.code,
-                m.wall.as_secs_f64(),
-                events_in(&run_dir)
-            ),
-            goal,
-        );
-        let _ = std::fs::remove_dir_all(&run_dir);
     }
-
-    if wants("check") || wants("export") || wants("linearizable") {
-        // 2M events: 1M operations, each an invoke and its completion.
-        let (m, run_dir) = run_scenario(dir, "million", &saturated(340_000));
-        assert_eq!(m.code, Some(0), "the 1M-operation run failed");
-        let history = history_file(&run_dir).expect("history");
-        let events = events_in(&run_dir);
-        let cases: [(&str, &[&str], &str); 3] = [
-            ("check", &["check"], "≤ 0.5 s"),
-            (
-                "check --linearizable",
-                &["check", "--linearizable"],
-                "≤ 2 s, ≤ 200 MB",
-            ),
-            (
-                "export --format porcupine",
-                &["export", "--format", "porcupine"],
-                "streaming, ≤ 100 MB",
-            ),
-        ];
-        for (name, args, goal) in cases {
-            if !wants(name.split(' ').next().unwrap_or(name)) && !wants(name) {
-                continue;
-            }
-            let mut walls = Vec::new();
-            let mut rss = Vec::new();
-            for _ in 0..rounds {
-                let mut cmd = lockbench();
-                cmd.args(args).arg(&history);
-                let m = measure(cmd);
-                assert!(
-                    matches!(m.code, Some(0) | Some(1)),
-                    "{name} exited {:?}",
-                    m.code
-                );
-                walls.push(m.wall.as_secs_f64());
-                rss.push(m.rss_mb);
-            }
-            row(
-                &format!("lockbench {name}, {events} events"),
-                format!("{:.2} s, {:.0} MB", median(walls), median(rss)),
-                goal,
-            );
-        }
-        let _ = std::fs::remove_dir_all(&run_dir);
+    if (wants("check") || wants("export") || wants("linearizable"))
+        && let Err(e) = million(&setup, &wants)
+    {
+        FAILED.record("check, 1M operations", e);
     }
-
-    if wants("report") {
-        let (m, run_dir) = run_scenario(dir, "five-million", &saturated(840_000));
-        assert_eq!(m.code, Some(0), "the 5M-event run failed");
-        let events = events_in(&run_dir);
-        let mut walls = Vec::new();
-        let mut rss = Vec::new();
-        for _ in 0..rounds {
-            let mut cmd = lockbench();
-            cmd.arg("report").arg(&run_dir);
-            let m = measure(cmd);
-            assert_eq!(m.code, Some(0), "report failed");
-            walls.push(m.wall.as_secs_f64());
-            rss.push(m.rss_mb);
-        }
-        row(
-            &format!("lockbench report, {events} events"),
-            format!("{:.2} s, {:.0} MB", median(walls), median(rss)),
-            "≤ 100 MB",
-        );
-        let _ = std::fs::remove_dir_all(&run_dir);
+    if wants("report")
+        && let Err(e) = report(&setup)
+    {
+        FAILED.record("report, 5M events", e);
     }
-
     if std::env::var("REDIS").is_ok_and(|v| v == "1") {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         let status = Command::new(root.join("scripts/compare-redis-benchmark.sh"))
@@ -307,7 +219,172 @@ fn main() {
             .env("ROUNDS", rounds.to_string())
             .status();
         if !matches!(status, Ok(s) if s.success()) {
-            println!("compare-redis-benchmark.sh failed: {status:?}");
+            FAILED.record(
+                "redis",
+                format!("compare-redis-benchmark.sh failed: {status:?}"),
+            );
         }
     }
+    FAILED.finish("limits");
+}
+
+/// Recording on and off at saturation, and the history's bytes per event.
+fn recording(setup: &Setup) -> Result<(), String> {
+    let secs = (5 / setup.scale).max(1);
+    let base = format!(
+        "backends = [\"inproc\"]\nclients = 64\nkeys = 64\nkey_choice = \"own\"\n\
+         duration = \"{secs}s\"\nhold = \"0s\"\nthink = \"0s\"\n"
+    );
+    let (mut on, mut off, mut bytes) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut wall_on, mut wall_off) = (Vec::new(), Vec::new());
+    for _ in 0..setup.rounds {
+        for history in [true, false] {
+            let (m, run_dir) = run_scenario(
+                setup.dir,
+                "recording",
+                &format!("{base}history = {history}\n"),
+            )?;
+            let rate = summary(&run_dir)["throughput_per_s"]
+                .as_f64()
+                .unwrap_or(0.0);
+            if history {
+                wall_on.push(m.wall.as_secs_f64());
+                on.push(rate);
+                if let Some(h) = history_file(&run_dir) {
+                    let size = std::fs::metadata(&h).map(|m| m.len()).unwrap_or(0);
+                    let events = events_in(&run_dir).max(1);
+                    bytes.push((size as f64 / events as f64, events, size, h));
+                }
+            } else {
+                wall_off.push(m.wall.as_secs_f64());
+                off.push(rate);
+            }
+            let _ = std::fs::remove_dir_all(&run_dir);
+        }
+    }
+    let (on, off) = (median(on), median(off));
+    row(
+        &format!("recording on / off at saturation (inproc, 64 clients, own keys, {secs} s)"),
+        format!(
+            "{:.0}k / {:.0}k acquires/s = {:.2} (whole process {:.1} s / {:.1} s: \
+             the history's conversion and check included)",
+            on / 1e3,
+            off / 1e3,
+            on / off,
+            median(wall_on),
+            median(wall_off)
+        ),
+        "≥ 0.85",
+    );
+    bytes.sort_by(|a, b| a.0.total_cmp(&b.0));
+    if let Some((per, events, size, path)) = bytes.get(bytes.len() / 2) {
+        row(
+            "history on disk",
+            format!(
+                "{per:.1} bytes per event ({events} events, {:.1} MB, {})",
+                *size as f64 / 1e6,
+                path.file_name().and_then(|n| n.to_str()).unwrap_or("?")
+            ),
+            "≤ 20 bytes per event",
+        );
+    }
+    Ok(())
+}
+
+/// The whole `lockbench run` of `clients` inproc clients: its peak RSS.
+fn peak_rss(setup: &Setup, name: &str, clients: u32, goal: &str) -> Result<(), String> {
+    let clients = (clients as u64 / setup.scale) as u32;
+    let secs = (10 / setup.scale).max(1);
+    let (m, run_dir) = run_scenario(
+        setup.dir,
+        name,
+        &format!(
+            "backends = [\"inproc\"]\nclients = {clients}\nhosts = 100\nkeys = 100\n\
+             duration = \"{secs}s\"\nhold = \"1ms\"\nthink = {{ min = \"0ms\", max = \"10ms\" }}\n\
+             acquire_timeout = \"5s\"\n"
+        ),
+    )?;
+    row(
+        &format!("peak RSS, inproc with {clients} clients for {secs} s"),
+        format!(
+            "{:.0} MB (exit {:?}, {:.1} s, {} events)",
+            m.rss_mb,
+            m.code,
+            m.wall.as_secs_f64(),
+            events_in(&run_dir)
+        ),
+        goal,
+    );
+    let _ = std::fs::remove_dir_all(&run_dir);
+    Ok(())
+}
+
+/// `check`, `check --linearizable` and `export` of a 2M-event history.
+fn million(setup: &Setup, wants: &dyn Fn(&str) -> bool) -> Result<(), String> {
+    // 2M events: 1M operations, each an invoke and its completion.
+    let (_, run_dir) = run_scenario(setup.dir, "million", &saturated(340_000 / setup.scale))?;
+    let history = history_file(&run_dir).ok_or("the run wrote no history")?;
+    let events = events_in(&run_dir);
+    let cases: [(&str, &[&str], &str); 3] = [
+        ("check", &["check"], "≤ 0.5 s"),
+        (
+            "check --linearizable",
+            &["check", "--linearizable"],
+            "≤ 2 s, ≤ 200 MB",
+        ),
+        (
+            "export --format porcupine",
+            &["export", "--format", "porcupine"],
+            "streaming, ≤ 100 MB",
+        ),
+    ];
+    for (name, args, goal) in cases {
+        if !wants(name.split(' ').next().unwrap_or(name)) && !wants(name) {
+            continue;
+        }
+        let mut walls = Vec::new();
+        let mut rss = Vec::new();
+        for _ in 0..setup.rounds {
+            let mut cmd = lockbench();
+            cmd.args(args).arg(&history);
+            let m = measure(cmd)?;
+            if !matches!(m.code, Some(0) | Some(1)) {
+                return Err(format!("lockbench {name} exited {:?}", m.code));
+            }
+            walls.push(m.wall.as_secs_f64());
+            rss.push(m.rss_mb);
+        }
+        row(
+            &format!("lockbench {name}, {events} events"),
+            format!("{:.2} s, {:.0} MB", median(walls), median(rss)),
+            goal,
+        );
+    }
+    let _ = std::fs::remove_dir_all(&run_dir);
+    Ok(())
+}
+
+/// `lockbench report` of a run with a 5M-event history.
+fn report(setup: &Setup) -> Result<(), String> {
+    let (_, run_dir) = run_scenario(setup.dir, "five-million", &saturated(840_000 / setup.scale))?;
+    let events = events_in(&run_dir);
+    let mut walls = Vec::new();
+    let mut rss = Vec::new();
+    for _ in 0..setup.rounds {
+        let mut cmd = lockbench();
+        cmd.arg("report").arg(&run_dir);
+        let m = measure(cmd)?;
+        if m.code != Some(0) {
+            return Err(format!("lockbench report exited {:?}", m.code));
+        }
+        walls.push(m.wall.as_secs_f64());
+        rss.push(m.rss_mb);
+    }
+    row(
+        &format!("lockbench report, {events} events"),
+        format!("{:.2} s, {:.0} MB", median(walls), median(rss)),
+        "≤ 100 MB",
+    );
+    let _ = std::fs::remove_dir_all(&run_dir);
+    Ok(())
 }

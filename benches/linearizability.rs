@@ -6,8 +6,13 @@
 //! `synthetic_history` (20 clients of a correct simulated lock, with failed
 //! and retried releases, reentrant acquires, writes and a few crashes), so
 //! the check explores a valid history to the end.
+//!
+//! Under `cargo test` (the smoke run, benches/common) the history has
+//! 2,000 operations and each check runs once.
 
 use std::time::{Duration, Instant};
+
+mod common;
 
 use criterion::{Criterion, SamplingMode, Throughput};
 use lockbench::Verdict;
@@ -23,12 +28,19 @@ fn main() {
     if let Err(e) = lockbench::report::register_font() {
         eprintln!("font: {e}");
     }
+    let operations = if common::smoke() { 2_000 } else { OPERATIONS };
+    common::banner(
+        "linearizability",
+        &format!("{operations} operations on 10 keys checked against the mutex model"),
+        Duration::from_secs(20),
+        "",
+    );
     let history = synthetic_history(
         2026,
         &SyntheticOptions {
             clients: 20,
             keys: 10,
-            operations: OPERATIONS,
+            operations,
             // A waiting acquire may time out at every step it waits, so
             // this per-step rate gives about 5 % `info` outcomes in all.
             info: 0.024,
@@ -69,7 +81,7 @@ fn main() {
         &SyntheticOptions {
             clients: 20,
             keys: 10,
-            operations: OPERATIONS,
+            operations,
             info: 0.024,
             fail: 0.02,
             crash: 0.001,
@@ -95,9 +107,10 @@ fn main() {
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(10))
         .throughput(Throughput::Elements(lock_ops as u64));
-    g.bench_function("100k_ops_10_keys_5pct_info", |b| {
-        b.iter(|| check_linearizable(std::hint::black_box(&history), budget))
-    });
+    g.bench_function(
+        format!("{}k_ops_10_keys_5pct_info", operations / 1000),
+        |b| b.iter(|| check_linearizable(std::hint::black_box(&history), budget)),
+    );
     g.finish();
     c.final_summary();
 }

@@ -83,7 +83,7 @@ redis-cli -h 127.0.0.1 -p "$port" ping | grep -q PONG
 cli() { redis-cli -h 127.0.0.1 -p "$port" "$@"; }
 echo "redis-server $(cli info server | sed -n 's/^redis_version:\([^[:space:]]*\).*/\1/p') on 127.0.0.1:$port (pid $redis_pid)"
 
-# The scripts of src/backend/redis.rs (ACQUIRE and RELEASE), byte for byte
+# The scripts of `src/backend/redis/mod.rs` (ACQUIRE and RELEASE), byte for byte
 # where it matters: what they do and the arguments they take.
 acquire_script=$'\nif redis.call(\'SET\', KEYS[1], ARGV[1], \'NX\', \'PX\', ARGV[2]) then\n  return redis.call(\'INCR\', KEYS[2])\nend\nreturn 0\n'
 release_script=$'\nif redis.call(\'GET\', KEYS[1]) == ARGV[1] then\n  return redis.call(\'DEL\', KEYS[1])\nend\nreturn 0\n'

@@ -27,7 +27,7 @@ packages=(
   postgresql                   # advisory locks
   protobuf-compiler            # etcd-client's build runs protoc...
   libprotobuf-dev              # ...which needs the well-known .proto files
-  gcc libc6-dev                # the clock library (src/fault/skew.c)
+  gcc libc6-dev                # the clock library (`src/net/skew.c`)
   iproute2                     # ss -K: cutting ZooKeeper's direct election links
   ca-certificates              # cargo's downloads over TLS
   python3 python3-venv         # the Python lock-library drivers (drivers/python)

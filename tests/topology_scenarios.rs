@@ -133,32 +133,66 @@ fn processes_with_files_under(dir: &Path) -> Vec<u32> {
 /// exit 0, which means every verdict matched its expectation.
 #[test]
 fn shipped_topology_scenarios_reach_their_expected_verdicts() {
+    // The file of each (tests/scenarios.rs checks that every one is named
+    // here), its name and the backends it runs.
     let needs = [
-        ("zookeeper-ensemble-partition", vec!["zookeeper"]),
-        ("zookeeper-paused-holder", vec!["zookeeper"]),
-        ("etcd-cluster-partition", vec!["etcd"]),
-        ("etcd-paused-holder", vec!["etcd"]),
-        ("redis-sentinel-failover", vec!["redis"]),
-        ("redlock-member-loss", vec!["redlock"]),
-        ("redlock-restart-without-persistence", vec!["redlock"]),
-        ("redlock-clock-jump", vec!["redlock"]),
-        ("zookeeper-bridge", vec!["zookeeper"]),
+        (
+            "scenarios/topologies/zookeeper-ensemble-partition.toml",
+            "zookeeper-ensemble-partition",
+            vec!["zookeeper"],
+        ),
+        (
+            "scenarios/topologies/zookeeper-paused-holder.toml",
+            "zookeeper-paused-holder",
+            vec!["zookeeper"],
+        ),
+        (
+            "scenarios/topologies/etcd-cluster-partition.toml",
+            "etcd-cluster-partition",
+            vec!["etcd"],
+        ),
+        (
+            "scenarios/topologies/etcd-paused-holder.toml",
+            "etcd-paused-holder",
+            vec!["etcd"],
+        ),
+        (
+            "scenarios/topologies/redis-sentinel-failover.toml",
+            "redis-sentinel-failover",
+            vec!["redis"],
+        ),
+        (
+            "scenarios/topologies/redlock-member-loss.toml",
+            "redlock-member-loss",
+            vec!["redlock"],
+        ),
+        (
+            "scenarios/topologies/redlock-restart-without-persistence.toml",
+            "redlock-restart-without-persistence",
+            vec!["redlock"],
+        ),
+        (
+            "scenarios/topologies/redlock-clock-jump.toml",
+            "redlock-clock-jump",
+            vec!["redlock"],
+        ),
+        (
+            "scenarios/topologies/zookeeper-bridge.toml",
+            "zookeeper-bridge",
+            vec!["zookeeper"],
+        ),
     ];
     let available = |b: &str| {
         let kind = lockbench::backend::server_kind(b).unwrap();
         kind.locate().is_ok() || common::backends_required()
     };
-    for (name, backends) in needs {
+    for (file, name, backends) in needs {
         if !backends.iter().all(|b| available(b)) {
             eprintln!("skipped {name}: a server is not installed");
             continue;
         }
         let out = tempfile::tempdir().unwrap();
-        let stdout = common::run_shipped_ok(
-            &format!("scenarios/topologies/{name}.toml"),
-            out.path(),
-            &[],
-        );
+        let stdout = common::run_shipped_ok(file, out.path(), &[]);
         println!("{stdout}");
         // Nothing the run started is left: no process writes to its logs.
         let left = processes_with_files_under(out.path());

@@ -29,11 +29,17 @@ def wait_for_the_bench():
 
 
 def main():
-    module, servers, options, cycles = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3]), int(sys.argv[4])
+    module, servers, options, cycles = (
+        sys.argv[1],
+        json.loads(sys.argv[2]),
+        json.loads(sys.argv[3]),
+        int(sys.argv[4]),
+    )
     paced = sys.argv[5:] == ["paced"]
     mod = importlib.import_module(module)
     cls = next(
-        v for v in vars(mod).values()
+        v
+        for v in vars(mod).values()
         if isinstance(v, type) and issubclass(v, Driver) and v is not Driver
     )
     driver = cls()
@@ -52,11 +58,16 @@ def main():
         driver.release(0, "bench", out["token"])
         if i >= warmup:
             times.append((t1 - t0 + time.perf_counter() - t2) * 1e6)
-    sys.stdout.write(json.dumps({
-        "cycles": cycles,
-        "median_us": statistics.median(times),
-        "mean_us": statistics.fmean(times),
-    }) + "\n")
+    sys.stdout.write(
+        json.dumps(
+            {
+                "cycles": cycles,
+                "median_us": statistics.median(times),
+                "mean_us": statistics.fmean(times),
+            }
+        )
+        + "\n"
+    )
 
 
 if __name__ == "__main__":

@@ -17,8 +17,8 @@ dropped; the session may live on) is reported too when the `lost_on`
 option lists it: an application that stops acting on a suspended lock.
 """
 
-from importlib.metadata import version
 import threading
+from importlib.metadata import version
 
 from kazoo.client import KazooClient, KazooState
 from kazoo.exceptions import ConnectionLoss, LockTimeout, NoNodeError, SessionExpiredError
@@ -52,7 +52,9 @@ class KazooLock(Driver):
     def acquire(self, client, key, lease_ms, timeout_ms):
         lock = self.zk.Lock("/lockbench/" + key, "client-%s" % client)
         try:
-            got = lock.acquire(blocking=timeout_ms > 0, timeout=timeout_ms / 1000.0 if timeout_ms > 0 else None)
+            got = lock.acquire(
+                blocking=timeout_ms > 0, timeout=timeout_ms / 1000.0 if timeout_ms > 0 else None
+            )
         except LockTimeout:
             return None
         except (ConnectionLoss, SessionExpiredError) as e:

@@ -62,7 +62,7 @@ class Driver:
         with self._out_lock:
             # One write of the whole line, past Python's buffers.
             while data:
-                data = data[os.write(1, data):]
+                data = data[os.write(1, data) :]
 
     def lost(self, client, key, reason):
         self.send({"type": "lost", "client": client, "key": key, "reason": reason})

@@ -31,14 +31,23 @@ class PotteryRedlock(Driver):
         for s in servers:
             host, port = s["addr"].rsplit(":", 1)
             self.masters.add(
-                Redis(host=host, port=int(port), socket_timeout=timeout, socket_connect_timeout=timeout)
+                Redis(
+                    host=host,
+                    port=int(port),
+                    socket_timeout=timeout,
+                    socket_connect_timeout=timeout,
+                )
             )
         self.locks = {}
 
     def acquire(self, client, key, lease_ms, timeout_ms):
         lock = Redlock(key=key, masters=self.masters, auto_release_time=max(lease_ms, 1) / 1000.0)
         try:
-            got = lock.acquire(timeout=timeout_ms / 1000.0) if timeout_ms > 0 else lock.acquire(blocking=False)
+            got = (
+                lock.acquire(timeout=timeout_ms / 1000.0)
+                if timeout_ms > 0
+                else lock.acquire(blocking=False)
+            )
         except (ConnectionError, TimeoutError) as e:
             raise Info(str(e))
         if not got:

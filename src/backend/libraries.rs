@@ -4,6 +4,7 @@
 //! dependencies installed by `scripts/install-backends.sh`.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde_json::json;
 
@@ -240,7 +241,8 @@ pub(super) fn backends() -> Vec<BackendInfo> {
             "kazoo's Lock recipe: ephemeral sequential node, watch the predecessor; a LOST session reported as lost",
         )
         .replicated(Shape::Ensemble(3))
-        .notified("watch on the next-lower node"),
+        .notified("watch on the next-lower node")
+        .session(Duration::from_millis(2000)),
         go_driver(
             "etcd-mutex",
             "etcd-mutex",
@@ -297,7 +299,8 @@ pub(super) fn backends() -> Vec<BackendInfo> {
             "Apache Curator's InterProcessMutex: ephemeral sequential node, watch the predecessor; a ConnectionStateListener reports LOST as lost",
         )
         .replicated(Shape::Ensemble(3))
-        .notified("watch on the next-lower node"),
+        .notified("watch on the next-lower node")
+        .session(Duration::from_millis(2000)),
         java_driver(
             "redisson",
             "redisson",
@@ -310,7 +313,8 @@ pub(super) fn backends() -> Vec<BackendInfo> {
             replicas: 2,
             sentinels: 3,
         })
-        .notified("pub/sub message on unlock"),
+        .notified("pub/sub message on unlock")
+        .session(Duration::from_secs(30)),
         java_driver(
             "redisson-fenced",
             "redisson",
@@ -323,7 +327,8 @@ pub(super) fn backends() -> Vec<BackendInfo> {
             replicas: 2,
             sentinels: 3,
         })
-        .notified("pub/sub message on unlock"),
+        .notified("pub/sub message on unlock")
+        .session(Duration::from_secs(30)),
         java_driver(
             "hazelcast-fencedlock",
             "hazelcast",
@@ -332,6 +337,7 @@ pub(super) fn backends() -> Vec<BackendInfo> {
             crate::cluster::hazelcast::MEMBERS,
             "Hazelcast's FencedLock on the CP subsystem (3 members, Raft): the lock belongs to the client's CP session (heartbeats every 1 s, expiry after 5 s here); fence = tryLockAndGetFence's, growing with every holder",
         )
-        .notified("the CP group answers the waiting tryLock"),
+        .notified("the CP group answers the waiting tryLock")
+        .session(Duration::from_secs(crate::cluster::hazelcast::SESSION_TTL_S)),
     ]
 }

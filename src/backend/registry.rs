@@ -70,6 +70,11 @@ pub struct BackendInfo {
     /// What must be installed besides the server (a driver's interpreter
     /// and files), with the hint that installs it.
     pub requires: Vec<(PathBuf, String)>,
+    /// How long the servers keep a silent holder's lock when that is not
+    /// the lease a client asks for: a session's timeout (ZooKeeper
+    /// libraries, Hazelcast's CP sessions) or a watchdog's (Redisson).
+    /// `None`: the lease.
+    pub session: Option<std::time::Duration>,
     /// How to build it.
     build: Builder,
 }
@@ -112,6 +117,7 @@ impl BackendInfo {
             broken: false,
             driver: None,
             requires: Vec::new(),
+            session: None,
             build: Arc::new(move |eps, _| Box::pin(build(eps))),
         }
     }
@@ -135,6 +141,7 @@ impl BackendInfo {
             broken: false,
             driver: Some(spec),
             requires: Vec::new(),
+            session: None,
             build: Arc::new(move |eps, place| {
                 let spec = for_build.clone();
                 Box::pin(async move { super::driver::connect(&spec, &eps, &place).await })
@@ -161,6 +168,19 @@ impl BackendInfo {
     pub fn servers(mut self, n: usize) -> Self {
         self.servers = n;
         self
+    }
+
+    /// The servers keep a silent holder's lock for `d`, whatever lease it
+    /// asked for (see [`BackendInfo::session`]).
+    pub fn session(mut self, d: std::time::Duration) -> Self {
+        self.session = Some(d);
+        self
+    }
+
+    /// How long the servers keep the lock of a holder that stops talking
+    /// to them, given the lease it asked for.
+    pub fn hold_limit(&self, lease: std::time::Duration) -> std::time::Duration {
+        self.session.unwrap_or(lease)
     }
 
     /// Runs on `shape` under `topology = "replicated"`.

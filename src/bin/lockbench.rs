@@ -64,6 +64,8 @@ fn main() -> ExitCode {
                 out,
                 seed,
                 backends,
+                duration,
+                repeat,
                 no_progress,
                 junit,
                 summary_md,
@@ -78,6 +80,8 @@ fn main() -> ExitCode {
                     out,
                     seed,
                     only: backends,
+                    duration,
+                    repeat,
                     progress: !no_progress
                         && std::io::stderr().is_terminal()
                         && std::env::var_os("CI").is_none(),

@@ -95,6 +95,12 @@ fn config(port: u16, ports: &[u16]) -> String {
     <property name="hazelcast.logging.type">jdk</property>
     <property name="hazelcast.wait.seconds.before.join">1</property>
     <property name="hazelcast.max.wait.seconds.before.join">2</property>
+    <!-- Without it a member binds its one server socket (members,
+         clients and the REST endpoint all come in there) to 0.0.0.0,
+         whatever <interfaces> says: <interfaces> only picks the address
+         it announces (Hazelcast reference manual, "System Properties",
+         hazelcast.socket.bind.any, default true). -->
+    <property name="hazelcast.socket.bind.any">false</property>
   </properties>
   <network>
     <rest-api enabled="true">

@@ -10,6 +10,7 @@
 //! [`register_font`]; the SVG names the family `sans-serif`, so browsers draw
 //! the text with their own sans-serif font.
 
+mod atlas;
 pub mod baseline;
 mod charts;
 pub mod ci;
@@ -99,6 +100,18 @@ pub fn write_matrix_page(dir: &Path, matrix: &crate::summary::matrix::Matrix) ->
     let path = dir.join("matrix.html");
     write_page(&path, &matrix::render(matrix))?;
     Ok(path)
+}
+
+/// Writes `atlas.html` and `atlas.md` (the atlas as a page and as
+/// Markdown) into `dir`.
+pub fn write_atlas_pages(dir: &Path, atlas: &crate::summary::atlas::Atlas) -> Result<()> {
+    write_page(&dir.join("atlas.html"), &atlas::render(atlas))?;
+    write_page(&dir.join("atlas.md"), &atlas::markdown(atlas))
+}
+
+/// The atlas as Markdown (`atlas.md`, the job summary's table).
+pub fn atlas_markdown(atlas: &crate::summary::atlas::Atlas) -> String {
+    atlas::markdown(atlas)
 }
 
 /// Writes a page.

@@ -50,9 +50,21 @@ pub enum Command {
         /// one, a seed is drawn and printed so the run can be repeated.
         #[arg(long, value_name = "N")]
         seed: Option<u64>,
-        /// Only run these backends of the scenarios (comma-separated).
+        /// Only run these backends of the scenarios (comma-separated), in
+        /// every mode (the property matrix's rows too).
         #[arg(long, value_name = "NAMES", value_delimiter = ',')]
         backends: Option<Vec<String>>,
+        /// Run each scenario for this long instead of its own duration
+        /// (e.g. 20s): a short rehearsal of a long scenario. A random
+        /// fault schedule is drawn within it; a fault the file schedules
+        /// at or after it is an error (exit 2).
+        #[arg(long, value_name = "D", value_parser = crate::duration::parse_duration)]
+        duration: Option<std::time::Duration>,
+        /// An atlas (mode = "atlas"): run each cell N times, with the seeds
+        /// SEED, SEED+1, ...; a cell shows in how many runs exclusion
+        /// broke (k/N) and the spread of its timings.
+        #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
+        repeat: u32,
         /// No progress bar (it is also off when stderr is not a terminal).
         #[arg(long)]
         no_progress: bool,

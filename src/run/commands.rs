@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use tokio_util::sync::CancellationToken;
 
-use super::{RunOptions, RunOutcome, run_backend, run_matrix};
+use super::{RunOptions, RunOutcome, run_atlas, run_backend, run_matrix};
 use crate::backend;
 use crate::check::{self, Verdict};
 use crate::error::{Error, Result};
@@ -70,6 +70,10 @@ pub struct RunArgs {
     pub seed: Option<u64>,
     /// Only these backends of the scenarios.
     pub only: Option<Vec<String>>,
+    /// Replaces every scenario's duration (`--duration`).
+    pub duration: Option<std::time::Duration>,
+    /// Runs per atlas cell (`--repeat`).
+    pub repeat: u32,
     /// Show a progress bar.
     pub progress: bool,
     /// A missing server fails instead of being skipped.
@@ -103,16 +107,24 @@ fn write_ci_outputs(ci: &CiOutputs, records: &[report::ci::Record]) {
     {
         eprintln!("lockbench: --junit {}: {e}", path.display());
     }
-    if let Some(path) = &ci.summary_md {
-        use std::io::Write as _;
-        let written = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .and_then(|mut f| f.write_all(report::ci::markdown(records).as_bytes()));
-        if let Err(e) = written {
-            eprintln!("lockbench: summary {}: {e}", path.display());
-        }
+    if let Some(path) = &ci.summary_md
+        && !records.is_empty()
+    {
+        append_markdown(path, &report::ci::markdown(records));
+    }
+}
+
+/// Appends `text` to the Markdown summary at `path`; a file that cannot be
+/// written is said, and the run's exit code stands.
+fn append_markdown(path: &Path, text: &str) {
+    use std::io::Write as _;
+    let written = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .and_then(|mut f| f.write_all(text.as_bytes()));
+    if let Err(e) = written {
+        eprintln!("lockbench: summary {}: {e}", path.display());
     }
 }
 
@@ -141,6 +153,8 @@ pub async fn run_scenarios(args: RunArgs) -> Result<u8> {
         out,
         seed,
         only,
+        duration,
+        repeat,
         progress,
         require_backends,
         cancel,
@@ -182,6 +196,19 @@ pub async fn run_scenarios(args: RunArgs) -> Result<u8> {
                 return Ok(BAD_INPUT);
             }
         }
+        // Every mode runs only these: a scenario's runs and the property
+        // matrix's rows alike.
+        for s in &mut scenarios {
+            s.backends.retain(|b| only.contains(b));
+        }
+    }
+    if let Some(d) = duration {
+        for s in &mut scenarios {
+            if let Err(why) = s.shorten(d) {
+                eprintln!("error: --duration: {why}");
+                return Ok(BAD_INPUT);
+            }
+        }
     }
     // Before any server starts: can the run directories be written?
     if let Err(why) = writable(&out) {
@@ -203,12 +230,54 @@ pub async fn run_scenarios(args: RunArgs) -> Result<u8> {
     let mut mismatches = Vec::new();
     let mut failures = 0;
     for scenario in &scenarios {
+        if scenario.backends.is_empty() {
+            say.line(format_args!(
+                "{}: none of its backends is in --backends",
+                scenario.name
+            ));
+            continue;
+        }
         let seed = seed.or(scenario.seed).unwrap_or_else(rand::random);
         say.line(format_args!(
             "{}: seed {seed} (repeat with: lockbench run {} --seed {seed})",
             scenario.name,
             scenario.path.display()
         ));
+        if scenario.mode == Mode::Atlas {
+            match run_atlas(scenario, seed, repeat, &opts).await {
+                Ok(a) => {
+                    say.line(format_args!("  atlas: {}", a.page.display()));
+                    for (row, cell) in a.atlas.contradictions() {
+                        mismatches.push(format!(
+                            "{}/{} under {}: {} but the atlas expects {} ({}; seed {seed})",
+                            scenario.name,
+                            row.backend,
+                            cell.column.heading(),
+                            cell.words,
+                            cell.expect.expect.name(),
+                            cell.expect.why
+                        ));
+                    }
+                    for (row, cell) in a.atlas.failures() {
+                        failures += 1;
+                        eprintln!(
+                            "  {} under {}: {} (seed {seed})",
+                            row.backend,
+                            cell.column.heading(),
+                            cell.words
+                        );
+                    }
+                    if let Some(path) = &ci.summary_md {
+                        append_markdown(path, &report::atlas_markdown(&a.atlas));
+                    }
+                }
+                Err(e) => {
+                    failures += 1;
+                    eprintln!("  atlas: error: {e} (seed {seed})");
+                }
+            }
+            continue;
+        }
         if scenario.mode == Mode::Properties {
             match run_matrix(scenario, seed, &opts).await {
                 Ok(m) => {
@@ -238,9 +307,6 @@ pub async fn run_scenarios(args: RunArgs) -> Result<u8> {
         }
         let mut completed = Vec::new();
         for backend in &scenario.backends {
-            if only.as_ref().is_some_and(|o| !o.contains(backend)) {
-                continue;
-            }
             if cancel.is_cancelled() {
                 break;
             }

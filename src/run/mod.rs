@@ -1,8 +1,10 @@
 //! Orchestration, the top of the pipeline: one scenario on one backend
 //! (servers, clients, nemesis, history, check, summary, report), the
-//! property matrix with its single-point-of-failure runs, and the suite of
-//! runs a `lockbench run` command asks for.
+//! property matrix with its single-point-of-failure runs, the atlas (every
+//! backend under every fault, repeated), and the suite of runs a
+//! `lockbench run` command asks for.
 
+mod atlas;
 pub mod cli;
 pub mod commands;
 pub mod harness;
@@ -10,5 +12,6 @@ mod properties;
 mod runner;
 mod spof;
 
+pub use atlas::{AtlasRun, run_atlas};
 pub use properties::{MatrixRun, run_matrix};
 pub use runner::{RunOptions, RunOutcome, check_file, mix, run_backend, run_with};

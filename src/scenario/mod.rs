@@ -1,6 +1,7 @@
 //! Scenarios: what to run, read from TOML into the types of the layers
 //! before it, and validated before anything starts.
 
+pub mod atlas;
 mod nemesis;
 mod spec;
 

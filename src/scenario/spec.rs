@@ -68,12 +68,15 @@ pub struct Scenario {
     pub topology: Topology,
     /// The lock-library drivers the file declares (`[[driver]]`).
     pub drivers: Vec<DriverDecl>,
+    /// An atlas's expectations: each backend's, per column (empty unless
+    /// `mode = "atlas"`).
+    pub atlas: super::atlas::Expectations,
 }
 
 impl DriverDecl {
     /// The registry's entry for it.
     pub fn info(&self) -> backend::BackendInfo {
-        backend::BackendInfo::driver(
+        let info = backend::BackendInfo::driver(
             backend::driver::DriverSpec {
                 name: self.name.clone(),
                 command: self.command.clone(),
@@ -83,7 +86,11 @@ impl DriverDecl {
             self.server,
             self.servers,
             self.recipe.clone(),
-        )
+        );
+        match self.session {
+            Some(d) => info.session(d),
+            None => info,
+        }
     }
 }
 
@@ -104,6 +111,9 @@ pub struct DriverDecl {
     pub options: serde_json::Value,
     /// The recipe in one line, for reports.
     pub recipe: String,
+    /// How long the servers keep a silent holder's lock when that is not
+    /// the lease (`session = "2s"`: a session's or watchdog's timeout).
+    pub session: Option<Duration>,
 }
 
 impl Scenario {
@@ -122,6 +132,36 @@ impl Scenario {
             .get(backend)
             .copied()
             .unwrap_or(self.expect)
+    }
+
+    /// Runs for `d` instead of [`Scenario::duration`]. Refused when the
+    /// file schedules a fault at or after `d`: the run would silently not
+    /// be the scenario any more.
+    pub fn shorten(&mut self, d: Duration) -> std::result::Result<(), String> {
+        if d < Duration::from_millis(10) {
+            return Err(format!("{d:?} is too short for a run (at least 10ms)"));
+        }
+        if let Some(r) = &self.random_nemesis
+            && r.start >= d
+        {
+            return Err(format!(
+                "{}: its random faults start at {:?}, not within {d:?}\n  hint: give more than {:?}",
+                self.path.display(),
+                r.start,
+                r.start
+            ));
+        }
+        if let Some(f) = self.nemesis.iter().find(|f| f.at >= d) {
+            return Err(format!(
+                "{}: its {} starts at {:?}, not within {d:?}\n  hint: give at least {:?}, or run it whole",
+                self.path.display(),
+                f.kind.name(),
+                f.at,
+                f.at + f.duration + Duration::from_secs(1),
+            ));
+        }
+        self.duration = d;
+        Ok(())
     }
 
     /// Every fault of a run of this scenario with `seed`, `hosts` hosts and
@@ -144,6 +184,9 @@ pub enum Mode {
     /// Measure the property matrix: expiry, hand-off, reentrancy, fencing,
     /// server restart, latency and throughput, per backend.
     Properties,
+    /// Make the atlas: every backend under every fault column, each cell
+    /// `--repeat` runs, against the file's expectations.
+    Atlas,
 }
 
 #[derive(Deserialize)]
@@ -175,6 +218,7 @@ struct Raw {
     workload: Option<Spanned<String>>,
     topology: Option<Spanned<String>>,
     driver: Option<Vec<RawDriver>>,
+    atlas: Option<Spanned<super::atlas::RawAtlas>>,
 }
 
 /// One `[[driver]]` table as written: a lock library's driver the user
@@ -188,6 +232,7 @@ struct RawDriver {
     command: Spanned<Vec<String>>,
     options: Option<toml::Table>,
     recipe: Option<String>,
+    session: Option<Spanned<Dur>>,
 }
 
 #[derive(Deserialize)]
@@ -276,6 +321,8 @@ impl Scenario {
             duration,
         )?;
         let workload = r.workload(raw.workload)?;
+        let atlas = super::atlas::read(raw.atlas, &backends, mode == Mode::Atlas)
+            .map_err(|(span, message, hint)| r.err(span, message, hint))?;
         Ok(Scenario {
             name,
             path: path.to_path_buf(),
@@ -302,6 +349,7 @@ impl Scenario {
             workload,
             topology,
             drivers,
+            atlas,
         })
     }
 }
@@ -400,6 +448,16 @@ impl Reader<'_> {
             }
             let options = serde_json::to_value(d.options.unwrap_or_default())
                 .unwrap_or(serde_json::Value::Null);
+            let session = match d.session {
+                None => None,
+                some => Some(self.dur_in(
+                    some,
+                    "session",
+                    Duration::from_millis(1),
+                    Duration::from_secs(3600),
+                    Duration::ZERO,
+                )?),
+            };
             out.push(DriverDecl {
                 name: name.clone(),
                 server,
@@ -410,6 +468,7 @@ impl Reader<'_> {
                 recipe: d
                     .recipe
                     .unwrap_or_else(|| "a driver the scenario declares".into()),
+                session,
             });
         }
         let declared = out.iter().map(DriverDecl::info).collect();
@@ -526,12 +585,14 @@ impl Reader<'_> {
             Some(m) => match m.get_ref().as_str() {
                 "contend" => Mode::Contend,
                 "properties" => Mode::Properties,
+                "atlas" => Mode::Atlas,
                 other => {
                     return Err(self.err(
                         Some(m.span()),
                         format!("mode = {other:?} is not a mode"),
                         Some(
-                            "use mode = \"contend\" (the default) or mode = \"properties\"".into(),
+                            "use mode = \"contend\" (the default), \"properties\" or \"atlas\""
+                                .into(),
                         ),
                     ));
                 }
@@ -947,14 +1008,16 @@ const FIELDS: &[&str] = &[
     "random_nemesis",
     "workload",
     "topology",
+    "driver",
+    "atlas",
 ];
 
 fn hint_for_parse_error(message: &str) -> Option<String> {
     if let Some(rest) = message.strip_prefix("unknown field `") {
         let field = rest.split('`').next().unwrap_or("");
         return Some(match closest(field, FIELDS) {
-            Some(c) => format!("did you mean `{c}`? see the scenario reference in README.md"),
-            None => "see the scenario reference in README.md for the fields a scenario has".into(),
+            Some(c) => format!("did you mean `{c}`? see docs/scenarios.md"),
+            None => "docs/scenarios.md lists the fields a scenario has".into(),
         });
     }
     if message.contains("invalid type") {

@@ -1,6 +1,7 @@
 //! `summary.json` and `matrix.json`: the contracts that outside tools
 //! read (design.md).
 
+pub mod atlas;
 pub mod matrix;
 
 use std::collections::BTreeMap;

@@ -58,7 +58,7 @@ class Conn:
                 return None
             while len(self.buf) < n + 2:
                 self.buf += self.sock.recv(4096)
-            data, self.buf = self.buf[:n], self.buf[n + 2:]
+            data, self.buf = self.buf[:n], self.buf[n + 2 :]
             return data.decode()
         raise RuntimeError("unexpected reply %r" % line)
 

@@ -31,6 +31,8 @@ public abstract class Driver {
 
   /** The operation definitely did not happen (reply {@code fail}). */
   public static final class Fail extends Exception {
+    private static final long serialVersionUID = 1L;
+
     public Fail(String message) {
       super(message);
     }

@@ -2,6 +2,7 @@ package lockbench.driver;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import io.netty.resolver.DefaultAddressResolverGroup;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.ConcurrentHashMap;
@@ -52,6 +53,12 @@ final class RedissonDriver extends Driver {
     leaseFromScenario = options.path("lease_from_scenario").asBoolean(false);
     fenced = options.path("fenced").asBoolean(false);
     Config config = new Config();
+    // Every address lockbench gives is a literal 127.0.0.1: the JDK's
+    // resolver reads it without a query, while Redisson's default (Netty's
+    // DNS resolver) keeps UDP sockets bound on every interface for queries
+    // it never needs to send (tests/loopback.rs).
+    config.setAddressResolverGroupFactory(
+        (datagram, socket, dns) -> DefaultAddressResolverGroup.INSTANCE);
     config.setLockWatchdogTimeout(options.path("lock_watchdog_timeout_ms").asLong(30_000));
     List<Server> sentinels = servers.stream().filter(s -> s.name().startsWith("sentinel")).toList();
     if (sentinels.isEmpty()) {
