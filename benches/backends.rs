@@ -4,7 +4,8 @@
 //!   own key; the time of one cycle;
 //! - `cycles_64_clients_64_keys`: 64 clients, each on its own key, as fast
 //!   as they can (lock cycles per second);
-//! - `cycles_64_clients_1_key`: 64 clients on one key (cycles per second);
+//! - `cycles_64_clients_1_key`: 64 clients on one key (cycles per second,
+//!   eight cycles an iteration);
 //! - `hand_off_16_waiters`: 17 clients cycling on one key with no hold, so
 //!   16 wait while one holds; the time from the holder's release invoke to
 //!   the next holder's acquire ok (a releaser queues again only once another
@@ -49,6 +50,19 @@ const HAND_OFF: &str = "hand_off_16_waiters";
 const GROUPS: [&str; 4] = [UNCONTENDED, OWN_KEYS, ONE_KEY, HAND_OFF];
 
 const CLIENTS: usize = 64;
+/// Cycles in one iteration of the one-key group: the 64 clients contend
+/// for them. Few, so that a slow lock (etcd: about 40 cycles a second on
+/// one key) fills criterion's ten samples in seconds, not minutes.
+const ONE_KEY_BATCH: u64 = 8;
+
+/// Cycles one iteration of `group` makes.
+fn batch(group: &str) -> u64 {
+    if group == ONE_KEY {
+        ONE_KEY_BATCH
+    } else {
+        CLIENTS as u64
+    }
+}
 const WAITERS: usize = 16;
 /// Long enough that no lease runs out inside a measurement.
 const LEASE: Duration = Duration::from_secs(10);
@@ -256,13 +270,13 @@ fn uncontended(rt: &Runtime, b: &mut Bench, iters: u64) -> Duration {
     }
 }
 
-/// `CLIENTS` clients run `CLIENTS * iters` cycles between them, each on its
+/// `CLIENTS` clients run `batch * iters` cycles between them, each on its
 /// own key or all on one; the wall time from start to the last release.
 fn cycles(rt: &Runtime, b: &mut Bench, iters: u64, one_key: bool) -> Duration {
-    let target = CLIENTS as u64 * iters;
+    let group = if one_key { ONE_KEY } else { OWN_KEYS };
+    let target = batch(group) * iters;
     let done = Arc::new(AtomicU64::new(0));
     let name = b.name;
-    let group = if one_key { ONE_KEY } else { OWN_KEYS };
     if FAILED.has(name) {
         return not_run(iters);
     }
@@ -515,9 +529,9 @@ fn main() {
             chosen.len(),
             GROUPS.len()
         ),
-        // Measured: about 16 s a backend (start, probe, four groups of
-        // 0.5 s warm-up + 3 s).
-        Duration::from_secs(16 * chosen.len() as u64),
+        // Measured: about 9 s a backend (start, probe, four groups of
+        // 0.2 s warm-up and at least 1 s of ten samples).
+        Duration::from_secs(9 * chosen.len() as u64),
         "`cargo bench --bench backends -- NAME` runs the backends whose name contains NAME.",
     );
     let mut benches = Vec::new();
@@ -538,10 +552,10 @@ fn main() {
         let mut g = c.benchmark_group(group);
         g.sampling_mode(SamplingMode::Flat)
             .sample_size(10)
-            .warm_up_time(Duration::from_millis(500))
-            .measurement_time(Duration::from_secs(3));
+            .warm_up_time(Duration::from_millis(200))
+            .measurement_time(Duration::from_secs(1));
         if group == OWN_KEYS || group == ONE_KEY {
-            g.throughput(Throughput::Elements(CLIENTS as u64));
+            g.throughput(Throughput::Elements(batch(group)));
         }
         for b in &mut benches {
             if FAILED.has(b.name) {

@@ -25,6 +25,33 @@
 //! - [`run`]: orchestration: a scenario on a backend, the property matrix, the suite.
 //!
 //! The binary `lockbench` (in `src/bin/`) is a thin front end over these.
+//!
+//! # Checking a lock from Rust
+//!
+//! [`run::harness`] runs lockbench's conformance checks and a contended,
+//! checked run against any backend described as a
+//! [`backend::BackendInfo`], from a crate's own tests. Here on `inproc`,
+//! lockbench's in-process lock, which needs no server; a lock of your own
+//! names the server it needs and how to build it over the servers'
+//! endpoints (`examples/my_lock.rs` does it for a Redis lock):
+//!
+//! ```
+//! use lockbench::run::harness;
+//!
+//! # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+//! # async fn main() -> lockbench::Result<()> {
+//! let lock = lockbench::backend::info("inproc").expect("a built-in backend").clone();
+//! let report = harness::conformance(&lock).await?;
+//! assert!(report.passed(), "{report}");
+//!
+//! let out = tempfile::tempdir().expect("a temporary directory");
+//! let mut run = harness::Contended::in_dir(out.path());
+//! run.duration = std::time::Duration::from_millis(500);
+//! let summary = harness::contended(&lock, &run).await?;
+//! assert_eq!(summary.verdict, lockbench::Verdict::Valid, "{:?}", summary.witnesses);
+//! # Ok(())
+//! # }
+//! ```
 
 #![warn(missing_docs)]
 

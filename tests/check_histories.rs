@@ -4,7 +4,7 @@
 //!
 //! A file's name starts with its expected verdict: `valid-`, `invalid-` or
 //! `unknown-` (see the README next to the files for why each verdict is what
-//! it is, by design.md's rule): the run's verdict, mutual exclusion and
+//! it is, by docs/design.md's rule): the run's verdict, mutual exclusion and
 //! ownership together (`Analysis::verdict`). Every mismatch in the corpus is
 //! collected and reported at once, not just the first. The files that show
 //! one finding (a cause, a release by a non-holder, a stale write) have

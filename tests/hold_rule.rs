@@ -1,4 +1,4 @@
-//! design.md's hold rule, on literal histories: a hold also ends at the
+//! docs/design.md's hold rule, on literal histories: a hold also ends at the
 //! holder's `lost` event for its key, and, after a release of the key that
 //! failed, at the invoke of the holder's next acquire of the key (a retried
 //! release keeps the hold). Each case is checked by the direct checker

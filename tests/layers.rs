@@ -1,4 +1,4 @@
-//! The one-way layers of design.md: a top-level module of `src/` uses only
+//! The one-way layers of docs/design.md: a top-level module of `src/` uses only
 //! the modules before it in [`LAYERS`], never one after it.
 //!
 //! Every `crate::<module>` path in a module's files counts, in code and in
@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-/// The layers, bottom first (design.md, "Layers").
+/// The layers, bottom first (docs/design.md, "Layers").
 const LAYERS: &[&str] = &[
     "error", "duration", "history", "check", "summary", "metrics", "net", "cluster", "backend",
     "workload", "fault", "scenario", "report", "run",
@@ -140,7 +140,7 @@ fn every_module_uses_only_the_layers_before_it() {
         .collect();
     assert!(
         lines.is_empty(),
-        "imports of a later layer (design.md, Layers):\n{}",
+        "imports of a later layer (docs/design.md, Layers):\n{}",
         lines.join("\n")
     );
 }

@@ -1,4 +1,4 @@
-//! design.md promises that every server lockbench starts listens on
+//! docs/design.md promises that every server lockbench starts listens on
 //! 127.0.0.1 only, and the drivers of the lock libraries listen nowhere:
 //! for the length of a run, nobody who can reach the machine may join or
 //! talk to the servers whose locks are being measured (issue 35: the

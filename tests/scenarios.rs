@@ -84,6 +84,13 @@ const SHORT: &[(&str, &[&str])] = &[
     ("faults/partition-random.toml", &["--duration", "8s"]),
     // The whole matrix is 26 rows of about 45 s each: one row here.
     ("properties.toml", &["--backends", "inproc"]),
+    // The whole atlas is 25 backends under 8 faults, repeated: the quick
+    // atlas here (a lease lock, a session lock, a lock tied to a
+    // connection; one run a cell), as the workflow runs it.
+    (
+        "atlas.toml",
+        &["--backends", "redis,zookeeper,postgres-advisory"],
+    ),
 ];
 
 /// Every `.toml` under `scenarios/`, as paths relative to it.

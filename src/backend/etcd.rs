@@ -295,6 +295,8 @@ async fn keep_alive_once(
 
 /// One held (or being acquired) lock.
 struct Held {
+    /// The lock key, as the client named it.
+    key: String,
     /// The lease and its keep-alive task.
     keep_alive: KeepAlive,
 }
@@ -500,6 +502,21 @@ impl EtcdClient {
 #[async_trait]
 impl LockClient for EtcdClient {
     async fn acquire(&mut self, key: &str, opts: &AcquireOptions) -> Outcome<Guard> {
+        // A grant of this key whose release failed and was not retried has
+        // been given up (docs/design.md, the hold rule): stop keeping its
+        // lease alive, or the key would stay taken for as long as this
+        // client lives.
+        let given_up: Vec<String> = self
+            .held
+            .iter()
+            .filter(|(_, h)| h.key == key)
+            .map(|(t, _)| t.clone())
+            .collect();
+        for token in given_up {
+            if let Some(h) = self.held.remove(&token) {
+                self.discard(h.keep_alive);
+            }
+        }
         let deadline = Instant::now() + opts.timeout;
         let token = self.new_token();
         let ttl_asked = ttl_seconds(opts.lease);
@@ -552,7 +569,13 @@ impl LockClient for EtcdClient {
             let revision = resp.header().map_or(0, |h| h.revision());
             if resp.succeeded() {
                 let acquired_at = keep_alive.refreshed();
-                self.held.insert(token.clone(), Held { keep_alive });
+                self.held.insert(
+                    token.clone(),
+                    Held {
+                        key: key.to_string(),
+                        keep_alive,
+                    },
+                );
                 return Outcome::Ok(Guard {
                     key: key.to_string(),
                     token,

@@ -195,6 +195,7 @@ impl LockBackend for ZkBackend {
             held: HashMap::new(),
             counter: 0,
             abandoned: Vec::new(),
+            failed: Vec::new(),
         };
         client
             .new_session(DEFAULT_SESSION)
@@ -233,6 +234,11 @@ struct ZkClient {
     /// moves to another server), and this client's next acquire queues
     /// behind its own old node: a deadlock for every client of the key.
     abandoned: Vec<String>,
+    /// Nodes whose release failed (it did not happen): still held until a
+    /// retried release deletes them, or until this client's next acquire of
+    /// the same key, which gives the grant up (docs/design.md, the hold
+    /// rule): then they join `abandoned`, for the same reason.
+    failed: Vec<String>,
 }
 
 /// Why one request gave no answer.
@@ -667,9 +673,19 @@ impl LockClient for ZkClient {
             Ok(zk) => zk,
             Err(why) => return Outcome::Fail(why),
         };
+        let dir = lock_dir(key);
+        let mine = format!("{dir}/");
+        let (given_up, kept): (Vec<String>, Vec<String>) = std::mem::take(&mut self.failed)
+            .into_iter()
+            .partition(|p| p.starts_with(&mine));
+        self.failed = kept;
+        for path in given_up {
+            if !self.abandoned.contains(&path) {
+                self.abandoned.push(path);
+            }
+        }
         self.delete_abandoned(&zk).await;
         let sid = zk.session_id();
-        let dir = lock_dir(key);
         self.counter += 1;
         let prefix = format!("{dir}/_c_{:016x}-{:08x}-lock-", sid.0 as u64, self.counter);
         let result = match self.create_node(&zk, &dir, &prefix).await {
@@ -732,10 +748,18 @@ impl LockClient for ZkClient {
         let out = self.delete_lock_node(guard).await;
         let path = &guard.token;
         match &out {
-            Outcome::Ok(_) => self.abandoned.retain(|p| p != path),
+            Outcome::Ok(_) => {
+                self.abandoned.retain(|p| p != path);
+                self.failed.retain(|p| p != path);
+            }
             // A failed release did not happen: the client still holds the
-            // lock (design.md) until a release that does not fail.
-            Outcome::Fail(_) => {}
+            // lock until a retried release deletes the node, or until its
+            // next acquire of the key gives the grant up (`failed`).
+            Outcome::Fail(_) => {
+                if path.starts_with(ROOT) && !self.failed.contains(path) {
+                    self.failed.push(path.clone());
+                }
+            }
             Outcome::Info(_) => {
                 if path.starts_with(ROOT) && !self.abandoned.contains(path) {
                     self.abandoned.push(path.clone());

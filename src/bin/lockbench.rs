@@ -1,7 +1,7 @@
 //! `lockbench`: the command-line front end. It parses the command line
 //! (`lockbench::run::cli`), starts the runtime, handles Ctrl-C, and hands
 //! each command to the library (`lockbench::run::commands`), which returns
-//! design.md's exit codes: 0 as expected / valid, 1 not as expected /
+//! docs/design.md's exit codes: 0 as expected / valid, 1 not as expected /
 //! invalid, 2 bad input, 3 unknown.
 
 use std::io::IsTerminal;

@@ -55,7 +55,7 @@ impl Verdict {
         }
     }
 
-    /// The exit code `lockbench check` gives for it (design.md).
+    /// The exit code `lockbench check` gives for it (docs/design.md).
     pub fn exit_code(self) -> i32 {
         match self {
             Verdict::Valid => 0,

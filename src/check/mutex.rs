@@ -1,4 +1,4 @@
-//! Mutual exclusion, by design.md's rule.
+//! Mutual exclusion, by docs/design.md's rule.
 //!
 //! A client holds a key from its `acquire` `ok` until the `invoke` of its next
 //! `release` of that key that does not end in `fail`, its `crash`, or the end
@@ -281,7 +281,7 @@ fn fence_note(fence: Option<u64>) -> String {
     fence.map(|t| format!(", fence {t}")).unwrap_or_default()
 }
 
-/// Error for a history that breaks design.md's structure rules.
+/// Error for a history that breaks docs/design.md's structure rules.
 #[derive(Debug)]
 pub struct Inconsistent(pub String);
 
@@ -589,7 +589,7 @@ pub struct HoldTracker {
     /// [`drain_closed`](Self::drain_closed) takes them.
     closed: Vec<Rec>,
     /// Holds whose last release failed, by (process, key): the holder's
-    /// next acquire of the key ends them at its invoke (design.md: it has
+    /// next acquire of the key ends them at its invoke (docs/design.md: it has
     /// given the grant up), a retried release as usual.
     failed_release: FxHashSet<(u64, u32)>,
 }

@@ -13,7 +13,7 @@
 //! client loses its locks within a short run. Jet is off, phone-home is off.
 //!
 //! The members start as a group (each needs the others' ports before it
-//! starts): [`start_members`]; a killed member is started again from the same
+//! starts): `start_members`; a killed member is started again from the same
 //! configuration, and rejoins as a member without CP role (Hazelcast does not
 //! promote it on its own), leaving the CP group 2 of 3.
 

@@ -561,7 +561,7 @@ impl ServerProcess {
 
     /// Sends `signal` to the server's process group. SIGSTOP (freeze) is
     /// delivered asynchronously: this returns once every thread of the
-    /// server is stopped (bounded by [`STOP_WAIT`]), so a request sent
+    /// server is stopped (bounded by `STOP_WAIT`), so a request sent
     /// after it meets a frozen server, not one still finishing its turn on
     /// another core.
     pub fn signal(&self, signal: i32) {

@@ -437,7 +437,7 @@ pub async fn run(
             }
             // A restart takes a while (a ZooKeeper member rejoins its
             // quorum): its end is an invoke when it begins and an info when
-            // it is done, as design.md allows, so checkers time the fault's
+            // it is done, as docs/design.md allows, so checkers time the fault's
             // end from the moment the server was started again.
             let slow_undo = spec.kind == FaultKind::KillServer && applied.is_ok();
             if slow_undo {

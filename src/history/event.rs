@@ -133,7 +133,7 @@ impl<'de> Deserialize<'de> for F {
     }
 }
 
-/// One line of `history.jsonl` (design.md, history v1).
+/// One line of `history.jsonl` (docs/design.md, history v1).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Event {

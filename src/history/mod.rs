@@ -1,6 +1,6 @@
 //! The history: every operation every client did, in the order recorded.
 //!
-//! The format is design.md's history v1: one JSON object a line, Jepsen's
+//! The format is docs/design.md's history v1: one JSON object a line, Jepsen's
 //! model (`invoke` followed by `ok`, `fail` or `info`). A run can be checked
 //! and reported again from its `history.jsonl` alone.
 

@@ -318,7 +318,7 @@ impl Future for Recording {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum HistoryFormat {
     /// `history.jsonl.zst`: zstd frames of history v1 lines, each frame
-    /// closed within [`FLUSH_EVERY`], so a killed run leaves whole frames
+    /// closed within `FLUSH_EVERY`, so a killed run leaves whole frames
     /// (`zstdcat` reads them; every lockbench reader takes both forms).
     #[default]
     Zstd,
@@ -417,7 +417,7 @@ impl Sink {
 /// more closed frames per segment) and deletes it. It runs at the lowest
 /// priority (SCHED_IDLE) while its backlog is small, so at saturation it
 /// waits for the run's idle CPU, or its end, instead of taking the clients'
-/// CPU; past [`BACKLOG_MAX`] it runs as an ordinary thread. A run killed
+/// CPU; past `BACKLOG_MAX` it runs as an ordinary thread. A run killed
 /// with SIGKILL leaves the closed frames and the segments not yet
 /// converted: readers chain them (`open_history`), so the readable prefix
 /// reaches the writer's last flush.

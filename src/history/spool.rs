@@ -6,7 +6,7 @@
 //!
 //! A spool is a series of segment files beside the history file,
 //! `<history file>.spool.<index of its first event, 20 digits>`, each
-//! written within [`super::recorder`]'s flush interval and deleted once
+//! written within the recorder's flush interval and deleted once
 //! its lines are in the history file. A run killed with SIGKILL leaves the
 //! history's closed frames plus the segments not yet converted; readers
 //! chain the two ([`leftovers`], [`read_segment`]), so the readable prefix

@@ -12,13 +12,13 @@
 //! | column | fault | run |
 //! | --- | --- | --- |
 //! | baseline | none; holds and think times of 0 | 2 s |
-//! | pause | `pause-client` of the holder at 1 s for 3H | 1 s + 3H + 1 s |
-//! | cut | `partition` of the holder's host at 1 s for 3H | 1 s + 3H + 1 s |
+//! | pause | `pause-client` of the holder at 1 s for 3H | 1 s + 3H + 0.5 s |
+//! | cut | `partition` of the holder's host at 1 s for 3H | 1 s + 3H + 0.5 s |
 //! | crash | `crash-client` of the holder at 1 s (a new client after 2H) | 1 s + 2H + 0.5 s |
-//! | clock | `clock-skew` +2 × lease of every server (Redlock: a majority) at 1 s for 2H | 1 s + 2H + 1 s |
-//! | restart | `kill-server` of every server (Redlock: a majority) at 1 s, started again 100 ms later; holds of 0.7H | 1 s + max(4 s, 2H) |
-//! | member-killed | `kill-server` of the leader (Redlock: a minority) at 2 s for 8 s, replicated topology | 13 s |
-//! | member-cut | `isolate-server` of the leader at 2 s for 8 s, replicated topology | 13 s (Sentinel: 25 s) |
+//! | clock | `clock-skew` +2 × lease of every server (Redlock: a majority) at 1 s for 2H | 1 s + 2H + 0.5 s |
+//! | restart | `kill-server` of every server (Redlock: a majority) at 1 s, started again 100 ms later; holds of 0.7H | 1 s + max(3 s, 2H) |
+//! | member-killed | `kill-server` of the leader (Redlock: a minority) at 2 s for 8 s, replicated topology | 12 s |
+//! | member-cut | `isolate-server` of the leader at 2 s for 8 s, replicated topology | 12 s (Sentinel: 25 s) |
 //!
 //! A column that cannot act on a backend (no server, no network, a clock
 //! lockbench cannot move, no peers to cut) is "not measured", with why.
@@ -132,7 +132,7 @@ fn plan(base: &Scenario, backend: &str, info: &BackendInfo, column: Column) -> P
         }
         Column::Pause => {
             s.nemesis = fault(FAULT_AT, FaultKind::PauseClient, "holder", 3 * h);
-            s.duration = FAULT_AT + 3 * h + Duration::from_secs(1);
+            s.duration = FAULT_AT + 3 * h + Duration::from_millis(500);
             Plan::Run(Box::new(s), start(FaultKind::PauseClient))
         }
         Column::Cut => {
@@ -140,7 +140,7 @@ fn plan(base: &Scenario, backend: &str, info: &BackendInfo, column: Column) -> P
                 return Plan::NotMeasured("in-process: no network between client and lock".into());
             }
             s.nemesis = fault(FAULT_AT, FaultKind::Partition, "holder", 3 * h);
-            s.duration = FAULT_AT + 3 * h + Duration::from_secs(1);
+            s.duration = FAULT_AT + 3 * h + Duration::from_millis(500);
             Plan::Run(Box::new(s), start(FaultKind::Partition))
         }
         Column::Crash => {
@@ -162,7 +162,7 @@ fn plan(base: &Scenario, backend: &str, info: &BackendInfo, column: Column) -> P
                 servers_target,
                 2 * h,
             );
-            s.duration = FAULT_AT + 2 * h + Duration::from_secs(1);
+            s.duration = FAULT_AT + 2 * h + Duration::from_millis(500);
             Plan::Run(Box::new(s), start(FaultKind::ClockSkew(offset)))
         }
         Column::Restart => {
@@ -180,7 +180,7 @@ fn plan(base: &Scenario, backend: &str, info: &BackendInfo, column: Column) -> P
                 servers_target,
                 RESTART_AFTER,
             );
-            s.duration = FAULT_AT + (2 * h).max(Duration::from_secs(4));
+            s.duration = FAULT_AT + (2 * h).max(Duration::from_secs(3));
             Plan::Run(Box::new(s), start(FaultKind::KillServer))
         }
         Column::MemberKilled | Column::MemberCut => {
@@ -218,7 +218,7 @@ fn plan(base: &Scenario, backend: &str, info: &BackendInfo, column: Column) -> P
             s.nemesis = fault(MEMBER_AT, kind, target, MEMBER_FOR);
             s.duration = match (cut, info.replicated) {
                 (true, Some(Shape::Sentinel { .. })) => SENTINEL_CUT_RUN,
-                _ => MEMBER_AT + MEMBER_FOR + Duration::from_secs(3),
+                _ => MEMBER_AT + MEMBER_FOR + Duration::from_secs(2),
             };
             Plan::Run(Box::new(s), start(kind))
         }

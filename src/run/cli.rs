@@ -1,5 +1,5 @@
 //! The command line, as clap parses it: the commands, their flags and
-//! their help texts (design.md's CLI contract).
+//! their help texts (docs/design.md's CLI contract).
 
 use std::path::PathBuf;
 
@@ -43,7 +43,7 @@ pub enum Command {
         /// validated before anything starts.
         #[arg(required = true, value_name = "SCENARIO.toml")]
         scenarios: Vec<PathBuf>,
-        /// Where run directories go: DIR/<scenario>/<backend>/<timestamp>/.
+        /// Where run directories go: DIR/SCENARIO/BACKEND/TIMESTAMP/.
         #[arg(long, value_name = "DIR", default_value = "reports")]
         out: PathBuf,
         /// Seed for every random choice (overrides the scenario's). Without

@@ -1,6 +1,6 @@
 //! The commands of the `lockbench` binary, as library functions: each
 //! takes its parsed arguments, prints what it finds and returns the exit
-//! code of design.md's CLI contract. The binary only parses flags, starts
+//! code of docs/design.md's CLI contract. The binary only parses flags, starts
 //! the runtime and handles signals.
 
 use std::path::{Path, PathBuf};
@@ -34,7 +34,7 @@ pub const BAD_INPUT: u8 = 2;
 /// A history's format on disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
-    /// lockbench's history v1 (design.md).
+    /// lockbench's history v1 (docs/design.md).
     Jsonl,
     /// Jepsen's history.edn of a lock workload (:acquire/:release; a
     /// process whose operation ended :info has crashed).
@@ -45,7 +45,7 @@ pub enum Format {
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct Gate {
     /// Compare each run with the newest earlier run of the same scenario and
-    /// backend under DIR (an out dir: DIR/<scenario>/<backend>/<timestamp>/).
+    /// backend under DIR (an out dir: `DIR/<scenario>/<backend>/<timestamp>/`).
     /// Flags a worse verdict or new violations, and acquire p99 latency or
     /// throughput worse by more than --threshold percent; shown on the pages
     /// and printed.
@@ -189,9 +189,18 @@ pub async fn run_scenarios(args: RunArgs) -> Result<u8> {
         for name in only {
             let known = scenarios.iter().any(|s| s.registry().get(name).is_some());
             if !known {
+                let mut known: Vec<String> =
+                    backend::names().iter().map(|n| n.to_string()).collect();
+                for s in &scenarios {
+                    for d in &s.drivers {
+                        if !known.contains(&d.name) {
+                            known.push(d.name.clone());
+                        }
+                    }
+                }
                 eprintln!(
                     "error: --backends: unknown backend {name:?}\n  hint: known backends: {}",
-                    backend::names().join(", ")
+                    known.join(", ")
                 );
                 return Ok(BAD_INPUT);
             }

@@ -1,5 +1,5 @@
 //! lockbench for a lock crate's author: run lockbench's conformance checks
-//! and a contended, checked run against your own [`LockBackend`], from your
+//! and a contended, checked run against your own [`LockBackend`](crate::backend::LockBackend), from your
 //! own `cargo test`.
 //!
 //! Describe your lock as a [`BackendInfo`] (its name, the server it needs,

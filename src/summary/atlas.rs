@@ -386,14 +386,24 @@ pub fn classify(summary: &Summary, fault: Option<&str>, free_after_s: Option<f64
         .iter()
         .map(|i| u64::from(i.writes.rejected))
         .sum();
-    if let Some(fault) = fault {
-        run.unavailable_s = summary
+    if let Some(fault) = fault
+        && let Some(f) = summary
             .recovery
             .faults
             .iter()
             .find(|f| f.started_as.as_deref() == Some(fault))
-            .and_then(|f| f.longest_gap_ms)
-            .map(|ms| ms / 1e3);
+    {
+        // Nobody was granted the lock while the fault lasted: unavailable
+        // from its start to the first grant after its end (a restarted
+        // server's own recovery counts). Otherwise the longest stretch of
+        // the fault without a grant.
+        run.unavailable_s = if f.acquired_during == 0 {
+            f.start_ns
+                .zip(f.next_acquire_ms)
+                .map(|(start, next)| secs(f.end_ns.saturating_sub(start)) + next / 1e3)
+        } else {
+            f.longest_gap_ms.map(|ms| ms / 1e3)
+        };
     }
     run.free_after_s = free_after_s;
     run.throughput_per_s = summary.throughput_per_s;
@@ -454,15 +464,28 @@ impl AtlasCell {
     }
 }
 
+/// `2.0–6.1 s`, `0.03 s`, `6985 /s`: the spread of `values`, to a
+/// precision that shows them (two decimals under one, none over 100).
 fn range(values: &[f64], unit: &str) -> String {
     let lo = values.iter().copied().fold(f64::INFINITY, f64::min);
     let hi = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let digits = if hi >= 100.0 {
+        0
+    } else if hi < 1.0 {
+        2
+    } else {
+        1
+    };
+    let close = (hi - lo).abs() < 0.5 * 10f64.powi(-digits);
     if values.is_empty() {
         String::new()
-    } else if (hi - lo).abs() < 0.05 {
-        format!("{lo:.1} {unit}")
+    } else if close {
+        format!("{lo:.digits$} {unit}", digits = digits as usize)
     } else {
-        format!("{lo:.1}–{hi:.1} {unit}")
+        format!(
+            "{lo:.digits$}–{hi:.digits$} {unit}",
+            digits = digits as usize
+        )
     }
 }
 
@@ -522,8 +545,8 @@ pub fn aggregate(column: Column, expect: Expectation, runs: Vec<CellRun>) -> Atl
                 String::new()
             };
             format!(
-                "{safe}{} acquires/s, acquire p50 {}",
-                range(&rates, "").trim_end(),
+                "{safe}{}, acquire p50 {}",
+                range(&rates, "acquires/s"),
                 fmt_us(mid)
             )
         }

@@ -1,5 +1,5 @@
 //! `summary.json` and `matrix.json`: the contracts that outside tools
-//! read (design.md).
+//! read (docs/design.md).
 
 pub mod atlas;
 pub mod matrix;

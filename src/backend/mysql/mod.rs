@@ -23,7 +23,7 @@
 //!   server moves every lease), and a row nobody contends stays until
 //!   someone asks for it.
 //! - *Non-blocking* (an `INSERT` either wins or fails): fixed by polling
-//!   with [`acquire_with_retry`], jittered backoff up to the timeout.
+//!   with [`super::acquire_with_retry`], jittered backoff up to the timeout.
 //! - *Non-reentrant* (the holder's second `INSERT` is a duplicate too):
 //!   kept, and tested. The fix (store host and thread of the holder and
 //!   check them) is not built: a second acquire by the holder is busy.
@@ -59,7 +59,7 @@
 //! connection, NULL no such lock. The server releases a connection's locks
 //! when the connection ends, so a client that dies frees its locks at once.
 //! The timeout is in seconds, with microseconds allowed on MariaDB
-//! (https://mariadb.com/kb/en/get_lock/; measured: `GET_LOCK(n, 0.3)` gives
+//! (<https://mariadb.com/kb/en/get_lock/>; measured: `GET_LOCK(n, 0.3)` gives
 //! up after 0.3 s), so it is the acquire timeout as it is. There is **no lease**: `Guard::lease`
 //! is `None`. The name is `lockbench/<key>`, at most 64 characters.
 //!

@@ -25,7 +25,7 @@
 //! one. (In Jepsen's histories a process whose operation ended `info` never
 //! issues another, so there the window is open to the end, as Knossos and
 //! Porcupine treat it.) This is also what makes the verdict agree with the
-//! direct rule of design.md, which ends a hold at the invoke of a release
+//! direct rule of docs/design.md, which ends a hold at the invoke of a release
 //! that did not fail: a window open to the end would let a timed-out
 //! release free the same client's *next* hold. Writes, renews and nemesis
 //! events do not change the holder and are left out.

@@ -76,7 +76,7 @@ pub(super) struct Splitter {
     procs: HashMap<u64, u32>,
     keys: BTreeMap<String, Vec<Op>>,
     /// (process, key) whose last release failed: the hold ends at the
-    /// process's next acquire of the key (design.md's hold rule).
+    /// process's next acquire of the key (docs/design.md's hold rule).
     failed_release: HashSet<(u64, String)>,
 }
 
