@@ -4,8 +4,9 @@
 //!   own key; the time of one cycle;
 //! - `cycles_64_clients_64_keys`: 64 clients, each on its own key, as fast
 //!   as they can (lock cycles per second);
-//! - `cycles_64_clients_1_key`: 64 clients on one key (cycles per second,
-//!   eight cycles an iteration);
+//! - `cycles_64_clients_1_key`: 64 clients on one key (cycles per second:
+//!   each batch starts its clients together, so a batch of a few cycles
+//!   would measure the pollers' first backoff, not their pace; 64 a batch);
 //! - `hand_off_16_waiters`: 17 clients cycling on one key with no hold, so
 //!   16 wait while one holds; the time from the holder's release invoke to
 //!   the next holder's acquire ok (a releaser queues again only once another
@@ -37,7 +38,7 @@ use std::time::{Duration, Instant};
 mod common;
 
 use common::Failures;
-use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
+use criterion::{BenchmarkId, SamplingMode, Throughput};
 use lockbench::backend::{self, AcquireOptions, ClientConfig, LockBackend, LockClient, Outcome};
 use lockbench::cluster::{self, Cluster};
 use tokio::runtime::Runtime;
@@ -50,19 +51,6 @@ const HAND_OFF: &str = "hand_off_16_waiters";
 const GROUPS: [&str; 4] = [UNCONTENDED, OWN_KEYS, ONE_KEY, HAND_OFF];
 
 const CLIENTS: usize = 64;
-/// Cycles in one iteration of the one-key group: the 64 clients contend
-/// for them. Few, so that a slow lock (etcd: about 40 cycles a second on
-/// one key) fills criterion's ten samples in seconds, not minutes.
-const ONE_KEY_BATCH: u64 = 8;
-
-/// Cycles one iteration of `group` makes.
-fn batch(group: &str) -> u64 {
-    if group == ONE_KEY {
-        ONE_KEY_BATCH
-    } else {
-        CLIENTS as u64
-    }
-}
 const WAITERS: usize = 16;
 /// Long enough that no lease runs out inside a measurement.
 const LEASE: Duration = Duration::from_secs(10);
@@ -270,11 +258,11 @@ fn uncontended(rt: &Runtime, b: &mut Bench, iters: u64) -> Duration {
     }
 }
 
-/// `CLIENTS` clients run `batch * iters` cycles between them, each on its
+/// `CLIENTS` clients run `CLIENTS * iters` cycles between them, each on its
 /// own key or all on one; the wall time from start to the last release.
 fn cycles(rt: &Runtime, b: &mut Bench, iters: u64, one_key: bool) -> Duration {
     let group = if one_key { ONE_KEY } else { OWN_KEYS };
-    let target = batch(group) * iters;
+    let target = CLIENTS as u64 * iters;
     let done = Arc::new(AtomicU64::new(0));
     let name = b.name;
     if FAILED.has(name) {
@@ -499,7 +487,7 @@ fn main() {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    let mut c = Criterion::default().configure_from_args();
+    let mut c = common::criterion();
 
     // Start only what the filter can select; a filter that is not a plain
     // substring of any id (a regex) starts everything and lets criterion
@@ -529,9 +517,9 @@ fn main() {
             chosen.len(),
             GROUPS.len()
         ),
-        // Measured: about 9 s a backend (start, probe, four groups of
-        // 0.2 s warm-up and at least 1 s of ten samples).
-        Duration::from_secs(9 * chosen.len() as u64),
+        // Measured: about 12 s a backend (start, probe, two groups of
+        // 0.2 + 1 s and two of 0.5 + 3 s).
+        Duration::from_secs(12 * chosen.len() as u64),
         "`cargo bench --bench backends -- NAME` runs the backends whose name contains NAME.",
     );
     let mut benches = Vec::new();
@@ -550,12 +538,19 @@ fn main() {
 
     for group in GROUPS {
         let mut g = c.benchmark_group(group);
-        g.sampling_mode(SamplingMode::Flat)
-            .sample_size(10)
-            .warm_up_time(Duration::from_millis(200))
-            .measurement_time(Duration::from_secs(1));
+        g.sampling_mode(SamplingMode::Flat).sample_size(10);
         if group == OWN_KEYS || group == ONE_KEY {
-            g.throughput(Throughput::Elements(batch(group)));
+            // Each batch starts its 64 clients together, and pollers back
+            // off at the start: batches long enough that the figure is
+            // their pace, not that ramp (Redis on one key: 432 cycles/s
+            // measured over 1 s, 1,663 over 3 s;
+            // docs/results/2026-12-05-cargo-bench.md).
+            g.warm_up_time(Duration::from_millis(500))
+                .measurement_time(Duration::from_secs(3))
+                .throughput(Throughput::Elements(CLIENTS as u64));
+        } else {
+            g.warm_up_time(Duration::from_millis(200))
+                .measurement_time(Duration::from_secs(1));
         }
         for b in &mut benches {
             if FAILED.has(b.name) {

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 mod common;
 
-use criterion::{Criterion, SamplingMode, Throughput};
+use criterion::{SamplingMode, Throughput};
 use lockbench::check::{AnalysisOptions, analyze_file};
 
 const CLIENTS: u64 = 100;
@@ -217,10 +217,10 @@ fn main() {
     common::banner(
         "checkers",
         "the whole analysis of histories of 1M and 2M events",
-        Duration::from_secs(120),
+        Duration::from_secs(60),
         "",
     );
-    let mut c = Criterion::default().configure_from_args();
+    let mut c = common::criterion();
     let dir = match tempfile::tempdir() {
         Ok(d) => d,
         Err(e) => {

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use criterion::{Criterion, SamplingMode, Throughput};
+use criterion::{SamplingMode, Throughput};
 use lockbench::Verdict;
 use lockbench::check::{Budget, check_linearizable};
 use lockbench::history::synthetic::{SyntheticOptions, synthetic_history};
@@ -100,7 +100,7 @@ fn main() {
         t.elapsed().as_secs_f64()
     );
 
-    let mut c = Criterion::default().configure_from_args();
+    let mut c = common::criterion();
     let mut g = c.benchmark_group("linearizability");
     g.sampling_mode(SamplingMode::Flat)
         .sample_size(10)

@@ -239,7 +239,7 @@ fn main() {
             std::process::exit(1);
         }
     };
-    let mut c = Criterion::default().configure_from_args();
+    let mut c = common::criterion();
     let filter_allows = |name: &str| {
         let args: Vec<String> = std::env::args()
             .skip(1)

@@ -15,7 +15,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::Failures;
-use criterion::{Criterion, SamplingMode};
+use criterion::SamplingMode;
 use lockbench::cluster::topology::Shape;
 use lockbench::cluster::{self, Cluster};
 
@@ -63,7 +63,7 @@ fn main() {
             std::process::exit(1);
         }
     };
-    let mut c = Criterion::default().configure_from_args();
+    let mut c = common::criterion();
     let mut group = c.benchmark_group("topology_start_stop");
     // Seconds per iteration: the fewest samples criterion allows, flat.
     group

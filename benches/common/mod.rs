@@ -29,6 +29,21 @@ pub fn smoke() -> bool {
     !bench || test
 }
 
+/// Criterion as every bench here sets it up: no plots unless
+/// `LOCKBENCH_BENCH_PLOTS=1` (drawing criterion's HTML charts takes
+/// seconds a benchmark on this 2-core machine: most of the backends
+/// bench's time, measured), 10,000 bootstrap resamples instead of
+/// 100,000, then the command line's flags.
+pub fn criterion() -> criterion::Criterion {
+    let c = criterion::Criterion::default().nresamples(10_000);
+    let c = if std::env::var_os("LOCKBENCH_BENCH_PLOTS").is_some_and(|v| v == "1") {
+        c
+    } else {
+        c.without_plots()
+    };
+    c.configure_from_args()
+}
+
 /// Prints what this bench measures, how long it takes and how to run less.
 pub fn banner(name: &str, what: &str, expected: Duration, narrower: &str) {
     if smoke() {
