@@ -97,7 +97,7 @@ fn a_fast_server_clock_ends_leases_early() {
         "scenarios/faults/clock-jump.toml",
         "clock-jump",
         "redis",
-        &["--backends", "redis"],
+        &[],
     );
     assert_eq!(s.verdict, Verdict::Invalid);
     assert_eq!(s.faults[0].fault, "clock-drift");
@@ -218,7 +218,7 @@ fn a_paused_holder_resumes_believing_it_holds_and_writes() {
         "scenarios/faults/pause-past-lease.toml",
         "pause-past-lease",
         "redis",
-        &["--backends", "redis"],
+        &[],
     );
     assert_eq!(s.verdict, Verdict::Invalid);
     assert_eq!(s.faults[0].fault, "pause-client");
@@ -277,7 +277,7 @@ fn a_crashed_holder_is_replaced_and_the_lock_comes_free() {
         "scenarios/faults/holder-crash.toml",
         "holder-crash",
         "redis",
-        &["--backends", "redis"],
+        &[],
     );
     assert_eq!(s.verdict, Verdict::Valid);
     let h = events(&dir);
