@@ -110,7 +110,7 @@ fn a_paused_holder_overlapped_by_three_grants_is_one_incident() {
     assert_eq!(inc.faults.len(), 1, "{:?}", inc.faults);
     assert_eq!(inc.faults[0].fault, "pause-client");
     assert_eq!(inc.faults[0].targets, ["c1"]);
-    let sentence = inc.to_string();
+    let sentence = lockbench::report::words::IncidentText(inc).to_string();
     for part in [
         "process 1 held \"k\" from 0.00 s to 5.00 s",
         "past its 1 s lease",

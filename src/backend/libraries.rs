@@ -194,8 +194,19 @@ fn shipped(
     BackendInfo::driver(spec, server, servers, recipe)
 }
 
-/// Every shipped lock library.
+/// Every shipped lock library, in the order the tables list them.
 pub(super) fn backends() -> Vec<BackendInfo> {
+    [
+        python_libraries(),
+        go_libraries(),
+        node_libraries(),
+        jvm_libraries(),
+    ]
+    .concat()
+}
+
+/// The Python libraries (drivers/python).
+fn python_libraries() -> Vec<BackendInfo> {
     vec![
         python_driver(
             "redis-py",
@@ -243,6 +254,12 @@ pub(super) fn backends() -> Vec<BackendInfo> {
         .replicated(Shape::Ensemble(3))
         .notified("watch on the next-lower node")
         .session(Duration::from_millis(2000)),
+    ]
+}
+
+/// The Go libraries (drivers/go).
+fn go_libraries() -> Vec<BackendInfo> {
+    vec![
         go_driver(
             "etcd-mutex",
             "etcd-mutex",
@@ -262,6 +279,12 @@ pub(super) fn backends() -> Vec<BackendInfo> {
             "go-redsync's Mutex (Redlock) on 5 independent masters; random 50-250 ms retry delay; no fencing token",
         )
         .replicated(Shape::Masters(5)),
+    ]
+}
+
+/// The Node.js libraries (drivers/node).
+fn node_libraries() -> Vec<BackendInfo> {
+    vec![
         node_driver(
             "node-redlock",
             "redlock.js",
@@ -290,6 +313,12 @@ pub(super) fn backends() -> Vec<BackendInfo> {
             1,
             "redis-semaphore's Mutex (ioredis): SET NX PX with a UUID, refreshed every 0.8 of the lease on a timer, onLockLost reported as lost; waiters retry every 10 ms",
         ),
+    ]
+}
+
+/// The JVM libraries (drivers/java).
+fn jvm_libraries() -> Vec<BackendInfo> {
+    vec![
         java_driver(
             "curator",
             "curator",

@@ -7,8 +7,9 @@
 use serde::{Deserialize, Serialize};
 
 use super::Verdict;
+use super::compose::{Cx, Done, Step, StreamCheck};
 use super::mutex::Keys;
-use crate::history::Process;
+use crate::history::{OpType, Process};
 
 /// How many witnesses the report carries; the count covers them all.
 const MAX_WITNESSES: usize = 20;
@@ -71,6 +72,9 @@ pub struct FencingReport {
     /// earlier one): the lock service's fence went backwards.
     #[serde(default)]
     pub fence_regressions: u64,
+    /// Why the verdict is `unknown` (the checker crashed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// The fencing check, fed one completion at a time.
@@ -175,6 +179,44 @@ impl FencingState {
             Verdict::Valid
         });
         r
+    }
+}
+
+impl StreamCheck for FencingState {
+    type Report = FencingReport;
+    const NAME: &'static str = "fencing";
+
+    fn step(&mut self, step: &Step<'_>, _: &Cx<'_>) {
+        match *step {
+            Step::AcquireDone {
+                p,
+                key,
+                kind: OpType::Ok,
+                fence,
+                ..
+            } => self.granted(key, Process::Client(p), fence),
+            Step::WriteDone {
+                p,
+                key,
+                fence,
+                accepted,
+                index,
+                time_ns,
+            } => self.write(key, Process::Client(p), fence, accepted, index, time_ns),
+            _ => {}
+        }
+    }
+
+    fn finish(self, done: &Done<'_>) -> FencingReport {
+        FencingState::finish(self, done.keys, done.mutex == Verdict::Invalid)
+    }
+
+    fn crashed(reason: String) -> FencingReport {
+        FencingReport {
+            verdict: Some(Verdict::Unknown),
+            reason: Some(reason),
+            ..Default::default()
+        }
     }
 }
 

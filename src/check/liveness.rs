@@ -17,8 +17,10 @@ use rustc_hash::{FxHashMap, FxHashSet};
 
 use serde::{Deserialize, Serialize};
 
+use super::Verdict;
+use super::compose::{Cx, Done, Step, StreamCheck};
 use super::mutex::Keys;
-use crate::history::Process;
+use crate::history::{OpType, Process};
 
 /// A window in which clients waited for a key, nobody held it and no fault
 /// was active, for longer than the lease bound.
@@ -50,6 +52,12 @@ pub struct Liveness {
     pub jain_index: f64,
     /// Clients that tried and never acquired.
     pub starved_clients: u64,
+    /// `unknown` when the checker crashed; absent when it measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<Verdict>,
+    /// Why it is `unknown`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// How fast the lock came back after one fault.
@@ -95,6 +103,9 @@ pub struct Recovery {
     pub unavailable_fraction: f64,
     /// Operations that ended `info` while a fault was active.
     pub info_during_faults: u64,
+    /// Why nothing was measured (the liveness checker crashed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// Whether a nemesis event opens or closes a fault, and the name of the
@@ -431,6 +442,8 @@ impl LivenessState {
                 0.0
             },
             starved_clients: counts.iter().filter(|&&x| x == 0).count() as u64,
+            verdict: None,
+            reason: None,
         };
         let span = end.saturating_sub(self.first_ns.unwrap_or(end)) as f64;
         let keys_seen = keys.len().max(1) as f64;
@@ -444,8 +457,68 @@ impl LivenessState {
                 0.0
             },
             info_during_faults: self.info_during_faults,
+            reason: None,
         };
         (liveness, recovery)
+    }
+}
+
+impl StreamCheck for LivenessState {
+    type Report = (Liveness, Recovery);
+    const NAME: &'static str = "liveness";
+
+    fn step(&mut self, step: &Step<'_>, _: &Cx<'_>) {
+        match *step {
+            Step::Tick { time_ns, lease_ms } => self.tick(time_ns, lease_ms),
+            Step::Nemesis {
+                name,
+                targets,
+                time_ns,
+            } => self.nemesis(name, targets, time_ns),
+            Step::Lost { p, key, time_ns } => self.released(p, key, time_ns),
+            Step::Crash {
+                p,
+                waiting_for,
+                time_ns,
+            } => self.crashed(p, waiting_for, time_ns),
+            Step::AcquireInvoked { p, key, time_ns } => self.acquire_invoked(p, key, time_ns),
+            Step::AcquireAbandoned { p, key, time_ns } => self.crashed(p, Some(key), time_ns),
+            Step::AcquireDone {
+                p,
+                key,
+                kind,
+                invoked_ns,
+                time_ns,
+                ..
+            } => self.acquire_done(p, key, invoked_ns, time_ns, kind == OpType::Ok),
+            Step::ReleaseDone {
+                p,
+                key,
+                kind: OpType::Ok | OpType::Info,
+                time_ns,
+                ..
+            } => self.released(p, key, time_ns),
+            Step::ReleaseDone { .. } | Step::WriteDone { .. } => {}
+            Step::Info => self.info_completion(),
+        }
+    }
+
+    fn finish(self, done: &Done<'_>) -> (Liveness, Recovery) {
+        LivenessState::finish(self, done.keys)
+    }
+
+    fn crashed(reason: String) -> (Liveness, Recovery) {
+        (
+            Liveness {
+                verdict: Some(Verdict::Unknown),
+                reason: Some(reason.clone()),
+                ..Default::default()
+            },
+            Recovery {
+                reason: Some(reason),
+                ..Default::default()
+            },
+        )
     }
 }
 

@@ -4,6 +4,7 @@
 //! verdict has three values. A checker that panics gives `unknown`, never a
 //! crashed run.
 
+mod compose;
 mod fencing;
 pub mod linear;
 mod liveness;
@@ -26,6 +27,7 @@ use std::path::Path;
 
 use crate::error::Result;
 use crate::history::{Event, EventRef, FnRef, OpType, Process, StreamStats, stream_refs};
+use compose::{Cx, Done, Guarded, Step};
 
 /// Valid, invalid, or unknown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -126,17 +128,7 @@ pub fn run_checker(checker: &dyn Checker, events: &[Event]) -> CheckResult {
 /// The one place a checker's panic becomes an `unknown` verdict (Jepsen's
 /// `check-safe`): the run goes on, and the report says why.
 fn check_safe(name: &str, check: impl FnOnce() -> CheckResult) -> CheckResult {
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(check)) {
-        Ok(result) => result,
-        Err(panic) => {
-            let msg = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "unknown panic".into());
-            CheckResult::unknown(name, format!("checker crashed: {msg}"))
-        }
-    }
+    compose::guard(check).unwrap_or_else(|crash| CheckResult::unknown(name, crash))
 }
 
 /// Checks mutual exclusion of a history file, streaming it: memory grows
@@ -277,35 +269,77 @@ struct Open<'k> {
     fence: Option<u64>,
 }
 
-/// The one pass: every checker's state, fed each event in file order.
+/// The one pass: the mutex checker's holds, and every other checker
+/// composed over the steps decoded from the events, in file order.
 struct Analyzer {
     tracker: HoldTracker,
     broken: Option<Inconsistent>,
+    /// Why the mutex checker stopped (it panicked), if it did.
+    mutex_crash: Option<String>,
+    /// The failpoint's checker, read once.
+    failpoint: Option<String>,
     /// Each client's operation in flight (its `f` kept only for client
     /// functions, which borrow nothing).
     pending: FxHashMap<u64, Open<'static>>,
-    ownership: ownership::OwnershipState,
-    fencing: fencing::FencingState,
-    liveness: liveness::LivenessState,
+    ownership: Guarded<ownership::OwnershipState>,
+    fencing: Guarded<fencing::FencingState>,
+    liveness: Guarded<liveness::LivenessState>,
     /// A nemesis `invoke` whose completion repeats it.
     nemesis_pending: Option<String>,
 }
 
 impl Analyzer {
     fn new(opts: AnalysisOptions) -> Self {
+        let failpoint = compose::failpoint();
+        let fp = failpoint.as_deref();
         Analyzer {
             tracker: HoldTracker::new(),
             broken: None,
+            mutex_crash: None,
             pending: FxHashMap::default(),
-            ownership: Default::default(),
-            fencing: Default::default(),
-            liveness: liveness::LivenessState::new(opts.deadlock_bound),
+            ownership: Guarded::new(Default::default(), fp),
+            fencing: Guarded::new(Default::default(), fp),
+            liveness: Guarded::new(liveness::LivenessState::new(opts.deadlock_bound), fp),
             nemesis_pending: None,
+            failpoint,
+        }
+    }
+
+    /// Hands a step to every composed checker.
+    fn step(&mut self, step: Step<'_>) {
+        let cx = Cx {
+            tracker: self.mutex_crash.is_none().then_some(&self.tracker),
+        };
+        self.ownership.step(&step, &cx);
+        self.fencing.step(&step, &cx);
+        self.liveness.step(&step, &cx);
+    }
+
+    /// The mutex checker's step: its holds, guarded like the others.
+    fn track(&mut self, e: &EventRef<'_>, key: u32) {
+        if self.broken.is_some() || self.mutex_crash.is_some() {
+            return;
+        }
+        let name = MutexChecker.name();
+        let fail = self.failpoint.as_deref() == Some(name);
+        let tracker = &mut self.tracker;
+        match compose::guard(|| {
+            if fail {
+                panic!("LOCKBENCH_FAILPOINT made the {name} checker panic");
+            }
+            tracker.push_ev(e, key)
+        }) {
+            Ok(Ok(())) => {}
+            Ok(Err(why)) => self.broken = Some(why),
+            Err(crash) => self.mutex_crash = Some(crash),
         }
     }
 
     fn push(&mut self, e: &EventRef<'_>) {
-        self.liveness.tick(e.time_ns, e.lease_ms);
+        self.step(Step::Tick {
+            time_ns: e.time_ns,
+            lease_ms: e.lease_ms,
+        });
         let p = match e.process {
             Process::Client(p) => p,
             Process::Nemesis => {
@@ -318,98 +352,102 @@ impl Analyzer {
                 if e.kind == OpType::Invoke {
                     self.nemesis_pending = Some(name.to_string());
                 }
-                self.liveness.nemesis(name, &e.targets, e.time_ns);
+                self.step(Step::Nemesis {
+                    name,
+                    targets: &e.targets,
+                    time_ns: e.time_ns,
+                });
                 return;
             }
         };
         let key = self.tracker.keys_mut().id(e.key);
-        if self.broken.is_none()
-            && let Err(why) = self.tracker.push_ev(e, key)
-        {
-            self.broken = Some(why);
-        }
+        self.track(e, key);
+        let time_ns = e.time_ns;
         if e.f == FnRef::Lost {
             // The client let the key go; the service may still hold it
             // (ownership goes on as before), but no client acts as holder.
-            self.liveness.released(p, key, e.time_ns);
+            self.step(Step::Lost { p, key, time_ns });
             return;
         }
         if e.f == FnRef::Crash {
             let op = self.pending.remove(&p);
-            self.ownership.crash(p);
-            let waiting = op.filter(|o| o.f == FnRef::Acquire).map(|o| o.key);
-            self.liveness.crashed(p, waiting, e.time_ns);
+            let waiting_for = op.filter(|o| o.f == FnRef::Acquire).map(|o| o.key);
+            self.step(Step::Crash {
+                p,
+                waiting_for,
+                time_ns,
+            });
             return;
         }
         if e.kind == OpType::Invoke {
-            let f = match e.f {
-                FnRef::Acquire => FnRef::Acquire,
-                FnRef::Release => FnRef::Release,
-                FnRef::Renew => FnRef::Renew,
-                FnRef::Write => FnRef::Write,
-                _ => FnRef::Crash,
-            };
-            if f == FnRef::Acquire {
-                self.liveness.acquire_invoked(p, key, e.time_ns);
-            }
-            if let Some(old) = self.pending.insert(
-                p,
-                Open {
-                    f,
-                    key,
-                    time_ns: e.time_ns,
-                    fence: e.fence,
-                },
-            ) && old.f == FnRef::Acquire
-            {
-                // Two invokes in a row (an inconsistent history): the
-                // first wait is over, whatever became of it.
-                self.liveness.crashed(p, Some(old.key), e.time_ns);
-            }
+            self.invoked(p, key, e);
             return;
         }
         let Some(op) = self.pending.remove(&p) else {
             return;
         };
         if e.kind == OpType::Info {
-            self.liveness.info_completion();
+            self.step(Step::Info);
         }
-        match op.f {
-            FnRef::Acquire => {
-                let ok = e.kind == OpType::Ok;
-                self.ownership.acquire(p, op.key, e.kind);
-                if ok {
-                    self.fencing
-                        .granted(op.key, e.process, e.fence.or(op.fence));
-                }
-                self.liveness
-                    .acquire_done(p, op.key, op.time_ns, e.time_ns, ok);
-            }
-            FnRef::Release => {
-                self.ownership.release(
-                    p,
-                    op.key,
-                    e.kind,
-                    e.was_held,
-                    e.index,
-                    e.time_ns,
-                    &self.tracker,
-                );
-                if matches!(e.kind, OpType::Ok | OpType::Info) {
-                    self.liveness.released(p, op.key, e.time_ns);
-                }
-            }
-            FnRef::Write if e.kind == OpType::Ok => {
-                self.fencing.write(
-                    op.key,
-                    e.process,
-                    e.fence.or(op.fence),
-                    e.accepted,
-                    e.index,
-                    e.time_ns,
-                );
-            }
-            _ => {}
+        let step = match op.f {
+            FnRef::Acquire => Step::AcquireDone {
+                p,
+                key: op.key,
+                kind: e.kind,
+                invoked_ns: op.time_ns,
+                time_ns,
+                fence: e.fence.or(op.fence),
+            },
+            FnRef::Release => Step::ReleaseDone {
+                p,
+                key: op.key,
+                kind: e.kind,
+                was_held: e.was_held,
+                index: e.index,
+                time_ns,
+            },
+            FnRef::Write if e.kind == OpType::Ok => Step::WriteDone {
+                p,
+                key: op.key,
+                fence: e.fence.or(op.fence),
+                accepted: e.accepted,
+                index: e.index,
+                time_ns,
+            },
+            _ => return,
+        };
+        self.step(step);
+    }
+
+    /// Client `p` invoked an operation on `key`.
+    fn invoked(&mut self, p: u64, key: u32, e: &EventRef<'_>) {
+        let f = match e.f {
+            FnRef::Acquire => FnRef::Acquire,
+            FnRef::Release => FnRef::Release,
+            FnRef::Renew => FnRef::Renew,
+            FnRef::Write => FnRef::Write,
+            _ => FnRef::Crash,
+        };
+        let time_ns = e.time_ns;
+        if f == FnRef::Acquire {
+            self.step(Step::AcquireInvoked { p, key, time_ns });
+        }
+        let open = Open {
+            f,
+            key,
+            time_ns,
+            fence: e.fence,
+        };
+        if let Some(old) = self.pending.insert(p, open)
+            && old.f == FnRef::Acquire
+        {
+            // Two invokes in a row (an inconsistent history): the first
+            // wait is over, whatever became of it.
+            self.step(Step::AcquireAbandoned {
+                p,
+                key: old.key,
+                time_ns,
+            });
         }
     }
 
@@ -417,16 +455,19 @@ impl Analyzer {
         let consistent = self.broken.is_none();
         let checker = MutexChecker;
         let (recs, keys) = self.tracker.finish_recs();
-        let mutex = match self.broken {
-            Some(why) => checker.inconsistent(why),
-            None => check_safe(checker.name(), || checker.check_recs(&recs, &keys)),
+        let mut mutex = match (self.broken, self.mutex_crash) {
+            (Some(why), _) => checker.inconsistent(why),
+            (None, Some(crash)) => CheckResult::unknown(checker.name(), crash),
+            (None, None) => check_safe(checker.name(), || checker.check_recs(&recs, &keys)),
         };
-        let ownership = self.ownership.finish(&keys, consistent);
-        let fencing = self
-            .fencing
-            .finish(&keys, mutex.verdict == Verdict::Invalid);
-        let (liveness, recovery) = self.liveness.finish(&keys);
-        let mut mutex = mutex;
+        let done = Done {
+            keys: &keys,
+            consistent,
+            mutex: mutex.verdict,
+        };
+        let ownership = self.ownership.finish(&done);
+        let fencing = self.fencing.finish(&done);
+        let (liveness, recovery) = self.liveness.finish(&done);
         attach_faults(&mut mutex.incidents, &recovery.faults);
         Analysis {
             mutex,

@@ -204,79 +204,6 @@ pub struct IncidentFault {
     pub end_ns: u64,
 }
 
-fn secs2(ns: u64) -> String {
-    format!("{:.2}", ns as f64 / 1e9)
-}
-
-impl std::fmt::Display for Incident {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let h = &self.holder;
-        write!(f, "process {} held ", h.process)?;
-        if self.key.is_empty() {
-            f.write_str("the lock")?;
-        } else {
-            write!(f, "{:?}", self.key)?;
-        }
-        write!(f, " from {} s", secs2(h.start_ns))?;
-        match h.end_ns {
-            Some(end) => write!(f, " to {} s", secs2(end))?,
-            None => f.write_str(" to the end of the history")?,
-        }
-        if let (Some(ms), Some(end)) = (h.lease_ms, self.lease_end_ns) {
-            let past = h.end_ns.is_none_or(|e| e > end);
-            write!(
-                f,
-                ", {} its {} lease (ran out at {} s)",
-                if past { "past" } else { "within" },
-                fmt_lease(ms),
-                secs2(end)
-            )?;
-        }
-        for (i, fault) in self.faults.iter().enumerate() {
-            f.write_str(if i == 0 { ", during " } else { " and " })?;
-            write!(f, "{}", fault.fault)?;
-            if !fault.targets.is_empty() {
-                write!(f, " of {}", fault.targets.join(", "))?;
-            }
-            match fault.start_ns {
-                Some(s) => write!(f, " ({}–{} s)", secs2(s), secs2(fault.end_ns))?,
-                None => write!(f, " (to {} s)", secs2(fault.end_ns))?,
-            }
-        }
-        write!(
-            f,
-            ": {} grant{} to others overlapped it",
-            self.overlaps,
-            if self.overlaps == 1 { "" } else { "s" }
-        )?;
-        match (self.first_fence, self.last_fence) {
-            (Some(a), Some(b)) if a == b => write!(f, " (fence {a})")?,
-            (Some(a), Some(b)) => write!(f, " (fences {a}–{b})")?,
-            _ => {}
-        }
-        let w = &self.writes;
-        let fence = w
-            .fence
-            .map(|t| format!(" with fence {t}"))
-            .unwrap_or_default();
-        match (w.accepted, w.rejected) {
-            (0, 0) => {}
-            (1, 0) => write!(f, "; its write{fence} was accepted")?,
-            (0, 1) => write!(f, "; its write{fence} was rejected")?,
-            (a, r) => write!(f, "; of its writes, {a} accepted and {r} rejected")?,
-        }
-        write!(f, " [{}]", self.class.as_str())
-    }
-}
-
-fn fmt_lease(ms: u64) -> String {
-    if ms.is_multiple_of(1000) {
-        format!("{} s", ms / 1000)
-    } else {
-        format!("{ms} ms")
-    }
-}
-
 fn fence_note(fence: Option<u64>) -> String {
     fence.map(|t| format!(", fence {t}")).unwrap_or_default()
 }
@@ -697,12 +624,18 @@ impl HoldTracker {
                 op.index
             )));
         }
+        self.completed(p, &op, e);
+        Ok(())
+    }
+
+    /// Client `p`'s operation `op` completed with `e`.
+    fn completed(&mut self, p: u64, op: &PendingOp, e: &EventRef<'_>) {
         match (op.f, e.kind) {
             (Op::Acquire, OpType::Ok) => {
                 // A second acquire by the holder (reentrancy) keeps the
                 // first hold.
                 if self.open.contains_key(&(p, op.key)) {
-                    return Ok(());
+                    return;
                 }
                 let lease_ms = e.lease_ms.or(op.lease_ms);
                 self.open.insert(
@@ -739,13 +672,12 @@ impl HoldTracker {
                     rec.write_fence = rec.put(WRITE_FENCE, e.fence.or(op.fence));
                 }
             }
-            (Op::Release, OpType::Ok | OpType::Info) => self.close_at_release(p, &op),
+            (Op::Release, OpType::Ok | OpType::Info) => self.close_at_release(p, op),
             (Op::Release, OpType::Fail) if self.open.contains_key(&(p, op.key)) => {
                 self.failed_release.insert((p, op.key));
             }
             _ => {}
         }
-        Ok(())
     }
 
     fn close_at_release(&mut self, p: u64, op: &PendingOp) {

@@ -13,6 +13,7 @@ use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
 use super::Verdict;
+use super::compose::{Cx, Done, Step, StreamCheck};
 use super::mutex::{HoldTracker, Keys};
 use crate::history::{OpType, Process};
 
@@ -44,6 +45,9 @@ pub struct OwnershipReport {
     pub violations: u64,
     /// The first few.
     pub witnesses: Vec<OwnershipViolation>,
+    /// Why the verdict is `unknown` (the checker crashed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 impl Default for OwnershipReport {
@@ -52,6 +56,7 @@ impl Default for OwnershipReport {
             verdict: Verdict::Unknown,
             violations: 0,
             witnesses: Vec::new(),
+            reason: None,
         }
     }
 }
@@ -93,7 +98,7 @@ impl OwnershipState {
         was_held: Option<bool>,
         index: u64,
         time_ns: u64,
-        tracker: &HoldTracker,
+        tracker: Option<&HoldTracker>,
     ) {
         match kind {
             OpType::Ok if was_held == Some(false) => {
@@ -117,7 +122,7 @@ impl OwnershipState {
                                 process: Process::Client(p),
                                 index,
                                 time_ns,
-                                holder: tracker.other_holder(p, key),
+                                holder: tracker.and_then(|t| t.other_holder(p, key)),
                             },
                         ));
                     }
@@ -160,6 +165,39 @@ impl OwnershipState {
                     w
                 })
                 .collect(),
+            reason: None,
+        }
+    }
+}
+
+impl StreamCheck for OwnershipState {
+    type Report = OwnershipReport;
+    const NAME: &'static str = "ownership";
+
+    fn step(&mut self, step: &Step<'_>, cx: &Cx<'_>) {
+        match *step {
+            Step::Crash { p, .. } => self.crash(p),
+            Step::AcquireDone { p, key, kind, .. } => self.acquire(p, key, kind),
+            Step::ReleaseDone {
+                p,
+                key,
+                kind,
+                was_held,
+                index,
+                time_ns,
+            } => self.release(p, key, kind, was_held, index, time_ns, cx.tracker),
+            _ => {}
+        }
+    }
+
+    fn finish(self, done: &Done<'_>) -> OwnershipReport {
+        OwnershipState::finish(self, done.keys, done.consistent)
+    }
+
+    fn crashed(reason: String) -> OwnershipReport {
+        OwnershipReport {
+            reason: Some(reason),
+            ..Default::default()
         }
     }
 }

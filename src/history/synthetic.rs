@@ -52,164 +52,207 @@ impl Default for SyntheticOptions {
 /// so the history keeps mutual exclusion; `info` outcomes may or may not
 /// have taken effect (a request lost on the way back, or on the way out).
 pub fn synthetic_history(seed: u64, o: &SyntheticOptions) -> Vec<Event> {
-    #[derive(Clone, Copy, PartialEq)]
-    enum C {
-        Idle,
-        Acquiring(usize),
-        Holding(usize),
-        Reacquiring(usize),
-        Writing(usize),
-        Releasing(usize),
-    }
-    #[derive(Clone, Copy)]
-    struct Lock {
-        holder: Option<usize>,
-        /// Step at which a hold its holder no longer knows of expires.
-        ghost_until: Option<u64>,
-        fence: u64,
-    }
-    let mut rng = StdRng::seed_from_u64(seed);
     let nc = o.clients.max(1) as usize;
     let nk = o.keys.max(1) as usize;
-    let mut clients = vec![C::Idle; nc];
-    let mut locks = vec![
-        Lock {
-            holder: None,
-            ghost_until: None,
-            fence: 0,
-        };
-        nk
-    ];
-    let mut out: Vec<Event> = Vec::new();
-    let mut t = 0u64;
-    let mut ops = 0u64;
+    let mut sim = Sim {
+        rng: StdRng::seed_from_u64(seed),
+        o,
+        nk,
+        clients: vec![C::Idle; nc],
+        locks: vec![
+            Lock {
+                holder: None,
+                ghost_until: None,
+                fence: 0,
+            };
+            nk
+        ],
+        out: Vec::new(),
+        t: 0,
+        ops: 0,
+    };
     let max_steps = o.operations.saturating_mul(50).max(1000);
     for step in 0..max_steps {
-        if ops >= o.operations {
+        if sim.ops >= o.operations {
             break;
         }
-        for l in locks.iter_mut() {
+        sim.step(step, nc);
+    }
+    sim.out
+}
+
+/// What a simulated client is doing (with the key it is doing it to).
+#[derive(Clone, Copy, PartialEq)]
+enum C {
+    Idle,
+    Acquiring(usize),
+    Holding(usize),
+    Reacquiring(usize),
+    Writing(usize),
+    Releasing(usize),
+}
+
+/// A simulated lock.
+#[derive(Clone, Copy)]
+struct Lock {
+    holder: Option<usize>,
+    /// Step at which a hold its holder no longer knows of expires.
+    ghost_until: Option<u64>,
+    fence: u64,
+}
+
+/// The simulation behind [`synthetic_history`].
+struct Sim<'o> {
+    rng: StdRng,
+    o: &'o SyntheticOptions,
+    nk: usize,
+    clients: Vec<C>,
+    locks: Vec<Lock>,
+    out: Vec<Event>,
+    t: u64,
+    ops: u64,
+}
+
+impl Sim<'_> {
+    /// Appends an event of client `c` now; its index in the history.
+    fn emit(&mut self, c: usize, kind: OpType, f: F, key: Option<usize>) -> usize {
+        let mut e = Event::new(self.t, Process::Client(c as u64 + 1), kind, f);
+        e.index = self.out.len() as u64;
+        if self.nk > 1 {
+            e.key = key.map(|k| format!("k{k}"));
+        }
+        self.out.push(e);
+        self.out.len() - 1
+    }
+
+    /// One step: leases past their ghost hold expire, then one client,
+    /// chosen at random, moves on.
+    fn step(&mut self, step: u64, nc: usize) {
+        for l in self.locks.iter_mut() {
             if l.ghost_until.is_some_and(|s| s <= step) {
                 l.holder = None;
                 l.ghost_until = None;
             }
         }
-        let c = rng.random_range(0..nc);
-        let p = Process::Client(c as u64 + 1);
-        if !rng.random_bool(o.same_time.clamp(0.0, 1.0)) {
-            t += rng.random_range(1..20u64);
+        let c = self.rng.random_range(0..nc);
+        if !self.rng.random_bool(self.o.same_time.clamp(0.0, 1.0)) {
+            self.t += self.rng.random_range(1..20u64);
         }
-        let emit = |out: &mut Vec<Event>, kind: OpType, f: F, key: Option<usize>| {
-            let mut e = Event::new(t, p, kind, f);
-            e.index = out.len() as u64;
-            if nk > 1 {
-                e.key = key.map(|k| format!("k{k}"));
-            }
-            out.push(e);
-            out.len() - 1
-        };
-        let roll: f64 = rng.random();
-        match clients[c] {
+        let roll: f64 = self.rng.random();
+        match self.clients[c] {
             C::Idle => {
-                let k = rng.random_range(0..nk);
-                emit(&mut out, OpType::Invoke, F::Acquire, Some(k));
-                clients[c] = C::Acquiring(k);
+                let k = self.rng.random_range(0..self.nk);
+                self.emit(c, OpType::Invoke, F::Acquire, Some(k));
+                self.clients[c] = C::Acquiring(k);
             }
-            C::Acquiring(k) => {
-                let free = locks[k].holder.is_none();
-                if roll < o.info {
-                    // Timed out: taken on the server, or not.
-                    if free && rng.random_bool(0.5) {
-                        locks[k].holder = Some(c);
-                        locks[k].ghost_until = Some(step + rng.random_range(1..30u64));
-                    }
-                    emit(&mut out, OpType::Info, F::Acquire, Some(k));
-                    clients[c] = C::Idle;
-                    ops += 1;
-                } else if roll < o.info + o.fail || (!free && rng.random_bool(0.1)) {
-                    emit(&mut out, OpType::Fail, F::Acquire, Some(k));
-                    clients[c] = C::Idle;
-                    ops += 1;
-                } else if free || rng.random_bool(o.double_grant.clamp(0.0, 1.0)) {
-                    locks[k].holder = Some(c);
-                    locks[k].ghost_until = None;
-                    locks[k].fence += 1;
-                    let i = emit(&mut out, OpType::Ok, F::Acquire, Some(k));
-                    out[i].fence = Some(locks[k].fence);
-                    clients[c] = C::Holding(k);
-                    ops += 1;
-                }
-            }
-            C::Holding(k) => {
-                if rng.random_bool(o.crash.clamp(0.0, 1.0)) {
-                    if locks[k].holder == Some(c) {
-                        locks[k].holder = None;
-                    }
-                    emit(&mut out, OpType::Info, F::Crash, None);
-                    clients[c] = C::Idle;
-                } else if rng.random_bool(o.lease_expiry.clamp(0.0, 1.0)) {
-                    if locks[k].holder == Some(c) {
-                        locks[k].holder = None;
-                    }
-                } else if roll < 0.05 {
-                    emit(&mut out, OpType::Invoke, F::Acquire, Some(k));
-                    clients[c] = C::Reacquiring(k);
-                } else if roll < 0.3 {
-                    emit(&mut out, OpType::Invoke, F::Write, Some(k));
-                    clients[c] = C::Writing(k);
-                } else {
-                    emit(&mut out, OpType::Invoke, F::Release, Some(k));
-                    clients[c] = C::Releasing(k);
-                }
-            }
+            C::Acquiring(k) => self.acquiring(c, k, step, roll),
+            C::Holding(k) => self.holding(c, k, roll),
             C::Reacquiring(k) => {
-                let i = emit(&mut out, OpType::Ok, F::Acquire, Some(k));
-                out[i].fence = Some(locks[k].fence);
-                clients[c] = C::Holding(k);
-                ops += 1;
+                let i = self.emit(c, OpType::Ok, F::Acquire, Some(k));
+                self.out[i].fence = Some(self.locks[k].fence);
+                self.clients[c] = C::Holding(k);
+                self.ops += 1;
             }
             C::Writing(k) => {
-                let i = emit(&mut out, OpType::Ok, F::Write, Some(k));
-                out[i].value = Some(serde_json::json!({ "accepted": true }));
-                clients[c] = C::Holding(k);
+                let i = self.emit(c, OpType::Ok, F::Write, Some(k));
+                self.out[i].value = Some(serde_json::json!({ "accepted": true }));
+                self.clients[c] = C::Holding(k);
             }
-            C::Releasing(k) => {
-                let held = locks[k].holder == Some(c);
-                if rng.random_bool((o.crash / 2.0).clamp(0.0, 1.0)) {
-                    if held {
-                        locks[k].holder = None;
-                    }
-                    emit(&mut out, OpType::Info, F::Crash, None);
-                    clients[c] = C::Idle;
-                } else if roll < o.info {
-                    if held && rng.random_bool(0.5) {
-                        // Lost on the way out: the lease frees it later.
-                        locks[k].ghost_until = Some(step + rng.random_range(1..30u64));
-                    } else if held {
-                        locks[k].holder = None;
-                    }
-                    emit(&mut out, OpType::Info, F::Release, Some(k));
-                    clients[c] = C::Idle;
-                    ops += 1;
-                } else if roll < o.info + o.fail {
-                    emit(&mut out, OpType::Fail, F::Release, Some(k));
-                    clients[c] = C::Holding(k);
-                    ops += 1;
-                } else {
-                    if held {
-                        locks[k].holder = None;
-                    }
-                    let i = emit(&mut out, OpType::Ok, F::Release, Some(k));
-                    if !held {
-                        out[i].value = Some(serde_json::json!({ "was_held": false }));
-                    }
-                    clients[c] = C::Idle;
-                    ops += 1;
-                }
-            }
+            C::Releasing(k) => self.releasing(c, k, step, roll),
         }
     }
-    out
+
+    /// Client `c`'s acquire of `k` ends: granted, refused, or timed out.
+    fn acquiring(&mut self, c: usize, k: usize, step: u64, roll: f64) {
+        let o = self.o;
+        let free = self.locks[k].holder.is_none();
+        if roll < o.info {
+            // Timed out: taken on the server, or not.
+            if free && self.rng.random_bool(0.5) {
+                self.locks[k].holder = Some(c);
+                self.locks[k].ghost_until = Some(step + self.rng.random_range(1..30u64));
+            }
+            self.emit(c, OpType::Info, F::Acquire, Some(k));
+            self.clients[c] = C::Idle;
+            self.ops += 1;
+        } else if roll < o.info + o.fail || (!free && self.rng.random_bool(0.1)) {
+            self.emit(c, OpType::Fail, F::Acquire, Some(k));
+            self.clients[c] = C::Idle;
+            self.ops += 1;
+        } else if free || self.rng.random_bool(o.double_grant.clamp(0.0, 1.0)) {
+            self.locks[k].holder = Some(c);
+            self.locks[k].ghost_until = None;
+            self.locks[k].fence += 1;
+            let i = self.emit(c, OpType::Ok, F::Acquire, Some(k));
+            self.out[i].fence = Some(self.locks[k].fence);
+            self.clients[c] = C::Holding(k);
+            self.ops += 1;
+        }
+    }
+
+    /// Client `c`, holding `k`: crashes, loses its lease, or invokes its
+    /// next operation.
+    fn holding(&mut self, c: usize, k: usize, roll: f64) {
+        let o = self.o;
+        if self.rng.random_bool(o.crash.clamp(0.0, 1.0)) {
+            if self.locks[k].holder == Some(c) {
+                self.locks[k].holder = None;
+            }
+            self.emit(c, OpType::Info, F::Crash, None);
+            self.clients[c] = C::Idle;
+        } else if self.rng.random_bool(o.lease_expiry.clamp(0.0, 1.0)) {
+            if self.locks[k].holder == Some(c) {
+                self.locks[k].holder = None;
+            }
+        } else if roll < 0.05 {
+            self.emit(c, OpType::Invoke, F::Acquire, Some(k));
+            self.clients[c] = C::Reacquiring(k);
+        } else if roll < 0.3 {
+            self.emit(c, OpType::Invoke, F::Write, Some(k));
+            self.clients[c] = C::Writing(k);
+        } else {
+            self.emit(c, OpType::Invoke, F::Release, Some(k));
+            self.clients[c] = C::Releasing(k);
+        }
+    }
+
+    /// Client `c`'s release of `k` ends: done, failed, lost on the way, or
+    /// the client crashes.
+    fn releasing(&mut self, c: usize, k: usize, step: u64, roll: f64) {
+        let o = self.o;
+        let held = self.locks[k].holder == Some(c);
+        if self.rng.random_bool((o.crash / 2.0).clamp(0.0, 1.0)) {
+            if held {
+                self.locks[k].holder = None;
+            }
+            self.emit(c, OpType::Info, F::Crash, None);
+            self.clients[c] = C::Idle;
+        } else if roll < o.info {
+            if held && self.rng.random_bool(0.5) {
+                // Lost on the way out: the lease frees it later.
+                self.locks[k].ghost_until = Some(step + self.rng.random_range(1..30u64));
+            } else if held {
+                self.locks[k].holder = None;
+            }
+            self.emit(c, OpType::Info, F::Release, Some(k));
+            self.clients[c] = C::Idle;
+            self.ops += 1;
+        } else if roll < o.info + o.fail {
+            self.emit(c, OpType::Fail, F::Release, Some(k));
+            self.clients[c] = C::Holding(k);
+            self.ops += 1;
+        } else {
+            if held {
+                self.locks[k].holder = None;
+            }
+            let i = self.emit(c, OpType::Ok, F::Release, Some(k));
+            if !held {
+                self.out[i].value = Some(serde_json::json!({ "was_held": false }));
+            }
+            self.clients[c] = C::Idle;
+            self.ops += 1;
+        }
+    }
 }
 
 impl SyntheticOptions {

@@ -194,6 +194,33 @@ pub fn markdown(atlas: &Atlas) -> String {
     md
 }
 
+/// One cell of the atlas's table, as HTML (an empty one where the row has
+/// no such column).
+fn cell_html(rows: &mut String, c: Option<&AtlasCell>) {
+    let Some(c) = c else {
+        rows.push_str("<td></td>");
+        return;
+    };
+    let text = escape(&c.words);
+    let body = match &c.link {
+        Some(link) => format!("<a href=\"{}\">{text}</a>", href(link)),
+        None => text,
+    };
+    let mark = if c.status == Status::Contradicts {
+        "<br><strong>not as expected</strong>"
+    } else {
+        ""
+    };
+    let _ = write!(
+        rows,
+        "<td class=\"{}\" title=\"expected {}: {}\">{body}{mark}<br><small>expected {}</small></td>",
+        c.colour(),
+        c.expect.expect.name(),
+        escape(&c.expect.why),
+        c.expect.expect.name()
+    );
+}
+
 /// `atlas.html`.
 pub fn render(atlas: &Atlas) -> String {
     let mut head = String::from("<tr><th>backend</th>");
@@ -231,28 +258,7 @@ pub fn render(atlas: &Atlas) -> String {
             row.hold_limit_ms
         );
         for column in &atlas.columns {
-            let Some(c) = cell(row, *column) else {
-                rows.push_str("<td></td>");
-                continue;
-            };
-            let text = escape(&c.words);
-            let body = match &c.link {
-                Some(link) => format!("<a href=\"{}\">{text}</a>", href(link)),
-                None => text,
-            };
-            let mark = if c.status == Status::Contradicts {
-                "<br><strong>not as expected</strong>"
-            } else {
-                ""
-            };
-            let _ = write!(
-                rows,
-                "<td class=\"{}\" title=\"expected {}: {}\">{body}{mark}<br><small>expected {}</small></td>",
-                c.colour(),
-                c.expect.expect.name(),
-                escape(&c.expect.why),
-                c.expect.expect.name()
-            );
+            cell_html(&mut rows, cell(row, *column));
         }
         rows.push_str("</tr>");
     }

@@ -54,6 +54,172 @@ pub(crate) struct Curve<'a> {
     pub points: &'a [CurvePoint],
 }
 
+/// A chart of this module: on an SVG string, both axes ours.
+type Chart<'a, 'b> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<Axis, Axis>>;
+/// What drawing on an SVG string can fail with.
+type DrawError = DrawingAreaErrorKind<std::io::Error>;
+
+/// The chart on `root` with the house's caption, margins and label areas.
+fn build<'a, 'b>(
+    root: &'a DrawingArea<SVGBackend<'b>, plotters::coord::Shift>,
+    title: &str,
+    x: Axis,
+    y: Axis,
+) -> std::result::Result<Chart<'a, 'b>, DrawError> {
+    ChartBuilder::on(root)
+        .caption(title, (FONT_FAMILY, 20).into_font().color(&TEXT))
+        .margin(14)
+        .margin_right(28)
+        .x_label_area_size(52)
+        .y_label_area_size(76)
+        .build_cartesian_2d(x, y)
+}
+
+/// The grid, the axes' labels (`labels`: how many on x and y) and their
+/// descriptions, in the house's style.
+fn mesh(
+    chart: &mut Chart<'_, '_>,
+    labels: (usize, usize),
+    x_fmt: &dyn Fn(&f64) -> String,
+    y_fmt: &dyn Fn(&f64) -> String,
+    x_desc: &str,
+    y_desc: &str,
+) -> std::result::Result<(), DrawError> {
+    chart
+        .configure_mesh()
+        .x_labels(labels.0)
+        .y_labels(labels.1)
+        .x_label_formatter(x_fmt)
+        .y_label_formatter(y_fmt)
+        .x_desc(x_desc)
+        .y_desc(y_desc)
+        .label_style((FONT_FAMILY, 13).into_font().color(&TEXT))
+        .axis_desc_style((FONT_FAMILY, 14).into_font().color(&TEXT))
+        .bold_line_style(GRID_BOLD)
+        .light_line_style(GRID_LIGHT)
+        .axis_style(TEXT.mix(0.6))
+        .draw()
+}
+
+/// The percentiles of `m` pointed out on the latency curve: p50 to p99.9
+/// left of `x_max`, and the maximum at it.
+fn draw_marks(
+    chart: &mut Chart<'_, '_>,
+    m: &Percentiles,
+    x_max: f64,
+    y_of: &dyn Fn(u64) -> f64,
+) -> std::result::Result<(), DrawError> {
+    let marks = [
+        (50.0, "p50", m.p50),
+        (90.0, "p90", m.p90),
+        (99.0, "p99", m.p99),
+        (99.9, "p99.9", m.p999),
+    ];
+    let mut shown: Vec<(f64, &str, u64)> = marks
+        .into_iter()
+        .map(|(p, name, us)| (nines(p), name, us))
+        .filter(|&(x, _, _)| x < x_max - 1e-9)
+        .collect();
+    shown.push((x_max, "max", m.max));
+    let dot = color(0).filled();
+    for (x, name, us) in shown {
+        let label = format!("{name} {}", super::html::fmt_us(us));
+        // The curve rises to the right: below-right of a point is free,
+        // and above-left of the rightmost one.
+        let right = x > x_max - 0.5;
+        let (anchor, offset) = if right {
+            (Pos::new(HPos::Right, VPos::Bottom), (-7, -6))
+        } else {
+            (Pos::new(HPos::Left, VPos::Top), (8, 5))
+        };
+        let font = (FONT_FAMILY, 13).into_font().color(&TEXT).pos(anchor);
+        chart.draw_series(std::iter::once(
+            EmptyElement::at((x, y_of(us)))
+                + Circle::new((0, 0), 4, dot)
+                + Text::new(label, offset, font),
+        ))?;
+    }
+    Ok(())
+}
+
+/// Each fault's window as a shaded band with its name, under the data.
+fn draw_fault_bands(
+    chart: &mut Chart<'_, '_>,
+    faults: &[FaultRecord],
+    x_end: f64,
+    y_max: f64,
+) -> std::result::Result<(), DrawError> {
+    for (i, f) in faults.iter().enumerate() {
+        let start = (f.start_ns as f64 / 1e9).clamp(0.0, x_end);
+        let end = f
+            .end_ns
+            .map(|ns| ns as f64 / 1e9)
+            .unwrap_or(x_end)
+            .clamp(start, x_end);
+        let band = Rectangle::new([(start, 0.0), (end, y_max)], FAULT.mix(0.14).filled());
+        let drawn = chart.draw_series(std::iter::once(band))?;
+        if i == 0 {
+            drawn.label("fault window").legend(|(x, y)| {
+                Rectangle::new([(x, y - 6), (x + 18, y + 6)], FAULT.mix(0.3).filled())
+            });
+        }
+        let font = (FONT_FAMILY, 12)
+            .into_font()
+            .color(&FAULT)
+            .pos(Pos::new(HPos::Left, VPos::Top));
+        chart.draw_series(std::iter::once(
+            EmptyElement::at((start, y_max)) + Text::new(f.label(), (4, 4), font),
+        ))?;
+    }
+    Ok(())
+}
+
+/// The latency chart's y axis over the curves' points and the marks: its
+/// unit, the divisor from µs to it, whether it is logarithmic (the values
+/// span more than a factor of 20), and the axis.
+fn latency_y(
+    cleaned: &[(usize, Vec<(f64, u64)>)],
+    marks: Option<&Percentiles>,
+) -> (&'static str, f64, bool, Axis) {
+    let all_us = cleaned
+        .iter()
+        .flat_map(|(_, pts)| pts.iter().map(|&(_, us)| us))
+        .chain(
+            marks
+                .iter()
+                .flat_map(|m| [m.p50, m.p90, m.p99, m.p999, m.max]),
+        );
+    let (mut max_us, mut min_pos_us) = (0_u64, u64::MAX);
+    for us in all_us {
+        max_us = max_us.max(us);
+        if us > 0 {
+            min_pos_us = min_pos_us.min(us);
+        }
+    }
+    let (unit, div) = if max_us >= 1_000 {
+        ("ms", 1_000.0)
+    } else {
+        ("µs", 1.0)
+    };
+    let log = max_us > 0 && min_pos_us != u64::MAX && max_us as f64 / min_pos_us as f64 > 20.0;
+    let y_axis = if log {
+        // A little room beyond the data; ticks fall on round values inside.
+        Axis::new(
+            min_pos_us as f64 / div / 1.5,
+            max_us as f64 / div * 1.5,
+            Scale::Log,
+        )
+    } else {
+        let hi = if max_us == 0 {
+            1.0
+        } else {
+            max_us as f64 / div * 1.1
+        };
+        Axis::new(0.0, hi, Scale::Linear)
+    };
+    (unit, div, log, y_axis)
+}
+
 /// The acquire-latency percentile chart: x on a "nines" scale
 /// (`-log10(1 - p/100)`: 0 %, 90 %, 99 %, 99.9 % equally spaced), y the
 /// latency, logarithmic when the values span more than a factor of 20.
@@ -96,43 +262,7 @@ pub(crate) fn latency_chart(
     let x_max = ((finite_max + 1e-9).floor() + 1.0).clamp(1.0, MAX_NINES);
     let x_of = |p: f64| nines(p).min(x_max);
 
-    // Units and scale.
-    let all_us = cleaned
-        .iter()
-        .flat_map(|(_, pts)| pts.iter().map(|&(_, us)| us))
-        .chain(
-            marks
-                .iter()
-                .flat_map(|m| [m.p50, m.p90, m.p99, m.p999, m.max]),
-        );
-    let (mut max_us, mut min_pos_us) = (0_u64, u64::MAX);
-    for us in all_us {
-        max_us = max_us.max(us);
-        if us > 0 {
-            min_pos_us = min_pos_us.min(us);
-        }
-    }
-    let (unit, div) = if max_us >= 1_000 {
-        ("ms", 1_000.0)
-    } else {
-        ("µs", 1.0)
-    };
-    let log = max_us > 0 && min_pos_us != u64::MAX && max_us as f64 / min_pos_us as f64 > 20.0;
-    let y_axis = if log {
-        // A little room beyond the data; ticks fall on round values inside.
-        Axis::new(
-            min_pos_us as f64 / div / 1.5,
-            max_us as f64 / div * 1.5,
-            Scale::Log,
-        )
-    } else {
-        let hi = if max_us == 0 {
-            1.0
-        } else {
-            max_us as f64 / div * 1.1
-        };
-        Axis::new(0.0, hi, Scale::Linear)
-    };
+    let (unit, div, log, y_axis) = latency_y(&cleaned, marks);
     let y_of = |us: u64| (us as f64 / div).max(y_axis.lo);
 
     guarded(path, || {
@@ -141,34 +271,26 @@ pub(crate) fn latency_chart(
             let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
             let err = |e| report_error(path, format!("drawing the latency chart: {e}"));
             root.fill(&WHITE).map_err(err)?;
-            let mut chart = ChartBuilder::on(&root)
-                .caption(title, (FONT_FAMILY, 20).into_font().color(&TEXT))
-                .margin(14)
-                .margin_right(28)
-                .x_label_area_size(52)
-                .y_label_area_size(76)
-                .build_cartesian_2d(Axis::new(0.0, x_max, Scale::Nines), y_axis.clone())
-                .map_err(err)?;
-            let x_fmt = |x: &f64| nines_label(*x);
-            let y_fmt = |y: &f64| sig(*y);
-            chart
-                .configure_mesh()
-                .x_labels(8)
-                .y_labels(10)
-                .x_label_formatter(&x_fmt)
-                .y_label_formatter(&y_fmt)
-                .x_desc("percentile (nines scale: each step adds a 9)")
-                .y_desc(format!(
-                    "acquire latency ({unit}{})",
-                    if log { ", log scale" } else { "" }
-                ))
-                .label_style((FONT_FAMILY, 13).into_font().color(&TEXT))
-                .axis_desc_style((FONT_FAMILY, 14).into_font().color(&TEXT))
-                .bold_line_style(GRID_BOLD)
-                .light_line_style(GRID_LIGHT)
-                .axis_style(TEXT.mix(0.6))
-                .draw()
-                .map_err(err)?;
+            let mut chart = build(
+                &root,
+                title,
+                Axis::new(0.0, x_max, Scale::Nines),
+                y_axis.clone(),
+            )
+            .map_err(err)?;
+            let y_desc = format!(
+                "acquire latency ({unit}{})",
+                if log { ", log scale" } else { "" }
+            );
+            mesh(
+                &mut chart,
+                (8, 10),
+                &|x: &f64| nines_label(*x),
+                &|y: &f64| sig(*y),
+                "percentile (nines scale: each step adds a 9)",
+                &y_desc,
+            )
+            .map_err(err)?;
 
             for (i, pts) in &cleaned {
                 let style = color(*i).stroke_width(2);
@@ -194,38 +316,7 @@ pub(crate) fn latency_chart(
             }
 
             if let Some(m) = marks {
-                let marks = [
-                    (50.0, "p50", m.p50),
-                    (90.0, "p90", m.p90),
-                    (99.0, "p99", m.p99),
-                    (99.9, "p99.9", m.p999),
-                ];
-                let mut shown: Vec<(f64, &str, u64)> = marks
-                    .into_iter()
-                    .map(|(p, name, us)| (nines(p), name, us))
-                    .filter(|&(x, _, _)| x < x_max - 1e-9)
-                    .collect();
-                shown.push((x_max, "max", m.max));
-                let dot = color(0).filled();
-                for (x, name, us) in shown {
-                    let label = format!("{name} {}", super::html::fmt_us(us));
-                    // The curve rises to the right: below-right of a point
-                    // is free, and above-left of the rightmost one.
-                    let right = x > x_max - 0.5;
-                    let (anchor, offset) = if right {
-                        (Pos::new(HPos::Right, VPos::Bottom), (-7, -6))
-                    } else {
-                        (Pos::new(HPos::Left, VPos::Top), (8, 5))
-                    };
-                    let font = (FONT_FAMILY, 13).into_font().color(&TEXT).pos(anchor);
-                    chart
-                        .draw_series(std::iter::once(
-                            EmptyElement::at((x, y_of(us)))
-                                + Circle::new((0, 0), 4, dot)
-                                + Text::new(label, offset, font),
-                        ))
-                        .map_err(err)?;
-                }
+                draw_marks(&mut chart, m, x_max, &y_of).map_err(err)?;
             }
             root.present().map_err(err)?;
         }
@@ -272,59 +363,25 @@ pub(crate) fn throughput_chart(
             let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
             let err = |e| report_error(path, format!("drawing the throughput chart: {e}"));
             root.fill(&WHITE).map_err(err)?;
-            let mut chart = ChartBuilder::on(&root)
-                .caption(title, (FONT_FAMILY, 20).into_font().color(&TEXT))
-                .margin(14)
-                .margin_right(28)
-                .x_label_area_size(52)
-                .y_label_area_size(76)
-                .build_cartesian_2d(
-                    Axis::new(0.0, x_end, Scale::Linear),
-                    Axis::new(0.0, y_max, Scale::Linear),
-                )
-                .map_err(err)?;
+            let mut chart = build(
+                &root,
+                title,
+                Axis::new(0.0, x_end, Scale::Linear),
+                Axis::new(0.0, y_max, Scale::Linear),
+            )
+            .map_err(err)?;
             let fmt = |v: &f64| sig(*v);
-            chart
-                .configure_mesh()
-                .x_labels(12)
-                .y_labels(8)
-                .x_label_formatter(&fmt)
-                .y_label_formatter(&fmt)
-                .x_desc("time since the clients started (s)")
-                .y_desc("successful acquisitions / s")
-                .label_style((FONT_FAMILY, 13).into_font().color(&TEXT))
-                .axis_desc_style((FONT_FAMILY, 14).into_font().color(&TEXT))
-                .bold_line_style(GRID_BOLD)
-                .light_line_style(GRID_LIGHT)
-                .axis_style(TEXT.mix(0.6))
-                .draw()
-                .map_err(err)?;
-
+            mesh(
+                &mut chart,
+                (12, 8),
+                &fmt,
+                &fmt,
+                "time since the clients started (s)",
+                "successful acquisitions / s",
+            )
+            .map_err(err)?;
             // Fault windows first, under the data.
-            for (i, f) in faults.iter().enumerate() {
-                let start = (f.start_ns as f64 / 1e9).clamp(0.0, x_end);
-                let end = f
-                    .end_ns
-                    .map(|ns| ns as f64 / 1e9)
-                    .unwrap_or(x_end)
-                    .clamp(start, x_end);
-                let band = Rectangle::new([(start, 0.0), (end, y_max)], FAULT.mix(0.14).filled());
-                let drawn = chart.draw_series(std::iter::once(band)).map_err(err)?;
-                if i == 0 {
-                    drawn.label("fault window").legend(|(x, y)| {
-                        Rectangle::new([(x, y - 6), (x + 18, y + 6)], FAULT.mix(0.3).filled())
-                    });
-                }
-                let font = (FONT_FAMILY, 12)
-                    .into_font()
-                    .color(&FAULT)
-                    .pos(Pos::new(HPos::Left, VPos::Top));
-                chart
-                    .draw_series(std::iter::once(
-                        EmptyElement::at((start, y_max)) + Text::new(f.label(), (4, 4), font),
-                    ))
-                    .map_err(err)?;
-            }
+            draw_fault_bands(&mut chart, faults, x_end, y_max).map_err(err)?;
 
             // One step per one-second bucket.
             let line = color(0);

@@ -136,7 +136,7 @@ pub fn junit(records: &[Record]) -> String {
                     );
                     let mut body = String::new();
                     for i in summary.incidents.iter().take(3) {
-                        let _ = writeln!(body, "incident: {i}");
+                        let _ = writeln!(body, "incident: {}", super::words::IncidentText(i));
                     }
                     for w in summary.witnesses.iter().take(3) {
                         let _ = writeln!(body, "witness: {w}");

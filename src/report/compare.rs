@@ -219,6 +219,9 @@ pub(crate) fn classes_text(s: &Summary) -> String {
 /// Ownership, as HTML.
 pub(crate) fn ownership_text(s: &Summary) -> String {
     let o = &s.ownership;
+    if let Some(why) = &o.reason {
+        return format!("{}: {}", escape(o.verdict.as_str()), escape(why));
+    }
     if o.violations == 0 {
         format!(
             "{} (no release by a non-holder)",
@@ -238,6 +241,9 @@ pub(crate) fn ownership_text(s: &Summary) -> String {
 pub(crate) fn fencing_text(s: &Summary) -> String {
     use crate::check::FencingOutcome as O;
     let f = &s.fencing;
+    if let Some(why) = &f.reason {
+        return format!("unknown: {}", escape(why));
+    }
     let what = match f.outcome {
         O::NoFence => "no fencing tokens (the backend has none)".to_string(),
         O::Safe => "safe: tokens only grew".to_string(),
@@ -264,6 +270,9 @@ pub(crate) fn fencing_text(s: &Summary) -> String {
 /// Liveness, as HTML.
 pub(crate) fn liveness_text(s: &Summary) -> String {
     let l = &s.liveness;
+    if let Some(why) = &l.reason {
+        return format!("unknown: {}", escape(why));
+    }
     let mut out = format!(
         "Jain index {:.3} · longest wait {:.1} ms{} · acquisitions per client {}–{}",
         l.jain_index,
@@ -295,6 +304,9 @@ pub(crate) fn liveness_text(s: &Summary) -> String {
 /// Fault recovery, as HTML.
 pub(crate) fn recovery_text(s: &Summary) -> String {
     let r = &s.recovery;
+    if let Some(why) = &r.reason {
+        return format!("unknown: {}", escape(why));
+    }
     if s.faults.is_empty() && r.faults.is_empty() {
         return "no faults injected".into();
     }

@@ -18,6 +18,7 @@ mod compare;
 pub(crate) mod html;
 mod matrix;
 mod timeline;
+pub mod words;
 
 /// The stylesheet both pages share (each adds its own rules after it).
 const BASE_CSS: &str = include_str!("base.css");

@@ -158,7 +158,11 @@ fn verdict_details(s: &Summary) -> String {
             if s.incidents.len() == 1 { "" } else { "s" }
         );
         for i in &s.incidents {
-            let _ = writeln!(out, "<li>{}</li>", escape(&i.to_string()));
+            let _ = writeln!(
+                out,
+                "<li>{}</li>",
+                escape(&super::words::IncidentText(i).to_string())
+            );
         }
         out.push_str("</ul>\n");
     }

@@ -62,7 +62,23 @@ struct Window<'s> {
     first: FxHashMap<Process, (u64, u64)>,
 }
 
-impl Window<'_> {
+impl<'s> Window<'s> {
+    /// A window on `key` (called `name`) from `t0` to `t1`, before its holds.
+    fn on(key: u32, name: &str, t0: u64, t1: u64, heading: String, label: String) -> Self {
+        Window {
+            key,
+            name: name.to_string(),
+            t0,
+            t1,
+            heading,
+            label,
+            witnesses: Vec::new(),
+            kept: BinaryHeap::new(),
+            inside: 0,
+            first: FxHashMap::default(),
+        }
+    }
+
     fn take(&mut self, h: HoldSpan, end_ns: u64) {
         if h.key != self.key || h.start_ns > self.t1 || h.end_ns.unwrap_or(end_ns) < self.t0 {
             return;
@@ -82,6 +98,117 @@ fn keep_earliest(heap: &mut BinaryHeap<HoldSpan>, h: HoldSpan, n: usize) {
         heap.pop();
         heap.push(h);
     }
+}
+
+/// The window of the example shown when there is no violation: about the
+/// first thirty holds of key `key` (`kh`, sorted by start).
+fn example_window(key: u32, name: &str, kh: &[HoldSpan], end_ns: u64) -> Window<'static> {
+    let start = kh.first().map(|h| h.start_ns).unwrap_or(0);
+    let t0 = start.saturating_sub(1_000_000);
+    // About thirty holds: readable, yet showing the hand-offs.
+    let thirtieth = kh
+        .get(EXAMPLE_HOLDS - 1)
+        .or(kh.last())
+        .map(|h| h.end_ns.unwrap_or(end_ns))
+        .unwrap_or(end_ns);
+    let t1 = thirtieth
+        .max(t0 + 10_000_000)
+        .min(t0 + 2_000_000_000)
+        .min(end_ns.max(t0 + 1));
+    let heading = format!(
+        "<h3>The first holds on key <code>{}</code> (no violations: an example)</h3>",
+        escape(name)
+    );
+    Window::on(key, name, t0, t1, heading, String::new())
+}
+
+/// The zoomed windows around the first violations: one for each witness
+/// not already in an earlier window, at most [`WINDOWS`].
+fn violation_windows<'s, 'n>(
+    s: &'s Summary,
+    by_name: &[u32],
+    name: &dyn Fn(u32) -> &'n str,
+    end_ns: u64,
+) -> Vec<Window<'s>> {
+    let mut windows: Vec<Window<'s>> = Vec::new();
+    for (i, w) in s.witnesses.iter().enumerate() {
+        if windows.len() >= WINDOWS {
+            break;
+        }
+        let Some(key) = by_name.iter().copied().find(|&k| name(k) == w.key) else {
+            continue;
+        };
+        // A witness already visible in an earlier window gets none.
+        if windows
+            .iter()
+            .any(|d| d.name == w.key && w.overlap_start_ns >= d.t0 && w.overlap_start_ns <= d.t1)
+        {
+            continue;
+        }
+        let lease_ns = w
+            .first
+            .lease_ms
+            .or(w.second.lease_ms)
+            .unwrap_or(s.lease_ms)
+            .saturating_mul(1_000_000);
+        let overlap_end = w.overlap_end_ns.unwrap_or(end_ns).max(w.overlap_start_ns);
+        // Wide enough to show both holds and their neighbours, at most
+        // two leases either side (readable when holds are far shorter
+        // than the lease).
+        let first_len = w
+            .first
+            .end_ns
+            .unwrap_or(end_ns)
+            .saturating_sub(w.first.start_ns);
+        let mut pad = (overlap_end - w.overlap_start_ns)
+            .max(first_len)
+            .saturating_mul(3)
+            .max(5_000_000);
+        if lease_ns > 0 {
+            pad = pad.min(2 * lease_ns);
+        }
+        let t0 = w.overlap_start_ns.saturating_sub(pad);
+        let t1 = (overlap_end + pad).min(end_ns.max(overlap_end + 1));
+        let heading = format!(
+            "<h3>Violation {}: key <code>{}</code>, clients {} and {}, class <span class=\"red\">{}</span></h3>",
+            i + 1,
+            escape(&w.key),
+            w.first.process,
+            w.second.process,
+            w.class.as_str()
+        );
+        let mut win = Window::on(
+            key,
+            name(key),
+            t0,
+            t1,
+            heading,
+            format!(" — {}", w.class.as_str()),
+        );
+        win.witnesses = s.witnesses.iter().filter(|x| x.key == w.key).collect();
+        windows.push(win);
+    }
+    windows
+}
+
+/// The note above the timeline: what its bars and colours mean, and the
+/// run's violation classes.
+fn legend(s: &Summary) -> String {
+    let classes = if s.violation_classes.is_empty() {
+        String::new()
+    } else {
+        let list: Vec<String> = s
+            .violation_classes
+            .iter()
+            .map(|(c, n)| format!("<strong>{}</strong> × {n}", escape(c)))
+            .collect();
+        format!(" Violation classes: {}.", list.join(", "))
+    };
+    format!(
+        "<p class=\"note\">Bars: a client holding the key (from its acquire <code>ok</code> to its \
+         release). <span class=\"red\">Red</span>: two clients holding it at once. Grey bands: \
+         fault windows.{classes}</p>\n"
+    )
 }
 
 /// The timeline section of the run page for the run in `run_dir`.
@@ -130,57 +257,14 @@ pub(crate) fn section(run_dir: &Path, s: &Summary) -> String {
         out.push_str("<p class=\"nodata\">No timeline: nobody held a lock.</p>\n</section>");
         return out;
     }
-    let classes = if s.violation_classes.is_empty() {
-        String::new()
-    } else {
-        let list: Vec<String> = s
-            .violation_classes
-            .iter()
-            .map(|(c, n)| format!("<strong>{}</strong> × {n}", escape(c)))
-            .collect();
-        format!(" Violation classes: {}.", list.join(", "))
-    };
-    let _ = writeln!(
-        out,
-        "<p class=\"note\">Bars: a client holding the key (from its acquire <code>ok</code> to its \
-         release). <span class=\"red\">Red</span>: two clients holding it at once. Grey bands: \
-         fault windows.{classes}</p>"
-    );
+    out.push_str(&legend(s));
 
     // The zoomed windows' times.
     let mut windows: Vec<Window> = Vec::new();
-    let window_on = |key: u32, t0: u64, t1: u64, heading: String, label: String| Window {
-        key,
-        name: name(key).to_string(),
-        t0,
-        t1,
-        heading,
-        label,
-        witnesses: Vec::new(),
-        kept: BinaryHeap::new(),
-        inside: 0,
-        first: FxHashMap::default(),
-    };
     if example {
         let key = by_name[0];
         let kh = std::mem::take(&mut firsts[key as usize]).into_sorted_vec();
-        let start = kh.first().map(|h| h.start_ns).unwrap_or(0);
-        let t0 = start.saturating_sub(1_000_000);
-        // About thirty holds: readable, yet showing the hand-offs.
-        let thirtieth = kh
-            .get(EXAMPLE_HOLDS - 1)
-            .or(kh.last())
-            .map(|h| h.end_ns.unwrap_or(end_ns))
-            .unwrap_or(end_ns);
-        let t1 = thirtieth
-            .max(t0 + 10_000_000)
-            .min(t0 + 2_000_000_000)
-            .min(end_ns.max(t0 + 1));
-        let heading = format!(
-            "<h3>The first holds on key <code>{}</code> (no violations: an example)</h3>",
-            escape(name(key))
-        );
-        windows.push(window_on(key, t0, t1, heading, String::new()));
+        windows.push(example_window(key, name(key), &kh, end_ns));
     } else {
         let _ = writeln!(
             out,
@@ -191,55 +275,7 @@ pub(crate) fn section(run_dir: &Path, s: &Summary) -> String {
             s.violations.max(s.witnesses.len() as u64),
             s.witnesses.len()
         );
-        for (i, w) in s.witnesses.iter().enumerate() {
-            if windows.len() >= WINDOWS {
-                break;
-            }
-            let Some(key) = by_name.iter().copied().find(|&k| name(k) == w.key) else {
-                continue;
-            };
-            // A witness already visible in an earlier window gets none.
-            if windows.iter().any(|d| {
-                d.name == w.key && w.overlap_start_ns >= d.t0 && w.overlap_start_ns <= d.t1
-            }) {
-                continue;
-            }
-            let lease_ns = w
-                .first
-                .lease_ms
-                .or(w.second.lease_ms)
-                .unwrap_or(s.lease_ms)
-                .saturating_mul(1_000_000);
-            let overlap_end = w.overlap_end_ns.unwrap_or(end_ns).max(w.overlap_start_ns);
-            // Wide enough to show both holds and their neighbours, at most
-            // two leases either side (readable when holds are far shorter
-            // than the lease).
-            let first_len = w
-                .first
-                .end_ns
-                .unwrap_or(end_ns)
-                .saturating_sub(w.first.start_ns);
-            let mut pad = (overlap_end - w.overlap_start_ns)
-                .max(first_len)
-                .saturating_mul(3)
-                .max(5_000_000);
-            if lease_ns > 0 {
-                pad = pad.min(2 * lease_ns);
-            }
-            let t0 = w.overlap_start_ns.saturating_sub(pad);
-            let t1 = (overlap_end + pad).min(end_ns.max(overlap_end + 1));
-            let heading = format!(
-                "<h3>Violation {}: key <code>{}</code>, clients {} and {}, class <span class=\"red\">{}</span></h3>",
-                i + 1,
-                escape(&w.key),
-                w.first.process,
-                w.second.process,
-                w.class.as_str()
-            );
-            let mut win = window_on(key, t0, t1, heading, format!(" — {}", w.class.as_str()));
-            win.witnesses = s.witnesses.iter().filter(|x| x.key == w.key).collect();
-            windows.push(win);
-        }
+        windows = violation_windows(s, &by_name, &name, end_ns);
     }
     drop(firsts);
 
@@ -383,24 +419,18 @@ fn nice_step(raw: f64) -> f64 {
     }
 }
 
-/// One zoomed window, its holds found.
-fn window(w: Window<'_>, end_ns: u64, faults: &[FaultRecord]) -> String {
-    let Window {
-        name: key,
-        t0,
-        t1,
-        label,
-        witnesses,
-        kept,
-        inside,
-        first,
-        ..
-    } = w;
-    let kept = kept.into_sorted_vec();
-    // Rows: the witnesses' clients first, then by first hold.
+/// A window's rows: the witnesses' clients first, then the others by
+/// their first hold, at most [`MAX_ROWS`]; and how many clients it has.
+fn window_rows(
+    witnesses: &[&Witness],
+    first: &FxHashMap<Process, (u64, u64)>,
+    t0: u64,
+    t1: u64,
+    end_ns: u64,
+) -> (Vec<Process>, usize) {
     let mut rows: Vec<Process> = Vec::new();
     let mut all: FxHashSet<Process> = FxHashSet::default();
-    for w in &witnesses {
+    for w in witnesses {
         for p in [w.first.process, w.second.process] {
             let in_window = w.overlap_start_ns <= t1 && w.overlap_end_ns.unwrap_or(end_ns) >= t0;
             if in_window {
@@ -419,7 +449,61 @@ fn window(w: Window<'_>, end_ns: u64, faults: &[FaultRecord]) -> String {
             rows.push(*p);
         }
     }
-    let all_rows = all.len();
+    (rows, all.len())
+}
+
+/// The witnesses' overlaps within the window `t0..t1`, in red on both
+/// holders' rows.
+fn draw_overlaps(
+    svg: &mut String,
+    witnesses: &[&Witness],
+    rows: &[Process],
+    (t0, t1): (u64, u64),
+    end_ns: u64,
+) {
+    for w in witnesses {
+        let oe = w.overlap_end_ns.unwrap_or(end_ns);
+        if w.overlap_start_ns > t1 || oe < t0 {
+            continue;
+        }
+        let (a, b) = (
+            x_of(w.overlap_start_ns.max(t0), t0, t1),
+            x_of(oe.min(t1), t0, t1),
+        );
+        for p in [w.first.process, w.second.process] {
+            let Some(r) = rows.iter().position(|q| *q == p) else {
+                continue;
+            };
+            let y = TOP + r as f64 * ROW_H + 1.0;
+            let _ = write!(
+                svg,
+                "<rect class=\"overlap\" x=\"{a:.1}\" y=\"{y:.1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"#d93025\"><title>violation ({}): clients {} and {} both held {}</title></rect>",
+                (b - a).max(2.0),
+                ROW_H - 2.0,
+                w.class.as_str(),
+                w.first.process,
+                w.second.process,
+                escape(&w.key)
+            );
+        }
+    }
+}
+
+/// One zoomed window, its holds found.
+fn window(w: Window<'_>, end_ns: u64, faults: &[FaultRecord]) -> String {
+    let Window {
+        name: key,
+        t0,
+        t1,
+        label,
+        witnesses,
+        kept,
+        inside,
+        first,
+        ..
+    } = w;
+    let kept = kept.into_sorted_vec();
+    let (rows, all_rows) = window_rows(&witnesses, &first, t0, t1, end_ns);
     let height = TOP + rows.len().max(1) as f64 * ROW_H + BOTTOM;
     let mut svg = format!(
         "<figure><svg xmlns=\"http://www.w3.org/2000/svg\" class=\"timeline\" viewBox=\"0 0 {WIDTH} {height}\" \
@@ -475,32 +559,7 @@ fn window(w: Window<'_>, end_ns: u64, faults: &[FaultRecord]) -> String {
         );
     }
     // Overlaps in red on both holders' rows.
-    for w in &witnesses {
-        let oe = w.overlap_end_ns.unwrap_or(end_ns);
-        if w.overlap_start_ns > t1 || oe < t0 {
-            continue;
-        }
-        let (a, b) = (
-            x_of(w.overlap_start_ns.max(t0), t0, t1),
-            x_of(oe.min(t1), t0, t1),
-        );
-        for p in [w.first.process, w.second.process] {
-            let Some(r) = rows.iter().position(|q| *q == p) else {
-                continue;
-            };
-            let y = TOP + r as f64 * ROW_H + 1.0;
-            let _ = write!(
-                svg,
-                "<rect class=\"overlap\" x=\"{a:.1}\" y=\"{y:.1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"#d93025\"><title>violation ({}): clients {} and {} both held {}</title></rect>",
-                (b - a).max(2.0),
-                ROW_H - 2.0,
-                w.class.as_str(),
-                w.first.process,
-                w.second.process,
-                escape(&w.key)
-            );
-        }
-    }
+    draw_overlaps(&mut svg, &witnesses, &rows, (t0, t1), end_ns);
     svg.push_str("</svg>");
     let mut notes = Vec::new();
     if all_rows > rows.len() {

@@ -187,42 +187,48 @@ fn plan(base: &Scenario, backend: &str, info: &BackendInfo, column: Column) -> P
             if !server {
                 return Plan::NotMeasured(no_server);
             }
-            let cut = column == Column::MemberCut;
-            let target = match (cut, info.replicated) {
-                (_, None) if info.servers <= 1 => {
-                    return Plan::NotMeasured("a single server: no other member".into());
-                }
-                (true, None) => {
-                    return Plan::NotMeasured(format!(
-                        "{} servers, but no replicated topology lockbench can cut apart",
-                        info.servers
-                    ));
-                }
-                (true, Some(Shape::Masters(n))) => {
-                    return Plan::NotMeasured(format!("{n} independent masters: no peers to cut"));
-                }
-                (false, Some(Shape::Masters(_))) => "minority",
-                (false, None) => "server-1",
-                (_, Some(_)) => "leader",
-            };
-            let kind = if cut {
-                FaultKind::IsolateServer
-            } else {
-                FaultKind::KillServer
-            };
-            s.topology = if info.replicated.is_some() {
-                Topology::Replicated
-            } else {
-                Topology::Single
-            };
-            s.nemesis = fault(MEMBER_AT, kind, target, MEMBER_FOR);
-            s.duration = match (cut, info.replicated) {
-                (true, Some(Shape::Sentinel { .. })) => SENTINEL_CUT_RUN,
-                _ => MEMBER_AT + MEMBER_FOR + Duration::from_secs(2),
-            };
-            Plan::Run(Box::new(s), start(kind))
+            member_plan(s, info, column == Column::MemberCut)
         }
     }
+}
+
+/// A member-killed or member-cut column's scenario `s`: the leader (or a
+/// minority of masters, or the first server) killed or cut off from its
+/// peers on the replicated topology, or why that cannot be measured.
+fn member_plan(mut s: Scenario, info: &BackendInfo, cut: bool) -> Plan {
+    let target = match (cut, info.replicated) {
+        (_, None) if info.servers <= 1 => {
+            return Plan::NotMeasured("a single server: no other member".into());
+        }
+        (true, None) => {
+            return Plan::NotMeasured(format!(
+                "{} servers, but no replicated topology lockbench can cut apart",
+                info.servers
+            ));
+        }
+        (true, Some(Shape::Masters(n))) => {
+            return Plan::NotMeasured(format!("{n} independent masters: no peers to cut"));
+        }
+        (false, Some(Shape::Masters(_))) => "minority",
+        (false, None) => "server-1",
+        (_, Some(_)) => "leader",
+    };
+    let kind = if cut {
+        FaultKind::IsolateServer
+    } else {
+        FaultKind::KillServer
+    };
+    s.topology = if info.replicated.is_some() {
+        Topology::Replicated
+    } else {
+        Topology::Single
+    };
+    s.nemesis = fault(MEMBER_AT, kind, target, MEMBER_FOR);
+    s.duration = match (cut, info.replicated) {
+        (true, Some(Shape::Sentinel { .. })) => SENTINEL_CUT_RUN,
+        _ => MEMBER_AT + MEMBER_FOR + Duration::from_secs(2),
+    };
+    Plan::Run(Box::new(s), Some(kind.event_names().0))
 }
 
 /// How many runs the atlas makes and about how long they take, for the
@@ -261,6 +267,70 @@ fn free_after(run_dir: &Path) -> Option<f64> {
     Some((grant.time_ns - crash.time_ns) as f64 / 1e9)
 }
 
+/// One run of an atlas cell.
+struct Cell<'a> {
+    backend: &'a str,
+    column: Column,
+    seed: u64,
+    /// The atlas's directory, which its links are relative to.
+    dir: &'a Path,
+}
+
+impl Cell<'_> {
+    /// Runs the cell's scenario `s` once and classifies what happened
+    /// (`fault`: the event that starts its fault); the row learns the
+    /// library and server versions. A missing server stops the atlas.
+    async fn run(
+        &self,
+        s: &Scenario,
+        fault: Option<&'static str>,
+        opts: &RunOptions,
+        row: &mut AtlasRow,
+    ) -> Result<CellRun> {
+        let (backend, column, seed, dir) = (self.backend, self.column, self.seed, self.dir);
+        Ok(match run_backend(s, backend, seed, opts).await {
+            Ok(RunOutcome::Completed { run_dir, summary }) => {
+                let free = (column == Column::Crash)
+                    .then(|| free_after(&run_dir))
+                    .flatten();
+                let mut run = classify(&summary, fault, free);
+                run.link = Some(relative(dir, &run_dir.join("index.html")));
+                if let Some(l) = &summary.library {
+                    row.library = Some(l.to_string());
+                }
+                for v in summary.servers.iter().map(|s| s.version.clone()) {
+                    if !row.versions.contains(&v) {
+                        row.versions.push(v);
+                    }
+                }
+                run
+            }
+            Ok(RunOutcome::Skipped { reason }) => {
+                CellRun::not_measured(seed, format!("skipped: {reason}"))
+            }
+            Err(e @ Error::MissingServer { .. }) => return Err(e),
+            Err(e) => CellRun::failed(seed, e.to_string()),
+        })
+    }
+}
+
+/// The atlas of `scenario` before its first row.
+fn empty_atlas(scenario: &Scenario, seed: u64, repeat: u32) -> Atlas {
+    Atlas {
+        scenario: scenario.name.clone(),
+        seed,
+        repeat,
+        lease_ms: scenario.lease.as_millis() as u64,
+        started_at: super::runner::now_rfc3339(),
+        duration_s: 0.0,
+        lockbench_version: env!("CARGO_PKG_VERSION").to_string(),
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+        machine: machine(),
+        columns: Column::ALL.to_vec(),
+        rows: Vec::new(),
+    }
+}
+
 /// Runs the atlas of `scenario` (`mode = "atlas"`): every backend, every
 /// column, `repeat` runs each.
 pub async fn run_atlas(
@@ -288,19 +358,7 @@ pub async fn run_atlas(
         Column::ALL.len(),
         estimate / 60.0
     ));
-    let mut atlas = Atlas {
-        scenario: scenario.name.clone(),
-        seed,
-        repeat,
-        lease_ms: scenario.lease.as_millis() as u64,
-        started_at: super::runner::now_rfc3339(),
-        duration_s: 0.0,
-        lockbench_version: env!("CARGO_PKG_VERSION").to_string(),
-        command: std::env::args().collect::<Vec<_>>().join(" "),
-        machine: machine(),
-        columns: Column::ALL.to_vec(),
-        rows: Vec::new(),
-    };
+    let mut atlas = empty_atlas(scenario, seed, repeat);
     let inner = RunOptions {
         progress: false,
         human_to_stderr: true,
@@ -340,29 +398,13 @@ pub async fn run_atlas(
                 let run = match plan(scenario, backend, info, column) {
                     Plan::NotMeasured(why) => CellRun::not_measured(seed, why),
                     Plan::Run(s, fault) => {
-                        let one = match run_backend(&s, backend, seed, &inner).await {
-                            Ok(RunOutcome::Completed { run_dir, summary }) => {
-                                let free = (column == Column::Crash)
-                                    .then(|| free_after(&run_dir))
-                                    .flatten();
-                                let mut run = classify(&summary, fault, free);
-                                run.link = Some(relative(&dir, &run_dir.join("index.html")));
-                                if let Some(l) = &summary.library {
-                                    row.library = Some(l.to_string());
-                                }
-                                for v in summary.servers.iter().map(|s| s.version.clone()) {
-                                    if !row.versions.contains(&v) {
-                                        row.versions.push(v);
-                                    }
-                                }
-                                run
-                            }
-                            Ok(RunOutcome::Skipped { reason }) => {
-                                CellRun::not_measured(seed, format!("skipped: {reason}"))
-                            }
-                            Err(e @ Error::MissingServer { .. }) => return Err(e),
-                            Err(e) => CellRun::failed(seed, e.to_string()),
+                        let cell = Cell {
+                            backend,
+                            column,
+                            seed,
+                            dir: &dir,
                         };
+                        let one = cell.run(&s, fault, &inner, &mut row).await?;
                         done += 1;
                         let elapsed = started.elapsed().as_secs_f64();
                         let left = elapsed / done as f64 * total.saturating_sub(done) as f64;

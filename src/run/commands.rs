@@ -12,6 +12,7 @@ use crate::backend;
 use crate::check::{self, Verdict};
 use crate::error::{Error, Result};
 use crate::history::{self, Event, HistoryFormat};
+use crate::report::words::IncidentText;
 use crate::report::{self, baseline};
 use crate::scenario::{Mode, Scenario};
 use crate::summary::Summary;
@@ -144,48 +145,37 @@ impl Say {
     }
 }
 
-/// `lockbench run`: every scenario of `args` on each of its backends,
-/// printed as it goes; the exit code (0 as expected, 1 not, 2 bad input,
-/// 130 interrupted).
-pub async fn run_scenarios(args: RunArgs) -> Result<u8> {
-    let RunArgs {
-        scenarios: paths,
-        out,
-        seed,
-        only,
-        duration,
-        repeat,
-        progress,
-        require_backends,
-        cancel,
-        gate,
-        ci,
-        history_format,
-    } = args;
-    let say = Say { to_stderr: ci.json };
-    if let Some(dir) = &gate.baseline
-        && !dir.is_dir()
-    {
-        eprintln!("error: --baseline: {} is not a directory", dir.display());
-        return Ok(BAD_INPUT);
-    }
-    if !(gate.threshold.is_finite() && gate.threshold >= 0.0) {
-        eprintln!("error: --threshold must be a percentage >= 0");
-        return Ok(BAD_INPUT);
-    }
-    let mut regressed = Vec::new();
-    // Validate everything before starting anything.
+/// What `lockbench run` found so far, over every scenario: what decides
+/// its exit code, and the records for the CI outputs.
+#[derive(Default)]
+struct Tally {
+    records: Vec<report::ci::Record>,
+    /// Verdicts (and atlas cells) other than expected, one line each.
+    mismatches: Vec<String>,
+    /// Runs that could not be made (errors), counted.
+    failures: usize,
+    /// Runs slower than their baseline.
+    regressed: Vec<String>,
+}
+
+/// The scenario files of `lockbench run`, loaded, narrowed to `--backends`
+/// and shortened to `--duration`: every error printed, `None` on bad input.
+fn load_scenarios(
+    paths: &[PathBuf],
+    only: Option<&[String]>,
+    duration: Option<std::time::Duration>,
+) -> Option<Vec<Scenario>> {
     let mut scenarios = Vec::new();
-    for p in &paths {
+    for p in paths {
         match Scenario::load(p) {
             Ok(s) => scenarios.push(s),
             Err(e) => {
                 eprintln!("error: {e}");
-                return Ok(BAD_INPUT);
+                return None;
             }
         }
     }
-    if let Some(only) = &only {
+    if let Some(only) = only {
         for name in only {
             let known = scenarios.iter().any(|s| s.registry().get(name).is_some());
             if !known {
@@ -202,7 +192,7 @@ pub async fn run_scenarios(args: RunArgs) -> Result<u8> {
                     "error: --backends: unknown backend {name:?}\n  hint: known backends: {}",
                     known.join(", ")
                 );
-                return Ok(BAD_INPUT);
+                return None;
             }
         }
         // Every mode runs only these: a scenario's runs and the property
@@ -215,12 +205,39 @@ pub async fn run_scenarios(args: RunArgs) -> Result<u8> {
         for s in &mut scenarios {
             if let Err(why) = s.shorten(d) {
                 eprintln!("error: --duration: {why}");
-                return Ok(BAD_INPUT);
+                return None;
             }
         }
     }
+    Some(scenarios)
+}
+
+/// `lockbench run`: every scenario of `args` on each of its backends,
+/// printed as it goes; the exit code (0 as expected, 1 not, 2 bad input,
+/// 130 interrupted).
+pub async fn run_scenarios(args: RunArgs) -> Result<u8> {
+    let say = Say {
+        to_stderr: args.ci.json,
+    };
+    let gate = &args.gate;
+    if let Some(dir) = &gate.baseline
+        && !dir.is_dir()
+    {
+        eprintln!("error: --baseline: {} is not a directory", dir.display());
+        return Ok(BAD_INPUT);
+    }
+    if !(gate.threshold.is_finite() && gate.threshold >= 0.0) {
+        eprintln!("error: --threshold must be a percentage >= 0");
+        return Ok(BAD_INPUT);
+    }
+    // Validate everything before starting anything.
+    let Some(scenarios) = load_scenarios(&args.scenarios, args.only.as_deref(), args.duration)
+    else {
+        return Ok(BAD_INPUT);
+    };
     // Before any server starts: can the run directories be written?
-    if let Err(why) = writable(&out) {
+    let out = &args.out;
+    if let Err(why) = writable(out) {
         eprintln!(
             "error: --out {}: {why}\n  hint: give a directory lockbench can create and write",
             out.display()
@@ -229,15 +246,13 @@ pub async fn run_scenarios(args: RunArgs) -> Result<u8> {
     }
     let opts = RunOptions {
         out_dir: out.clone(),
-        progress,
-        cancel: cancel.clone(),
-        require_backends,
-        human_to_stderr: ci.json,
-        history_format,
+        progress: args.progress,
+        cancel: args.cancel.clone(),
+        require_backends: args.require_backends,
+        human_to_stderr: args.ci.json,
+        history_format: args.history_format,
     };
-    let mut records: Vec<report::ci::Record> = Vec::new();
-    let mut mismatches = Vec::new();
-    let mut failures = 0;
+    let mut tally = Tally::default();
     for scenario in &scenarios {
         if scenario.backends.is_empty() {
             say.line(format_args!(
@@ -246,164 +261,210 @@ pub async fn run_scenarios(args: RunArgs) -> Result<u8> {
             ));
             continue;
         }
-        let seed = seed.or(scenario.seed).unwrap_or_else(rand::random);
+        let seed = args.seed.or(scenario.seed).unwrap_or_else(rand::random);
         say.line(format_args!(
             "{}: seed {seed} (repeat with: lockbench run {} --seed {seed})",
             scenario.name,
             scenario.path.display()
         ));
-        if scenario.mode == Mode::Atlas {
-            match run_atlas(scenario, seed, repeat, &opts).await {
-                Ok(a) => {
-                    say.line(format_args!("  atlas: {}", a.page.display()));
-                    for (row, cell) in a.atlas.contradictions() {
-                        mismatches.push(format!(
-                            "{}/{} under {}: {} but the atlas expects {} ({}; seed {seed})",
-                            scenario.name,
-                            row.backend,
-                            cell.column.heading(),
-                            cell.words,
-                            cell.expect.expect.name(),
-                            cell.expect.why
-                        ));
-                    }
-                    for (row, cell) in a.atlas.failures() {
-                        failures += 1;
-                        eprintln!(
-                            "  {} under {}: {} (seed {seed})",
-                            row.backend,
-                            cell.column.heading(),
-                            cell.words
-                        );
-                    }
-                    if let Some(path) = &ci.summary_md {
-                        append_markdown(path, &report::atlas_markdown(&a.atlas));
-                    }
-                }
-                Err(e) => {
-                    failures += 1;
-                    eprintln!("  atlas: error: {e} (seed {seed})");
-                }
-            }
-            continue;
-        }
-        if scenario.mode == Mode::Properties {
-            match run_matrix(scenario, seed, &opts).await {
-                Ok(m) => {
-                    say.line(format_args!("  matrix: {}", m.page.display()));
-                    for row in &m.matrix.rows {
-                        if let Some(why) = &row.error {
-                            failures += 1;
-                            eprintln!("  {}: {why} (seed {seed})", row.backend);
-                        }
-                    }
-                    for (backend, verdict) in &m.exclusion {
-                        if *verdict != scenario.expect_for(backend) {
-                            mismatches.push(format!(
-                                "{}/{backend}: exclusion {verdict} but the scenario expects {} (seed {seed})",
-                                scenario.name,
-                                scenario.expect_for(backend)
-                            ));
-                        }
-                    }
-                }
-                Err(e) => {
-                    failures += 1;
-                    eprintln!("  properties: error: {e} (seed {seed})");
-                }
-            }
-            continue;
-        }
-        let mut completed = Vec::new();
-        for backend in &scenario.backends {
-            if cancel.is_cancelled() {
-                break;
-            }
-            // Found before the run, so the new run cannot be its own baseline.
-            let base = gate
-                .baseline
-                .as_ref()
-                .and_then(|dir| baseline::find_baseline(dir, &scenario.name, backend, None));
-            let record = match run_backend(scenario, backend, seed, &opts).await {
-                Ok(RunOutcome::Skipped { reason }) => {
-                    say.line(format_args!("  {backend:<18} skipped: {reason}"));
-                    report::ci::Record::Skipped {
-                        scenario: scenario.name.clone(),
-                        backend: backend.clone(),
-                        reason,
-                    }
-                }
-                Ok(RunOutcome::Completed { run_dir, summary }) => {
-                    print_run(say, &summary, &run_dir);
-                    if gate.baseline.is_some()
-                        && apply_baseline(say, &run_dir, &summary, base, gate.threshold)
-                    {
-                        regressed.push(format!("{}/{}", summary.scenario, summary.backend));
-                    }
-                    if !summary.matches_expectation {
-                        mismatches.push(format!(
-                            "{}/{}: {} but the scenario expects {} (seed {seed}; {})",
-                            summary.scenario,
-                            summary.backend,
-                            summary.verdict,
-                            summary.expect,
-                            run_dir.join("index.html").display()
-                        ));
-                    }
-                    completed.push((run_dir.clone(), (*summary).clone()));
-                    report::ci::Record::Completed { run_dir, summary }
-                }
-                Err(e) => {
-                    failures += 1;
-                    eprintln!("  {backend:<18} error: {e} (seed {seed})");
-                    report::ci::Record::Failed {
-                        scenario: scenario.name.clone(),
-                        backend: backend.clone(),
-                        error: e.to_string(),
-                    }
-                }
-            };
-            if ci.json {
-                println!("{}", report::ci::json_line(&record));
-            }
-            records.push(record);
-        }
-        if completed.len() > 1 {
-            let dir = out.join(&scenario.name);
-            match report::write_comparison(&dir, &completed) {
-                Ok(page) => say.line(format_args!("  comparison: {}", page.display())),
-                Err(e) => eprintln!("  comparison page not written: {e}"),
-            }
+        match scenario.mode {
+            Mode::Atlas => tally.atlas(say, scenario, seed, &args, &opts).await,
+            Mode::Properties => tally.matrix(say, scenario, seed, &opts).await,
+            Mode::Contend => tally.runs(say, scenario, seed, &args, &opts).await,
         }
     }
-    write_ci_outputs(&ci, &records);
-    if cancel.is_cancelled() {
+    write_ci_outputs(&args.ci, &tally.records);
+    if args.cancel.is_cancelled() {
         eprintln!(
             "lockbench: interrupted; what was recorded is in {}",
             out.display()
         );
         return Ok(130);
     }
-    if !mismatches.is_empty() {
+    if !tally.mismatches.is_empty() {
         eprintln!("\nNot what the scenario expects:");
-        for m in &mismatches {
+        for m in &tally.mismatches {
             eprintln!("  {m}");
         }
     }
-    if !regressed.is_empty() {
+    if !tally.regressed.is_empty() {
         say.line(format_args!(
             "\nREGRESSION against the baseline: {}",
-            regressed.join(", ")
+            tally.regressed.join(", ")
         ));
         if gate.fail_on_regression {
             return Ok(1);
         }
     }
-    Ok(if mismatches.is_empty() && failures == 0 {
+    Ok(if tally.mismatches.is_empty() && tally.failures == 0 {
         0
     } else {
         1
     })
+}
+
+impl Tally {
+    /// An atlas scenario: its cells, contradictions and failures.
+    async fn atlas(
+        &mut self,
+        say: Say,
+        scenario: &Scenario,
+        seed: u64,
+        args: &RunArgs,
+        opts: &RunOptions,
+    ) {
+        let a = match run_atlas(scenario, seed, args.repeat, opts).await {
+            Ok(a) => a,
+            Err(e) => {
+                self.failures += 1;
+                eprintln!("  atlas: error: {e} (seed {seed})");
+                return;
+            }
+        };
+        say.line(format_args!("  atlas: {}", a.page.display()));
+        for (row, cell) in a.atlas.contradictions() {
+            self.mismatches.push(format!(
+                "{}/{} under {}: {} but the atlas expects {} ({}; seed {seed})",
+                scenario.name,
+                row.backend,
+                cell.column.heading(),
+                cell.words,
+                cell.expect.expect.name(),
+                cell.expect.why
+            ));
+        }
+        for (row, cell) in a.atlas.failures() {
+            self.failures += 1;
+            eprintln!(
+                "  {} under {}: {} (seed {seed})",
+                row.backend,
+                cell.column.heading(),
+                cell.words
+            );
+        }
+        if let Some(path) = &args.ci.summary_md {
+            append_markdown(path, &report::atlas_markdown(&a.atlas));
+        }
+    }
+
+    /// A property-matrix scenario: its rows' errors and exclusion verdicts.
+    async fn matrix(&mut self, say: Say, scenario: &Scenario, seed: u64, opts: &RunOptions) {
+        let m = match run_matrix(scenario, seed, opts).await {
+            Ok(m) => m,
+            Err(e) => {
+                self.failures += 1;
+                eprintln!("  properties: error: {e} (seed {seed})");
+                return;
+            }
+        };
+        say.line(format_args!("  matrix: {}", m.page.display()));
+        for row in &m.matrix.rows {
+            if let Some(why) = &row.error {
+                self.failures += 1;
+                eprintln!("  {}: {why} (seed {seed})", row.backend);
+            }
+        }
+        for (backend, verdict) in &m.exclusion {
+            if *verdict != scenario.expect_for(backend) {
+                self.mismatches.push(format!(
+                    "{}/{backend}: exclusion {verdict} but the scenario expects {} (seed {seed})",
+                    scenario.name,
+                    scenario.expect_for(backend)
+                ));
+            }
+        }
+    }
+
+    /// A scenario's run on each of its backends, then their comparison.
+    async fn runs(
+        &mut self,
+        say: Say,
+        scenario: &Scenario,
+        seed: u64,
+        args: &RunArgs,
+        opts: &RunOptions,
+    ) {
+        let mut completed = Vec::new();
+        for backend in &scenario.backends {
+            if args.cancel.is_cancelled() {
+                break;
+            }
+            let record = self
+                .run_one(say, scenario, backend, seed, args, opts, &mut completed)
+                .await;
+            if args.ci.json {
+                println!("{}", report::ci::json_line(&record));
+            }
+            self.records.push(record);
+        }
+        if completed.len() > 1 {
+            let dir = args.out.join(&scenario.name);
+            match report::write_comparison(&dir, &completed) {
+                Ok(page) => say.line(format_args!("  comparison: {}", page.display())),
+                Err(e) => eprintln!("  comparison page not written: {e}"),
+            }
+        }
+    }
+
+    /// One run of `scenario` on `backend`, printed and judged.
+    #[allow(clippy::too_many_arguments)]
+    async fn run_one(
+        &mut self,
+        say: Say,
+        scenario: &Scenario,
+        backend: &str,
+        seed: u64,
+        args: &RunArgs,
+        opts: &RunOptions,
+        completed: &mut Vec<(PathBuf, Summary)>,
+    ) -> report::ci::Record {
+        let gate = &args.gate;
+        // Found before the run, so the new run cannot be its own baseline.
+        let base = gate
+            .baseline
+            .as_ref()
+            .and_then(|dir| baseline::find_baseline(dir, &scenario.name, backend, None));
+        match run_backend(scenario, backend, seed, opts).await {
+            Ok(RunOutcome::Skipped { reason }) => {
+                say.line(format_args!("  {backend:<18} skipped: {reason}"));
+                report::ci::Record::Skipped {
+                    scenario: scenario.name.clone(),
+                    backend: backend.to_string(),
+                    reason,
+                }
+            }
+            Ok(RunOutcome::Completed { run_dir, summary }) => {
+                print_run(say, &summary, &run_dir);
+                if gate.baseline.is_some()
+                    && apply_baseline(say, &run_dir, &summary, base, gate.threshold)
+                {
+                    self.regressed
+                        .push(format!("{}/{}", summary.scenario, summary.backend));
+                }
+                if !summary.matches_expectation {
+                    self.mismatches.push(format!(
+                        "{}/{}: {} but the scenario expects {} (seed {seed}; {})",
+                        summary.scenario,
+                        summary.backend,
+                        summary.verdict,
+                        summary.expect,
+                        run_dir.join("index.html").display()
+                    ));
+                }
+                completed.push((run_dir.clone(), (*summary).clone()));
+                report::ci::Record::Completed { run_dir, summary }
+            }
+            Err(e) => {
+                self.failures += 1;
+                eprintln!("  {backend:<18} error: {e} (seed {seed})");
+                report::ci::Record::Failed {
+                    scenario: scenario.name.clone(),
+                    backend: backend.to_string(),
+                    error: e.to_string(),
+                }
+            }
+        }
+    }
 }
 
 fn print_run(say: Say, s: &Summary, run_dir: &Path) {
@@ -423,7 +484,7 @@ fn print_run(say: Say, s: &Summary, run_dir: &Path) {
         s.violations
     ));
     for i in s.incidents.iter().take(5) {
-        say.line(format_args!("      incident: {i}"));
+        say.line(format_args!("      incident: {}", IncidentText(i)));
     }
     if s.incidents.len() > 5 {
         say.line(format_args!(
@@ -501,6 +562,70 @@ fn load_events(path: &Path, format: Format) -> Option<Vec<Event>> {
     }
 }
 
+/// What `lockbench check` prints of an analysis of `events` events: each
+/// checker's result with its witnesses, or why it is `unknown`.
+fn print_analysis(analysis: &check::Analysis, events: u64) {
+    let m = &analysis.mutex;
+    println!(
+        "{}: {} ({} events, {} violations)",
+        m.checker, m.verdict, events, m.violations
+    );
+    if !m.classes.is_empty() {
+        let classes: Vec<String> = m
+            .classes
+            .iter()
+            .map(|(c, n)| format!("{c} × {n}"))
+            .collect();
+        println!("  classes: {}", classes.join(", "));
+    }
+    for i in &m.incidents {
+        println!("  incident: {}", IncidentText(i));
+    }
+    for w in &m.witnesses {
+        println!("  witness: {w}");
+    }
+    if let Some(reason) = &m.reason {
+        println!("  {reason}");
+    }
+    let o = &analysis.ownership;
+    println!(
+        "ownership: {} ({} releases by a non-holder)",
+        o.verdict, o.violations
+    );
+    for w in &o.witnesses {
+        println!("  witness: {w}");
+    }
+    if let Some(reason) = &o.reason {
+        println!("  {reason}");
+    }
+    let f = &analysis.fencing;
+    let outcome = serde_json::to_value(f.outcome)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_else(|| format!("{:?}", f.outcome));
+    println!(
+        "fencing: {outcome} ({} writes, {} accepted, {} rejected, {} stale accepted)",
+        f.writes, f.accepted, f.rejected, f.stale_accepted
+    );
+    for w in f.witnesses.iter().take(10) {
+        println!("  witness: {w}");
+    }
+    if let Some(reason) = &f.reason {
+        println!("  {reason}");
+    }
+    let l = &analysis.liveness;
+    println!(
+        "liveness: Jain index {:.3}, longest wait {:.1} ms, {} deadlocks, {} starved clients",
+        l.jain_index,
+        l.longest_wait_ms,
+        l.deadlocks.len(),
+        l.starved_clients
+    );
+    if let Some(reason) = &l.reason {
+        println!("  {reason}");
+    }
+}
+
 /// `lockbench check`: the verdicts of a recorded history, printed with
 /// their witnesses; the exit code (0 valid, 1 invalid, 2 bad input, 3
 /// unknown).
@@ -535,56 +660,7 @@ pub fn check_history(path: &Path, format: Format, linearizable: bool) -> Result<
             path.display()
         );
     }
-    let m = &analysis.mutex;
-    println!(
-        "{}: {} ({} events, {} violations)",
-        m.checker, m.verdict, stats.events, m.violations
-    );
-    if !m.classes.is_empty() {
-        let classes: Vec<String> = m
-            .classes
-            .iter()
-            .map(|(c, n)| format!("{c} × {n}"))
-            .collect();
-        println!("  classes: {}", classes.join(", "));
-    }
-    for i in &m.incidents {
-        println!("  incident: {i}");
-    }
-    for w in &m.witnesses {
-        println!("  witness: {w}");
-    }
-    if let Some(reason) = &m.reason {
-        println!("  {reason}");
-    }
-    let o = &analysis.ownership;
-    println!(
-        "ownership: {} ({} releases by a non-holder)",
-        o.verdict, o.violations
-    );
-    for w in &o.witnesses {
-        println!("  witness: {w}");
-    }
-    let f = &analysis.fencing;
-    let outcome = serde_json::to_value(f.outcome)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_else(|| format!("{:?}", f.outcome));
-    println!(
-        "fencing: {outcome} ({} writes, {} accepted, {} rejected, {} stale accepted)",
-        f.writes, f.accepted, f.rejected, f.stale_accepted
-    );
-    for w in f.witnesses.iter().take(10) {
-        println!("  witness: {w}");
-    }
-    let l = &analysis.liveness;
-    println!(
-        "liveness: Jain index {:.3}, longest wait {:.1} ms, {} deadlocks, {} starved clients",
-        l.jain_index,
-        l.longest_wait_ms,
-        l.deadlocks.len(),
-        l.starved_clients
-    );
+    print_analysis(&analysis, stats.events);
     let mut verdict = analysis.verdict();
     if linearizable {
         let r = match events {

@@ -130,6 +130,46 @@ fn print_row(row: &Row, to_stderr: bool) {
     }
 }
 
+/// A contended run: its directory and summary (`None`: not run).
+type Contended = Option<(PathBuf, crate::summary::Summary)>;
+
+/// The exclusion cell from the two contended runs (linked to the one-key
+/// run), and the exclusion verdict of both together.
+fn exclusion(one_key: &Contended, own_keys: &Contended, dir: &Path) -> (Cell, Option<Verdict>) {
+    let verdicts = [one_key, own_keys]
+        .iter()
+        .map(|r| r.as_ref().map(|(_, s)| s.verdict))
+        .collect::<Vec<_>>();
+    let exclusion_verdict = match (verdicts[0], verdicts[1]) {
+        (Some(Verdict::Valid), Some(Verdict::Valid)) => Some(Verdict::Valid),
+        (Some(a), Some(b)) if a == Verdict::Invalid || b == Verdict::Invalid => {
+            Some(Verdict::Invalid)
+        }
+        (Some(_), Some(_)) => Some(Verdict::Unknown),
+        _ => None,
+    };
+    let exclusion = match (verdicts[0], verdicts[1]) {
+        (Some(Verdict::Valid), Some(Verdict::Valid)) => {
+            Cell::new("valid", Some(true), serde_json::json!("valid"))
+        }
+        (Some(a), Some(b)) => {
+            let worst = if a == Verdict::Invalid || b == Verdict::Invalid {
+                "invalid"
+            } else {
+                "unknown"
+            };
+            Cell::new(worst, Some(false), serde_json::json!([a, b]))
+        }
+        _ => Cell::new("not run", None, serde_json::Value::Null),
+    }
+    .linked(
+        one_key
+            .as_ref()
+            .map(|(d, _)| relative(dir, &d.join("index.html"))),
+    );
+    (exclusion, exclusion_verdict)
+}
+
 async fn measure_backend(
     scenario: &Scenario,
     name: &str,
@@ -201,37 +241,7 @@ async fn measure_backend(
     std::fs::write(&probe_file, text + "\n").map_err(|e| Error::io(&probe_file, e))?;
     let probe_link = relative(dir, &probe_file);
 
-    let verdicts = [&one_key, &own_keys]
-        .iter()
-        .map(|r| r.as_ref().map(|(_, s)| s.verdict))
-        .collect::<Vec<_>>();
-    let exclusion_verdict = match (verdicts[0], verdicts[1]) {
-        (Some(Verdict::Valid), Some(Verdict::Valid)) => Some(Verdict::Valid),
-        (Some(a), Some(b)) if a == Verdict::Invalid || b == Verdict::Invalid => {
-            Some(Verdict::Invalid)
-        }
-        (Some(_), Some(_)) => Some(Verdict::Unknown),
-        _ => None,
-    };
-    let exclusion = match (verdicts[0], verdicts[1]) {
-        (Some(Verdict::Valid), Some(Verdict::Valid)) => {
-            Cell::new("valid", Some(true), serde_json::json!("valid"))
-        }
-        (Some(a), Some(b)) => {
-            let worst = if a == Verdict::Invalid || b == Verdict::Invalid {
-                "invalid"
-            } else {
-                "unknown"
-            };
-            Cell::new(worst, Some(false), serde_json::json!([a, b]))
-        }
-        _ => Cell::new("not run", None, serde_json::Value::Null),
-    }
-    .linked(
-        one_key
-            .as_ref()
-            .map(|(d, _)| relative(dir, &d.join("index.html"))),
-    );
+    let (exclusion, exclusion_verdict) = exclusion(&one_key, &own_keys, dir);
     let rate = |r: &Option<(PathBuf, crate::summary::Summary)>| match r {
         Some((d, s)) => Cell::new(
             format!("{:.0} ({})", s.throughput_per_s, s.verdict),

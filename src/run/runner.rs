@@ -13,7 +13,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::backend::driver::HostPlace;
-use crate::backend::{self, ClientConfig};
+use crate::backend::{self, ClientConfig, LockBackend, LockClient};
 use crate::check::{self, CheckResult, Verdict};
 use crate::cluster::Topology;
 use crate::cluster::{self, Cluster};
@@ -289,6 +289,162 @@ struct Contended {
     library: Option<crate::summary::Library>,
 }
 
+/// Waits for the run's end: its duration, Ctrl-C, every client done, or a
+/// history that can no longer be written; moves the progress bar on the
+/// way. Whether the run was interrupted.
+async fn until_end<T: 'static>(
+    duration: Duration,
+    opts: &RunOptions,
+    tasks: &mut JoinSet<T>,
+    history_watch: &RecorderHandle,
+    clock: Clock,
+    metrics: &Metrics,
+    progress: Option<&indicatif::ProgressBar>,
+) -> bool {
+    let deadline = tokio::time::Instant::now() + duration;
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep_until(deadline) => return false,
+            _ = opts.cancel.cancelled() => return true,
+            next = tasks.join_next() => if next.is_none() { return false },
+            _ = tick.tick() => {
+                if history_watch.has_failed() {
+                    // The disk is full (or the file unwritable): stop, and
+                    // keep what was recorded.
+                    return true;
+                }
+                if let Some(p) = progress {
+                    p.set_position(clock.started().elapsed().as_millis() as u64);
+                    p.set_message(format!("{} acquisitions", metrics.acquisitions()));
+                }
+            }
+        }
+    }
+}
+
+/// Closes the history: the recorder's queue on disk, then its spool
+/// converted. The events written, why the history could not be written (if
+/// it could not), and how long the run lasted: until its events were on
+/// disk.
+async fn close_history(
+    recorder: Option<Recorder>,
+    history_path: &Path,
+    clock: Clock,
+) -> Result<(u64, Option<String>, Duration)> {
+    let join = |e| Error::io(history_path, std::io::Error::other(e));
+    let recorded = match recorder {
+        Some(r) => Some(
+            tokio::task::spawn_blocking(move || r.finish_recording())
+                .await
+                .map_err(join)?,
+        ),
+        None => None,
+    };
+    // The run lasts until its history is on disk: with recording on, events
+    // still queued when the clients stop are part of the run's cost. The
+    // spool's conversion into history lines, after that, is post-processing
+    // like the check (it runs on the run's idle CPU while the run goes).
+    let ran_for = clock.started().elapsed();
+    let (history_events, history_error) = match recorded {
+        Some(Ok(finishing)) => match tokio::task::spawn_blocking(move || finishing.wait())
+            .await
+            .map_err(join)?
+        {
+            Ok(n) => (n, None),
+            Err(e) => (0, Some(e.to_string())),
+        },
+        Some(Err(e)) => (0, Some(e.to_string())),
+        None => (0, None),
+    };
+    Ok((history_events, history_error, ran_for))
+}
+
+/// A client of the lock and its backend (which makes its successors).
+type Made = (Box<dyn LockClient>, Arc<dyn LockBackend>);
+
+/// The scenario's clients, client `id` on host `id % hosts` and that
+/// host's backend, each with the slot through which faults reach it.
+async fn make_clients(
+    scenario: &Scenario,
+    seed: u64,
+    host_backends: &[Arc<dyn LockBackend>],
+    hosts: usize,
+) -> Result<(Vec<Made>, Arc<Vec<Arc<ClientSlot>>>)> {
+    let mut locks = Vec::with_capacity(scenario.clients as usize);
+    let mut slots = Vec::with_capacity(scenario.clients as usize);
+    for id in 0..u64::from(scenario.clients) {
+        let config = ClientConfig {
+            id,
+            seed: mix(seed, id),
+            op_timeout: scenario.op_timeout,
+        };
+        let host = id as usize % hosts;
+        let backend = host_backends[host % host_backends.len()].clone();
+        locks.push((backend.client(config).await?, backend));
+        slots.push(Arc::new(ClientSlot::new(host, id)));
+    }
+    Ok((locks, Arc::new(slots)))
+}
+
+/// Ends the run: the clients finish the cycle they are in (stragglers are
+/// aborted after a grace), then every fault is undone. The faults as they
+/// were carried out.
+async fn wind_down<T: 'static>(
+    scenario: &Scenario,
+    backend_name: &str,
+    plan: &ClientPlan,
+    tasks: &mut JoinSet<T>,
+    nemesis_stop: CancellationToken,
+    nemesis: tokio::task::JoinHandle<Vec<crate::summary::FaultRecord>>,
+) -> Vec<crate::summary::FaultRecord> {
+    plan.stop.cancel();
+    // Clients finish the cycle they are in: an acquire (bounded by its
+    // timeout), a hold, a release. After that, stragglers are aborted.
+    let grace = scenario.acquire_timeout
+        + scenario.hold.max()
+        + scenario.op_timeout * 4
+        + Duration::from_secs(2);
+    let drained =
+        tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
+    if drained.is_err() {
+        tracing::warn!("{backend_name}: clients still busy {grace:?} after the end; aborting them");
+        tasks.abort_all();
+        while tasks.join_next().await.is_some() {}
+    }
+    // Every fault ends now: links heal, paused servers resume, killed ones
+    // come back, before the history is closed.
+    nemesis_stop.cancel();
+    tokio::time::timeout(nemesis::UNDO_GRACE, nemesis)
+        .await
+        .ok()
+        .and_then(|r| r.ok())
+        .unwrap_or_default()
+}
+
+/// What the nemesis can reach: the links, the servers, the clients' slots
+/// and the driver processes of the hosts.
+fn nemesis_targets(
+    links: &Option<Arc<Links>>,
+    servers: &Arc<tokio::sync::Mutex<Cluster>>,
+    hosts: usize,
+    slots: &Arc<Vec<Arc<ClientSlot>>>,
+    seed: u64,
+    host_backends: &[Arc<dyn LockBackend>],
+) -> nemesis::Targets {
+    nemesis::Targets {
+        links: links.clone(),
+        servers: servers.clone(),
+        hosts,
+        slots: slots.clone(),
+        seed,
+        processes: host_backends
+            .iter()
+            .filter_map(|b| b.host_process())
+            .collect(),
+    }
+}
+
 /// The run itself: clients made (before the clock starts: connecting is
 /// not part of the measured run), then contending with the nemesis until
 /// the duration, the operation budget or Ctrl-C; every fault undone and
@@ -321,20 +477,7 @@ async fn contend(
         budget: std::sync::atomic::AtomicU64::new(scenario.ops.unwrap_or(u64::MAX)),
         stop: CancellationToken::new(),
     });
-    let mut locks = Vec::with_capacity(scenario.clients as usize);
-    let mut slots = Vec::with_capacity(scenario.clients as usize);
-    for id in 0..u64::from(scenario.clients) {
-        let config = ClientConfig {
-            id,
-            seed: mix(seed, id),
-            op_timeout: scenario.op_timeout,
-        };
-        let host = id as usize % hosts;
-        let backend = host_backends[host % host_backends.len()].clone();
-        locks.push((backend.client(config).await?, backend));
-        slots.push(Arc::new(ClientSlot::new(host, id)));
-    }
-    let slots = Arc::new(slots);
+    let (locks, slots) = make_clients(scenario, seed, &host_backends, hosts).await?;
     // A crashed client's successor gets the next unused process id.
     let next_id = Arc::new(AtomicU64::new(u64::from(scenario.clients)));
 
@@ -383,17 +526,7 @@ async fn contend(
     let nemesis_stop = CancellationToken::new();
     let nemesis = tokio::spawn(nemesis::run(
         faults,
-        nemesis::Targets {
-            links: links.clone(),
-            servers: servers.clone(),
-            hosts,
-            slots: slots.clone(),
-            seed,
-            processes: host_backends
-                .iter()
-                .filter_map(|b| b.host_process())
-                .collect(),
-        },
+        nemesis_targets(&links, &servers, hosts, &slots, seed, &host_backends),
         handle.clone(),
         clock,
         nemesis_stop.clone(),
@@ -401,80 +534,32 @@ async fn contend(
     drop(handle);
 
     let progress = progress_bar(opts.progress, scenario, backend_name);
-    let deadline = tokio::time::Instant::now() + scenario.duration;
-    let mut interrupted = false;
-    let mut tick = tokio::time::interval(Duration::from_millis(200));
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep_until(deadline) => break,
-            _ = opts.cancel.cancelled() => { interrupted = true; break }
-            next = tasks.join_next() => if next.is_none() { break },
-            _ = tick.tick() => {
-                if history_watch.has_failed() {
-                    // The disk is full (or the file unwritable): stop, and
-                    // keep what was recorded.
-                    interrupted = true;
-                    break;
-                }
-                if let Some(p) = &progress {
-                    p.set_position(clock.started().elapsed().as_millis() as u64);
-                    p.set_message(format!("{} acquisitions", metrics.acquisitions()));
-                }
-            }
-        }
-    }
-    plan.stop.cancel();
-    // Clients finish the cycle they are in: an acquire (bounded by its
-    // timeout), a hold, a release. After that, stragglers are aborted.
-    let grace = scenario.acquire_timeout
-        + scenario.hold.max()
-        + scenario.op_timeout * 4
-        + Duration::from_secs(2);
-    let drained =
-        tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
-    if drained.is_err() {
-        tracing::warn!("{backend_name}: clients still busy {grace:?} after the end; aborting them");
-        tasks.abort_all();
-        while tasks.join_next().await.is_some() {}
-    }
-    // Every fault ends now: links heal, paused servers resume, killed ones
-    // come back, before the history is closed.
-    nemesis_stop.cancel();
-    let faults_done = tokio::time::timeout(nemesis::UNDO_GRACE, nemesis)
-        .await
-        .ok()
-        .and_then(|r| r.ok())
-        .unwrap_or_default();
+    let interrupted = until_end(
+        scenario.duration,
+        opts,
+        &mut tasks,
+        &history_watch,
+        clock,
+        &metrics,
+        progress.as_ref(),
+    )
+    .await;
+    let faults_done = wind_down(
+        scenario,
+        backend_name,
+        &plan,
+        &mut tasks,
+        nemesis_stop,
+        nemesis,
+    )
+    .await;
     if let Some(p) = progress {
         p.finish_and_clear();
     }
     drop(plan);
     drop(history_watch);
-    let join = |e| Error::io(&history_path, std::io::Error::other(e));
-    let recorded = match recorder {
-        Some(r) => Some(
-            tokio::task::spawn_blocking(move || r.finish_recording())
-                .await
-                .map_err(join)?,
-        ),
-        None => None,
-    };
-    // The run lasts until its history is on disk: with recording on, events
-    // still queued when the clients stop are part of the run's cost. The
-    // spool's conversion into history lines, after that, is post-processing
-    // like the check (it runs on the run's idle CPU while the run goes).
-    let ran_for = clock.started().elapsed();
-    let (history_events, history_error) = match recorded {
-        Some(Ok(finishing)) => match tokio::task::spawn_blocking(move || finishing.wait())
-            .await
-            .map_err(join)?
-        {
-            Ok(n) => (n, None),
-            Err(e) => (0, Some(e.to_string())),
-        },
-        Some(Err(e)) => (0, Some(e.to_string())),
-        None => (0, None),
-    };
+    let (history_events, history_error, ran_for) =
+        close_history(recorder, &history_path, clock).await?;
     drop(links);
     let mut servers = servers.lock().await;
     servers.stop();

@@ -122,36 +122,45 @@ impl List {
 /// How many unplaceable operations a result lists.
 const MAX_UNPLACEABLE: usize = 32;
 
+impl List {
+    /// The doubly linked list of the operations' entries in time order (2i
+    /// is op i's call, 2i+1 its return), with its head and tail sentinels.
+    fn of_entries(ops: &[Op]) -> (List, usize, usize) {
+        let n = ops.len();
+        let mut order: Vec<usize> = (0..2 * n).collect();
+        order.sort_by_key(|&e| {
+            let op = &ops[e / 2];
+            let (t, kind) = if e.is_multiple_of(2) {
+                (op.call, 0)
+            } else {
+                (op.ret, 1)
+            };
+            (t, kind, op.index, e)
+        });
+        let m = 2 * n;
+        let (head, tail) = (m, m + 1);
+        let mut list = List {
+            next: vec![tail; m + 2],
+            prev: vec![head; m + 2],
+        };
+        let mut last = head;
+        for &e in &order {
+            list.next[last] = e;
+            list.prev[e] = last;
+            last = e;
+        }
+        list.next[last] = tail;
+        list.prev[tail] = last;
+        (list, head, tail)
+    }
+}
+
 pub(super) fn check_key(ops: &[Op], meter: &mut Meter) -> KeyOutcome {
     let n = ops.len();
     if n == 0 {
         return KeyOutcome::Valid;
     }
-    // Entries: 2i is op i's call, 2i+1 its return.
-    let mut order: Vec<usize> = (0..2 * n).collect();
-    order.sort_by_key(|&e| {
-        let op = &ops[e / 2];
-        let (t, kind) = if e.is_multiple_of(2) {
-            (op.call, 0)
-        } else {
-            (op.ret, 1)
-        };
-        (t, kind, op.index, e)
-    });
-    let m = 2 * n;
-    let (head, tail) = (m, m + 1);
-    let mut list = List {
-        next: vec![tail; m + 2],
-        prev: vec![head; m + 2],
-    };
-    let mut last = head;
-    for &e in &order {
-        list.next[last] = e;
-        list.prev[e] = last;
-        last = e;
-    }
-    list.next[last] = tail;
-    list.prev[tail] = last;
+    let (mut list, head, tail) = List::of_entries(ops);
 
     let mut seed = 0x6c6f_636b_6265_6e63u64 ^ n as u64;
     let zob: Vec<u128> = (0..n)
