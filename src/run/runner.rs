@@ -445,6 +445,22 @@ fn nemesis_targets(
     }
 }
 
+/// What every client of the scenario does: its keys, lease, timeouts,
+/// hold and think times, workload, and the run's operation budget.
+fn client_plan(scenario: &Scenario) -> ClientPlan {
+    ClientPlan {
+        keys: scenario.keys.clone(),
+        key_choice: scenario.key_choice,
+        lease: scenario.lease,
+        acquire_timeout: scenario.acquire_timeout,
+        hold: scenario.hold,
+        think: scenario.think,
+        workload: scenario.workload,
+        budget: std::sync::atomic::AtomicU64::new(scenario.ops.unwrap_or(u64::MAX)),
+        stop: CancellationToken::new(),
+    }
+}
+
 /// The run itself: clients made (before the clock starts: connecting is
 /// not part of the measured run), then contending with the nemesis until
 /// the duration, the operation budget or Ctrl-C; every fault undone and
@@ -466,17 +482,7 @@ async fn contend(
         .first()
         .and_then(|b| b.library())
         .map(|(name, version)| crate::summary::Library { name, version });
-    let plan = Arc::new(ClientPlan {
-        keys: scenario.keys.clone(),
-        key_choice: scenario.key_choice,
-        lease: scenario.lease,
-        acquire_timeout: scenario.acquire_timeout,
-        hold: scenario.hold,
-        think: scenario.think,
-        workload: scenario.workload,
-        budget: std::sync::atomic::AtomicU64::new(scenario.ops.unwrap_or(u64::MAX)),
-        stop: CancellationToken::new(),
-    });
+    let plan = Arc::new(client_plan(scenario));
     let (locks, slots) = make_clients(scenario, seed, &host_backends, hosts).await?;
     // A crashed client's successor gets the next unused process id.
     let next_id = Arc::new(AtomicU64::new(u64::from(scenario.clients)));
@@ -484,13 +490,8 @@ async fn contend(
     let history_path = run_dir.join(opts.history_format.file_name());
     let clock = Clock::start();
     let (recorder, handle) = if scenario.history {
-        let (r, h) = Recorder::create(
-            &history_path,
-            opts.history_format,
-            HISTORY_CHANNEL,
-            clock,
-            &plan.keys,
-        )?;
+        let format = opts.history_format;
+        let (r, h) = Recorder::create(&history_path, format, HISTORY_CHANNEL, clock, &plan.keys)?;
         (Some(r), h)
     } else {
         (None, RecorderHandle::disabled())
