@@ -205,9 +205,11 @@ check_go_drivers() {
     missing go-drivers "$bin is missing: run scripts/install-backends.sh (it builds it with go, 1.26 or later, from the modules pinned in drivers/go/go.sum)"
     return
   fi
-  out=$("$bin" 2>&1 </dev/null || true)
-  if printf '%s' "$out" | grep -q "etcd-mutex|redsync"; then
-    ok go-drivers "$bin"
+  # It names its drivers (a JSON array); which ones lockbench expects is
+  # src/backend/libraries.rs's to say (tests/drivers.rs compares them).
+  out=$("$bin" --list 2>&1 </dev/null || true)
+  if printf '%s' "$out" | grep -q '^\["'; then
+    ok go-drivers "$bin: $out"
   else
     missing go-drivers "$bin does not run ($(printf '%s' "$out" | tail -n 1)): run scripts/install-backends.sh to build it again"
   fi
@@ -248,13 +250,13 @@ check_java_drivers() {
     missing java-drivers "$jar is missing: run scripts/install-backends.sh (it builds it with Maven from drivers/java/pom.xml)"
     return
   fi
-  out=$(timeout 60 "$java" -jar "$jar" 2>&1 </dev/null || true)
-  if ! printf '%s' "$out" | grep -q "curator|redisson|hazelcast"; then
+  out=$(timeout 60 "$java" -jar "$jar" --list 2>&1 </dev/null || true)
+  if ! printf '%s' "$out" | grep -q '^\["'; then
     missing java-drivers "$jar does not run ($(printf '%s' "$out" | tail -n 1)): run scripts/install-backends.sh to build it again"
   elif [ ! -f "$root/drivers/java/target/hazelcast/hazelcast.jar" ]; then
     missing java-drivers "drivers/java/target/hazelcast/hazelcast.jar is missing (lockbench starts Hazelcast members from it): run scripts/install-backends.sh"
   else
-    ok java-drivers "$jar, Hazelcast $(cat "$root/drivers/java/target/hazelcast/VERSION" 2>/dev/null)"
+    ok java-drivers "$jar: $out, Hazelcast $(cat "$root/drivers/java/target/hazelcast/VERSION" 2>/dev/null)"
   fi
 }
 

@@ -40,24 +40,65 @@ fn summary(out: &Path, scenario: &str, backend: &str) -> (std::path::PathBuf, Su
     (dir, s)
 }
 
+/// Every shipped library: the registry's backends that run a driver.
+fn shipped_libraries() -> Vec<String> {
+    let registry = lockbench::backend::Registry::builtin();
+    registry
+        .iter()
+        .filter(|b| b.driver.is_some())
+        .map(|b| b.name.to_string())
+        .collect()
+}
+
+#[test]
+fn every_registered_library_is_one_its_driver_program_lists() {
+    let registry = lockbench::backend::Registry::builtin();
+    let mut asked = 0;
+    for b in registry.iter() {
+        let Some(d) = &b.driver else { continue };
+        let Some((entry, program)) = d.command.split_last() else {
+            panic!("{}: an empty command", b.name);
+        };
+        if entry.ends_with(".py") || entry.ends_with(".js") {
+            // One file per library: the file is the driver.
+            let file = d.dir.join(entry);
+            assert!(file.is_file(), "{}: {} is missing", b.name, file.display());
+            continue;
+        }
+        // One program for several libraries: it names them with --list.
+        if !libraries_installed(&[b.name.as_str()]) {
+            return;
+        }
+        let out = std::process::Command::new(&program[0])
+            .args(&program[1..])
+            .arg("--list")
+            .current_dir(&d.dir)
+            .output()
+            .unwrap_or_else(|e| panic!("{}: {program:?} --list: {e}", b.name));
+        let listed: Vec<String> = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "{}: {program:?} --list printed no JSON array ({e}): {}",
+                b.name,
+                String::from_utf8_lossy(&out.stdout)
+            )
+        });
+        assert!(
+            listed.contains(entry),
+            "{}: the registry runs {entry:?} but {program:?} lists {listed:?}",
+            b.name
+        );
+        asked += 1;
+    }
+    assert!(
+        asked >= 5,
+        "only {asked} libraries run through a listing program"
+    );
+}
+
 #[test]
 fn every_shipped_library_keeps_exclusion_and_names_its_version() {
-    let backends = [
-        "redis-py",
-        "python-redis-lock",
-        "python-redis-lock-renewal",
-        "pottery-redlock",
-        "kazoo",
-        "etcd-mutex",
-        "redsync",
-        "node-redlock",
-        "node-redlock-5",
-        "redis-semaphore",
-        "curator",
-        "redisson",
-        "redisson-fenced",
-        "hazelcast-fencedlock",
-    ];
+    let shipped = shipped_libraries();
+    let backends: Vec<&str> = shipped.iter().map(String::as_str).collect();
     if !libraries_installed(&backends) {
         return;
     }
@@ -79,6 +120,14 @@ fn every_shipped_library_keeps_exclusion_and_names_its_version() {
         ("redisson-fenced", "redisson"),
         ("hazelcast-fencedlock", "hazelcast"),
     ];
+    // Each library names itself as its driver reports it; a new one needs
+    // its line here.
+    for b in &backends {
+        assert!(
+            libraries.iter().any(|(name, _)| name == b),
+            "{b}: add the library name its driver reports"
+        );
+    }
     for (backend, library) in libraries {
         let (dir, s) = summary(out.path(), "libraries", backend);
         assert_eq!(s.verdict, Verdict::Valid, "{backend}: {:?}", s.witnesses);

@@ -4,14 +4,18 @@
 //	lockbench-go-driver redsync      go-redsync's Mutex over Redis masters
 //	lockbench-go-driver bench LIBRARY SERVERS OPTIONS CYCLES [paced]
 //	                                 the library looping on its own
+//	lockbench-go-driver --list       its drivers' names, as a JSON array
 //
 // It speaks drivers/PROTOCOL.md on stdin and stdout and logs to stderr.
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"runtime/debug"
+	"sort"
+	"strings"
 )
 
 func buildVersion(path string) string {
@@ -42,8 +46,20 @@ func main() {
 		"etcd-mutex": func() library { return &etcdMutex{} },
 		"redsync":    func() library { return &redsyncLock{} },
 	}
-	usage := "usage: lockbench-go-driver etcd-mutex|redsync (then drivers/PROTOCOL.md on stdin)\n" +
-		"       lockbench-go-driver bench etcd-mutex|redsync SERVERS_JSON OPTIONS_JSON CYCLES [paced]"
+	names := make([]string, 0, len(libs))
+	for name := range libs {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	if len(os.Args) == 2 && os.Args[1] == "--list" {
+		out, _ := json.Marshal(names)
+		fmt.Println(string(out))
+		return
+	}
+	which := strings.Join(names, "|")
+	usage := "usage: lockbench-go-driver " + which + " (then drivers/PROTOCOL.md on stdin)\n" +
+		"       lockbench-go-driver bench " + which + " SERVERS_JSON OPTIONS_JSON CYCLES [paced]\n" +
+		"       lockbench-go-driver --list"
 	if len(os.Args) >= 3 && os.Args[1] == "bench" && libs[os.Args[2]] != nil {
 		if err := benchLoop(libs[os.Args[2]](), os.Args[3:]); err != nil {
 			fmt.Fprintln(os.Stderr, err)

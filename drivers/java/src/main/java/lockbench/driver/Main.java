@@ -3,7 +3,10 @@ package lockbench.driver;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import java.io.EOFException;
 import java.io.IOException;
+import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.Collections;
+import java.util.List;
 import java.util.Map;
 import java.util.function.Supplier;
 
@@ -32,11 +35,21 @@ public final class Main {
           "hazelcast", HazelcastDriver::new);
 
   public static void main(String[] args) throws Exception {
+    List<String> names = new ArrayList<>(LIBRARIES.keySet());
+    Collections.sort(names);
+    if (args.length == 1 && args[0].equals("--list")) {
+      System.out.println(Driver.JSON.writeValueAsString(names));
+      System.exit(0);
+    }
+    String which = String.join("|", names);
     String usage =
-        "usage: lockbench-java-driver curator|redisson|hazelcast (then drivers/PROTOCOL.md on"
-            + " stdin)\n"
-            + "       lockbench-java-driver bench curator|redisson|hazelcast SERVERS_JSON"
-            + " OPTIONS_JSON CYCLES [paced]";
+        "usage: lockbench-java-driver "
+            + which
+            + " (then drivers/PROTOCOL.md on stdin)\n"
+            + "       lockbench-java-driver bench "
+            + which
+            + " SERVERS_JSON OPTIONS_JSON CYCLES [paced]\n"
+            + "       lockbench-java-driver --list";
     boolean paced = args.length == 6 && args[5].equals("paced");
     if ((args.length == 5 || paced) && args[0].equals("bench") && LIBRARIES.containsKey(args[1])) {
       bench(LIBRARIES.get(args[1]).get(), args[2], args[3], Integer.parseInt(args[4]), paced);
