@@ -55,7 +55,7 @@ mod common;
 
 use common::Failures;
 use lockbench::backend::driver::HostPlace;
-use lockbench::backend::{AcquireOptions, ClientConfig, Outcome, Served, libraries};
+use lockbench::backend::{AcquireOptions, ClientConfig, Outcome, Served};
 use lockbench::cluster::Cluster;
 
 /// What every measurement of a run shares.
@@ -237,57 +237,27 @@ fn median(mut v: Vec<f64>) -> f64 {
     v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
-/// How a library loops on its own, in its own language: the command and
-/// its first arguments (the servers, options and cycles follow).
-fn own_loop(name: &str) -> Option<(std::path::PathBuf, Vec<String>, &'static str)> {
-    let python = |module: &str| {
-        Some((
-            libraries::python(),
-            vec!["bench_loop.py".to_string(), module.to_string()],
-            "python",
-        ))
+/// How a library loops on its own, in its own language, read from how
+/// the registry runs its driver: a Python or Node.js driver file's loop is
+/// that language's `bench_loop` with the file; the Go binary and the JVM
+/// jar take `bench LIBRARY`. The program, its first arguments (the
+/// servers, options and cycles follow), and the folder it runs in.
+fn own_loop(name: &str) -> Option<(std::path::PathBuf, Vec<String>, std::path::PathBuf)> {
+    let info = lockbench::backend::info(name)?;
+    let d = info.driver.as_ref()?;
+    let (entry, program) = d.command.split_last()?;
+    let first = std::path::PathBuf::from(program.first()?);
+    let file = std::path::Path::new(entry).file_name()?.to_str()?;
+    let args = if let Some(module) = file.strip_suffix(".py") {
+        vec!["bench_loop.py".to_string(), module.to_string()]
+    } else if file.ends_with(".js") {
+        vec!["bench_loop.js".to_string(), file.to_string()]
+    } else {
+        let mut args = program[1..].to_vec();
+        args.extend(["bench".to_string(), entry.clone()]);
+        args
     };
-    let go = |library: &str| {
-        Some((
-            libraries::go_driver_binary(),
-            vec!["bench".to_string(), library.to_string()],
-            "go",
-        ))
-    };
-    let node = |file: &str| {
-        Some((
-            libraries::node(),
-            vec!["bench_loop.js".to_string(), file.to_string()],
-            "node",
-        ))
-    };
-    let java = |library: &str| {
-        Some((
-            libraries::java(),
-            vec![
-                "-jar".to_string(),
-                libraries::java_driver_jar().display().to_string(),
-                "bench".to_string(),
-                library.to_string(),
-            ],
-            "java",
-        ))
-    };
-    match name {
-        "redis-py" => python("redis_py"),
-        "python-redis-lock" => python("python_redis_lock"),
-        "pottery-redlock" => python("pottery_redlock"),
-        "kazoo" => python("kazoo_lock"),
-        "etcd-mutex" => go("etcd-mutex"),
-        "redsync" => go("redsync"),
-        "node-redlock" => node("redlock.js"),
-        "node-redlock-5" => node("redlock.js"),
-        "redis-semaphore" => node("redis_semaphore.js"),
-        "curator" => java("curator"),
-        "redisson" => java("redisson"),
-        "hazelcast-fencedlock" => java("hazelcast"),
-        _ => None,
-    }
+    Some((first, args, d.dir.clone()))
 }
 
 /// The library alone: median µs of one acquire + release (the two calls'
@@ -312,7 +282,7 @@ fn library_loop(
     let (program, args, dir) = own_loop(name).ok_or("no own loop for this library")?;
     placement.enter_library();
     let child = Command::new(&program)
-        .current_dir(libraries::drivers_dir().join(dir))
+        .current_dir(dir)
         .args(args)
         .args([servers, options, &cycles.to_string()])
         .args(paced.then_some("paced"))
@@ -478,20 +448,20 @@ fn main() {
             return;
         }
     };
-    let libraries = [
-        "redis-py",
-        "python-redis-lock",
-        "pottery-redlock",
-        "kazoo",
-        "etcd-mutex",
-        "redsync",
-        "node-redlock",
-        "node-redlock-5",
-        "redis-semaphore",
-        "curator",
-        "redisson",
-        "hazelcast-fencedlock",
-    ];
+    // Every shipped library, each own loop once: a backend that runs the
+    // same driver on as many servers as one before it (python-redis-lock's
+    // auto-renewal, Redisson's fenced lock: the same library with other
+    // options) is left out; node-redlock on 5 masters is not.
+    let registry = lockbench::backend::Registry::builtin();
+    let mut seen = Vec::new();
+    let mut libraries: Vec<&str> = Vec::new();
+    for b in registry.iter() {
+        let Some(d) = &b.driver else { continue };
+        if !seen.contains(&(&d.command, b.servers)) {
+            seen.push((&d.command, b.servers));
+            libraries.push(b.name.as_str());
+        }
+    }
     common::banner(
         "driver_overhead",
         &format!(
