@@ -84,7 +84,7 @@ fn go_driver(
     .requires(go_driver_binary(), GO_HINT)
 }
 
-/// Node.js: the first `node` on PATH.
+/// Node.js: the first `node` in `LOCKBENCH_BIN_DIRS`, then on PATH.
 pub fn node() -> PathBuf {
     on_path("node", "/usr/bin/node")
 }
@@ -117,18 +117,13 @@ fn node_driver(
         )
 }
 
-/// The first `name` on PATH, else `fallback`.
+/// A drivers' runtime, found as lockbench finds them
+/// ([`crate::cluster::find_runtime`]), else `fallback`.
 fn on_path(name: &str, fallback: &str) -> PathBuf {
-    std::env::var_os("PATH")
-        .and_then(|path| {
-            std::env::split_paths(&path)
-                .map(|d| d.join(name))
-                .find(|p| p.is_file())
-        })
-        .unwrap_or_else(|| PathBuf::from(fallback))
+    crate::cluster::find_runtime(name).unwrap_or_else(|| PathBuf::from(fallback))
 }
 
-/// Java: the first `java` on PATH.
+/// Java: the first `java` in `LOCKBENCH_BIN_DIRS`, then on PATH.
 pub fn java() -> PathBuf {
     on_path("java", "/usr/bin/java")
 }

@@ -29,8 +29,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use process::{
-    Launch, PortReservation, START_ATTEMPTS, ServerProcess, descendants, find_binary, free_port,
-    kill_all, port_race, proc_pids, reserve_port, reserved_port, start_on_fresh_ports,
+    Launch, PortReservation, START_ATTEMPTS, ServerProcess, descendants, find_binary, find_runtime,
+    free_port, kill_all, port_race, proc_pids, reserve_port, reserved_port, start_on_fresh_ports,
 };
 
 use crate::error::{Error, Result};

@@ -320,26 +320,44 @@ where
     })
 }
 
-/// Looks for `binary` on PATH, then where Debian installs servers; or, when
-/// `LOCKBENCH_BIN_DIRS` is set (directories separated by `:`), only there,
-/// to pick one build of a server over another.
+/// Looks for server `binary` on PATH, then where Debian installs servers;
+/// or, when `LOCKBENCH_BIN_DIRS` is set (directories separated by `:`),
+/// only there, to pick one build of a server over another.
 pub fn find_binary(binary: &str) -> Option<PathBuf> {
-    if let Some(dirs) = std::env::var_os("LOCKBENCH_BIN_DIRS") {
-        return std::env::split_paths(&dirs)
-            .map(|d| d.join(binary))
-            .find(|p| p.is_file());
+    if let Some(dirs) = bin_dirs() {
+        return first_in(dirs, binary);
     }
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let mut dirs: Vec<PathBuf> = std::env::split_paths(&path).collect();
+    let mut dirs = path_dirs();
     dirs.extend(["/usr/sbin", "/usr/local/sbin", "/usr/bin"].map(PathBuf::from));
     if let Ok(entries) = std::fs::read_dir("/usr/lib/postgresql") {
         let mut versions: Vec<PathBuf> = entries.flatten().map(|e| e.path().join("bin")).collect();
         versions.sort();
         dirs.extend(versions.into_iter().rev());
     }
-    dirs.into_iter()
-        .map(|d| d.join(binary))
-        .find(|p| p.is_file())
+    first_in(dirs, binary)
+}
+
+/// Looks for a drivers' runtime (`node`, `java`): in `LOCKBENCH_BIN_DIRS`
+/// first when it is set, then on PATH. Unlike a server, a runtime missing
+/// from those directories is still taken from PATH.
+pub fn find_runtime(name: &str) -> Option<PathBuf> {
+    let mut dirs = bin_dirs().unwrap_or_default();
+    dirs.extend(path_dirs());
+    first_in(dirs, name)
+}
+
+/// `LOCKBENCH_BIN_DIRS`, split, if it is set.
+fn bin_dirs() -> Option<Vec<PathBuf>> {
+    std::env::var_os("LOCKBENCH_BIN_DIRS").map(|d| std::env::split_paths(&d).collect())
+}
+
+fn path_dirs() -> Vec<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()).collect()
+}
+
+/// The first `dir/name` that is a file.
+fn first_in(dirs: Vec<PathBuf>, name: &str) -> Option<PathBuf> {
+    dirs.into_iter().map(|d| d.join(name)).find(|p| p.is_file())
 }
 
 /// How to start a server: program, arguments, environment, user. Kept so a
