@@ -4,4 +4,7 @@
 pub mod nemesis;
 mod spec;
 
-pub use spec::{FAULTS, FaultKind, FaultSpec, ROLE_TARGETS, RandomSchedule, RandomTarget};
+pub use spec::{
+    FAULTS, FaultKind, FaultParams, FaultSpec, ParamError, ROLE_TARGETS, RandomSchedule,
+    RandomTarget,
+};

@@ -70,7 +70,154 @@ pub enum FaultKind {
     Bridge,
 }
 
+/// A fault kind's parameters, as a scenario gives them (the scenario layer
+/// reads them from TOML and keeps where each was written, for errors).
+#[derive(Debug, Default, Clone)]
+pub struct FaultParams {
+    /// `latency`: the added delay.
+    pub delay: Option<Duration>,
+    /// `latency`: up to this much more or less.
+    pub jitter: Option<Duration>,
+    /// `partition-one-way`: `upstream` or `downstream`.
+    pub direction: Option<String>,
+    /// `bandwidth`: bytes per second each way.
+    pub bytes_per_s: Option<i64>,
+    /// `clock-skew`: the jump, ms (negative: back).
+    pub offset_ms: Option<i64>,
+    /// `clock-drift`: how many times as fast the clock runs.
+    pub rate: Option<f64>,
+}
+
+/// Why a fault's name and parameters make no fault.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParamError {
+    /// The parameter it is about (its name in scenarios); `None`: the
+    /// fault itself (an unknown name, a parameter missing).
+    pub param: Option<&'static str>,
+    /// What is wrong.
+    pub message: String,
+    /// How to put it right.
+    pub hint: Option<String>,
+}
+
+impl ParamError {
+    fn missing(message: &str, hint: &str) -> Self {
+        ParamError {
+            param: None,
+            message: message.to_string(),
+            hint: Some(hint.to_string()),
+        }
+    }
+
+    fn bad(param: &'static str, message: String, hint: Option<&str>) -> Self {
+        ParamError {
+            param: Some(param),
+            message,
+            hint: hint.map(str::to_string),
+        }
+    }
+}
+
 impl FaultKind {
+    /// The fault called `name` with `params`: the one place a fault's name
+    /// becomes a kind, and its parameters are checked.
+    pub fn parse(name: &str, p: &FaultParams) -> Result<FaultKind, ParamError> {
+        Ok(match name {
+            "partition" => FaultKind::Partition,
+            "partition-reset" => FaultKind::PartitionReset,
+            "partition-one-way" => match p.direction.as_deref() {
+                Some("upstream") => FaultKind::PartitionOneWay(Direction::Upstream),
+                Some("downstream") => FaultKind::PartitionOneWay(Direction::Downstream),
+                Some(other) => {
+                    return Err(ParamError::bad(
+                        "direction",
+                        format!("direction = {other:?} is not a direction"),
+                        Some("use \"upstream\" (client to server) or \"downstream\""),
+                    ));
+                }
+                None => {
+                    return Err(ParamError::missing(
+                        "partition-one-way needs a direction",
+                        "add direction = \"upstream\" (client to server) or \"downstream\"",
+                    ));
+                }
+            },
+            "latency" => {
+                let Some(delay) = p.delay else {
+                    return Err(ParamError::missing(
+                        "latency needs a delay",
+                        "add delay = \"50ms\" (and jitter = \"10ms\" if wanted)",
+                    ));
+                };
+                FaultKind::Latency {
+                    delay,
+                    jitter: p.jitter.unwrap_or_default(),
+                }
+            }
+            "bandwidth" => match p.bytes_per_s {
+                Some(b) if b > 0 => FaultKind::Bandwidth(b as u64),
+                Some(_) => {
+                    return Err(ParamError::bad(
+                        "bytes_per_s",
+                        "bytes_per_s must be positive".into(),
+                        None,
+                    ));
+                }
+                None => {
+                    return Err(ParamError::missing(
+                        "bandwidth needs bytes_per_s",
+                        "add bytes_per_s = 10000",
+                    ));
+                }
+            },
+            "kill-server" => FaultKind::KillServer,
+            "pause-server" => FaultKind::PauseServer,
+            "crash-client" => FaultKind::CrashClient,
+            "pause-client" => FaultKind::PauseClient,
+            "isolate-server" => FaultKind::IsolateServer,
+            "bridge" => FaultKind::Bridge,
+            "clock-skew" => match p.offset_ms {
+                Some(o) if o != 0 && o.abs() <= 86_400_000 => FaultKind::ClockSkew(o * 1_000_000),
+                Some(_) => {
+                    return Err(ParamError::bad(
+                        "offset_ms",
+                        "offset_ms must be non-zero and within a day".into(),
+                        None,
+                    ));
+                }
+                None => {
+                    return Err(ParamError::missing(
+                        "clock-skew needs offset_ms",
+                        "add offset_ms = 5000 (ahead) or -5000 (behind)",
+                    ));
+                }
+            },
+            "clock-drift" => match p.rate {
+                Some(r) if r.is_finite() && r > 0.0 && r <= 1000.0 => FaultKind::ClockDrift(r),
+                Some(_) => {
+                    return Err(ParamError::bad(
+                        "rate",
+                        "rate must be above 0 and at most 1000".into(),
+                        Some("rate = 10.0 makes the server's clock run ten times as fast"),
+                    ));
+                }
+                None => {
+                    return Err(ParamError::missing(
+                        "clock-drift needs a rate",
+                        "add rate = 10.0 (ten times as fast)",
+                    ));
+                }
+            },
+            other => {
+                return Err(ParamError {
+                    param: None,
+                    message: format!("unknown fault {other:?}"),
+                    hint: Some(format!("faults: {}", FAULTS.join(", "))),
+                });
+            }
+        })
+    }
+
     /// Whether it acts on servers (else on hosts' links or clients).
     pub fn on_servers(self) -> bool {
         matches!(
@@ -277,6 +424,41 @@ impl RandomSchedule {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_listed_name_parses_to_the_kind_of_that_name_and_no_other_does() {
+        let all = FaultParams {
+            delay: Some(Duration::from_millis(5)),
+            jitter: None,
+            direction: Some("upstream".into()),
+            bytes_per_s: Some(1000),
+            offset_ms: Some(1000),
+            rate: Some(2.0),
+        };
+        for name in FAULTS {
+            let kind = FaultKind::parse(name, &all).unwrap_or_else(|e| panic!("{name}: {e:?}"));
+            assert_eq!(kind.name(), *name);
+            let (start, stop) = kind.event_names();
+            assert!(start != stop && start.contains(name.split('-').next().unwrap_or(name)));
+        }
+        let e = FaultKind::parse("partitoin", &all).unwrap_err();
+        assert_eq!(e.param, None);
+        assert!(e.hint.is_some_and(|h| FAULTS.iter().all(|f| h.contains(f))));
+        // A parameter out of range names itself; a missing one, the fault.
+        let bad = FaultParams {
+            rate: Some(0.0),
+            ..Default::default()
+        };
+        assert_eq!(
+            FaultKind::parse("clock-drift", &bad).unwrap_err().param,
+            Some("rate")
+        );
+        let e = FaultKind::parse("latency", &FaultParams::default()).unwrap_err();
+        assert_eq!(
+            (e.param, e.message.as_str()),
+            (None, "latency needs a delay")
+        );
+    }
 
     fn schedule() -> RandomSchedule {
         RandomSchedule {

@@ -14,8 +14,9 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::duration::{Dur, TimeDist};
-use crate::fault::{FAULTS, FaultKind, FaultSpec, ROLE_TARGETS, RandomSchedule, RandomTarget};
-use crate::net::Direction;
+use crate::fault::{
+    FAULTS, FaultKind, FaultParams, FaultSpec, ROLE_TARGETS, RandomSchedule, RandomTarget,
+};
 
 /// One `[[nemesis]]` table as written.
 #[derive(Debug, Deserialize)]
@@ -198,117 +199,32 @@ pub(super) struct KindParams {
 }
 
 impl KindParams {
-    /// The fault kind called `name`, with its parameters checked.
+    /// The fault kind called `name`, with its parameters checked by the
+    /// fault registry ([`FaultKind::parse`]); an error points at the
+    /// parameter it is about, else at the fault.
     pub(super) fn kind(
         &self,
         name: &str,
         fault_span: std::ops::Range<usize>,
     ) -> Result<FaultKind, FaultError> {
-        let kind = match name {
-            "partition" => FaultKind::Partition,
-            "partition-reset" => FaultKind::PartitionReset,
-            "partition-one-way" => {
-                let Some(d) = &self.direction else {
-                    return Err((
-                        fault_span,
-                        "partition-one-way needs a direction".into(),
-                        Some(
-                            "add direction = \"upstream\" (client to server) or \"downstream\""
-                                .into(),
-                        ),
-                    ));
-                };
-                match d.get_ref().as_str() {
-                    "upstream" => FaultKind::PartitionOneWay(Direction::Upstream),
-                    "downstream" => FaultKind::PartitionOneWay(Direction::Downstream),
-                    other => {
-                        return Err((
-                            d.span(),
-                            format!("direction = {other:?} is not a direction"),
-                            Some("use \"upstream\" (client to server) or \"downstream\"".into()),
-                        ));
-                    }
-                }
-            }
-            "latency" => {
-                let Some(delay) = self.delay else {
-                    return Err((
-                        fault_span,
-                        "latency needs a delay".into(),
-                        Some("add delay = \"50ms\" (and jitter = \"10ms\" if wanted)".into()),
-                    ));
-                };
-                FaultKind::Latency {
-                    delay: delay.0,
-                    jitter: self.jitter.map(|j| j.0).unwrap_or_default(),
-                }
-            }
-            "bandwidth" => match &self.bytes_per_s {
-                Some(b) if *b.get_ref() > 0 => FaultKind::Bandwidth(*b.get_ref() as u64),
-                Some(b) => return Err((b.span(), "bytes_per_s must be positive".into(), None)),
-                None => {
-                    return Err((
-                        fault_span,
-                        "bandwidth needs bytes_per_s".into(),
-                        Some("add bytes_per_s = 10000".into()),
-                    ));
-                }
-            },
-            "kill-server" => FaultKind::KillServer,
-            "pause-server" => FaultKind::PauseServer,
-            "crash-client" => FaultKind::CrashClient,
-            "pause-client" => FaultKind::PauseClient,
-            "isolate-server" => FaultKind::IsolateServer,
-            "bridge" => FaultKind::Bridge,
-            "clock-skew" => match &self.offset_ms {
-                Some(o) if *o.get_ref() != 0 && o.get_ref().abs() <= 86_400_000 => {
-                    FaultKind::ClockSkew(*o.get_ref() * 1_000_000)
-                }
-                Some(o) => {
-                    return Err((
-                        o.span(),
-                        "offset_ms must be non-zero and within a day".into(),
-                        None,
-                    ));
-                }
-                None => {
-                    return Err((
-                        fault_span,
-                        "clock-skew needs offset_ms".into(),
-                        Some("add offset_ms = 5000 (ahead) or -5000 (behind)".into()),
-                    ));
-                }
-            },
-            "clock-drift" => match &self.rate {
-                Some(r)
-                    if r.get_ref().is_finite() && *r.get_ref() > 0.0 && *r.get_ref() <= 1000.0 =>
-                {
-                    FaultKind::ClockDrift(*r.get_ref())
-                }
-                Some(r) => {
-                    return Err((
-                        r.span(),
-                        "rate must be above 0 and at most 1000".into(),
-                        Some("rate = 10.0 makes the server's clock run ten times as fast".into()),
-                    ));
-                }
-                None => {
-                    return Err((
-                        fault_span,
-                        "clock-drift needs a rate".into(),
-                        Some("add rate = 10.0 (ten times as fast)".into()),
-                    ));
-                }
-            },
-            other => {
-                return Err((
-                    fault_span,
-                    format!("unknown fault {other:?}"),
-                    Some(format!("faults: {}", FAULTS.join(", "))),
-                ));
-            }
+        let params = FaultParams {
+            delay: self.delay.map(|d| d.0),
+            jitter: self.jitter.map(|j| j.0),
+            direction: self.direction.as_ref().map(|d| d.get_ref().clone()),
+            bytes_per_s: self.bytes_per_s.as_ref().map(|b| *b.get_ref()),
+            offset_ms: self.offset_ms.as_ref().map(|o| *o.get_ref()),
+            rate: self.rate.as_ref().map(|r| *r.get_ref()),
         };
-        Ok(kind)
+        FaultKind::parse(name, &params).map_err(|e| {
+            let span = match e.param {
+                Some("direction") => self.direction.as_ref().map(|d| d.span()),
+                Some("bytes_per_s") => self.bytes_per_s.as_ref().map(|b| b.span()),
+                Some("offset_ms") => self.offset_ms.as_ref().map(|o| o.span()),
+                Some("rate") => self.rate.as_ref().map(|r| r.span()),
+                _ => None,
+            };
+            (span.unwrap_or(fault_span), e.message, e.hint)
+        })
     }
 }
 
