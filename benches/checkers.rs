@@ -87,16 +87,16 @@ fn generate(path: &Path, events: u64) -> u64 {
         time += 1 + rng.below(20_000);
         // A partition opens or heals every 50,000 events or so.
         if rng.below(50_000) == 0 {
-            let f = if partition_open {
-                "stop-partition"
+            let (f, edge) = if partition_open {
+                ("stop-partition", "stop")
             } else {
-                "start-partition"
+                ("start-partition", "start")
             };
             partition_open = !partition_open;
             line(
                 &mut out,
                 format!(
-                    "{{\"index\":{index},\"time_ns\":{time},\"process\":\"nemesis\",\"type\":\"info\",\"f\":\"{f}\",\"value\":{{\"targets\":[\"h{}\"]}}}}\n",
+                    "{{\"index\":{index},\"time_ns\":{time},\"process\":\"nemesis\",\"type\":\"info\",\"f\":\"{f}\",\"value\":{{\"fault\":\"partition\",\"edge\":\"{edge}\",\"targets\":[\"h{}\"]}}}}\n",
                     rng.below(10) + 1
                 ),
             );

@@ -41,7 +41,7 @@ fn a_paused_holder_overlapped_by_three_grants_is_one_incident() {
             "\"nemesis\"",
             "info",
             "pause-client",
-            ",\"value\":{\"targets\":[\"c1\"]}",
+            ",\"value\":{\"fault\":\"pause-client\",\"edge\":\"start\",\"targets\":[\"c1\"]}",
         ),
         (2 * S, "2", "invoke", "acquire", ",\"lease_ms\":1000"),
         (
@@ -78,7 +78,7 @@ fn a_paused_holder_overlapped_by_three_grants_is_one_incident() {
             "\"nemesis\"",
             "info",
             "resume-client",
-            ",\"value\":{\"targets\":[\"c1\"]}",
+            ",\"value\":{\"fault\":\"pause-client\",\"edge\":\"stop\",\"targets\":[\"c1\"]}",
         ),
         (5 * S + 1, "1", "invoke", "write", ",\"fence\":7"),
         (

@@ -209,3 +209,37 @@ fn every_shipped_scenario_loads() {
         }
     }
 }
+
+#[test]
+fn a_fault_its_topology_cannot_carry_is_refused_in_a_timeline_and_in_a_random_schedule() {
+    // Single servers have no peers to be cut from.
+    let e = error(
+        "backends = [\"redis\"]\n[[nemesis]]\nat = \"1s\"\nfault = \"isolate-server\"\n\
+         targets = [\"server-1\"]\nduration = \"1s\"\n",
+    );
+    assert!(e.starts_with("bad.toml:4:"), "{e}");
+    assert!(
+        e.contains("isolate-server cuts the links between the members"),
+        "{e}"
+    );
+    assert!(e.contains("topology = \"replicated\""), "{e}");
+    let e = error(
+        "backends = [\"redis\"]\n[random_nemesis]\nfaults = [\"partition\", \"isolate-server\"]\n\
+         targets = [\"minority\"]\n",
+    );
+    assert!(e.starts_with("bad.toml:3:"), "{e}");
+    assert!(
+        e.contains("isolate-server cuts the links between the members"),
+        "{e}"
+    );
+    // A bridge needs a ZooKeeper ensemble, in a random schedule too.
+    let e = error(
+        "backends = [\"etcd\"]\ntopology = \"replicated\"\n[random_nemesis]\nfaults = [\"bridge\"]\n\
+         targets = [\"minority\"]\n",
+    );
+    assert!(
+        e.contains("bridge cuts single links between members"),
+        "{e}"
+    );
+    assert!(e.contains("not for etcd"), "{e}");
+}

@@ -10,7 +10,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use super::Verdict;
 use super::mutex::{HoldTracker, Keys};
-use crate::history::OpType;
+use crate::history::{FaultMark, OpType};
 
 /// One client event, as the checkers see it: the pass has already paired
 /// each completion with its invoke.
@@ -18,9 +18,11 @@ use crate::history::OpType;
 pub(crate) enum Step<'a> {
     /// Every event's time, first (with its lease, if it names one).
     Tick { time_ns: u64, lease_ms: Option<u64> },
-    /// A nemesis event (`targets` as compact JSON).
+    /// A nemesis event (`targets` as compact JSON), with the fault it
+    /// starts or stops if it names one.
     Nemesis {
         name: &'a str,
+        mark: Option<&'a FaultMark>,
         targets: &'a str,
         time_ns: u64,
     },

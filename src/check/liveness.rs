@@ -8,10 +8,10 @@
 //! unavailable stretch with no fault active that lasts longer than the
 //! bound is a deadlock.
 //!
-//! Faults are the nemesis's start and end events: names beginning with
-//! `start-`, `kill-`, `crash-` or `pause-` open a fault; `stop-`, `restart-` and
-//! `resume-` of the same suffix close it, matched by targets where they
-//! agree.
+//! Faults are the nemesis's events that say which fault they start or
+//! stop (`value.fault` and `value.edge`, docs/design.md): a stop closes
+//! the oldest open fault of the same name, with the same targets where
+//! they agree. Nothing is read from an event's name.
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use super::Verdict;
 use super::compose::{Cx, Done, Step, StreamCheck};
 use super::mutex::Keys;
-use crate::history::{OpType, Process};
+use crate::history::{Edge, FaultMark, OpType, Process};
 
 /// A window in which clients waited for a key, nobody held it and no fault
 /// was active, for longer than the lease bound.
@@ -108,21 +108,6 @@ pub struct Recovery {
     pub reason: Option<String>,
 }
 
-/// Whether a nemesis event opens or closes a fault, and the name of the
-/// start event it pairs with.
-fn fault_edge(name: &str) -> Option<(bool, String)> {
-    let (prefix, suffix) = name.split_once('-')?;
-    match prefix {
-        "start" | "kill" | "pause" | "crash" => Some((true, name.to_string())),
-        "stop" => Some((false, format!("start-{suffix}"))),
-        // A crashed client's successor starts at `restart-client`.
-        "restart" if suffix == "client" => Some((false, "crash-client".to_string())),
-        "restart" => Some((false, format!("kill-{suffix}"))),
-        "resume" => Some((false, format!("pause-{suffix}"))),
-        _ => None,
-    }
-}
-
 /// Per key: who waits, who holds, and since when it has been unavailable.
 #[derive(Debug, Default, Clone)]
 struct KeyLive {
@@ -141,6 +126,9 @@ struct ClientLive {
 /// A fault that started and has not ended yet.
 #[derive(Debug)]
 struct OpenFault {
+    /// The fault's name (`partition`).
+    fault: String,
+    /// Its start event's name (`start-partition`).
     start: String,
     targets: String,
     start_ns: u64,
@@ -342,14 +330,18 @@ impl LivenessState {
         }
     }
 
-    /// A nemesis event (`targets` as compact JSON).
-    pub(crate) fn nemesis(&mut self, name: &str, targets: &str, t: u64) {
-        let Some((opens, start)) = fault_edge(name) else {
+    /// A nemesis event called `name` (`targets` as compact JSON) that
+    /// starts or stops the fault `mark` names. An event that names no
+    /// fault is not one (docs/design.md: nemesis events say which fault
+    /// they start or stop; nothing is read from their names).
+    pub(crate) fn nemesis(&mut self, name: &str, mark: Option<&FaultMark>, targets: &str, t: u64) {
+        let Some(mark) = mark else {
             return;
         };
-        if opens {
+        if mark.edge == Edge::Start {
             self.open_faults.push(OpenFault {
-                start,
+                fault: mark.fault.clone(),
+                start: name.to_string(),
                 targets: targets.to_string(),
                 start_ns: t,
                 acquired: 0,
@@ -363,8 +355,8 @@ impl LivenessState {
             let slot = self
                 .open_faults
                 .iter()
-                .position(|f| f.start == start && f.targets == targets)
-                .or_else(|| self.open_faults.iter().position(|f| f.start == start));
+                .position(|f| f.fault == mark.fault && f.targets == targets)
+                .or_else(|| self.open_faults.iter().position(|f| f.fault == mark.fault));
             let mut opened = slot.map(|i| self.open_faults.remove(i));
             if let Some(f) = opened.as_mut() {
                 f.gap_until(t);
@@ -472,9 +464,10 @@ impl StreamCheck for LivenessState {
             Step::Tick { time_ns, lease_ms } => self.tick(time_ns, lease_ms),
             Step::Nemesis {
                 name,
+                mark,
                 targets,
                 time_ns,
-            } => self.nemesis(name, targets, time_ns),
+            } => self.nemesis(name, mark, targets, time_ns),
             Step::Lost { p, key, time_ns } => self.released(p, key, time_ns),
             Step::Crash {
                 p,
@@ -539,9 +532,16 @@ mod tests {
         e
     }
 
-    fn nemesis(ms: u64, name: &str, kind: OpType, targets: &str) -> Event {
+    /// A nemesis event `name` that starts or stops (`edge`) `fault`.
+    fn nemesis(
+        ms: u64,
+        name: &str,
+        (fault, edge): (&str, &str),
+        kind: OpType,
+        targets: &str,
+    ) -> Event {
         let mut e = Event::new(ms * MS, Process::Nemesis, kind, F::Fault(name.into()));
-        e.value = Some(serde_json::json!({ "targets": [targets] }));
+        e.value = Some(serde_json::json!({ "targets": [targets], "fault": fault, "edge": edge }));
         e
     }
 
@@ -596,7 +596,13 @@ mod tests {
     fn acquires_during_a_fault_are_counted_for_it_alone() {
         use OpType::*;
         let h = numbered(vec![
-            nemesis(0, "kill-server", Info, "server-1 (leader)"),
+            nemesis(
+                0,
+                "kill-server",
+                ("kill-server", "start"),
+                Info,
+                "server-1 (leader)",
+            ),
             c(5, 1, Invoke, F::Acquire),
             c(10, 1, Ok, F::Acquire),
             c(20, 1, Invoke, F::Release),
@@ -604,18 +610,36 @@ mod tests {
             // Invoked before the isolation began, granted after: not
             // counted for it (it may have been granted before).
             c(25, 3, Invoke, F::Acquire),
-            nemesis(30, "start-isolate-server", Info, "server-2 (follower)"),
+            nemesis(
+                30,
+                "start-isolate-server",
+                ("isolate-server", "start"),
+                Info,
+                "server-2 (follower)",
+            ),
             c(35, 3, Ok, F::Acquire),
             c(36, 3, Invoke, F::Release),
             c(37, 3, Ok, F::Release),
             c(40, 2, Invoke, F::Acquire),
             c(50, 2, Ok, F::Acquire),
-            nemesis(60, "restart-server", Info, "server-1 (leader)"),
+            nemesis(
+                60,
+                "restart-server",
+                ("kill-server", "stop"),
+                Info,
+                "server-1 (leader)",
+            ),
             c(70, 2, Invoke, F::Release),
             c(71, 2, Ok, F::Release),
             c(80, 1, Invoke, F::Acquire),
             c(90, 1, Ok, F::Acquire),
-            nemesis(100, "stop-isolate-server", Info, "server-2 (follower)"),
+            nemesis(
+                100,
+                "stop-isolate-server",
+                ("isolate-server", "stop"),
+                Info,
+                "server-2 (follower)",
+            ),
         ]);
         let a = analyze_events(&h, AnalysisOptions::default());
         let f = &a.recovery.faults;
@@ -637,11 +661,11 @@ mod tests {
     fn faults_excuse_waits_and_recovery_is_timed_from_their_end() {
         use OpType::*;
         let h = numbered(vec![
-            nemesis(0, "start-partition", Info, "h1"),
+            nemesis(0, "start-partition", ("partition", "start"), Info, "h1"),
             c(5, 1, Invoke, F::Acquire),
             c(1500, 1, Info, F::Acquire),
             // Same fault, its targets written the same way: it ends here.
-            nemesis(1600, "stop-partition", Info, "h1"),
+            nemesis(1600, "stop-partition", ("partition", "stop"), Info, "h1"),
             c(1700, 1, Invoke, F::Acquire),
             c(1750, 1, Ok, F::Acquire),
             c(1800, 1, Invoke, F::Release),
@@ -681,12 +705,12 @@ mod tests {
     fn a_nemesis_invoke_and_its_completion_are_one_fault_and_targets_may_differ() {
         use OpType::*;
         let h = numbered(vec![
-            nemesis(0, "pause-server", Invoke, "n1"),
-            nemesis(1, "pause-server", Info, "n1"),
+            nemesis(0, "pause-server", ("pause-server", "start"), Invoke, "n1"),
+            nemesis(1, "pause-server", ("pause-server", "start"), Info, "n1"),
             c(10, 1, Invoke, F::Acquire),
             c(20, 1, Info, F::Acquire),
             // Ends the pause even though its targets are written otherwise.
-            nemesis(30, "resume-server", Info, "all"),
+            nemesis(30, "resume-server", ("pause-server", "stop"), Info, "all"),
             c(40, 2, Invoke, F::Acquire),
             c(50, 2, Info, F::Acquire),
             c(60, 2, Invoke, F::Acquire),

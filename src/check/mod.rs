@@ -354,6 +354,7 @@ impl Analyzer {
                 }
                 self.step(Step::Nemesis {
                     name,
+                    mark: e.mark.as_ref(),
                     targets: &e.targets,
                     time_ns: e.time_ns,
                 });

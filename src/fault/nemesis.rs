@@ -428,7 +428,16 @@ pub async fn run(
                 Err(why) => Err(why),
             };
             let started_ns = clock.now_ns();
-            record(&recorder, start_name, &names, applied.as_ref().err()).await;
+            let fault = spec.kind.name();
+            let mark = |edge: &str| serde_json::json!({ "fault": fault, "edge": edge });
+            record(
+                &recorder,
+                start_name,
+                &names,
+                mark("start"),
+                applied.as_ref().err(),
+            )
+            .await;
             if applied.is_ok() {
                 tokio::select! {
                     _ = tokio::time::sleep(spec.duration) => {}
@@ -441,13 +450,28 @@ pub async fn run(
             // end from the moment the server was started again.
             let slow_undo = spec.kind == FaultKind::KillServer && applied.is_ok();
             if slow_undo {
-                record_as(&recorder, OpType::Invoke, stop_name, &names, None).await;
+                record_as(
+                    &recorder,
+                    OpType::Invoke,
+                    stop_name,
+                    &names,
+                    mark("stop"),
+                    None,
+                )
+                .await;
             }
             let undone = match &applied {
                 Ok(token) => undo(&spec, &on, &targets, *token).await,
                 Err(_) => Ok(()),
             };
-            record(&recorder, stop_name, &names, undone.as_ref().err()).await;
+            record(
+                &recorder,
+                stop_name,
+                &names,
+                mark("stop"),
+                undone.as_ref().err(),
+            )
+            .await;
             if let Ok(mut r) = records.lock() {
                 r.push(FaultRecord {
                     fault: spec.kind.name().to_string(),
@@ -468,8 +492,16 @@ pub async fn run(
     out
 }
 
-async fn record(recorder: &RecorderHandle, name: &str, targets: &[String], error: Option<&String>) {
-    record_as(recorder, OpType::Info, name, targets, error).await;
+/// Records a nemesis event: its name, its targets, and `mark` (the fault
+/// it starts or stops, and which: docs/design.md, "history v1").
+async fn record(
+    recorder: &RecorderHandle,
+    name: &str,
+    targets: &[String],
+    mark: serde_json::Value,
+    error: Option<&String>,
+) {
+    record_as(recorder, OpType::Info, name, targets, mark, error).await;
 }
 
 async fn record_as(
@@ -477,10 +509,12 @@ async fn record_as(
     kind: OpType,
     name: &str,
     targets: &[String],
+    mut mark: serde_json::Value,
     error: Option<&String>,
 ) {
     let mut e = Event::new(0, Process::Nemesis, kind, F::Fault(name.to_string()));
-    e.value = Some(serde_json::json!({ "targets": targets }));
+    mark["targets"] = serde_json::json!(targets);
+    e.value = Some(mark);
     e.error = error.cloned();
     recorder.record(e).await;
 }

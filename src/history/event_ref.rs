@@ -108,6 +108,41 @@ pub struct EventRef<'a> {
     pub was_held: Option<bool>,
     /// `value.targets` as compact JSON, for nemesis events only.
     pub targets: String,
+    /// For a nemesis event: the fault it starts or stops (`value.fault`
+    /// and `value.edge`), if it says.
+    pub mark: Option<FaultMark>,
+}
+
+/// Whether a nemesis event starts a fault or stops it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Edge {
+    /// The fault begins (`"edge": "start"`).
+    Start,
+    /// The fault ends (`"edge": "stop"`).
+    Stop,
+}
+
+/// What a nemesis event says of its fault: which fault (its name in
+/// scenarios, `partition`), and whether this event starts or stops it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FaultMark {
+    /// The fault's name.
+    pub fault: String,
+    /// Start or stop.
+    pub edge: Edge,
+}
+
+impl FaultMark {
+    /// Reads `value.fault` and `value.edge` of a nemesis event.
+    fn of(v: &serde_json::Value) -> Option<FaultMark> {
+        let edge = match v.get("edge")?.as_str()? {
+            "start" => Edge::Start,
+            "stop" => Edge::Stop,
+            _ => return None,
+        };
+        let fault = v.get("fault")?.as_str()?.to_string();
+        Some(FaultMark { fault, edge })
+    }
 }
 
 impl<'a> EventRef<'a> {
@@ -119,15 +154,12 @@ impl<'a> EventRef<'a> {
                 .and_then(|v| v.get(name))
                 .and_then(serde_json::Value::as_bool)
         };
-        let targets = match e.process {
-            Process::Nemesis => e
-                .value
-                .as_ref()
-                .and_then(|v| v.get("targets"))
-                .map(|t| t.to_string())
-                .unwrap_or_default(),
-            Process::Client(_) => String::new(),
+        let nemesis = e.process == Process::Nemesis;
+        let targets = match e.value.as_ref().and_then(|v| v.get("targets")) {
+            Some(t) if nemesis => t.to_string(),
+            _ => String::new(),
         };
+        let mark = e.value.as_ref().filter(|_| nemesis).and_then(FaultMark::of);
         EventRef {
             index: e.index,
             time_ns: e.time_ns,
@@ -140,6 +172,7 @@ impl<'a> EventRef<'a> {
             accepted: field("accepted"),
             was_held: field("was_held"),
             targets,
+            mark,
         }
     }
 }
@@ -233,7 +266,7 @@ struct Batch {
 /// The fast, borrowing reader of one history v1 line. It returns `None`
 /// for anything it is not sure of, and the caller falls back to serde.
 mod fast {
-    use super::{EventRef, FnRef};
+    use super::{EventRef, FaultMark, FnRef};
     use crate::history::{OpType, Process};
 
     struct P<'a> {
@@ -360,24 +393,31 @@ mod fast {
         }
     }
 
-    /// Reads `value` the way `EventRef::of` does: the two flags, and the targets
-    /// of a nemesis event.
-    fn read_value(text: &str, nemesis: bool) -> Option<(Option<bool>, Option<bool>, String)> {
+    /// What `read_value` takes from `value`.
+    type Value = (Option<bool>, Option<bool>, String, Option<FaultMark>);
+
+    /// Reads `value` the way `EventRef::of` does: the two flags, and the
+    /// targets and fault mark of a nemesis event.
+    fn read_value(text: &str, nemesis: bool) -> Option<Value> {
         match text {
-            r#"{"accepted":true}"# => return Some((Some(true), None, String::new())),
-            r#"{"accepted":false}"# => return Some((Some(false), None, String::new())),
-            r#"{"was_held":false}"# => return Some((None, Some(false), String::new())),
-            r#"{"was_held":true}"# => return Some((None, Some(true), String::new())),
+            r#"{"accepted":true}"# => return Some((Some(true), None, String::new(), None)),
+            r#"{"accepted":false}"# => return Some((Some(false), None, String::new(), None)),
+            r#"{"was_held":false}"# => return Some((None, Some(false), String::new(), None)),
+            r#"{"was_held":true}"# => return Some((None, Some(true), String::new(), None)),
             _ => {}
         }
         let v: serde_json::Value = serde_json::from_str(text).ok()?;
         let flag = |name: &str| v.get(name).and_then(serde_json::Value::as_bool);
-        let targets = if nemesis {
-            v.get("targets").map(|t| t.to_string()).unwrap_or_default()
-        } else {
-            String::new()
-        };
-        Some((flag("accepted"), flag("was_held"), targets))
+        if !nemesis {
+            return Some((flag("accepted"), flag("was_held"), String::new(), None));
+        }
+        let targets = v.get("targets").map(|t| t.to_string()).unwrap_or_default();
+        Some((
+            flag("accepted"),
+            flag("was_held"),
+            targets,
+            FaultMark::of(&v),
+        ))
     }
 
     /// One line, or `None` when serde must decide.
@@ -475,9 +515,9 @@ mod fast {
             return None;
         }
         let process = process?;
-        let (accepted, was_held, targets) = match value {
+        let (accepted, was_held, targets, mark) = match value {
             Some(v) => read_value(v, process == Process::Nemesis)?,
-            None => (None, None, String::new()),
+            None => (None, None, String::new(), None),
         };
         Some(EventRef {
             index: index?,
@@ -491,6 +531,7 @@ mod fast {
             accepted,
             was_held,
             targets,
+            mark,
         })
     }
 }

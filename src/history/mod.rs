@@ -15,7 +15,7 @@ pub mod synthetic;
 
 pub use edn::{parse_edn, read_edn};
 pub use event::{Event, F, OpType, Process};
-pub use event_ref::{EventRef, FnRef, stream_refs};
+pub use event_ref::{Edge, EventRef, FaultMark, FnRef, stream_refs};
 pub use reader::{
     HISTORY_FILES, History, StreamStats, history_in, open_history, parse_jsonl, read_jsonl,
     stream_jsonl,

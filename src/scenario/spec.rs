@@ -11,7 +11,7 @@ use crate::check::Verdict;
 use crate::cluster::Topology;
 use crate::duration::{Dur, TimeDist};
 pub use crate::error::ScenarioError;
-use crate::fault::{FaultSpec, RandomSchedule};
+use crate::fault::{FaultKind, FaultSpec, RandomSchedule};
 use crate::workload::{KeyChoice, Workload};
 
 /// A validated scenario: everything the runner needs, with defaults filled in.
@@ -897,37 +897,7 @@ impl Reader<'_> {
             .map(|b| format!("{b} runs in-process: there is no link to fault; run it in a scenario of its own"));
         let mut nemesis = Vec::new();
         for raw_fault in raw_timeline.unwrap_or_default() {
-            if raw_fault.fault.get_ref() == "bridge" {
-                let no_pairs = backends.iter().find(|b| {
-                    topology == Topology::Single
-                        || !matches!(
-                            self.replicated_shape(b),
-                            Some(crate::cluster::topology::Shape::Ensemble(_))
-                        )
-                });
-                if let Some(b) = no_pairs {
-                    return Err(self.err(
-                        Some(raw_fault.fault.span()),
-                        format!(
-                            "bridge cuts single links between members, which lockbench can do \
-                             only in a ZooKeeper ensemble (topology = \"replicated\"), not for {b}"
-                        ),
-                        Some(
-                            "etcd's and Sentinel's members are cut as a whole (isolate-server); \
-                             run the bridge in a scenario of zookeeper backends with \
-                             topology = \"replicated\""
-                                .into(),
-                        ),
-                    ));
-                }
-            }
-            if raw_fault.fault.get_ref() == "isolate-server" && topology == Topology::Single {
-                return Err(self.err(
-                    Some(raw_fault.fault.span()),
-                    "isolate-server cuts the links between the members of a replicated topology".into(),
-                    Some("add topology = \"replicated\" (single servers have no peers to be cut from)".into()),
-                ));
-            }
+            let fault_span = raw_fault.fault.span();
             let spec = raw_fault
                 .validate(
                     hosts as u32,
@@ -937,17 +907,66 @@ impl Reader<'_> {
                     no_link_why.as_deref(),
                 )
                 .map_err(|(span, message, hint)| self.err(Some(span), message, hint))?;
+            if let Some((message, hint)) = self.topology_refuses(spec.kind, backends, topology) {
+                return Err(self.err(Some(fault_span), message, Some(hint)));
+            }
             nemesis.push(spec);
         }
         nemesis.sort_by_key(|f| f.at);
         let random_nemesis = match raw_random {
             None => None,
-            Some(r) => Some(
-                r.validate(servers, duration, &no_server_why, no_link_why.as_deref())
-                    .map_err(|(span, message, hint)| self.err(Some(span), message, hint))?,
-            ),
+            Some(r) => {
+                let faults_span = r.faults.span();
+                let schedule = r
+                    .validate(servers, duration, &no_server_why, no_link_why.as_deref())
+                    .map_err(|(span, message, hint)| self.err(Some(span), message, hint))?;
+                for kind in &schedule.faults {
+                    if let Some((message, hint)) = self.topology_refuses(*kind, backends, topology)
+                    {
+                        return Err(self.err(Some(faults_span), message, Some(hint)));
+                    }
+                }
+                Some(schedule)
+            }
         };
         Ok((nemesis, random_nemesis))
+    }
+
+    /// Why the topology cannot carry a fault of `kind` (message and hint):
+    /// a bridge needs a ZooKeeper ensemble, an isolated server needs peers.
+    fn topology_refuses(
+        &self,
+        kind: FaultKind,
+        backends: &[String],
+        topology: Topology,
+    ) -> Option<(String, String)> {
+        match kind {
+            FaultKind::Bridge => {
+                let b = backends.iter().find(|b| {
+                    topology == Topology::Single
+                        || !matches!(
+                            self.replicated_shape(b),
+                            Some(crate::cluster::topology::Shape::Ensemble(_))
+                        )
+                })?;
+                Some((
+                    format!(
+                        "bridge cuts single links between members, which lockbench can do \
+                         only in a ZooKeeper ensemble (topology = \"replicated\"), not for {b}"
+                    ),
+                    "etcd's and Sentinel's members are cut as a whole (isolate-server); \
+                     run the bridge in a scenario of zookeeper backends with \
+                     topology = \"replicated\""
+                        .into(),
+                ))
+            }
+            FaultKind::IsolateServer if topology == Topology::Single => Some((
+                "isolate-server cuts the links between the members of a replicated topology".into(),
+                "add topology = \"replicated\" (single servers have no peers to be cut from)"
+                    .into(),
+            )),
+            _ => None,
+        }
     }
 
     fn workload(&self, raw: Option<Spanned<String>>) -> Result<Workload, ScenarioError> {
