@@ -188,11 +188,12 @@ impl ServerKind {
                                           library reaches the JVM's clock has not been measured, \
                                           so it is not offered"
                 .into()),
-            ServerKind::MariaDb => {
-                Err("MariaDB's locks (GET_LOCK, row locks) have no lease: they \
-                                        end with the session, so a skewed clock changes nothing"
-                    .into())
-            }
+            ServerKind::MariaDb => Err("lockbench does not skew MariaDB's clock: GET_LOCK and \
+                                        row locks have no lease (they end with the session), and \
+                                        whether the preload library reaches mysqld's NOW(6), \
+                                        which mysql-table's leases are compared with, has not \
+                                        been measured"
+                .into()),
             ServerKind::Postgres => Err(
                 "PostgreSQL advisory locks have no lease: they end with the \
                                          session, so a skewed clock changes nothing"
