@@ -2,24 +2,12 @@
 //! [`MAX_LINES`] lines (issue 30: a function that long has more than one
 //! job; split it where its parts have names).
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 
 /// The longest a function may be, from its `fn` line to its closing brace.
 const MAX_LINES: usize = 120;
-
-fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            rust_files(&p, out);
-        } else if p.extension().is_some_and(|x| x == "rs") {
-            out.push(p);
-        }
-    }
-}
 
 /// The text with every comment, string and character literal blanked
 /// (newlines kept), so that only code's braces and words are left.
@@ -178,7 +166,7 @@ fn functions(code: &str) -> Vec<(String, usize, usize)> {
 fn no_function_in_src_is_longer_than_the_limit() {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut files = Vec::new();
-    rust_files(&src, &mut files);
+    common::rust_files(&src, &mut files);
     files.sort();
     assert!(files.len() > 50, "found only {} files", files.len());
     let mut long = Vec::new();

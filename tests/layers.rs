@@ -7,6 +7,8 @@
 //! through the module it comes from. The binary (`src/bin/`) is the top and
 //! may use everything.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
@@ -18,20 +20,6 @@ const LAYERS: &[&str] = &[
 
 /// An import of a later layer: (the module, the file, the module it uses).
 type Upward = (String, PathBuf, String);
-
-fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            rust_files(&p, out);
-        } else if p.extension().is_some_and(|x| x == "rs") {
-            out.push(p);
-        }
-    }
-}
 
 /// The top-level module a file of `src` belongs to (`None`: lib.rs, bin).
 fn module_of(src: &Path, file: &Path) -> Option<String> {
@@ -100,7 +88,7 @@ fn check_tree(src: &Path) -> (Vec<Upward>, Vec<String>) {
     let exports = root_exports(&lib);
     let rank = |m: &str| LAYERS.iter().position(|l| *l == m);
     let mut files = Vec::new();
-    rust_files(src, &mut files);
+    common::rust_files(src, &mut files);
     files.sort();
     let mut upward = Vec::new();
     let mut unranked = BTreeSet::new();

@@ -104,3 +104,18 @@ pub fn process_alive(pid: u32, needle: &str) -> bool {
 }
 
 pub mod conformance;
+
+/// Every `.rs` file below `dir`, in no particular order.
+pub fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            rust_files(&p, out);
+        } else if p.extension().is_some_and(|x| x == "rs") {
+            out.push(p);
+        }
+    }
+}
