@@ -12,7 +12,8 @@
 //! - [`error`]: the one error type, carrying plain data (file, line, names).
 //! - [`duration`]: durations as scenarios write them; hold/think distributions.
 //! - [`history`]: events, the recorder, the line reader, JSONL/EDN/Porcupine I/O.
-//! - [`check`]: the checkers over a history (exclusion, ownership, fencing, liveness, linearizability).
+//! - [`check`]: the checkers over a history, composed into one guarded pass (exclusion,
+//!   ownership, fencing, liveness), and linearizability.
 //! - [`summary`]: `summary.json` and `matrix.json`, the contracts outside tools read.
 //! - [`metrics`]: HDR histograms of latencies, counts and throughput.
 //! - [`net`]: the per-link fault proxy and the clock skew library.
@@ -20,6 +21,7 @@
 //! - [`backend`]: the [`LockBackend`]/[`LockClient`] traits and one file per lock recipe.
 //! - [`workload`]: what a client does, and the protected resource.
 //! - [`fault`]: the fault vocabulary and the nemesis that applies a scenario's faults.
+//! - [`probe`]: one lock property measured directly on a backend (the matrix's probes).
 //! - [`scenario`]: the TOML scenario read into the types above and validated.
 //! - [`report`]: the HTML run page, the comparison and matrix pages, the baseline gate.
 //! - [`run`]: orchestration: a scenario on a backend, the property matrix, the suite.
@@ -64,6 +66,7 @@ pub mod fault;
 pub mod history;
 pub mod metrics;
 pub mod net;
+pub mod probe;
 pub mod report;
 pub mod run;
 pub mod scenario;

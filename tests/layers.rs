@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 /// The layers, bottom first (docs/design.md, "Layers").
 const LAYERS: &[&str] = &[
     "error", "duration", "history", "check", "summary", "metrics", "net", "cluster", "backend",
-    "workload", "fault", "scenario", "report", "run",
+    "workload", "fault", "probe", "scenario", "report", "run",
 ];
 
 /// An import of a later layer: (the module, the file, the module it uses).

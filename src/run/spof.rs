@@ -16,7 +16,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use super::properties::{fmt_ms, relative};
+use super::properties::relative;
 use super::runner::{RunOptions, RunOutcome, run_backend};
 use crate::backend;
 use crate::check::Verdict;
@@ -24,6 +24,7 @@ use crate::cluster::Topology;
 use crate::cluster::topology::Shape;
 use crate::error::{Error, Result};
 use crate::fault::{FaultKind, FaultSpec};
+use crate::probe::fmt_ms;
 use crate::scenario::Scenario;
 use crate::summary::Summary;
 use crate::summary::matrix::{Cell, MEMBER_FAULT_AT, MEMBER_FAULT_FOR, MEMBER_FAULT_RUN};
