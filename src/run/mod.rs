@@ -5,8 +5,6 @@
 //! `lockbench run` command asks for.
 
 mod atlas;
-pub mod cli;
-pub mod commands;
 pub mod harness;
 mod properties;
 mod runner;

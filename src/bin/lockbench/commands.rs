@@ -7,15 +7,15 @@ use std::path::{Path, PathBuf};
 
 use tokio_util::sync::CancellationToken;
 
-use super::{RunOptions, RunOutcome, run_atlas, run_backend, run_matrix};
-use crate::backend;
-use crate::check::{self, Verdict};
-use crate::error::{Error, Result};
-use crate::history::{self, Event, HistoryFormat};
-use crate::report::words::IncidentText;
-use crate::report::{self, baseline};
-use crate::scenario::{Mode, Scenario};
-use crate::summary::Summary;
+use lockbench::backend;
+use lockbench::check::{self, Verdict};
+use lockbench::error::{Error, Result};
+use lockbench::history::{self, Event, HistoryFormat};
+use lockbench::report::words::IncidentText;
+use lockbench::report::{self, baseline};
+use lockbench::run::{RunOptions, RunOutcome, run_atlas, run_backend, run_matrix};
+use lockbench::scenario::{Mode, Scenario};
+use lockbench::summary::Summary;
 
 /// Whether `dir` can be created and written (a file made in it and
 /// removed); why not.

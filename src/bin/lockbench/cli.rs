@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use super::commands::{Format, Gate};
+use crate::commands::{Format, Gate};
 
 /// lockbench's arguments.
 #[derive(Debug, Parser)]
@@ -58,7 +58,7 @@ pub enum Command {
         /// (e.g. 20s): a short rehearsal of a long scenario. A random
         /// fault schedule is drawn within it; a fault the file schedules
         /// at or after it is an error (exit 2).
-        #[arg(long, value_name = "D", value_parser = crate::duration::parse_duration)]
+        #[arg(long, value_name = "D", value_parser = lockbench::duration::parse_duration)]
         duration: Option<std::time::Duration>,
         /// An atlas (mode = "atlas"): run each cell N times, with the seeds
         /// SEED, SEED+1, ...; a cell shows in how many runs exclusion
@@ -150,11 +150,11 @@ pub enum HistoryArg {
     Jsonl,
 }
 
-impl From<HistoryArg> for crate::history::HistoryFormat {
+impl From<HistoryArg> for lockbench::history::HistoryFormat {
     fn from(a: HistoryArg) -> Self {
         match a {
-            HistoryArg::Zstd => crate::history::HistoryFormat::Zstd,
-            HistoryArg::Jsonl => crate::history::HistoryFormat::Jsonl,
+            HistoryArg::Zstd => lockbench::history::HistoryFormat::Zstd,
+            HistoryArg::Jsonl => lockbench::history::HistoryFormat::Jsonl,
         }
     }
 }
