@@ -489,8 +489,8 @@ fn matrix_section(out_dir: &Path, runs: &[(PathBuf, Summary)]) -> String {
     };
     let mut out =
         String::from("<div class=\"wide\"><table class=\"matrix\">\n<thead><tr><th>backend</th>");
-    for (_, title) in crate::summary::matrix::PROPERTIES {
-        let _ = write!(out, "<th>{}</th>", escape(title));
+    for (key, title) in crate::summary::matrix::PROPERTIES {
+        let _ = write!(out, "<th>{}</th>", escape(&matrix.heading(key, title)));
     }
     out.push_str("</tr></thead>\n<tbody>\n");
     for row in &matrix.rows {

@@ -1,15 +1,13 @@
 //! `matrix.html`: the property matrix as one self-contained page.
 
 use super::html::{escape, href};
-use crate::summary::matrix::{
-    MEMBER_FAULT_AT, MEMBER_FAULT_FOR, MEMBER_FAULT_RUN, Matrix, PROPERTIES,
-};
+use crate::summary::matrix::{Matrix, PROPERTIES};
 
 /// The page for `matrix`.
 pub fn render(matrix: &Matrix) -> String {
     let mut head = String::from("<tr><th>backend</th>");
-    for (_, title) in PROPERTIES {
-        head.push_str(&format!("<th>{}</th>", escape(title)));
+    for (key, title) in PROPERTIES {
+        head.push_str(&format!("<th>{}</th>", escape(&matrix.heading(key, title))));
     }
     head.push_str("</tr>");
     let mut rows = String::new();
@@ -77,7 +75,7 @@ th small {{ font-weight: normal; color: #555; }}
 <p class="note">Each cell is measured on the backend's real server (started by lockbench) and links to the run or probe file that measured it.
 Probes ask for a lease of {lease} ms; contended runs use {clients} clients (seed {seed}). Green: the safe answer; red: the unsafe one.
 "Holder crashes" kills the holding client without a release or goodbye; "server restart" kills the server with SIGKILL and starts it again on the same port and data directory while a lock is held.</p>
-<p class="note">The last two columns ask whether the lock is a single point of failure: in a {run} s run of the same clients on one key, one member is killed (-9, restarted when the fault ends) or cut from its peers (clients still reach it) from {at} s to {end} s, on the topology named under the backend: the leader or primary of a replicated topology, a minority of Redlock's masters, the server itself otherwise. Each cell: the member hit (its role when the fault began); whether exclusion was kept; whether clients still acquired the lock while the member was gone, with the longest gap; the time from the moment the restart began (or the heal) to the next acquire. Green: exclusion kept and available.</p>
+{spof}
 <table><thead>{head}</thead><tbody>{rows}</tbody></table>
 </body></html>
 "#,
@@ -85,8 +83,24 @@ Probes ask for a lease of {lease} ms; contended runs use {clients} clients (seed
         lease = matrix.lease_ms,
         clients = matrix.clients,
         seed = matrix.seed,
-        run = MEMBER_FAULT_RUN.as_secs(),
-        at = MEMBER_FAULT_AT.as_secs(),
-        end = (MEMBER_FAULT_AT + MEMBER_FAULT_FOR).as_secs(),
+        spof = spof_note(matrix),
+    )
+}
+
+/// The note on the member-fault columns, with their timings where the
+/// matrix has them.
+fn spof_note(matrix: &Matrix) -> String {
+    let (when_run, when_fault) = match matrix.member_fault {
+        Some(t) => (
+            format!("in a {} s run of the same clients on one key", t.run_s),
+            format!("from {} s to {} s", t.at_s, t.at_s + t.for_s),
+        ),
+        None => (
+            "in a run of the same clients on one key".to_string(),
+            "for part of the run".to_string(),
+        ),
+    };
+    format!(
+        r#"<p class="note">The last two columns ask whether the lock is a single point of failure: {when_run}, one member is killed (-9, restarted when the fault ends) or cut from its peers (clients still reach it) {when_fault}, on the topology named under the backend: the leader or primary of a replicated topology, a minority of Redlock's masters, the server itself otherwise. Each cell: the member hit (its role when the fault began); whether exclusion was kept; whether clients still acquired the lock while the member was gone, with the longest gap; the time from the moment the restart began (or the heal) to the next acquire. Green: exclusion kept and available.</p>"#
     )
 }

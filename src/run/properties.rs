@@ -45,6 +45,7 @@ pub async fn run_matrix(scenario: &Scenario, seed: u64, opts: &RunOptions) -> Re
         seed,
         lease_ms: scenario.lease.as_millis() as u64,
         clients: scenario.clients,
+        member_fault: Some(spof::member_fault_times()),
         rows: Vec::new(),
     };
     let mut exclusion = Vec::new();

@@ -27,7 +27,29 @@ use crate::fault::{FaultKind, FaultSpec};
 use crate::probe::fmt_ms;
 use crate::scenario::Scenario;
 use crate::summary::Summary;
-use crate::summary::matrix::{Cell, MEMBER_FAULT_AT, MEMBER_FAULT_FOR, MEMBER_FAULT_RUN};
+use crate::summary::matrix::{Cell, MemberFaultTimes};
+
+/// How long each member-fault run lasts: the fault, with time on both
+/// sides to see the lock before it and coming back after it.
+const MEMBER_FAULT_RUN: Duration = Duration::from_secs(16);
+
+/// When the fault starts, since the clients started (about a third of the
+/// run).
+const MEMBER_FAULT_AT: Duration = Duration::from_secs(4);
+
+/// How long the member stays lost or cut: long enough for a ZooKeeper
+/// ensemble to elect a new leader (3–8 s measured here) and for Sentinel to
+/// fail over (down-after 1 s, then its own election).
+const MEMBER_FAULT_FOR: Duration = Duration::from_secs(8);
+
+/// The member-fault runs' timings, for `matrix.json` and its page.
+pub(super) fn member_fault_times() -> MemberFaultTimes {
+    MemberFaultTimes {
+        run_s: MEMBER_FAULT_RUN.as_secs(),
+        at_s: MEMBER_FAULT_AT.as_secs(),
+        for_s: MEMBER_FAULT_FOR.as_secs(),
+    }
+}
 use crate::workload::KeyChoice;
 
 /// A Sentinel run with its primary cut lasts this long: Sentinel demotes

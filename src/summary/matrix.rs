@@ -3,25 +3,7 @@
 //! measured it. Written by the matrix run, read by its page and by the
 //! comparison page.
 
-use std::time::Duration;
-
 use serde::{Deserialize, Serialize};
-
-/// How long each member-fault run lasts: the fault, with time on both
-/// sides to see the lock before it and coming back after it.
-pub const MEMBER_FAULT_RUN: Duration = Duration::from_secs(16);
-
-/// When the fault starts, since the clients started (about a third of the
-/// run).
-pub const MEMBER_FAULT_AT: Duration = Duration::from_secs(4);
-
-/// How long the member stays lost or cut: long enough for a ZooKeeper
-/// ensemble to elect a new leader (3–8 s measured here) and for Sentinel to
-/// fail over (down-after 1 s, then its own election).
-pub const MEMBER_FAULT_FOR: Duration = Duration::from_secs(8);
-
-// The column headings in `PROPERTIES` say "8 s".
-const _: () = assert!(MEMBER_FAULT_FOR.as_secs() == 8);
 
 /// One measured cell of the matrix.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -90,8 +72,8 @@ pub const PROPERTIES: &[(&str, &str)] = &[
     ("latency", "uncontended acquire+release p50 / p99"),
     ("one_key", "cycles/s, clients on one key"),
     ("own_keys", "cycles/s, each client its own key"),
-    ("member_lost", "one member killed (-9) for 8 s"),
-    ("member_cut", "one member cut from its peers for 8 s"),
+    ("member_lost", "one member killed (-9)"),
+    ("member_cut", "one member cut from its peers"),
 ];
 
 /// The whole matrix, as written to `matrix.json`.
@@ -105,6 +87,32 @@ pub struct Matrix {
     pub lease_ms: u64,
     /// Clients in the contended runs.
     pub clients: u32,
+    /// The member-fault runs' timings (absent in files written before
+    /// 2026-12-05).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member_fault: Option<MemberFaultTimes>,
     /// One row per backend.
     pub rows: Vec<Row>,
+}
+
+/// When and for how long the member-fault columns' runs hit the member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberFaultTimes {
+    /// The run's length, s.
+    pub run_s: u64,
+    /// When the fault starts, s since the clients started.
+    pub at_s: u64,
+    /// How long the member stays killed or cut, s.
+    pub for_s: u64,
+}
+
+impl Matrix {
+    /// The heading of property `key` (`title` from [`PROPERTIES`]), with
+    /// the member-fault columns' length where the matrix knows it.
+    pub fn heading(&self, key: &str, title: &str) -> String {
+        match (key, self.member_fault) {
+            ("member_lost" | "member_cut", Some(t)) => format!("{title} for {} s", t.for_s),
+            _ => title.to_string(),
+        }
+    }
 }
