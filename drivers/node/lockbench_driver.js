@@ -14,6 +14,34 @@ const PROTOCOL = 1;
 /** The operation definitely did not happen (reply `fail`). */
 class Fail extends Error {}
 
+/**
+ * Each client's lock objects by key, from its acquire to its release: what
+ * a driver keeps between a client's calls.
+ */
+class Held {
+  constructor() {
+    this.byId = new Map();
+  }
+
+  put(client, key, lock) {
+    this.byId.set(`${client}/${key}`, lock);
+  }
+
+  /** The lock object, or Fail: lockbench asked for a lock not held. */
+  get(client, key) {
+    const lock = this.byId.get(`${client}/${key}`);
+    if (lock === undefined) throw new Fail("no lock object for this key");
+    return lock;
+  }
+
+  /** `get`, and forget it (a release). */
+  take(client, key) {
+    const lock = this.get(client, key);
+    this.byId.delete(`${client}/${key}`);
+    return lock;
+  }
+}
+
 /** The lock stayed busy until the timeout. */
 const BUSY = "busy: not acquired within the timeout";
 
@@ -157,4 +185,4 @@ function hostPort(addr) {
   return { host: addr.slice(0, i), port: Number(addr.slice(i + 1)) };
 }
 
-module.exports = { Fail, main, packageVersion, hostPort, log };
+module.exports = { Fail, Held, main, packageVersion, hostPort, log };

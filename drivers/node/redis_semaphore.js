@@ -21,13 +21,19 @@
 
 const Redis = require("ioredis");
 const { Mutex } = require("redis-semaphore");
-const { Fail, main, packageVersion, hostPort } = require("./lockbench_driver");
+const {
+  Fail,
+  Held,
+  main,
+  packageVersion,
+  hostPort,
+} = require("./lockbench_driver");
 
 class RedisSemaphoreDriver {
   constructor() {
     this.library = "redis-semaphore";
     this.version = packageVersion("redis-semaphore");
-    this.mutexes = new Map();
+    this.held = new Held();
   }
 
   async start(servers, options, lost) {
@@ -47,7 +53,6 @@ class RedisSemaphoreDriver {
   }
 
   async acquire(client, key, leaseMs, timeoutMs) {
-    const id = `${client}/${key}`;
     const lost = this.lost;
     const attempts =
       timeoutMs > 0
@@ -61,23 +66,19 @@ class RedisSemaphoreDriver {
       },
     });
     if (!(await mutex.tryAcquire())) return null;
-    this.mutexes.set(id, mutex);
+    this.held.put(client, key, mutex);
     return { token: mutex.identifier, lease_ms: leaseMs };
   }
 
   async release(client, key) {
-    const id = `${client}/${key}`;
-    const mutex = this.mutexes.get(id);
-    this.mutexes.delete(id);
-    if (!mutex) throw new Fail("no lock object for this key");
+    const mutex = this.held.take(client, key);
     await mutex.release();
     return {};
   }
 
   async renew(client, key) {
     // The mutex refreshes itself on its timer; there is no call to do it.
-    const mutex = this.mutexes.get(`${client}/${key}`);
-    if (!mutex || !mutex.isAcquired) throw new Fail("not held");
+    if (!this.held.get(client, key).isAcquired) throw new Fail("not held");
     return {};
   }
 }

@@ -19,13 +19,19 @@ const {
   ResourceLockedError,
   ExecutionError,
 } = require("redlock");
-const { Fail, main, packageVersion, hostPort } = require("./lockbench_driver");
+const {
+  Fail,
+  Held,
+  main,
+  packageVersion,
+  hostPort,
+} = require("./lockbench_driver");
 
 class RedlockDriver {
   constructor() {
     this.library = "redlock";
     this.version = packageVersion("redlock");
-    this.locks = new Map();
+    this.held = new Held();
   }
 
   async start(servers, options) {
@@ -61,7 +67,7 @@ class RedlockDriver {
       if (e instanceof ExecutionError && (await busyOnly(e))) return null;
       throw e;
     }
-    this.locks.set(`${client}/${key}`, lock);
+    this.held.put(client, key, lock);
     return {
       token: lock.value,
       lease_ms: Math.max(0, lock.expiration - Date.now()),
@@ -69,17 +75,13 @@ class RedlockDriver {
   }
 
   async release(client, key) {
-    const lock = this.locks.get(`${client}/${key}`);
-    this.locks.delete(`${client}/${key}`);
-    if (!lock) throw new Fail("no lock object for this key");
+    const lock = this.held.take(client, key);
     await lock.release();
     return {};
   }
 
   async renew(client, key, token, leaseMs) {
-    const id = `${client}/${key}`;
-    const lock = this.locks.get(id);
-    if (!lock) throw new Fail("no lock object for this key");
+    const lock = this.held.get(client, key);
     let extended;
     try {
       extended = await lock.extend(Math.max(leaseMs, 1));
@@ -88,7 +90,7 @@ class RedlockDriver {
         throw new Fail(e.message);
       throw e;
     }
-    this.locks.set(id, extended);
+    this.held.put(client, key, extended);
     return { lease_ms: Math.max(0, extended.expiration - Date.now()) };
   }
 }

@@ -17,13 +17,12 @@ dropped; the session may live on) is reported too when the `lost_on`
 option lists it: an application that stops acting on a suspended lock.
 """
 
-import threading
 from importlib.metadata import version
 
 from kazoo.client import KazooClient, KazooState
 from kazoo.exceptions import ConnectionLoss, LockTimeout, NoNodeError, SessionExpiredError
 
-from lockbench_driver import Driver, Fail, Info, main
+from lockbench_driver import Driver, Info, main
 
 
 class KazooLock(Driver):
@@ -35,8 +34,6 @@ class KazooLock(Driver):
         self.zk = KazooClient(hosts=hosts, timeout=options.get("session_timeout_ms", 2000) / 1000.0)
         self.zk.start(timeout=10)
         self.report = set(options.get("lost_on", ["LOST"]))
-        self.held = {}
-        self.held_lock = threading.Lock()
         self.zk.add_listener(self.listener)
 
     def listener(self, state):
@@ -44,9 +41,7 @@ class KazooLock(Driver):
         name = {KazooState.LOST: "LOST", KazooState.SUSPENDED: "SUSPENDED"}.get(state)
         if name not in self.report:
             return
-        with self.held_lock:
-            held = list(self.held.keys())
-        for client, key in held:
+        for client, key in self.held.keys():
             self.lost(client, key, "session %s" % name)
 
     def acquire(self, client, key, lease_ms, timeout_ms):
@@ -61,15 +56,11 @@ class KazooLock(Driver):
             raise Info("%s: %s" % (type(e).__name__, e))
         if not got:
             return None
-        with self.held_lock:
-            self.held[(client, key)] = lock
+        self.held.put(client, key, lock)
         return {"token": lock.node or "client-%s" % client}
 
     def release(self, client, key, token):
-        with self.held_lock:
-            lock = self.held.get((client, key))
-        if lock is None:
-            raise Fail("no lock object for this key")
+        lock = self.held.get(client, key)
         try:
             lock.release()
         except NoNodeError:
@@ -78,16 +69,12 @@ class KazooLock(Driver):
             raise Info("%s: %s" % (type(e).__name__, e))
         finally:
             # Held (for the listener) until the release has run its course.
-            with self.held_lock:
-                self.held.pop((client, key), None)
+            self.held.drop(client, key)
         return {}
 
     def renew(self, client, key, token, lease_ms):
         # The session is the lease; kazoo keeps it alive on its own.
-        with self.held_lock:
-            held = (client, key) in self.held
-        if not held:
-            raise Fail("not held")
+        self.held.get(client, key)
         return {}
 
 

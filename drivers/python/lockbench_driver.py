@@ -25,6 +25,47 @@ class Info(Exception):
     """Unknown whether it happened (reply `info`): when in doubt, this."""
 
 
+class Held:
+    """Each client's lock objects by key, from its acquire to its release.
+
+    Safe to read from a library's own threads (a listener that reports
+    `lost` for every held lock), so a driver keeps nothing else.
+    """
+
+    def __init__(self):
+        self._guard = threading.Lock()
+        self._by = {}
+
+    def put(self, client, key, lock):
+        with self._guard:
+            self._by[(client, key)] = lock
+
+    def get(self, client, key):
+        """The lock object, or Fail: lockbench asked for a lock not held."""
+        with self._guard:
+            lock = self._by.get((client, key))
+        if lock is None:
+            raise Fail("no lock object for this key")
+        return lock
+
+    def take(self, client, key):
+        """`get`, and forget it (a release)."""
+        with self._guard:
+            lock = self._by.pop((client, key), None)
+        if lock is None:
+            raise Fail("no lock object for this key")
+        return lock
+
+    def drop(self, client, key):
+        with self._guard:
+            self._by.pop((client, key), None)
+
+    def keys(self):
+        """The (client, key) pairs held now."""
+        with self._guard:
+            return list(self._by)
+
+
 class Driver:
     """What a library's driver provides.
 
@@ -35,11 +76,15 @@ class Driver:
     raises Fail / Info; `release(client, key, token)` returns a dict (with
     "was_held" where the library says); `renew(client, key, token,
     lease_ms)` returns a dict. `self.lost(client, key, reason)` tells
-    lockbench a lock is gone.
+    lockbench a lock is gone, and `self.held` (a `Held`) keeps each
+    client's lock objects between its calls.
     """
 
     library = "unknown"
     version = "unknown"
+
+    def __init__(self):
+        self.held = Held()
 
     def start(self, servers, options):
         pass

@@ -38,7 +38,6 @@ class PotteryRedlock(Driver):
                     socket_connect_timeout=timeout,
                 )
             )
-        self.locks = {}
 
     def acquire(self, client, key, lease_ms, timeout_ms):
         lock = Redlock(key=key, masters=self.masters, auto_release_time=max(lease_ms, 1) / 1000.0)
@@ -52,13 +51,11 @@ class PotteryRedlock(Driver):
             raise Info(str(e))
         if not got:
             return None
-        self.locks[(client, key)] = lock
+        self.held.put(client, key, lock)
         return {"token": lock._uuid, "lease_ms": lease_ms}
 
     def release(self, client, key, token):
-        lock = self.locks.pop((client, key), None)
-        if lock is None:
-            raise Fail("no lock object for this key")
+        lock = self.held.take(client, key)
         try:
             lock.release()
         except ReleaseUnlockedLock:
@@ -68,9 +65,7 @@ class PotteryRedlock(Driver):
         return {}
 
     def renew(self, client, key, token, lease_ms):
-        lock = self.locks.get((client, key))
-        if lock is None:
-            raise Fail("no lock object for this key")
+        lock = self.held.get(client, key)
         try:
             lock.extend()
         except (ExtendUnlockedLock, TooManyExtensions) as e:

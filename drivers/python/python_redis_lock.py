@@ -44,7 +44,6 @@ class PythonRedisLock(Driver):
         )
         self.conn.ping()
         self.auto_renewal = bool(options.get("auto_renewal", False))
-        self.locks = {}
 
     def acquire(self, client, key, lease_ms, timeout_ms):
         expire = max(1, math.ceil(lease_ms / 1000.0))
@@ -59,7 +58,7 @@ class PythonRedisLock(Driver):
             raise Info(str(e))
         if not got:
             return None
-        self.locks[(client, key)] = lock
+        self.held.put(client, key, lock)
         return {"token": lock.id, "lease_ms": expire * 1000}
 
     def wait_for(self, lock, expire, timeout):
@@ -76,9 +75,7 @@ class PythonRedisLock(Driver):
                 return True
 
     def release(self, client, key, token):
-        lock = self.locks.pop((client, key), None)
-        if lock is None:
-            raise Fail("no lock object for this key")
+        lock = self.held.take(client, key)
         try:
             lock.release()
         except redis_lock.NotAcquired:
@@ -88,9 +85,7 @@ class PythonRedisLock(Driver):
         return {}
 
     def renew(self, client, key, token, lease_ms):
-        lock = self.locks.get((client, key))
-        if lock is None:
-            raise Fail("no lock object for this key")
+        lock = self.held.get(client, key)
         expire = max(1, math.ceil(lease_ms / 1000.0))
         try:
             lock.extend(expire=expire)

@@ -38,7 +38,6 @@ class RedisPy(Driver):
             socket_connect_timeout=options.get("socket_timeout_ms", 1000) / 1000.0,
         )
         self.r.ping()
-        self.locks = {}
 
     def acquire(self, client, key, lease_ms, timeout_ms):
         lock = self.r.lock(key, timeout=seconds(lease_ms), blocking_timeout=timeout_ms / 1000.0)
@@ -47,13 +46,11 @@ class RedisPy(Driver):
                 return None
         except (ConnectionError, TimeoutError) as e:
             raise Info(str(e))
-        self.locks[(client, key)] = lock
+        self.held.put(client, key, lock)
         return {"token": lock.local.token.decode(), "lease_ms": lease_ms}
 
     def release(self, client, key, token):
-        lock = self.locks.pop((client, key), None)
-        if lock is None:
-            raise Fail("no lock object for this key")
+        lock = self.held.take(client, key)
         try:
             lock.release()
         except LockNotOwnedError:
@@ -65,9 +62,7 @@ class RedisPy(Driver):
         return {}
 
     def renew(self, client, key, token, lease_ms):
-        lock = self.locks.get((client, key))
-        if lock is None:
-            raise Fail("no lock object for this key")
+        lock = self.held.get(client, key)
         try:
             lock.extend(seconds(lease_ms), replace_ttl=True)
         except LockNotOwnedError as e:
