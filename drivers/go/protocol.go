@@ -208,3 +208,48 @@ func options(raw json.RawMessage, v any) error {
 	}
 	return json.Unmarshal(raw, v)
 }
+
+// held keeps each client's lock objects by key, from its acquire to its
+// release: what a driver keeps between a client's calls. Safe for the
+// goroutines that serve different clients.
+type held[T any] struct {
+	mu sync.Mutex
+	by map[heldID]T
+}
+
+type heldID struct {
+	client uint64
+	key    string
+}
+
+func (h *held[T]) put(client uint64, key string, lock T) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.by == nil {
+		h.by = map[heldID]T{}
+	}
+	h.by[heldID{client, key}] = lock
+}
+
+// get returns the lock object, or a fail: lockbench asked for a lock the
+// client does not hold.
+func (h *held[T]) get(client uint64, key string) (T, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	lock, ok := h.by[heldID{client, key}]
+	if !ok {
+		return lock, fail("no lock object for this key")
+	}
+	return lock, nil
+}
+
+// take is get, and forgets it (a release).
+func (h *held[T]) take(client uint64, key string) (T, error) {
+	lock, err := h.get(client, key)
+	if err == nil {
+		h.mu.Lock()
+		delete(h.by, heldID{client, key})
+		h.mu.Unlock()
+	}
+	return lock, err
+}

@@ -22,7 +22,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"sync"
 	"time"
 
 	"github.com/go-redsync/redsync/v4"
@@ -38,8 +37,7 @@ type redsyncOptions struct {
 
 type redsyncLock struct {
 	rs   *redsync.Redsync
-	mu   sync.Mutex
-	held map[[2]string]*redsync.Mutex
+	held held[*redsync.Mutex]
 }
 
 func (r *redsyncLock) name() string    { return "redsync" }
@@ -68,12 +66,7 @@ func (r *redsyncLock) start(servers []server, raw json.RawMessage, out *output) 
 		pools = append(pools, goredis.NewPool(client))
 	}
 	r.rs = redsync.New(pools...)
-	r.held = map[[2]string]*redsync.Mutex{}
 	return nil
-}
-
-func heldKey(client uint64, key string) [2]string {
-	return [2]string{fmt.Sprint(client), key}
 }
 
 func (r *redsyncLock) acquire(client uint64, key string, leaseMs, timeoutMs int64) (reply, error) {
@@ -100,9 +93,7 @@ func (r *redsyncLock) acquire(client uint64, key string, leaseMs, timeoutMs int6
 		}
 		return nil, err
 	}
-	r.mu.Lock()
-	r.held[heldKey(client, key)] = m
-	r.mu.Unlock()
+	r.held.put(client, key, m)
 	lease := time.Until(m.Until()).Milliseconds()
 	if lease < 0 {
 		lease = 0
@@ -110,20 +101,10 @@ func (r *redsyncLock) acquire(client uint64, key string, leaseMs, timeoutMs int6
 	return reply{"token": m.Value(), "lease_ms": lease}, nil
 }
 
-func (r *redsyncLock) take(client uint64, key string, remove bool) *redsync.Mutex {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	m := r.held[heldKey(client, key)]
-	if remove {
-		delete(r.held, heldKey(client, key))
-	}
-	return m
-}
-
 func (r *redsyncLock) release(client uint64, key, token string) (reply, error) {
-	m := r.take(client, key, true)
-	if m == nil {
-		return nil, fail("no lock object for this key")
+	m, err := r.held.take(client, key)
+	if err != nil {
+		return nil, err
 	}
 	ok, err := m.Unlock()
 	if ok {
@@ -136,9 +117,9 @@ func (r *redsyncLock) release(client uint64, key, token string) (reply, error) {
 }
 
 func (r *redsyncLock) renew(client uint64, key, token string, leaseMs int64) (reply, error) {
-	m := r.take(client, key, false)
-	if m == nil {
-		return nil, fail("no lock object for this key")
+	m, err := r.held.get(client, key)
+	if err != nil {
+		return nil, err
 	}
 	ok, err := m.Extend()
 	if !ok {
