@@ -121,6 +121,13 @@ pub(crate) fn failpoint() -> Option<String> {
         .map(str::to_string)
 }
 
+/// Panics as the failpoint asks, if it asks it of checker `name`.
+pub(crate) fn trip(fail: bool, name: &str) {
+    if fail {
+        panic!("LOCKBENCH_FAILPOINT made the {name} checker panic");
+    }
+}
+
 /// A checker inside the pass: after a panic it takes no more steps, and
 /// its report is `unknown` with the panic's message.
 pub(crate) struct Guarded<C> {
@@ -143,9 +150,7 @@ impl<C: StreamCheck> Guarded<C> {
         };
         let fail = self.fail;
         if let Err(why) = guard(|| {
-            if fail {
-                panic!("LOCKBENCH_FAILPOINT made the {} checker panic", C::NAME);
-            }
+            trip(fail, C::NAME);
             checker.step(step, cx)
         }) {
             self.state = Err(why);

@@ -324,9 +324,7 @@ impl Analyzer {
         let fail = self.failpoint.as_deref() == Some(name);
         let tracker = &mut self.tracker;
         match compose::guard(|| {
-            if fail {
-                panic!("LOCKBENCH_FAILPOINT made the {name} checker panic");
-            }
+            compose::trip(fail, name);
             tracker.push_ev(e, key)
         }) {
             Ok(Ok(())) => {}

@@ -59,19 +59,20 @@ type Chart<'a, 'b> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<Axis, Axis>>;
 /// What drawing on an SVG string can fail with.
 type DrawError = DrawingAreaErrorKind<std::io::Error>;
 
-/// The chart on `root` with the house's caption, margins and label areas.
+/// The chart on `root` with the house's caption and margins, and label
+/// areas of `labels` pixels (below, left).
 fn build<'a, 'b>(
     root: &'a DrawingArea<SVGBackend<'b>, plotters::coord::Shift>,
     title: &str,
-    x: Axis,
-    y: Axis,
+    (x, y): (Axis, Axis),
+    labels: (u32, u32),
 ) -> std::result::Result<Chart<'a, 'b>, DrawError> {
     ChartBuilder::on(root)
         .caption(title, (FONT_FAMILY, 20).into_font().color(&TEXT))
         .margin(14)
         .margin_right(28)
-        .x_label_area_size(52)
-        .y_label_area_size(76)
+        .x_label_area_size(labels.0)
+        .y_label_area_size(labels.1)
         .build_cartesian_2d(x, y)
 }
 
@@ -271,13 +272,8 @@ pub(crate) fn latency_chart(
             let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
             let err = |e| report_error(path, format!("drawing the latency chart: {e}"));
             root.fill(&WHITE).map_err(err)?;
-            let mut chart = build(
-                &root,
-                title,
-                Axis::new(0.0, x_max, Scale::Nines),
-                y_axis.clone(),
-            )
-            .map_err(err)?;
+            let axes = (Axis::new(0.0, x_max, Scale::Nines), y_axis.clone());
+            let mut chart = build(&root, title, axes, (52, 76)).map_err(err)?;
             let y_desc = format!(
                 "acquire latency ({unit}{})",
                 if log { ", log scale" } else { "" }
@@ -363,13 +359,11 @@ pub(crate) fn throughput_chart(
             let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
             let err = |e| report_error(path, format!("drawing the throughput chart: {e}"));
             root.fill(&WHITE).map_err(err)?;
-            let mut chart = build(
-                &root,
-                title,
+            let axes = (
                 Axis::new(0.0, x_end, Scale::Linear),
                 Axis::new(0.0, y_max, Scale::Linear),
-            )
-            .map_err(err)?;
+            );
+            let mut chart = build(&root, title, axes, (52, 76)).map_err(err)?;
             let fmt = |v: &f64| sig(*v);
             mesh(
                 &mut chart,
@@ -455,17 +449,11 @@ pub(crate) fn throughput_bars(path: &Path, bars: &[(String, f64)]) -> Result<Opt
             let root = SVGBackend::with_string(&mut svg, (WIDTH, height)).into_drawing_area();
             let err = |e| report_error(path, format!("drawing the throughput bars: {e}"));
             root.fill(&WHITE).map_err(err)?;
-            let mut chart = ChartBuilder::on(&root)
-                .caption(title, (FONT_FAMILY, 20).into_font().color(&TEXT))
-                .margin(14)
-                .margin_right(28)
-                .x_label_area_size(48)
-                .y_label_area_size(label_width)
-                .build_cartesian_2d(
-                    Axis::new(0.0, x_max, Scale::Linear),
-                    Axis::new(0.0, n as f64, Scale::Category),
-                )
-                .map_err(err)?;
+            let axes = (
+                Axis::new(0.0, x_max, Scale::Linear),
+                Axis::new(0.0, n as f64, Scale::Category),
+            );
+            let mut chart = build(&root, title, axes, (48, label_width)).map_err(err)?;
             let x_fmt = |v: &f64| sig(*v);
             // Category `i` is drawn top-down: row 0 at the top.
             let y_fmt = |v: &f64| {

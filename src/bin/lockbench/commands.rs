@@ -304,6 +304,12 @@ pub async fn run_scenarios(args: RunArgs) -> Result<u8> {
 }
 
 impl Tally {
+    /// A run that could not be made: counted, and said with its seed.
+    fn failed(&mut self, what: &str, e: &dyn std::fmt::Display, seed: u64) {
+        self.failures += 1;
+        eprintln!("  {what}: error: {e} (seed {seed})");
+    }
+
     /// An atlas scenario: its cells, contradictions and failures.
     async fn atlas(
         &mut self,
@@ -315,11 +321,7 @@ impl Tally {
     ) {
         let a = match run_atlas(scenario, seed, args.repeat, opts).await {
             Ok(a) => a,
-            Err(e) => {
-                self.failures += 1;
-                eprintln!("  atlas: error: {e} (seed {seed})");
-                return;
-            }
+            Err(e) => return self.failed("atlas", &e, seed),
         };
         say.line(format_args!("  atlas: {}", a.page.display()));
         for (row, cell) in a.atlas.contradictions() {
@@ -351,11 +353,7 @@ impl Tally {
     async fn matrix(&mut self, say: Say, scenario: &Scenario, seed: u64, opts: &RunOptions) {
         let m = match run_matrix(scenario, seed, opts).await {
             Ok(m) => m,
-            Err(e) => {
-                self.failures += 1;
-                eprintln!("  properties: error: {e} (seed {seed})");
-                return;
-            }
+            Err(e) => return self.failed("properties", &e, seed),
         };
         say.line(format_args!("  matrix: {}", m.page.display()));
         for row in &m.matrix.rows {
