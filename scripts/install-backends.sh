@@ -41,8 +41,6 @@ fi
 # The checkout this script belongs to (the drivers live in it).
 root=$(cd "$(dirname "$0")/.." && pwd)
 venv="$root/drivers/python/.venv"
-# What each Python driver imports, and the distribution that has its version.
-python_libraries="redis:redis redis_lock:python-redis-lock pottery:pottery kazoo:kazoo"
 
 # ---------------------------------------------------------------- the check
 
@@ -180,22 +178,55 @@ check_chromium() {
   rm -rf "$profile"
 }
 
+# Whether the Python drivers' virtual environment is complete: every pin of
+# requirements.txt installed at its version, and every driver file
+# (drivers/python/*.py but the protocol and the bench loop) importing. Prints
+# the pins on success and what is wrong otherwise.
+python_drivers_status() {
+  (cd "$root/drivers/python" && "$venv/bin/python" - 2>&1 <<'PY'
+import importlib, importlib.metadata as md, pathlib, re, sys
+pins = {}
+for line in pathlib.Path("requirements.txt").read_text().splitlines():
+    m = re.match(r"([A-Za-z0-9_.-]+)==([^ \\;]+)", line)
+    if m:
+        pins[m.group(1)] = m.group(2)
+wrong = []
+for name, pinned in sorted(pins.items()):
+    try:
+        have = md.version(name)
+    except md.PackageNotFoundError:
+        have = None
+    if have != pinned:
+        wrong.append(f"{name} {have or 'missing'} (pinned {pinned})")
+drivers = sorted(p.stem for p in pathlib.Path(".").glob("*.py")
+                 if p.stem not in ("lockbench_driver", "bench_loop"))
+if not wrong:
+    for d in drivers:
+        try:
+            importlib.import_module(d)
+        except Exception as e:
+            wrong.append(f"{d}.py does not import: {type(e).__name__}: {e}")
+if wrong:
+    print("; ".join(wrong))
+    sys.exit(1)
+print(", ".join(f"{n} {v}" for n, v in sorted(pins.items()))
+      + "; drivers " + ", ".join(drivers))
+PY
+  )
+}
+
 # The Python drivers' virtual environment has every pinned library.
 check_python_drivers() {
-  local mod dist versions="" out
+  local out
   if [ ! -x "$venv/bin/python" ]; then
     missing python-drivers "$venv is missing: run scripts/install-backends.sh (python3 -m venv, then pip install --require-hashes -r drivers/python/requirements.txt)"
     return
   fi
-  for pair in $python_libraries; do
-    mod=${pair%%:*}; dist=${pair#*:}
-    if ! out=$("$venv/bin/python" -c "import $mod; from importlib.metadata import version; print(version('$dist'))" 2>&1); then
-      missing python-drivers "$dist does not import in $venv ($(printf '%s' "$out" | tail -n 1)): $venv/bin/pip install --require-hashes -r drivers/python/requirements.txt"
-      return
-    fi
-    versions="$versions $dist $out,"
-  done
-  ok python-drivers "${versions%,}"
+  if ! out=$(python_drivers_status); then
+    missing python-drivers "$(printf '%s' "$out" | tail -n 1): $venv/bin/pip install --require-hashes -r drivers/python/requirements.txt"
+    return
+  fi
+  ok python-drivers "$out"
 }
 
 # The Go drivers' binary runs and names its drivers.
@@ -212,6 +243,20 @@ check_go_drivers() {
     ok go-drivers "$bin: $out"
   else
     missing go-drivers "$bin does not run ($(printf '%s' "$out" | tail -n 1)): run scripts/install-backends.sh to build it again"
+  fi
+}
+
+# The offline Kubernetes manifest check runs.
+check_k8s_check() {
+  local bin="$root/tools/k8s-check/bin/k8s-check" out
+  if [ ! -x "$bin" ]; then
+    missing k8s-check "$bin is missing: run scripts/install-backends.sh (it builds it with go from tools/k8s-check/go.sum)"
+    return
+  fi
+  if out=$("$bin" "$root/examples/kubernetes/isolate.yaml" 2>&1 </dev/null); then
+    ok k8s-check "$bin: $(printf '%s' "$out" | tail -n 1 | sed 's/.*: //')"
+  else
+    missing k8s-check "$bin does not run ($(printf '%s' "$out" | tail -n 1)): run scripts/install-backends.sh to build it again"
   fi
 }
 
@@ -276,6 +321,7 @@ run_check() {
   check_chromium
   check_python_drivers
   check_go_drivers
+  check_k8s_check
   check_node_drivers
   check_java_drivers
   if [ "$missing_count" -ne 0 ]; then
@@ -299,7 +345,7 @@ fi
 # versions the checkout pins; nothing is installed system-wide.
 install_drivers() {
   # Python: pinned with hashes, in a virtual environment of the checkout.
-  if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import redis, redis_lock, pottery, kazoo" 2>/dev/null; then
+  if [ ! -x "$venv/bin/python" ] || ! python_drivers_status >/dev/null; then
     echo "install-backends: installing the Python drivers' libraries into $venv"
     python3 -m venv "$venv"
     "$venv/bin/pip" install -q --disable-pip-version-check --require-hashes -r "$root/drivers/python/requirements.txt"
@@ -309,6 +355,9 @@ install_drivers() {
   if command -v go >/dev/null 2>&1; then
     echo "install-backends: building the Go drivers (drivers/go)"
     (cd "$root/drivers/go" && GOFLAGS=-mod=readonly go build -o bin/lockbench-go-driver .)
+    # The offline Kubernetes manifest check (tests/kubernetes.rs).
+    echo "install-backends: building the Kubernetes manifest check (tools/k8s-check)"
+    (cd "$root/tools/k8s-check" && GOFLAGS=-mod=readonly go build -o bin/k8s-check .)
   else
     echo "install-backends: go not found: the Go drivers are not built (install Go 1.26 or later)" >&2
   fi

@@ -187,6 +187,18 @@ fn docs_scenarios_names_every_field_fault_and_column_the_parser_knows() {
             format!("{base}[[driver]]\nname = \"d\"\nzzz_unknown = 1\n"),
         ),
         (
+            "[deployment.<backend>]",
+            format!(
+                "{base}[deployment.redis]\nmembers = [{{ name = \"a\", addr = \"127.0.0.1:1\" }}]\nzzz_unknown = 1\n"
+            ),
+        ),
+        (
+            "a deployment's member",
+            format!(
+                "{base}[deployment.redis]\nmembers = [{{ name = \"a\", addr = \"127.0.0.1:1\", zzz_unknown = 1 }}]\n"
+            ),
+        ),
+        (
             "an atlas cell",
             format!(
                 "{base}mode = \"atlas\"\n[atlas.all]\npause = {{ expect = \"safe\", zzz_unknown = 1 }}\n"

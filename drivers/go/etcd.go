@@ -46,6 +46,8 @@ type etcdClient struct {
 	held    map[string]*concurrency.Mutex
 }
 
+func init() { register("etcd-mutex", func() library { return &etcdMutex{} }) }
+
 type etcdMutex struct {
 	cli  *clientv3.Client
 	opts etcdOptions

@@ -41,11 +41,18 @@ func trimV(v string) string {
 	return v
 }
 
-func main() {
-	libs := map[string]func() library{
-		"etcd-mutex": func() library { return &etcdMutex{} },
-		"redsync":    func() library { return &redsyncLock{} },
+// libs holds every driver, by the name lockbench runs it with; each
+// driver's file registers itself from its init function.
+var libs = map[string]func() library{}
+
+func register(name string, make func() library) {
+	if _, dup := libs[name]; dup {
+		panic("two drivers named " + name)
 	}
+	libs[name] = make
+}
+
+func main() {
 	names := make([]string, 0, len(libs))
 	for name := range libs {
 		names = append(names, name)

@@ -35,6 +35,8 @@ type redsyncOptions struct {
 	SocketTimeoutMs int64 `json:"socket_timeout_ms"`
 }
 
+func init() { register("redsync", func() library { return &redsyncLock{} }) }
+
 type redsyncLock struct {
 	rs   *redsync.Redsync
 	held held[*redsync.Mutex]

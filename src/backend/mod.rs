@@ -28,7 +28,9 @@ use tokio::time::Instant;
 
 use crate::error::Result;
 
-pub use registry::{BackendInfo, Registry, Waiters, build, info, names, server_kind};
+pub use registry::{
+    BackendInfo, Registry, Waiters, build, info, library_names, names, server_kind,
+};
 
 /// The result of one lock operation.
 #[derive(Debug, Clone, PartialEq, Eq)]

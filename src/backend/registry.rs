@@ -291,6 +291,16 @@ pub fn info(name: &str) -> Option<&'static BackendInfo> {
     Registry::builtin().get(name)
 }
 
+/// The names of the shipped lock libraries (the built-in backends run by a
+/// driver), in the order the tables list them.
+pub fn library_names() -> Vec<&'static str> {
+    Registry::builtin()
+        .iter()
+        .filter(|b| b.driver.is_some())
+        .map(|b| b.name.as_str())
+        .collect()
+}
+
 /// The names of every built-in backend.
 pub fn names() -> Vec<&'static str> {
     Registry::builtin().names()

@@ -15,6 +15,7 @@
 pub mod driver;
 mod etcd;
 pub mod hazelcast;
+pub mod hooks;
 pub(crate) mod mariadb;
 mod memcached;
 mod postgres;
@@ -366,6 +367,8 @@ pub struct Cluster {
     /// The replicated shape asked for, if any (independent masters have
     /// no [`topology::Replicated`], only this).
     shape: Option<topology::Shape>,
+    /// A deployment lockbench did not start, and the hooks that act on it.
+    deployment: Option<hooks::Deployment>,
 }
 
 impl Cluster {
@@ -503,6 +506,7 @@ impl Cluster {
             clocks,
             replicated: Some(replicated),
             shape: Some(shape),
+            deployment: None,
         })
     }
 
@@ -515,6 +519,13 @@ impl Cluster {
     /// Every member's role, asked now; `None` when the servers do not
     /// replicate (a single server, independent masters).
     pub async fn roles(&self) -> Option<Vec<topology::Role>> {
+        if let (Some(d), Some(kind)) = (&self.deployment, self.kind) {
+            // Independent masters replicate nothing: no roles, as started here.
+            if matches!(self.shape, None | Some(topology::Shape::Masters(_))) {
+                return None;
+            }
+            return Some(topology::ask_roles(kind, &d.data_members()).await);
+        }
         match &self.replicated {
             Some(r) => Some(r.roles().await),
             None => None,
@@ -524,6 +535,14 @@ impl Cluster {
     /// The member that leads now (the primary, for Sentinel). A single
     /// server leads itself; independent masters have no leader.
     pub async fn leader(&self) -> std::result::Result<usize, String> {
+        if self.deployment.is_some() {
+            return match self.roles().await {
+                Some(roles) => topology::single_leader(&roles)
+                    .ok_or_else(|| format!("no member leads now: {roles:?}")),
+                None if self.member_count() == 1 => Ok(0),
+                None => Err("the deployment's members are independent: none leads".into()),
+            };
+        }
         match &self.replicated {
             Some(r) => r
                 .leader()
@@ -599,6 +618,71 @@ impl Cluster {
             });
         }
         Ok(cluster)
+    }
+
+    /// A deployment the user runs: asks each member for its version, and
+    /// acts on it through its hooks. Clients get the data members (named
+    /// by kind, `redis-1`...) then the sentinels (`sentinel-1`...), as from
+    /// a topology lockbench starts.
+    pub async fn deployment(kind: ServerKind, deployment: hooks::Deployment) -> Result<Cluster> {
+        let mut cluster = Cluster {
+            kind: Some(kind),
+            shape: deployment.shape(kind),
+            ..Cluster::default()
+        };
+        let data = deployment.data_members();
+        let sentinels = deployment.sentinels();
+        let named = data
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (format!("{}-{}", kind.name(), i + 1), *m))
+            .chain(
+                sentinels
+                    .iter()
+                    .enumerate()
+                    .map(|(i, m)| (format!("sentinel-{}", i + 1), *m)),
+            );
+        for (endpoint_name, m) in named {
+            let version = if m.role == "sentinel" {
+                String::from("sentinel")
+            } else {
+                kind.probe(&m.addr)
+                    .await
+                    .map_err(|message| Error::Backend {
+                        backend: kind.name().into(),
+                        endpoint: format!("{} ({})", m.addr, m.name),
+                        message,
+                    })?
+            };
+            cluster.endpoints.push(Endpoint {
+                name: endpoint_name,
+                addr: m.addr.clone(),
+                announced: m.announce.clone(),
+            });
+            cluster.infos.push(ServerInfo {
+                name: m.name.clone(),
+                addr: m.addr.clone(),
+                version,
+                started_by_lockbench: false,
+                log: None,
+            });
+        }
+        cluster.deployment = Some(deployment);
+        Ok(cluster)
+    }
+
+    /// The deployment this cluster acts on through hooks, if it is one.
+    pub fn hooked(&self) -> Option<&hooks::Deployment> {
+        self.deployment.as_ref()
+    }
+
+    /// How many members faults can target: the data servers started here,
+    /// or a deployment's data members.
+    pub fn member_count(&self) -> usize {
+        match &self.deployment {
+            Some(d) => d.data_members().len(),
+            None => self.servers().len(),
+        }
     }
 
     /// Where clients connect.

@@ -140,6 +140,27 @@ impl Role {
 /// The leader among `roles`: the one member that says it leads, and only
 /// while a majority of the members serve (a deposed leader that has not
 /// noticed yet makes two, which is no answer).
+/// Every member's role in a deployment lockbench did not start: asked now
+/// where the kind says (Redis `ROLE`, ZooKeeper `srvr`), else as declared
+/// (`primary` and `leader` lead, any other role follows).
+pub(super) async fn ask_roles(kind: ServerKind, members: &[&super::hooks::Member]) -> Vec<Role> {
+    let asks = members
+        .iter()
+        .map(|m| {
+            let (addr, declared) = (m.addr.clone(), m.role.clone());
+            async move {
+                match kind {
+                    ServerKind::Redis => super::redis::sentinel::role_at(&addr).await,
+                    ServerKind::ZooKeeper => super::zookeeper::ensemble::role_at(&addr).await,
+                    _ if matches!(declared.as_str(), "primary" | "leader") => Role::Leader,
+                    _ => Role::Follower,
+                }
+            }
+        })
+        .collect();
+    join_ordered(asks).await
+}
+
 pub(super) fn single_leader(roles: &[Role]) -> Option<usize> {
     let leaders: Vec<usize> = roles
         .iter()

@@ -11,6 +11,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use super::{FaultKind, FaultSpec};
+use crate::cluster::hooks::HookRun;
 use crate::cluster::{Cluster, Endpoint};
 use crate::error::{Error, Result};
 use crate::history::{Clock, Event, F, OpType, Process, RecorderHandle};
@@ -171,6 +172,10 @@ pub struct Targets {
     /// The driver process of each host, for a driver backend (empty for
     /// lockbench's own recipes): client faults act on these processes.
     pub processes: Vec<Arc<crate::cluster::driver::DriverProcess>>,
+    /// Where a deployment's hooks write their output (the run directory).
+    pub hook_logs: std::path::PathBuf,
+    /// Numbers the hooks' log files.
+    pub hook_seq: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Targets {
@@ -278,7 +283,7 @@ async fn resolve_servers(
     rng: &mut StdRng,
 ) -> std::result::Result<(Vec<usize>, Vec<String>), String> {
     use crate::cluster::topology::{Role, Shape};
-    let n = cluster.servers().len();
+    let n = cluster.member_count();
     let roles = cluster.roles().await;
     let mut set = spec.target_indices(n);
     let mut leader = None;
@@ -335,9 +340,14 @@ async fn resolve_servers(
                 Role::NotServing(_) => "not serving",
                 Role::Down(_) => "down",
             });
+            // A deployment's members go by the names the scenario gave.
+            let name = cluster
+                .hooked()
+                .and_then(|d| d.data_members().get(i).map(|m| m.name.clone()))
+                .unwrap_or_else(|| format!("server-{}", i + 1));
             match role {
-                Some(role) => format!("server-{} ({role})", i + 1),
-                None => format!("server-{}", i + 1),
+                Some(role) => format!("{name} ({role})"),
+                None => name,
             }
         })
         .collect();
@@ -423,18 +433,33 @@ pub async fn run(
             let (on, names) = resolved
                 .clone()
                 .unwrap_or((On::Hosts(Vec::new()), Vec::new()));
-            let applied = match resolved {
-                Ok(_) => apply(&spec, &on, &targets).await,
-                Err(why) => Err(why),
+            // A deployment lockbench did not start: its hooks act on it.
+            let hooked = spec.kind.on_servers() && targets.servers.lock().await.hooked().is_some();
+            let mut hooked_on = Vec::new();
+            let (applied, hook_runs) = match resolved {
+                Ok(_) if hooked => {
+                    let (done, runs) = by_hooks(&spec, &on, &targets, true).await;
+                    hooked_on = done;
+                    let failed = runs.iter().find_map(|r| r.error.clone());
+                    (failed.map_or(Ok(None), Err), runs)
+                }
+                Ok(_) => (apply(&spec, &on, &targets).await, Vec::new()),
+                Err(why) => (Err(why), Vec::new()),
             };
             let started_ns = clock.now_ns();
             let fault = spec.kind.name();
-            let mark = |edge: &str| serde_json::json!({ "fault": fault, "edge": edge });
+            let mark = |edge: &str, runs: &[HookRun]| {
+                let mut m = serde_json::json!({ "fault": fault, "edge": edge });
+                if hooked {
+                    m["hooks"] = serde_json::json!(runs);
+                }
+                m
+            };
             record(
                 &recorder,
                 start_name,
                 &names,
-                mark("start"),
+                mark("start", &hook_runs),
                 applied.as_ref().err(),
             )
             .await;
@@ -455,20 +480,27 @@ pub async fn run(
                     OpType::Invoke,
                     stop_name,
                     &names,
-                    mark("stop"),
+                    mark("stop", &[]),
                     None,
                 )
                 .await;
             }
-            let undone = match &applied {
-                Ok(token) => undo(&spec, &on, &targets, *token).await,
-                Err(_) => Ok(()),
+            // Hooks are undone on every member they acted on, even when
+            // they failed on another.
+            let (undone, undo_runs) = match &applied {
+                _ if hooked => {
+                    let (_, runs) = by_hooks(&spec, &On::Servers(hooked_on), &targets, false).await;
+                    let failed = runs.iter().find_map(|r| r.error.clone());
+                    (failed.map_or(Ok(()), Err), runs)
+                }
+                Ok(token) => (undo(&spec, &on, &targets, *token).await, Vec::new()),
+                Err(_) => (Ok(()), Vec::new()),
             };
             record(
                 &recorder,
                 stop_name,
                 &names,
-                mark("stop"),
+                mark("stop", &undo_runs),
                 undone.as_ref().err(),
             )
             .await;
@@ -517,6 +549,50 @@ async fn record_as(
     e.value = Some(mark);
     e.error = error.cloned();
     recorder.record(e).await;
+}
+
+/// Starts (`start`) or ends a server fault on a deployment lockbench did not
+/// start, through its hooks, member by member in `on`'s order; a start
+/// stops at the first hook that fails. The members whose hook succeeded,
+/// and every hook's run.
+async fn by_hooks(
+    spec: &FaultSpec,
+    on: &On,
+    targets: &Targets,
+    start: bool,
+) -> (Vec<usize>, Vec<HookRun>) {
+    let On::Servers(set) = on else {
+        return (Vec::new(), Vec::new());
+    };
+    let Some(deployment) = targets.servers.lock().await.hooked().cloned() else {
+        return (Vec::new(), Vec::new());
+    };
+    let (mut done, mut runs) = (Vec::new(), Vec::new());
+    let Some((begin, end, extra)) = spec.kind.hook_actions() else {
+        return (done, runs);
+    };
+    let action = if start { begin } else { end };
+    let members = deployment.data_members();
+    for &i in set {
+        let Some(member) = members.get(i) else {
+            continue;
+        };
+        let seq = targets
+            .hook_seq
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let run = deployment
+            .hooks
+            .run(action, member, &extra, &targets.hook_logs, seq + 1)
+            .await;
+        let failed = run.error.is_some();
+        runs.push(run);
+        if !failed {
+            done.push(i);
+        } else if start {
+            break;
+        }
+    }
+    (done, runs)
 }
 
 /// Starts the fault; for a fault on links, gives the token that ends it.

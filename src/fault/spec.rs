@@ -22,6 +22,10 @@ pub struct FaultSpec {
     pub duration: Duration,
 }
 
+/// A fault's hook actions on a deployment: the one that starts it, the one
+/// that ends it, and the values the hooks get besides the member's.
+pub type HookActions = (&'static str, &'static str, Vec<(&'static str, String)>);
+
 /// The faults a timeline can hold.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum FaultKind {
@@ -231,6 +235,27 @@ impl FaultKind {
         )
     }
 
+    /// On a deployment lockbench did not start: the hook actions that
+    /// start and end it (`cluster::hooks`), and the values the hooks get
+    /// besides the member's (`offset_ms`, `rate` for the clock). `None`:
+    /// no hook can carry it out (a bridge needs single links cut).
+    pub fn hook_actions(self) -> Option<HookActions> {
+        let clock = |offset_ns: i64, rate: f64| {
+            vec![
+                ("offset_ms", (offset_ns / 1_000_000).to_string()),
+                ("rate", rate.to_string()),
+            ]
+        };
+        match self {
+            FaultKind::KillServer => Some(("kill", "start", Vec::new())),
+            FaultKind::PauseServer => Some(("pause", "resume", Vec::new())),
+            FaultKind::IsolateServer => Some(("isolate", "heal", Vec::new())),
+            FaultKind::ClockSkew(ns) => Some(("clock", "clock-reset", clock(ns, 1.0))),
+            FaultKind::ClockDrift(rate) => Some(("clock", "clock-reset", clock(0, rate))),
+            _ => None,
+        }
+    }
+
     /// Whether it acts on clients (targets: hosts, or the holder).
     pub fn on_clients(self) -> bool {
         matches!(self, FaultKind::CrashClient | FaultKind::PauseClient)
@@ -283,6 +308,39 @@ impl FaultKind {
             FaultKind::IsolateServer => "isolate-server",
             FaultKind::Bridge => "bridge",
         }
+    }
+}
+
+impl FaultKind {
+    /// One fault of every kind (parameters arbitrary), in [`FAULTS`]' order.
+    pub fn one_of_each() -> Vec<FaultKind> {
+        vec![
+            FaultKind::Partition,
+            FaultKind::PartitionReset,
+            FaultKind::PartitionOneWay(Direction::Upstream),
+            FaultKind::Latency {
+                delay: Duration::from_millis(1),
+                jitter: Duration::ZERO,
+            },
+            FaultKind::Bandwidth(1),
+            FaultKind::KillServer,
+            FaultKind::PauseServer,
+            FaultKind::CrashClient,
+            FaultKind::PauseClient,
+            FaultKind::ClockSkew(0),
+            FaultKind::ClockDrift(1.0),
+            FaultKind::IsolateServer,
+            FaultKind::Bridge,
+        ]
+    }
+
+    /// The names of the faults a deployment's hooks can carry out.
+    pub fn hooked_names() -> Vec<&'static str> {
+        FaultKind::one_of_each()
+            .into_iter()
+            .filter(|k| k.hook_actions().is_some())
+            .map(FaultKind::name)
+            .collect()
     }
 }
 
@@ -441,6 +499,21 @@ mod tests {
             let (start, stop) = kind.event_names();
             assert!(start != stop && start.contains(name.split('-').next().unwrap_or(name)));
         }
+        let each: Vec<&str> = FaultKind::one_of_each()
+            .into_iter()
+            .map(FaultKind::name)
+            .collect();
+        assert_eq!(each, FAULTS);
+        assert_eq!(
+            FaultKind::hooked_names(),
+            [
+                "kill-server",
+                "pause-server",
+                "clock-skew",
+                "clock-drift",
+                "isolate-server"
+            ]
+        );
         let e = FaultKind::parse("partitoin", &all).unwrap_err();
         assert_eq!(e.param, None);
         assert!(e.hint.is_some_and(|h| FAULTS.iter().all(|f| h.contains(f))));

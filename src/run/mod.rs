@@ -5,11 +5,13 @@
 //! `lockbench run` command asks for.
 
 mod atlas;
+mod dry_run;
 pub mod harness;
 mod properties;
 mod runner;
 mod spof;
 
 pub use atlas::{AtlasRun, run_atlas};
+pub use dry_run::dry_run;
 pub use properties::{MatrixRun, run_matrix};
 pub use runner::{RunOptions, RunOutcome, check_file, mix, run_backend, run_with};

@@ -143,9 +143,14 @@ pub async fn run_with(
         Topology::Single => None,
     };
     // The timeline plus the random schedule's draw for this seed.
-    let members = shape.map_or(info.servers.max(1), |s| s.members());
+    let deployment = scenario.deployments.get(backend_name);
+    let members = match deployment {
+        Some(d) => d.data_members().len(),
+        None => shape.map_or(info.servers.max(1), |s| s.members()),
+    };
     let faults = scenario.faults_for(seed, members);
-    let (servers, notes) = start_servers(info, external, shape, &faults, &run_dir).await?;
+    let (servers, notes) =
+        start_servers(info, external, deployment, shape, &faults, &run_dir).await?;
     write_servers_file(&run_dir, &servers)?;
     let hosts = scenario.hosts.max(1) as usize;
     // With network faults (or client pauses, which blackhole links), each
@@ -232,6 +237,7 @@ pub async fn run_with(
 async fn start_servers(
     info: &backend::BackendInfo,
     external: Option<&Vec<String>>,
+    deployment: Option<&crate::cluster::hooks::Deployment>,
     shape: Option<crate::cluster::topology::Shape>,
     faults: &[crate::fault::FaultSpec],
     run_dir: &Path,
@@ -241,6 +247,9 @@ async fn start_servers(
     let Some(kind) = info.server else {
         return Ok((Cluster::none(), notes));
     };
+    if let Some(d) = deployment {
+        return Ok((Cluster::deployment(kind, d.clone()).await?, notes));
+    }
     if let Some(addrs) = external {
         return Ok((Cluster::external(kind, addrs).await?, notes));
     }
@@ -264,6 +273,10 @@ async fn start_servers(
     };
     Ok((cluster, notes))
 }
+
+/// What a crashed client's successor is made with: the plan, the next
+/// unused process id, the run's seed and the operation timeout.
+type Successors = (Arc<ClientPlan>, Arc<AtomicU64>, u64, Duration);
 
 /// What the contended part of a run left behind.
 struct Contended {
@@ -431,6 +444,7 @@ fn nemesis_targets(
     slots: &Arc<Vec<Arc<ClientSlot>>>,
     seed: u64,
     host_backends: &[Arc<dyn LockBackend>],
+    run_dir: &Path,
 ) -> nemesis::Targets {
     nemesis::Targets {
         links: links.clone(),
@@ -442,6 +456,8 @@ fn nemesis_targets(
             .iter()
             .filter_map(|b| b.host_process())
             .collect(),
+        hook_logs: run_dir.to_path_buf(),
+        hook_seq: Arc::new(AtomicU64::new(0)),
     }
 }
 
@@ -514,20 +530,26 @@ async fn contend(
             plan.clone(),
         )
         .in_slot(slots[id].clone());
-        tasks.spawn(supervise(
-            task,
-            backend,
-            plan.clone(),
-            next_id.clone(),
-            seed,
-            scenario.op_timeout,
-        ));
+        let successors = (plan.clone(), next_id.clone(), seed, scenario.op_timeout);
+        tasks.spawn(supervise(task, backend, successors));
     }
     let servers = Arc::new(tokio::sync::Mutex::new(servers));
     let nemesis_stop = CancellationToken::new();
+    // Should this future be dropped mid-run, the nemesis still undoes its
+    // faults (a paused server resumed, a cut healed) and then lets go of
+    // the servers, whose processes stop with their last owner.
+    let _undo_on_drop = nemesis_stop.clone().drop_guard();
     let nemesis = tokio::spawn(nemesis::run(
         faults,
-        nemesis_targets(&links, &servers, hosts, &slots, seed, &host_backends),
+        nemesis_targets(
+            &links,
+            &servers,
+            hosts,
+            &slots,
+            seed,
+            &host_backends,
+            run_dir,
+        ),
         handle.clone(),
         clock,
         nemesis_stop.clone(),
@@ -694,10 +716,7 @@ fn summarize(
 async fn supervise(
     mut task: ClientTask,
     backend: Arc<dyn crate::backend::LockBackend>,
-    plan: Arc<ClientPlan>,
-    next_id: Arc<AtomicU64>,
-    seed: u64,
-    op_timeout: Duration,
+    (plan, next_id, seed, op_timeout): Successors,
 ) {
     // Bounded: each turn ends with the run's stop or a crash fault, and
     // the faults are finite.

@@ -2,6 +2,7 @@
 //! before it, and validated before anything starts.
 
 pub mod atlas;
+mod deployment;
 mod nemesis;
 mod spec;
 

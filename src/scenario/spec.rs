@@ -9,6 +9,7 @@ use super::nemesis::{RawFault, RawRandom};
 use crate::backend;
 use crate::check::Verdict;
 use crate::cluster::Topology;
+use crate::cluster::hooks::Deployment;
 use crate::duration::{Dur, TimeDist};
 pub use crate::error::ScenarioError;
 use crate::fault::{FaultKind, FaultSpec, RandomSchedule};
@@ -56,8 +57,12 @@ pub struct Scenario {
     pub think: TimeDist,
     /// Whether to record history.jsonl (benchmarks turn it off).
     pub history: bool,
-    /// External endpoints by backend: lockbench starts no server for these.
+    /// External endpoints by backend: lockbench starts no server for these
+    /// (a deployment's data members are here too).
     pub endpoints: BTreeMap<String, Vec<String>>,
+    /// Deployments lockbench did not start, by backend: their members,
+    /// roles and the hooks that carry out server faults on them.
+    pub deployments: BTreeMap<String, Deployment>,
     /// The faults to inject, in order of start.
     pub nemesis: Vec<FaultSpec>,
     /// Faults drawn from the seed, added to `nemesis` at run time.
@@ -213,6 +218,7 @@ struct Raw {
     think: Option<Spanned<TimeDist>>,
     history: Option<bool>,
     endpoints: Option<BTreeMap<Spanned<String>, Spanned<Endpoints>>>,
+    deployment: Option<BTreeMap<Spanned<String>, super::deployment::RawDeployment>>,
     nemesis: Option<Vec<RawFault>>,
     random_nemesis: Option<RawRandom>,
     workload: Option<Spanned<String>>,
@@ -248,6 +254,15 @@ enum Endpoints {
     One(String),
     Many(Vec<String>),
 }
+
+/// The servers the user runs: plain endpoints and deployments, by backend.
+type External<'a> = (
+    &'a BTreeMap<String, Vec<String>>,
+    &'a BTreeMap<String, Deployment>,
+);
+
+/// In `backends`: every shipped lock library, in the registry's order.
+pub const LIBRARIES: &str = "@libraries";
 
 /// Limits that keep every run bounded on a small machine.
 const MAX_CLIENTS: i64 = 100_000;
@@ -309,13 +324,18 @@ impl Scenario {
         let op_timeout = r.dur_in(raw.op_timeout, "op_timeout", ms(1), secs(600), secs(1))?;
         let hold = r.dist_in(raw.hold, "hold", TimeDist::Fixed { value: ms(1) })?;
         let think = r.dist_in(raw.think, "think", TimeDist::ZERO)?;
-        let endpoints = r.endpoints(raw.endpoints, &known)?;
+        let mut endpoints = r.endpoints(raw.endpoints, &known)?;
+        let deployments = r.deployments(raw.deployment, &backends, &endpoints)?;
+        for (b, d) in &deployments {
+            let addrs = d.data_members().iter().map(|m| m.addr.clone()).collect();
+            endpoints.insert(b.clone(), addrs);
+        }
         let topology = r.topology(raw.topology, &backends, &endpoints, &known)?;
         let (nemesis, random_nemesis) = r.faults(
             raw.nemesis,
             raw.random_nemesis,
             &backends,
-            &endpoints,
+            (&endpoints, &deployments),
             topology,
             hosts,
             duration,
@@ -344,6 +364,7 @@ impl Scenario {
             think,
             history: raw.history.unwrap_or(true),
             endpoints,
+            deployments,
             nemesis,
             random_nemesis,
             workload,
@@ -481,16 +502,18 @@ impl Reader<'_> {
     fn startable_servers(
         &self,
         backends: &[String],
-        endpoints: &BTreeMap<String, Vec<String>>,
+        (endpoints, deployments): External<'_>,
         topology: Topology,
     ) -> (usize, String) {
         let mut least = usize::MAX;
         let mut why = String::new();
         for b in backends {
             let n = match self.reg.get(b) {
+                Some(_) if deployments.contains_key(b) => deployments[b].data_members().len(),
                 Some(_) if endpoints.contains_key(b) => {
                     why = format!(
-                        "{b} uses external endpoints, which lockbench cannot kill or pause"
+                        "{b} uses external endpoints, which lockbench cannot kill or pause; \
+                         give them as [deployment.{b}] with hooks that do (docs/deployments.md)"
                     );
                     0
                 }
@@ -557,11 +580,21 @@ impl Reader<'_> {
         for b in backends_raw.into_inner() {
             let span = b.span();
             let b = b.into_inner();
+            if b == LIBRARIES {
+                // Every shipped library not listed before it, so that a
+                // new driver joins the scenarios that name the group.
+                for l in backend::library_names() {
+                    if !backends.iter().any(|x| x == l) {
+                        backends.push(l.to_string());
+                    }
+                }
+                continue;
+            }
             if !known.contains(&b.as_str()) {
                 let hint = match closest(&b, known) {
                     Some(c) => format!("did you mean {c:?}? known backends: {}", known.join(", ")),
                     None => format!("known backends: {}", known.join(", ")),
-                };
+                } + &format!(" (and {LIBRARIES:?}: every shipped lock library)");
                 return Err(self.err(Some(span), format!("unknown backend {b:?}"), Some(hint)));
             }
             if backends.contains(&b) {
@@ -770,6 +803,44 @@ impl Reader<'_> {
         Ok(key_choice)
     }
 
+    fn deployments(
+        &self,
+        raw: Option<BTreeMap<Spanned<String>, super::deployment::RawDeployment>>,
+        backends: &[String],
+        endpoints: &BTreeMap<String, Vec<String>>,
+    ) -> Result<BTreeMap<String, Deployment>, ScenarioError> {
+        let mut out = BTreeMap::new();
+        for (backend_name, d) in raw.unwrap_or_default() {
+            let span = backend_name.span();
+            let name = backend_name.into_inner();
+            let Some(kind) = self.reg.get(&name).and_then(|b| b.server) else {
+                return Err(self.err(
+                    Some(span),
+                    format!("no server kind for a deployment of {name:?}"),
+                    Some("a deployment is given per backend that runs on servers, e.g. [deployment.redis]".into()),
+                ));
+            };
+            if !backends.contains(&name) {
+                return Err(self.err(
+                    Some(span),
+                    format!("[deployment.{name}] is for a backend the scenario does not run"),
+                    Some(format!("add {name:?} to backends, or remove the table")),
+                ));
+            }
+            if endpoints.contains_key(&name) {
+                return Err(self.err(
+                    Some(span),
+                    format!("{name} has both [endpoints] and [deployment.{name}]"),
+                    Some("keep the deployment: its members are the endpoints".into()),
+                ));
+            }
+            let d = super::deployment::read(&name, kind, d, valid_host_port)
+                .map_err(|(span, message, hint)| self.err(span, message, hint))?;
+            out.insert(name, d);
+        }
+        Ok(out)
+    }
+
     fn endpoints(
         &self,
         raw: Option<BTreeMap<Spanned<String>, Spanned<Endpoints>>>,
@@ -885,12 +956,13 @@ impl Reader<'_> {
         raw_timeline: Option<Vec<RawFault>>,
         raw_random: Option<RawRandom>,
         backends: &[String],
-        endpoints: &BTreeMap<String, Vec<String>>,
+        external: External<'_>,
         topology: Topology,
         hosts: i64,
         duration: Duration,
     ) -> Result<(Vec<FaultSpec>, Option<RandomSchedule>), ScenarioError> {
-        let (servers, no_server_why) = self.startable_servers(backends, endpoints, topology);
+        let (servers, no_server_why) = self.startable_servers(backends, external, topology);
+        let deployments = external.1;
         let no_link_why = backends
             .iter()
             .find(|b| self.reg.get(b).and_then(|i| i.server).is_none())
@@ -907,7 +979,9 @@ impl Reader<'_> {
                     no_link_why.as_deref(),
                 )
                 .map_err(|(span, message, hint)| self.err(Some(span), message, hint))?;
-            if let Some((message, hint)) = self.topology_refuses(spec.kind, backends, topology) {
+            if let Some((message, hint)) =
+                self.topology_refuses(spec.kind, backends, deployments, topology, Some(&spec))
+            {
                 return Err(self.err(Some(fault_span), message, Some(hint)));
             }
             nemesis.push(spec);
@@ -921,7 +995,8 @@ impl Reader<'_> {
                     .validate(servers, duration, &no_server_why, no_link_why.as_deref())
                     .map_err(|(span, message, hint)| self.err(Some(span), message, hint))?;
                 for kind in &schedule.faults {
-                    if let Some((message, hint)) = self.topology_refuses(*kind, backends, topology)
+                    if let Some((message, hint)) =
+                        self.topology_refuses(*kind, backends, deployments, topology, None)
                     {
                         return Err(self.err(Some(faults_span), message, Some(hint)));
                     }
@@ -938,8 +1013,25 @@ impl Reader<'_> {
         &self,
         kind: FaultKind,
         backends: &[String],
+        deployments: &BTreeMap<String, Deployment>,
         topology: Topology,
+        spec: Option<&FaultSpec>,
     ) -> Option<(String, String)> {
+        // A deployment lockbench did not start: its hooks carry the fault
+        // out on every member it can target, or the first one missing is
+        // named.
+        if kind.on_servers() {
+            for b in backends {
+                if let Some(d) = deployments.get(b)
+                    && let Some(missing) = super::deployment::missing_hook(b, d, kind, spec)
+                {
+                    return Some(missing);
+                }
+            }
+            if backends.iter().all(|b| deployments.contains_key(b)) {
+                return None;
+            }
+        }
         match kind {
             FaultKind::Bridge => {
                 let b = backends.iter().find(|b| {
@@ -1023,6 +1115,7 @@ const FIELDS: &[&str] = &[
     "think",
     "history",
     "endpoints",
+    "deployment",
     "nemesis",
     "random_nemesis",
     "workload",
@@ -1103,6 +1196,26 @@ mod tests {
         )
         .unwrap_err();
         assert!(kind.message.contains("not a server kind"), "{kind}");
+    }
+
+    #[test]
+    fn the_libraries_group_is_every_shipped_library_once() {
+        let s = parse("backends = [\"redis\", \"redsync\", \"@libraries\"]\n").unwrap();
+        let libraries = backend::library_names();
+        assert!(libraries.len() >= 12, "{libraries:?}");
+        assert_eq!(s.backends[0], "redis");
+        assert_eq!(s.backends[1], "redsync");
+        assert_eq!(s.backends.len(), 1 + libraries.len());
+        for l in &libraries {
+            assert_eq!(s.backends.iter().filter(|b| b == l).count(), 1, "{l}");
+        }
+        // A declared driver is the scenario's, not a shipped library.
+        let mine = parse(
+            "backends = [\"@libraries\"]\n[[driver]]\nname = \"mine\"\nserver = \"redis\"\n\
+             command = [\"x\"]\n",
+        )
+        .unwrap();
+        assert!(!mine.backends.iter().any(|b| b == "mine"));
     }
 
     #[test]

@@ -87,6 +87,10 @@ pub enum Command {
         /// history.jsonl.
         #[arg(long, value_enum, value_name = "FORMAT", default_value_t = HistoryArg::Zstd)]
         history_format: HistoryArg,
+        /// Print every fault the schedules would inject, with its time, and
+        /// every command a deployment's hooks would run; start nothing.
+        #[arg(long)]
+        dry_run: bool,
         /// The regression gate.
         #[command(flatten)]
         gate: Gate,

@@ -87,6 +87,8 @@ pub struct RunArgs {
     pub ci: CiOutputs,
     /// How histories are stored.
     pub history_format: HistoryFormat,
+    /// Print the fault schedules and hook commands; run nothing.
+    pub dry_run: bool,
 }
 
 /// Results for CI systems and scripts.
@@ -235,6 +237,13 @@ pub async fn run_scenarios(args: RunArgs) -> Result<u8> {
     else {
         return Ok(BAD_INPUT);
     };
+    if args.dry_run {
+        for scenario in &scenarios {
+            let seed = args.seed.or(scenario.seed).unwrap_or_else(rand::random);
+            print!("{}", lockbench::run::dry_run(scenario, seed));
+        }
+        return Ok(0);
+    }
     // Before any server starts: can the run directories be written?
     let out = &args.out;
     if let Err(why) = writable(out) {

@@ -91,6 +91,7 @@ async fn dispatch(command: Command) -> lockbench::Result<u8> {
             summary_md,
             json,
             history_format,
+            dry_run,
             gate,
         } => {
             let cancel = CancellationToken::new();
@@ -116,6 +117,7 @@ async fn dispatch(command: Command) -> lockbench::Result<u8> {
                     json,
                 },
                 history_format: history_format.into(),
+                dry_run,
             })
             .await
         }

@@ -81,6 +81,11 @@ fn text(v: &Value) -> Option<String> {
     redis::from_redis_value_ref::<String>(v).ok()
 }
 
+/// Asks the Redis server at `addr` for its role now.
+pub(in crate::cluster) async fn role_at(addr: &str) -> Role {
+    role_of(ask(addr, redis::cmd("ROLE"), ASK_TIMEOUT).await)
+}
+
 /// What a `ROLE` reply says: master → Leader, a replica whose link to its
 /// primary is up (`connected`) → Follower, any other replica state (or a
 /// sentinel) → NotServing.

@@ -103,6 +103,11 @@ fn zk_launch(installed: &Installed, cfg: &Path) -> Result<Launch> {
     )
 }
 
+/// Asks the ZooKeeper server at `addr` for its role now (`srvr`).
+pub(in crate::cluster) async fn role_at(addr: &str) -> Role {
+    zk_role(super::four_letter_word(addr, "srvr").await)
+}
+
 /// What `srvr` says about a member's role.
 fn zk_role(reply: std::result::Result<String, String>) -> Role {
     let reply = match reply {

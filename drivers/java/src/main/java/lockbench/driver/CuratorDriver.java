@@ -4,9 +4,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import java.util.HashSet;
 import java.util.List;
-import java.util.Map;
 import java.util.Set;
-import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.stream.Collectors;
@@ -40,7 +38,7 @@ import org.apache.curator.retry.ExponentialBackoffRetry;
 final class CuratorDriver extends Driver {
   private CuratorFramework zk;
   private Set<String> report;
-  private final Map<String, InterProcessMutex> held = new ConcurrentHashMap<>();
+  private final Held<InterProcessMutex> held = new Held<>();
   private final AtomicLong grants = new AtomicLong();
 
   @Override
@@ -50,7 +48,7 @@ final class CuratorDriver extends Driver {
 
   @Override
   public String version() {
-    return pinned("curator");
+    return pinned("org.apache.curator", "curator-recipes");
   }
 
   @Override
@@ -76,12 +74,8 @@ final class CuratorDriver extends Driver {
               if (!report.contains(state.name())) {
                 return;
               }
-              for (String id : held.keySet()) {
-                int slash = id.indexOf('/');
-                lost(
-                    Long.parseLong(id.substring(0, slash)),
-                    id.substring(slash + 1),
-                    "connection state " + state);
+              for (Held.Entry e : held.entries()) {
+                lost(e.client(), e.key(), "connection state " + state);
               }
             });
     zk.start();
@@ -97,23 +91,20 @@ final class CuratorDriver extends Driver {
     if (!lock.acquire(timeoutMs, TimeUnit.MILLISECONDS)) {
       return null;
     }
-    held.put(client + "/" + key, lock);
+    held.put(client, key, lock);
     return body().put("token", "c" + client + "-" + grants.incrementAndGet());
   }
 
   @Override
   public ObjectNode release(long client, String key, String token) throws Exception {
-    InterProcessMutex lock = held.get(client + "/" + key);
-    if (lock == null) {
-      throw new Fail("no lock object for this key");
-    }
+    InterProcessMutex lock = held.get(client, key);
     try {
       lock.release();
     } catch (IllegalMonitorStateException e) {
       throw new Fail(e.getMessage());
     } finally {
       // Held (for the listener) until the release has run its course.
-      held.remove(client + "/" + key);
+      held.drop(client, key);
     }
     return body();
   }
@@ -121,9 +112,7 @@ final class CuratorDriver extends Driver {
   @Override
   public ObjectNode renew(long client, String key, String token, long leaseMs) throws Exception {
     // The session is the lease; Curator keeps it alive on its own.
-    if (!held.containsKey(client + "/" + key)) {
-      throw new Fail("not held");
-    }
+    held.get(client, key);
     if (zk.getState() == null || !zk.getZookeeperClient().isConnected()) {
       throw new Fail("not connected (" + ConnectionState.SUSPENDED + ")");
     }

@@ -84,17 +84,21 @@ public abstract class Driver {
     System.err.flush();
   }
 
-  /** The version Maven filled in for {@code name}. */
-  protected static String pinned(String name) {
+  /**
+   * The version of the Maven artifact {@code group:artifact} this jar was built with, from the
+   * metadata Maven packs beside its classes (the pin in pom.xml).
+   */
+  protected static String pinned(String group, String artifact) {
+    String path = "/META-INF/maven/" + group + "/" + artifact + "/pom.properties";
     Properties p = new Properties();
-    try (var in = Driver.class.getResourceAsStream("/lockbench-versions.properties")) {
+    try (var in = Driver.class.getResourceAsStream(path)) {
       if (in != null) {
         p.load(in);
       }
     } catch (IOException e) {
-      log("cannot read lockbench-versions.properties: " + e);
+      log("cannot read " + path + ": " + e);
     }
-    return p.getProperty(name, "unknown");
+    return p.getProperty("version", "unknown");
   }
 
   void send(ObjectNode msg) {

@@ -7,8 +7,6 @@ import com.hazelcast.client.config.ClientConfig;
 import com.hazelcast.core.HazelcastInstance;
 import com.hazelcast.cp.lock.FencedLock;
 import java.util.List;
-import java.util.Map;
-import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.TimeUnit;
 
 /**
@@ -33,7 +31,7 @@ import java.util.concurrent.TimeUnit;
  */
 final class HazelcastDriver extends Driver {
   private HazelcastInstance hz;
-  private final Map<String, FencedLock> held = new ConcurrentHashMap<>();
+  private final Held<FencedLock> held = new Held<>();
 
   @Override
   public String library() {
@@ -42,7 +40,7 @@ final class HazelcastDriver extends Driver {
 
   @Override
   public String version() {
-    return pinned("hazelcast");
+    return pinned("com.hazelcast", "hazelcast");
   }
 
   @Override
@@ -74,10 +72,6 @@ final class HazelcastDriver extends Driver {
     warm.unlock();
   }
 
-  private static String id(long client, String key) {
-    return client + "/" + key;
-  }
-
   @Override
   public ObjectNode acquire(long client, String key, long leaseMs, long timeoutMs)
       throws Exception {
@@ -86,16 +80,13 @@ final class HazelcastDriver extends Driver {
     if (fence == FencedLock.INVALID_FENCE) {
       return null;
     }
-    held.put(id(client, key), lock);
+    held.put(client, key, lock);
     return body().put("token", "c" + client + "-" + fence).put("fence", fence);
   }
 
   @Override
   public ObjectNode release(long client, String key, String token) throws Exception {
-    FencedLock lock = held.remove(id(client, key));
-    if (lock == null) {
-      throw new Fail("no lock object for this key");
-    }
+    FencedLock lock = held.take(client, key);
     try {
       lock.unlock();
     } catch (IllegalMonitorStateException e) {
@@ -108,8 +99,8 @@ final class HazelcastDriver extends Driver {
   @Override
   public ObjectNode renew(long client, String key, String token, long leaseMs) throws Exception {
     // The CP session is the lease; the client's heartbeats keep it alive.
-    FencedLock lock = held.get(id(client, key));
-    if (lock == null || !lock.isLockedByCurrentThread()) {
+    FencedLock lock = held.get(client, key);
+    if (!lock.isLockedByCurrentThread()) {
       throw new Fail("not held by this thread");
     }
     return body();

@@ -28,11 +28,8 @@ import java.util.function.Supplier;
 public final class Main {
   private Main() {}
 
-  static final Map<String, Supplier<Driver>> LIBRARIES =
-      Map.of(
-          "curator", CuratorDriver::new,
-          "redisson", RedissonDriver::new,
-          "hazelcast", HazelcastDriver::new);
+  /** Every driver in this package, by its library's name. */
+  static final Map<String, Supplier<Driver>> LIBRARIES = Drivers.find();
 
   public static void main(String[] args) throws Exception {
     List<String> names = new ArrayList<>(LIBRARIES.keySet());

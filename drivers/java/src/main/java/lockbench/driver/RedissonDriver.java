@@ -4,8 +4,6 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.netty.resolver.DefaultAddressResolverGroup;
 import java.util.List;
-import java.util.Map;
-import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.TimeUnit;
 import org.redisson.Redisson;
 import org.redisson.api.RFencedLock;
@@ -35,7 +33,7 @@ final class RedissonDriver extends Driver {
   private RedissonClient redisson;
   private boolean leaseFromScenario;
   private boolean fenced;
-  private final Map<String, RLock> held = new ConcurrentHashMap<>();
+  private final Held<RLock> held = new Held<>();
 
   @Override
   public String library() {
@@ -44,7 +42,7 @@ final class RedissonDriver extends Driver {
 
   @Override
   public String version() {
-    return pinned("redisson");
+    return pinned("org.redisson", "redisson");
   }
 
   @Override
@@ -82,10 +80,6 @@ final class RedissonDriver extends Driver {
     redisson = Redisson.create(config);
   }
 
-  private String id(long client, String key) {
-    return client + "/" + key;
-  }
-
   @Override
   public ObjectNode acquire(long client, String key, long leaseMs, long timeoutMs)
       throws Exception {
@@ -100,7 +94,7 @@ final class RedissonDriver extends Driver {
     if (!got) {
       return null;
     }
-    held.put(id(client, key), lock);
+    held.put(client, key, lock);
     ObjectNode out = body().put("token", redisson.getId() + ":" + Thread.currentThread().getId());
     if (leaseFromScenario) {
       out.put("lease_ms", leaseMs);
@@ -122,7 +116,7 @@ final class RedissonDriver extends Driver {
     if (token == null) {
       return null;
     }
-    held.put(id(client, key), lock);
+    held.put(client, key, lock);
     ObjectNode out = body().put("token", "c" + client + "-" + token).put("fence", token);
     if (leaseFromScenario) {
       out.put("lease_ms", leaseMs);
@@ -132,10 +126,7 @@ final class RedissonDriver extends Driver {
 
   @Override
   public ObjectNode release(long client, String key, String token) throws Exception {
-    RLock lock = held.remove(id(client, key));
-    if (lock == null) {
-      throw new Fail("no lock object for this key");
-    }
+    RLock lock = held.take(client, key);
     try {
       lock.unlock();
     } catch (IllegalMonitorStateException e) {
@@ -147,10 +138,7 @@ final class RedissonDriver extends Driver {
 
   @Override
   public ObjectNode renew(long client, String key, String token, long leaseMs) throws Exception {
-    RLock lock = held.get(id(client, key));
-    if (lock == null) {
-      throw new Fail("no lock object for this key");
-    }
+    RLock lock = held.get(client, key);
     // Without a lease time the watchdog renews; either way there is no call to extend an RLock.
     if (!lock.isHeldByCurrentThread()) {
       throw new Fail("not held by this thread");

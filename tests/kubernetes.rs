@@ -1,0 +1,94 @@
+//! The Kubernetes example of docs/deployments.md, checked without a
+//! cluster: its manifests decode strictly into the Kubernetes API's own
+//! types (tools/k8s-check, built by scripts/install-backends.sh), a
+//! misspelt field is refused, and its scenario's hooks cover every fault
+//! (`lockbench run --dry-run` prints each kubectl command with its time).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The manifest check, or `None` (a skip, or a failure under
+/// LOCKBENCH_REQUIRE_BACKENDS) when it was not built.
+fn k8s_check() -> Option<PathBuf> {
+    let bin = root().join("tools/k8s-check/bin/k8s-check");
+    if bin.exists() {
+        return Some(bin);
+    }
+    assert!(
+        !common::backends_required(),
+        "{} is missing: run scripts/install-backends.sh",
+        bin.display()
+    );
+    eprintln!("skipped: {} is missing", bin.display());
+    None
+}
+
+fn check(bin: &Path, files: &[PathBuf]) -> (Option<i32>, String) {
+    let o = Command::new(bin).args(files).output().unwrap();
+    (
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr),
+    )
+}
+
+#[test]
+fn the_example_manifests_are_valid_kubernetes_objects_and_a_misspelt_field_is_not() {
+    let Some(bin) = k8s_check() else {
+        return;
+    };
+    let dir = root().join("examples/kubernetes");
+    let mut manifests: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    manifests.sort();
+    assert!(manifests.len() >= 2, "{manifests:?}");
+    let (code, out) = check(&bin, &manifests);
+    assert_eq!(code, Some(0), "{out}");
+    for kind in ["Service ok", "StatefulSet ok", "NetworkPolicy ok"] {
+        assert!(out.contains(kind), "{out}");
+    }
+    // The check can fail: a field the API does not have is refused.
+    let tmp = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(dir.join("etcd.yaml")).unwrap();
+    let bad = tmp.path().join("bad.yaml");
+    std::fs::write(&bad, text.replace("serviceName:", "servicename:")).unwrap();
+    let (code, out) = check(&bin, &[bad]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("unknown field \"spec.servicename\""), "{out}");
+}
+
+#[test]
+fn the_example_scenario_has_a_hook_for_every_fault_it_schedules() {
+    let scenario = root().join("examples/kubernetes/etcd-faults.toml");
+    let o = common::lockbench()
+        .args(["run", "--dry-run"])
+        .arg(&scenario)
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    for line in [
+        "10.000s kill etcd-0: kubectl delete pod etcd-0 --grace-period=0 --force --wait=false",
+        "25.000s start etcd-0: kubectl wait --for=condition=Ready pod/etcd-0 --timeout=110s",
+        "35.000s pause etcd-1: kubectl debug etcd-1 --image=busybox:1.36 --target=etcd -- kill -STOP 1",
+        "45.000s resume etcd-1:",
+        "55.000s isolate etcd-2: sh -c 'sed s/MEMBER/etcd-2/g examples/kubernetes/isolate.yaml | kubectl apply -f -'",
+        "75.000s heal etcd-2: kubectl delete networkpolicy lockbench-isolate-etcd-2",
+    ] {
+        assert!(out.contains(line), "missing {line:?} in\n{out}");
+    }
+}
