@@ -260,6 +260,21 @@ check_k8s_check() {
   fi
 }
 
+# Toxiproxy's server runs.
+check_toxiproxy() {
+  local bin="$root/tools/toxiproxy/bin/toxiproxy-server" out
+  if [ ! -x "$bin" ]; then
+    missing toxiproxy "$bin is missing: run scripts/install-backends.sh (it builds it with go from tools/toxiproxy/go.sum)"
+    return
+  fi
+  if out=$("$bin" -version 2>&1 </dev/null); then
+    # A plain go build leaves the version string empty ("git"): go.mod has it.
+    ok toxiproxy "$bin: $(grep -o 'Shopify/toxiproxy/v2 v[0-9.]*' "$root/tools/toxiproxy/go.mod" | head -n 1)"
+  else
+    missing toxiproxy "$bin does not run ($(printf '%s' "$out" | tail -n 1)): run scripts/install-backends.sh to build it again"
+  fi
+}
+
 # The Node drivers' packages are installed, at their locked versions.
 check_node_drivers() {
   local node dir="$root/drivers/node" out
@@ -322,6 +337,7 @@ run_check() {
   check_python_drivers
   check_go_drivers
   check_k8s_check
+  check_toxiproxy
   check_node_drivers
   check_java_drivers
   if [ "$missing_count" -ne 0 ]; then
@@ -358,6 +374,10 @@ install_drivers() {
     # The offline Kubernetes manifest check (tests/kubernetes.rs).
     echo "install-backends: building the Kubernetes manifest check (tools/k8s-check)"
     (cd "$root/tools/k8s-check" && GOFLAGS=-mod=readonly go build -o bin/k8s-check .)
+    # Toxiproxy's server, at the version tools/toxiproxy/go.mod pins
+    # (tests/toxiproxy.rs starts it).
+    echo "install-backends: building Toxiproxy's server (tools/toxiproxy)"
+    (cd "$root/tools/toxiproxy" && GOFLAGS=-mod=readonly go build -o bin/toxiproxy-server github.com/Shopify/toxiproxy/v2/cmd/server)
   else
     echo "install-backends: go not found: the Go drivers are not built (install Go 1.26 or later)" >&2
   fi

@@ -56,6 +56,9 @@ pub struct Member {
     /// The address its peers (and sentinels) know it by, when not `addr`
     /// (a NAT, a Kubernetes Service, a relay between members).
     pub announce: Option<String>,
+    /// The user's Toxiproxy proxy in front of it (whose listen address is
+    /// `addr`): network faults on its clients' links become toxics there.
+    pub proxy: Option<String>,
 }
 
 impl Member {
@@ -72,6 +75,9 @@ pub struct Deployment {
     pub members: Vec<Member>,
     /// The commands for each action.
     pub hooks: Hooks,
+    /// The API of the user's Toxiproxy (`host:port`), when its proxies
+    /// stand in front of the members.
+    pub toxiproxy: Option<String>,
 }
 
 impl Deployment {
@@ -313,6 +319,7 @@ mod tests {
             addr: "10.0.0.7:6380".into(),
             role: "replica".into(),
             announce: None,
+            proxy: None,
         }
     }
 

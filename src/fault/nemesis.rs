@@ -10,11 +10,12 @@ use tokio_util::sync::CancellationToken;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::{FaultKind, FaultSpec};
+use super::{FaultKind, FaultSpec, ToxiPlan};
 use crate::cluster::hooks::HookRun;
 use crate::cluster::{Cluster, Endpoint};
 use crate::error::{Error, Result};
 use crate::history::{Clock, Event, F, OpType, Process, RecorderHandle};
+use crate::net::toxiproxy::Toxiproxy;
 use crate::net::{Direction, LinkState, Proxy};
 use crate::summary::FaultRecord;
 use crate::workload::ClientSlot;
@@ -172,6 +173,9 @@ pub struct Targets {
     /// The driver process of each host, for a driver backend (empty for
     /// lockbench's own recipes): client faults act on these processes.
     pub processes: Vec<Arc<crate::cluster::driver::DriverProcess>>,
+    /// The user's Toxiproxy in front of a deployment's members: network
+    /// faults become toxics there instead of acting on `links`.
+    pub toxi: Option<Arc<ToxiLinks>>,
     /// Where a deployment's hooks write their output (the run directory).
     pub hook_logs: std::path::PathBuf,
     /// Numbers the hooks' log files.
@@ -435,23 +439,17 @@ pub async fn run(
                 .unwrap_or((On::Hosts(Vec::new()), Vec::new()));
             // A deployment lockbench did not start: its hooks act on it.
             let hooked = spec.kind.on_servers() && targets.servers.lock().await.hooked().is_some();
-            let mut hooked_on = Vec::new();
-            let (applied, hook_runs) = match resolved {
-                Ok(_) if hooked => {
-                    let (done, runs) = by_hooks(&spec, &on, &targets, true).await;
-                    hooked_on = done;
-                    let failed = runs.iter().find_map(|r| r.error.clone());
-                    (failed.map_or(Ok(None), Err), runs)
-                }
-                Ok(_) => (apply(&spec, &on, &targets).await, Vec::new()),
-                Err(why) => (Err(why), Vec::new()),
-            };
+            let (applied, hook_runs, hooked_on) =
+                start_fault(&spec, &on, resolved.map(|_| ()), &targets, hooked).await;
             let started_ns = clock.now_ns();
             let fault = spec.kind.name();
             let mark = |edge: &str, runs: &[HookRun]| {
                 let mut m = serde_json::json!({ "fault": fault, "edge": edge });
                 if hooked {
                     m["hooks"] = serde_json::json!(runs);
+                }
+                if let (Some(toxi), true) = (&targets.toxi, spec.kind.needs_links()) {
+                    m["via"] = serde_json::json!(format!("toxiproxy {}", toxi.api()));
                 }
                 m
             };
@@ -485,17 +483,8 @@ pub async fn run(
                 )
                 .await;
             }
-            // Hooks are undone on every member they acted on, even when
-            // they failed on another.
-            let (undone, undo_runs) = match &applied {
-                _ if hooked => {
-                    let (_, runs) = by_hooks(&spec, &On::Servers(hooked_on), &targets, false).await;
-                    let failed = runs.iter().find_map(|r| r.error.clone());
-                    (failed.map_or(Ok(()), Err), runs)
-                }
-                Ok(token) => (undo(&spec, &on, &targets, *token).await, Vec::new()),
-                Err(_) => (Ok(()), Vec::new()),
-            };
+            let (undone, undo_runs) =
+                end_fault(&spec, &on, &applied, hooked_on, &targets, hooked).await;
             record(
                 &recorder,
                 stop_name,
@@ -519,9 +508,176 @@ pub async fn run(
     if let Some(links) = &targets.links {
         links.heal_all();
     }
+    if let Some(toxi) = &targets.toxi {
+        toxi.heal_all().await;
+    }
     let mut out = records.lock().map(|r| r.clone()).unwrap_or_default();
     out.sort_by_key(|r| r.start_ns);
     out
+}
+
+/// What a fault's start did: the token that ends it (or why it did not
+/// happen), the hooks it ran, and the members whose hook succeeded.
+type Started = (
+    std::result::Result<Option<u64>, String>,
+    Vec<HookRun>,
+    Vec<usize>,
+);
+
+/// Starts `spec` on `on` (`resolved`: whether its targets were found): by
+/// the deployment's hooks when `hooked`, else by lockbench's own means.
+async fn start_fault(
+    spec: &FaultSpec,
+    on: &On,
+    resolved: std::result::Result<(), String>,
+    targets: &Targets,
+    hooked: bool,
+) -> Started {
+    match resolved {
+        Ok(()) if hooked => {
+            let (done, runs) = by_hooks(spec, on, targets, true).await;
+            let failed = runs.iter().find_map(|r| r.error.clone());
+            (failed.map_or(Ok(None), Err), runs, done)
+        }
+        Ok(()) => (apply(spec, on, targets).await, Vec::new(), Vec::new()),
+        Err(why) => (Err(why), Vec::new(), Vec::new()),
+    }
+}
+
+/// Ends `spec`: hooks are undone on every member they acted on
+/// (`hooked_on`), even when they failed on another; lockbench's own
+/// faults are undone if they started.
+async fn end_fault(
+    spec: &FaultSpec,
+    on: &On,
+    applied: &std::result::Result<Option<u64>, String>,
+    hooked_on: Vec<usize>,
+    targets: &Targets,
+    hooked: bool,
+) -> (std::result::Result<(), String>, Vec<HookRun>) {
+    match applied {
+        _ if hooked => {
+            let (_, runs) = by_hooks(spec, &On::Servers(hooked_on), targets, false).await;
+            let failed = runs.iter().find_map(|r| r.error.clone());
+            (failed.map_or(Ok(()), Err), runs)
+        }
+        Ok(token) => (undo(spec, on, targets, *token).await, Vec::new()),
+        Err(_) => (Ok(()), Vec::new()),
+    }
+}
+
+/// The user's Toxiproxy proxies in front of a deployment's members. A
+/// Toxiproxy proxy serves every client alike, so a network fault through
+/// it reaches every host's clients, whichever host it targets.
+#[derive(Debug)]
+pub struct ToxiLinks {
+    api: Toxiproxy,
+    proxies: Vec<String>,
+    /// Faults in force, by token, so that the end of the run removes what
+    /// a failed undo left.
+    active: Mutex<std::collections::BTreeMap<u64, FaultKind>>,
+    next: std::sync::atomic::AtomicU64,
+}
+
+impl ToxiLinks {
+    /// The proxies `proxies` of the Toxiproxy at `api`; checks that the
+    /// API answers and has every one of them.
+    pub async fn connect(api: &str, proxies: Vec<String>) -> Result<ToxiLinks> {
+        let api = Toxiproxy::new(api);
+        let err = |message: String| Error::Backend {
+            backend: "toxiproxy".into(),
+            endpoint: api.api().to_string(),
+            message,
+        };
+        api.version().await.map_err(err)?;
+        for p in &proxies {
+            api.proxy(p)
+                .await
+                .map_err(|e| err(format!("{e} (is proxy {p:?} created?)")))?;
+        }
+        Ok(ToxiLinks {
+            api,
+            proxies,
+            active: Mutex::new(Default::default()),
+            next: std::sync::atomic::AtomicU64::new(1),
+        })
+    }
+
+    /// Where its API is, for the history.
+    pub fn api(&self) -> &str {
+        self.api.api()
+    }
+
+    /// Starts a network fault on every proxy; the token that ends it.
+    async fn apply(&self, kind: FaultKind) -> std::result::Result<u64, String> {
+        let token = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if let Ok(mut a) = self.active.lock() {
+            a.insert(token, kind);
+        }
+        match kind.toxiproxy(&format!("lockbench-{token}")) {
+            ToxiPlan::Disable => {
+                for p in &self.proxies {
+                    self.api.set_enabled(p, false).await?;
+                }
+            }
+            ToxiPlan::Toxics(toxics) => {
+                for p in &self.proxies {
+                    for t in &toxics {
+                        self.api.add(p, t).await?;
+                    }
+                }
+            }
+            ToxiPlan::Nothing => {
+                return Err(format!("Toxiproxy has no toxic for {}", kind.name()));
+            }
+        }
+        Ok(token)
+    }
+
+    /// Ends the fault `token` started, on every proxy (every step tried;
+    /// the first error returned).
+    async fn heal(&self, token: u64) -> std::result::Result<(), String> {
+        let kind = self.active.lock().ok().and_then(|mut a| a.remove(&token));
+        let Some(kind) = kind else {
+            return Ok(());
+        };
+        let mut first = Ok(());
+        let mut keep = |r: std::result::Result<(), String>| {
+            if first.is_ok() {
+                first = r;
+            }
+        };
+        match kind.toxiproxy(&format!("lockbench-{token}")) {
+            ToxiPlan::Disable => {
+                for p in &self.proxies {
+                    keep(self.api.set_enabled(p, true).await);
+                }
+            }
+            ToxiPlan::Toxics(toxics) => {
+                for p in &self.proxies {
+                    for t in &toxics {
+                        keep(self.api.remove(p, &t.name).await);
+                    }
+                }
+            }
+            ToxiPlan::Nothing => {}
+        }
+        first
+    }
+
+    /// Ends every fault still in force (the end of a run).
+    async fn heal_all(&self) {
+        let tokens: Vec<u64> = self
+            .active
+            .lock()
+            .map(|a| a.keys().copied().collect())
+            .unwrap_or_default();
+        for t in tokens {
+            if let Err(e) = self.heal(t).await {
+                tracing::warn!("toxiproxy at {}: {e}", self.api());
+            }
+        }
+    }
 }
 
 /// Records a nemesis event: its name, its targets, and `mark` (the fault
@@ -675,9 +831,10 @@ async fn apply(
                 .as_ref()
                 .map(|links| links.apply(&on.hosts(&targets.slots), FaultKind::PauseClient)))
         }
-        (kind, On::Hosts(h)) => match &targets.links {
-            Some(links) => Ok(Some(links.apply(h, kind))),
-            None => {
+        (kind, On::Hosts(h)) => match (&targets.toxi, &targets.links) {
+            (Some(toxi), _) => toxi.apply(kind).await.map(Some),
+            (None, Some(links)) => Ok(Some(links.apply(h, kind))),
+            (None, None) => {
                 Err("no links to fault: this backend's clients do not go through proxies".into())
             }
         },
@@ -743,6 +900,9 @@ async fn undo(
             Ok(())
         }
         (_, On::Hosts(h)) => {
+            if let (Some(toxi), Some(t)) = (&targets.toxi, token) {
+                return toxi.heal(t).await;
+            }
             if let (Some(links), Some(t)) = (&targets.links, token) {
                 links.heal(h, t);
             }

@@ -22,6 +22,17 @@ pub struct FaultSpec {
     pub duration: Duration,
 }
 
+/// How Toxiproxy carries out a fault ([`FaultKind::toxiproxy`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ToxiPlan {
+    /// Every proxy disabled, then enabled again.
+    Disable,
+    /// These toxics on every proxy, then removed.
+    Toxics(Vec<crate::net::toxiproxy::Toxic>),
+    /// Toxiproxy has nothing for it.
+    Nothing,
+}
+
 /// A fault's hook actions on a deployment: the one that starts it, the one
 /// that ends it, and the values the hooks get besides the member's.
 pub type HookActions = (&'static str, &'static str, Vec<(&'static str, String)>);
@@ -265,6 +276,58 @@ impl FaultKind {
     /// pause blackholes its host's links too).
     pub fn needs_links(self) -> bool {
         !self.on_servers() && self != FaultKind::CrashClient
+    }
+
+    /// How the user's Toxiproxy carries it out on a deployment's proxies
+    /// (`tag` names its toxics): every proxy disabled (connections closed,
+    /// new ones refused), toxics added to every proxy, or nothing (a fault
+    /// Toxiproxy has no toxic for).
+    pub fn toxiproxy(self, tag: &str) -> ToxiPlan {
+        use crate::net::toxiproxy::{Stream, Toxic};
+        let toxic = |kind: &'static str, stream: Stream, attributes: serde_json::Value| Toxic {
+            name: format!(
+                "{tag}-{kind}-{}",
+                if stream == Stream::Upstream {
+                    "up"
+                } else {
+                    "down"
+                }
+            ),
+            kind,
+            stream,
+            attributes,
+        };
+        let both = |kind: &'static str, attributes: serde_json::Value| {
+            vec![
+                toxic(kind, Stream::Upstream, attributes.clone()),
+                toxic(kind, Stream::Downstream, attributes),
+            ]
+        };
+        // A timeout toxic of 0 holds the data and never closes: a blackhole.
+        let blackhole = serde_json::json!({ "timeout": 0 });
+        match self {
+            FaultKind::Partition => ToxiPlan::Toxics(both("timeout", blackhole)),
+            FaultKind::PartitionReset => ToxiPlan::Disable,
+            FaultKind::PartitionOneWay(d) => {
+                let stream = match d {
+                    Direction::Upstream => Stream::Upstream,
+                    Direction::Downstream => Stream::Downstream,
+                };
+                ToxiPlan::Toxics(vec![toxic("timeout", stream, blackhole)])
+            }
+            FaultKind::Latency { delay, jitter } => ToxiPlan::Toxics(both(
+                "latency",
+                serde_json::json!({
+                    "latency": delay.as_millis() as u64,
+                    "jitter": jitter.as_millis() as u64,
+                }),
+            )),
+            FaultKind::Bandwidth(bytes_per_s) => ToxiPlan::Toxics(both(
+                "bandwidth",
+                serde_json::json!({ "rate": (bytes_per_s / 1000).max(1) }),
+            )),
+            _ => ToxiPlan::Nothing,
+        }
     }
 
     /// Whether it changes servers' clocks.

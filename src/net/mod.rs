@@ -1,11 +1,13 @@
 //! The network and clock primitives faults are made of: the proxy that
 //! stands on a link (blackhole, reset, latency, bandwidth, per direction),
-//! and the clock library preloaded into a server to skew its clock.
+//! the clock library preloaded into a server to skew its clock, and a
+//! client of Toxiproxy's API for the proxies a user runs.
 //!
 //! Below the cluster layer: topologies put proxies between their members
 //! and start members with the clock library; the nemesis drives both.
 
 pub mod clock;
 mod proxy;
+pub mod toxiproxy;
 
 pub use proxy::{Direction, LinkState, Proxy, Toxics};

@@ -156,7 +156,21 @@ pub async fn run_with(
     // With network faults (or client pauses, which blackhole links), each
     // host's clients reach each server through a proxy of their own, so
     // one host can be cut off.
-    let links = if faults.iter().any(|f| f.kind.needs_links()) && info.server.is_some() {
+    // Or, where the user runs Toxiproxy in front of a deployment, its
+    // proxies carry the network faults.
+    let toxi = match deployment.and_then(|d| d.toxiproxy.as_deref().map(|api| (d, api))) {
+        Some((d, api)) => {
+            let proxies = d
+                .data_members()
+                .iter()
+                .filter_map(|m| m.proxy.clone())
+                .collect();
+            Some(Arc::new(nemesis::ToxiLinks::connect(api, proxies).await?))
+        }
+        None => None,
+    };
+    let network = faults.iter().any(|f| f.kind.needs_links());
+    let links = if network && toxi.is_none() && info.server.is_some() {
         Some(Arc::new(
             Links::start(servers.endpoints(), hosts, seed).await?,
         ))
@@ -186,7 +200,7 @@ pub async fn run_with(
         &run_dir,
         host_backends,
         servers,
-        links,
+        (links, toxi),
         faults,
     )
     .await?;
@@ -438,7 +452,7 @@ async fn wind_down<T: 'static>(
 /// What the nemesis can reach: the links, the servers, the clients' slots
 /// and the driver processes of the hosts.
 fn nemesis_targets(
-    links: &Option<Arc<Links>>,
+    (links, toxi): &(Option<Arc<Links>>, Option<Arc<nemesis::ToxiLinks>>),
     servers: &Arc<tokio::sync::Mutex<Cluster>>,
     hosts: usize,
     slots: &Arc<Vec<Arc<ClientSlot>>>,
@@ -448,6 +462,7 @@ fn nemesis_targets(
 ) -> nemesis::Targets {
     nemesis::Targets {
         links: links.clone(),
+        toxi: toxi.clone(),
         servers: servers.clone(),
         hosts,
         slots: slots.clone(),
@@ -490,7 +505,7 @@ async fn contend(
     run_dir: &Path,
     host_backends: Vec<Arc<dyn crate::backend::LockBackend>>,
     servers: Cluster,
-    links: Option<Arc<Links>>,
+    links: (Option<Arc<Links>>, Option<Arc<nemesis::ToxiLinks>>),
     faults: Vec<crate::fault::FaultSpec>,
 ) -> Result<Contended> {
     let hosts = scenario.hosts.max(1) as usize;

@@ -27,7 +27,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::cluster::ServerKind;
-use crate::cluster::hooks::{self, Deployment, Hooks, Member};
+use crate::cluster::hooks::{self, Deployment, HookCommand, Hooks, Member};
 use crate::duration::Dur;
 use crate::fault::{FaultKind, FaultSpec};
 
@@ -46,6 +46,7 @@ pub(super) struct RawDeployment {
     hooks: Option<RawHooks>,
     role_hooks: Option<BTreeMap<Spanned<String>, RawHooks>>,
     hook_timeout: Option<Spanned<Dur>>,
+    toxiproxy: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -55,6 +56,7 @@ struct RawMember {
     addr: Spanned<String>,
     role: Option<Spanned<String>>,
     announce: Option<Spanned<String>>,
+    proxy: Option<Spanned<String>>,
     hooks: Option<RawHooks>,
 }
 
@@ -90,6 +92,118 @@ fn hooks_of(raw: Option<RawHooks>) -> Result<BTreeMap<String, Vec<String>>, Prob
     Ok(out)
 }
 
+/// Reads one member's entry; its own hooks, if it has any, go to `by_member`.
+fn member(
+    backend: &str,
+    kind: ServerKind,
+    raw: RawMember,
+    seen: &[Member],
+    by_member: &mut BTreeMap<String, BTreeMap<String, HookCommand>>,
+    valid_addr: &impl Fn(&str) -> bool,
+) -> Result<Member, Problem> {
+    let (name_span, name) = (raw.name.span(), raw.name.into_inner());
+    if seen.iter().any(|x| x.name == name) {
+        return Err((
+            Some(name_span),
+            format!("member {name:?} is listed twice"),
+            None,
+        ));
+    }
+    let (addr_span, addr) = (raw.addr.span(), raw.addr.into_inner());
+    if !valid_addr(&addr) {
+        return Err((
+            Some(addr_span),
+            format!("addr {addr:?} of {name} is not host:port"),
+            Some("e.g. \"10.0.0.5:6379\"".into()),
+        ));
+    }
+    let role = match raw.role {
+        None => "member".to_string(),
+        Some(r) if ROLES.contains(&r.get_ref().as_str()) => r.into_inner(),
+        Some(r) => {
+            return Err((
+                Some(r.span()),
+                format!("role {:?} of {name} is not a role", r.get_ref()),
+                Some(format!("roles are: {}", ROLES.join(", "))),
+            ));
+        }
+    };
+    if role == "sentinel" && kind != ServerKind::Redis {
+        return Err((
+            Some(name_span),
+            format!(
+                "{name} is a sentinel, but {backend} runs on {}",
+                kind.name()
+            ),
+            Some("sentinels belong to Redis deployments".into()),
+        ));
+    }
+    let announce = match raw.announce {
+        Some(a) if !valid_addr(a.get_ref()) => {
+            return Err((
+                Some(a.span()),
+                format!("announce {:?} of {name} is not host:port", a.get_ref()),
+                Some("the address the member's peers know it by, e.g. \"10.0.0.5:6379\"".into()),
+            ));
+        }
+        a => a.map(Spanned::into_inner),
+    };
+    let own = hooks_of(raw.hooks)?;
+    if !own.is_empty() {
+        by_member.insert(name.clone(), own);
+    }
+    Ok(Member {
+        name,
+        addr,
+        role,
+        announce,
+        proxy: raw.proxy.map(Spanned::into_inner),
+    })
+}
+
+/// The deployment's Toxiproxy API, checked with its members' proxies:
+/// with one, every data member names its proxy; without, none does.
+fn toxiproxy(
+    raw: Option<Spanned<String>>,
+    members: &[Member],
+    members_span: Range<usize>,
+    valid_addr: &impl Fn(&str) -> bool,
+) -> Result<Option<String>, Problem> {
+    let toxiproxy = match raw {
+        Some(t)
+            if !valid_addr(
+                t.get_ref()
+                    .trim_start_matches("http://")
+                    .trim_end_matches('/'),
+            ) =>
+        {
+            return Err((
+                Some(t.span()),
+                format!("toxiproxy = {:?} is not host:port", t.get_ref()),
+                Some("the address of Toxiproxy's API, e.g. \"127.0.0.1:8474\"".into()),
+            ));
+        }
+        t => t.map(Spanned::into_inner),
+    };
+    let mut data = members.iter().filter(|m| m.role != "sentinel");
+    match (&toxiproxy, data.clone().find(|m| m.proxy.is_none())) {
+        (Some(_), Some(m)) => Err((
+            Some(members_span),
+            format!(
+                "member {} has no proxy, but the deployment names a toxiproxy",
+                m.name
+            ),
+            Some("give every data member proxy = \"<the Toxiproxy proxy in front of it>\"".into()),
+        )),
+        (None, _) if data.any(|m| m.proxy.is_some()) => Err((
+            Some(members_span),
+            "members name Toxiproxy proxies, but the deployment names no toxiproxy".into(),
+            Some("add toxiproxy = \"host:port\" (its API) to the deployment".into()),
+        )),
+        _ => Ok(toxiproxy),
+    }
+}
+
 /// Reads `[deployment.<backend>]` for a backend on servers of `kind`.
 pub(super) fn read(
     backend: &str,
@@ -101,70 +215,19 @@ pub(super) fn read(
     let mut members = Vec::new();
     let mut by_member = BTreeMap::new();
     for m in raw.members.into_inner() {
-        let m = m.into_inner();
-        let (name_span, name) = (m.name.span(), m.name.into_inner());
-        if members.iter().any(|x: &Member| x.name == name) {
-            return Err((
-                Some(name_span),
-                format!("member {name:?} is listed twice"),
-                None,
-            ));
-        }
-        let (addr_span, addr) = (m.addr.span(), m.addr.into_inner());
-        if !valid_addr(&addr) {
-            return Err((
-                Some(addr_span),
-                format!("addr {addr:?} of {name} is not host:port"),
-                Some("e.g. \"10.0.0.5:6379\"".into()),
-            ));
-        }
-        let role = match m.role {
-            None => "member".to_string(),
-            Some(r) if ROLES.contains(&r.get_ref().as_str()) => r.into_inner(),
-            Some(r) => {
-                return Err((
-                    Some(r.span()),
-                    format!("role {:?} of {name} is not a role", r.get_ref()),
-                    Some(format!("roles are: {}", ROLES.join(", "))),
-                ));
-            }
-        };
-        if role == "sentinel" && kind != ServerKind::Redis {
-            return Err((
-                Some(name_span),
-                format!(
-                    "{name} is a sentinel, but {backend} runs on {}",
-                    kind.name()
-                ),
-                Some("sentinels belong to Redis deployments".into()),
-            ));
-        }
-        let announce = match m.announce {
-            Some(a) if !valid_addr(a.get_ref()) => {
-                return Err((
-                    Some(a.span()),
-                    format!("announce {:?} of {name} is not host:port", a.get_ref()),
-                    Some(
-                        "the address the member's peers know it by, e.g. \"10.0.0.5:6379\"".into(),
-                    ),
-                ));
-            }
-            a => a.map(Spanned::into_inner),
-        };
-        let own = hooks_of(m.hooks)?;
-        if !own.is_empty() {
-            by_member.insert(name.clone(), own);
-        }
-        members.push(Member {
-            name,
-            addr,
-            role,
-            announce,
-        });
+        let m = member(
+            backend,
+            kind,
+            m.into_inner(),
+            &members,
+            &mut by_member,
+            &valid_addr,
+        )?;
+        members.push(m);
     }
     if members.iter().all(|m| m.role == "sentinel") {
         return Err((
-            Some(members_span),
+            Some(members_span.clone()),
             format!("the deployment of {backend} has no data member"),
             Some("list at least one server that holds the lock's data (role primary, member, master...)".into()),
         ));
@@ -199,6 +262,7 @@ pub(super) fn read(
         }
     };
     Ok(Deployment {
+        toxiproxy: toxiproxy(raw.toxiproxy, &members, members_span, &valid_addr)?,
         members,
         hooks: Hooks {
             all: hooks_of(raw.hooks)?,
