@@ -8,58 +8,13 @@
 mod common;
 
 use std::net::TcpStream;
-use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
+
+use common::owned::{Owned, free_port, wait_for};
 
 use lockbench::summary::Summary;
-
-/// A process this test started; killed (SIGKILL) and reaped on drop, and
-/// by the kernel if the test process dies first.
-struct Owned(Child);
-
-impl Owned {
-    fn spawn(cmd: &mut Command, log: &Path) -> Owned {
-        let out = std::fs::File::create(log).unwrap();
-        cmd.stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out);
-        // SAFETY: prctl is async-signal-safe; it runs in the child before exec.
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::prctl(
-                    libc::PR_SET_PDEATHSIG,
-                    libc::SIGKILL as libc::c_ulong,
-                    0,
-                    0,
-                    0,
-                );
-                Ok(())
-            });
-        }
-        Owned(cmd.spawn().unwrap_or_else(|e| panic!("{cmd:?}: {e}")))
-    }
-
-    fn pid(&self) -> u32 {
-        self.0.id()
-    }
-}
-
-impl Drop for Owned {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// Sends `request` to 127.0.0.1:`port` and returns what comes back (empty
 /// when nothing listens yet).
@@ -75,18 +30,6 @@ fn ask(port: u16, request: &[u8]) -> String {
     let mut buf = [0u8; 4096];
     let n = s.read(&mut buf).unwrap_or(0);
     String::from_utf8_lossy(&buf[..n]).into_owned()
-}
-
-/// Waits until `ready` says yes, for at most `limit`.
-fn wait_for(what: &str, limit: Duration, mut ready: impl FnMut() -> bool) {
-    let since = Instant::now();
-    while !ready() {
-        assert!(
-            since.elapsed() < limit,
-            "{what}: not ready within {limit:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// A redis-server on `port`, data in `dir`, `extra` arguments after.
@@ -221,6 +164,9 @@ duration = "300ms"
     );
     assert_eq!(hook["status"], 0);
     assert_eq!(hook["member"], "cache-a");
+    // It returned before its event was recorded, on the run's clock.
+    let returned = hook["returned_ns"].as_u64().unwrap();
+    assert!(returned > 400_000_000 && returned <= paused["time_ns"].as_u64().unwrap());
     assert!(paused["error"].is_null(), "{paused}");
     // One server replicates nothing: it has no role to ask.
     assert_eq!(paused["value"]["targets"][0], "cache-a");

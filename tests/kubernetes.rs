@@ -13,22 +13,6 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The manifest check, or `None` (a skip, or a failure under
-/// LOCKBENCH_REQUIRE_BACKENDS) when it was not built.
-fn k8s_check() -> Option<PathBuf> {
-    let bin = root().join("tools/k8s-check/bin/k8s-check");
-    if bin.exists() {
-        return Some(bin);
-    }
-    assert!(
-        !common::backends_required(),
-        "{} is missing: run scripts/install-backends.sh",
-        bin.display()
-    );
-    eprintln!("skipped: {} is missing", bin.display());
-    None
-}
-
 fn check(bin: &Path, files: &[PathBuf]) -> (Option<i32>, String) {
     let o = Command::new(bin).args(files).output().unwrap();
     (
@@ -39,7 +23,7 @@ fn check(bin: &Path, files: &[PathBuf]) -> (Option<i32>, String) {
 
 #[test]
 fn the_example_manifests_are_valid_kubernetes_objects_and_a_misspelt_field_is_not() {
-    let Some(bin) = k8s_check() else {
+    let Some(bin) = common::built_tool("tools/k8s-check/bin/k8s-check") else {
         return;
     };
     let dir = root().join("examples/kubernetes");

@@ -6,96 +6,32 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::owned::{Owned, free_port, wait_for};
+
 use lockbench::net::toxiproxy::Toxiproxy;
-
-struct Owned(Child);
-
-impl Drop for Owned {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn(cmd: &mut Command, log: &Path) -> Owned {
-    use std::os::unix::process::CommandExt;
-    let out = std::fs::File::create(log).unwrap();
-    cmd.stdin(Stdio::null())
-        .stdout(out.try_clone().unwrap())
-        .stderr(out);
-    // SAFETY: prctl is async-signal-safe; it runs in the child before exec.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::prctl(
-                libc::PR_SET_PDEATHSIG,
-                libc::SIGKILL as libc::c_ulong,
-                0,
-                0,
-                0,
-            );
-            Ok(())
-        });
-    }
-    Owned(cmd.spawn().unwrap_or_else(|e| panic!("{cmd:?}: {e}")))
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
-    let since = Instant::now();
-    while !ready() {
-        assert!(
-            since.elapsed() < Duration::from_secs(15),
-            "{what}: not ready"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn toxiproxy_server() -> Option<PathBuf> {
-    let bin =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tools/toxiproxy/bin/toxiproxy-server");
-    if bin.exists() {
-        return Some(bin);
-    }
-    assert!(
-        !common::backends_required(),
-        "{} is missing: run scripts/install-backends.sh",
-        bin.display()
-    );
-    eprintln!("skipped: {} is missing", bin.display());
-    None
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn network_faults_on_a_deployment_become_toxics_on_the_users_toxiproxy() {
     if !common::server_available("redis-server") {
         return;
     }
-    let Some(bin) = toxiproxy_server() else {
+    let Some(bin) = common::built_tool("tools/toxiproxy/bin/toxiproxy-server") else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let (redis_port, api_port, listen_port) = (free_port(), free_port(), free_port());
-    let _redis = spawn(
+    let _redis = Owned::spawn(
         Command::new("redis-server")
             .args(["--port", &redis_port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no", "--dir"])
             .arg(d),
         &d.join("redis.log"),
     );
-    let _toxiproxy = spawn(
+    let _toxiproxy = Owned::spawn(
         Command::new(&bin).args(["-host", "127.0.0.1", "-port", &api_port.to_string()]),
         &d.join("toxiproxy.log"),
     );
@@ -112,7 +48,7 @@ async fn network_faults_on_a_deployment_become_toxics_on_the_users_toxiproxy() {
     api.create("cache", &listen, &format!("127.0.0.1:{redis_port}"))
         .await
         .unwrap();
-    wait_for("redis through the proxy", || {
+    wait_for("redis through the proxy", Duration::from_secs(15), || {
         std::net::TcpStream::connect(&listen).is_ok()
     });
     // A blackhole, then 200 ms each way, then every connection reset: the

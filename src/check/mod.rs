@@ -10,6 +10,7 @@ pub mod linear;
 mod liveness;
 mod mutex;
 mod ownership;
+pub mod uncertain;
 
 use serde::{Deserialize, Serialize};
 

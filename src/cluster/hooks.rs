@@ -5,7 +5,8 @@
 //! gives, per member, per role or for every member, the command that carries
 //! out each action (`kill`, `start`, `pause`, `resume`, `isolate`, `heal`,
 //! `clock`, `clock-reset`), with `{member}`, `{addr}`, `{host}`, `{port}`,
-//! `{role}` (and, for `clock`, `{offset_ms}` and `{rate}`) filled in. A hook
+//! `{role}` (for `clock`, `{offset_ms}` and `{rate}`; for `isolate` and
+//! `heal`, `{peers}` and `{peer_addrs}`: the members it is cut from) filled in. A hook
 //! runs with a timeout, its output goes to a log of its own in the run
 //! directory, and what it did (the command, its exit status, how long it
 //! took) comes back as a [`HookRun`] for the history: a hook that fails or
@@ -38,6 +39,8 @@ pub const PLACEHOLDERS: &[&str] = &[
     "role",
     "offset_ms",
     "rate",
+    "peers",
+    "peer_addrs",
 ];
 
 /// How long a hook may run when the scenario does not say.
@@ -150,6 +153,12 @@ pub struct HookRun {
     pub status: Option<i32>,
     /// How long it ran, in milliseconds.
     pub took_ms: u64,
+    /// When it returned, on the run's clock (filled in by the nemesis from
+    /// `returned`).
+    pub returned_ns: Option<u64>,
+    /// When it returned.
+    #[serde(skip)]
+    pub returned: Option<Instant>,
     /// Its output, relative to the run directory.
     pub log: Option<String>,
     /// Why the action did not happen: a non-zero exit, a timeout, a
@@ -205,6 +214,8 @@ impl Hooks {
             command: Vec::new(),
             status: None,
             took_ms: 0,
+            returned_ns: None,
+            returned: None,
             log: None,
             error: None,
         };
@@ -219,6 +230,7 @@ impl Hooks {
         let started = Instant::now();
         let outcome = run_bounded(&command, &log_path, self.timeout).await;
         run.took_ms = started.elapsed().as_millis() as u64;
+        run.returned = Some(Instant::now());
         match outcome {
             Ok(0) => run.status = Some(0),
             Ok(code) => {

@@ -439,8 +439,9 @@ pub async fn run(
                 .unwrap_or((On::Hosts(Vec::new()), Vec::new()));
             // A deployment lockbench did not start: its hooks act on it.
             let hooked = spec.kind.on_servers() && targets.servers.lock().await.hooked().is_some();
-            let (applied, hook_runs, hooked_on) =
+            let (applied, mut hook_runs, hooked_on) =
                 start_fault(&spec, &on, resolved.map(|_| ()), &targets, hooked).await;
+            stamp(&mut hook_runs, clock);
             let started_ns = clock.now_ns();
             let fault = spec.kind.name();
             let mark = |edge: &str, runs: &[HookRun]| {
@@ -483,8 +484,9 @@ pub async fn run(
                 )
                 .await;
             }
-            let (undone, undo_runs) =
+            let (undone, mut undo_runs) =
                 end_fault(&spec, &on, &applied, hooked_on, &targets, hooked).await;
+            stamp(&mut undo_runs, clock);
             record(
                 &recorder,
                 stop_name,
@@ -516,6 +518,13 @@ pub async fn run(
     out
 }
 
+/// Puts each hook's return on the run's clock, for the history.
+fn stamp(runs: &mut [HookRun], clock: Clock) {
+    for r in runs {
+        r.returned_ns = r.returned.map(|t| clock.ns_at(t));
+    }
+}
+
 /// What a fault's start did: the token that ends it (or why it did not
 /// happen), the hooks it ran, and the members whose hook succeeded.
 type Started = (
@@ -535,7 +544,7 @@ async fn start_fault(
 ) -> Started {
     match resolved {
         Ok(()) if hooked => {
-            let (done, runs) = by_hooks(spec, on, targets, true).await;
+            let (done, runs) = by_hooks(spec, on, targets, true, None).await;
             let failed = runs.iter().find_map(|r| r.error.clone());
             (failed.map_or(Ok(None), Err), runs, done)
         }
@@ -557,7 +566,7 @@ async fn end_fault(
 ) -> (std::result::Result<(), String>, Vec<HookRun>) {
     match applied {
         _ if hooked => {
-            let (_, runs) = by_hooks(spec, &On::Servers(hooked_on), targets, false).await;
+            let (_, runs) = by_hooks(spec, on, targets, false, Some(&hooked_on)).await;
             let failed = runs.iter().find_map(|r| r.error.clone());
             (failed.map_or(Ok(()), Err), runs)
         }
@@ -708,14 +717,16 @@ async fn record_as(
 }
 
 /// Starts (`start`) or ends a server fault on a deployment lockbench did not
-/// start, through its hooks, member by member in `on`'s order; a start
-/// stops at the first hook that fails. The members whose hook succeeded,
-/// and every hook's run.
+/// start, through its hooks, member by member in the order of
+/// [`hook_plan`]; a start stops at the first hook that fails, an end acts
+/// only on the members in `only` (those whose start hook succeeded). The
+/// members whose hook succeeded, and every hook's run.
 async fn by_hooks(
     spec: &FaultSpec,
     on: &On,
     targets: &Targets,
     start: bool,
+    only: Option<&[usize]>,
 ) -> (Vec<usize>, Vec<HookRun>) {
     let On::Servers(set) = on else {
         return (Vec::new(), Vec::new());
@@ -729,16 +740,21 @@ async fn by_hooks(
     };
     let action = if start { begin } else { end };
     let members = deployment.data_members();
-    for &i in set {
+    for (i, peers) in hook_plan(spec.kind, set, &deployment) {
+        if only.is_some_and(|o| !o.contains(&i)) {
+            continue;
+        }
         let Some(member) = members.get(i) else {
             continue;
         };
         let seq = targets
             .hook_seq
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut vars = extra.clone();
+        vars.extend(peer_vars(&peers));
         let run = deployment
             .hooks
-            .run(action, member, &extra, &targets.hook_logs, seq + 1)
+            .run(action, member, &vars, &targets.hook_logs, seq + 1)
             .await;
         let failed = run.error.is_some();
         runs.push(run);
@@ -749,6 +765,63 @@ async fn by_hooks(
         }
     }
     (done, runs)
+}
+
+/// `{peers}` (their hosts, each once) and `{peer_addrs}`, comma-separated.
+pub fn peer_vars(peers: &[&crate::cluster::hooks::Member]) -> Vec<(&'static str, String)> {
+    let mut hosts: Vec<&str> = peers
+        .iter()
+        .map(|p| p.addr.rsplit_once(':').map_or(p.addr.as_str(), |(h, _)| h))
+        .collect();
+    hosts.sort_unstable();
+    hosts.dedup();
+    let addrs: Vec<&str> = peers.iter().map(|p| p.addr.as_str()).collect();
+    vec![("peers", hosts.join(",")), ("peer_addrs", addrs.join(","))]
+}
+
+/// Which data members a hooked fault acts on, each with the members it is
+/// cut from (`{peers}`): an isolated member from every member outside the
+/// isolated set, sentinels included; for a bridge, each member other than
+/// the bridge from the other half (the others split in two by member
+/// order, as lockbench's own bridge splits them), the bridge itself left
+/// alone; for any other fault the targets, with no peers.
+pub fn hook_plan<'a>(
+    kind: FaultKind,
+    set: &[usize],
+    deployment: &'a crate::cluster::hooks::Deployment,
+) -> Vec<(usize, Vec<&'a crate::cluster::hooks::Member>)> {
+    let data = deployment.data_members();
+    match kind {
+        FaultKind::IsolateServer => set
+            .iter()
+            .map(|&i| {
+                let inside: Vec<&str> = set
+                    .iter()
+                    .filter_map(|&j| data.get(j))
+                    .map(|m| m.name.as_str())
+                    .collect();
+                let peers = deployment
+                    .members
+                    .iter()
+                    .filter(|m| !inside.contains(&m.name.as_str()))
+                    .collect();
+                (i, peers)
+            })
+            .collect(),
+        FaultKind::Bridge => {
+            let Some(&bridge) = set.first() else {
+                return Vec::new();
+            };
+            let others: Vec<usize> = (0..data.len()).filter(|&i| i != bridge).collect();
+            let (a, b) = others.split_at(others.len() / 2);
+            let side = |half: &[usize]| half.iter().map(|&j| data[j]).collect::<Vec<_>>();
+            a.iter()
+                .map(|&i| (i, side(b)))
+                .chain(b.iter().map(|&i| (i, side(a))))
+                .collect()
+        }
+        _ => set.iter().map(|&i| (i, Vec::new())).collect(),
+    }
 }
 
 /// Starts the fault; for a fault on links, gives the token that ends it.
@@ -973,6 +1046,63 @@ mod tests {
         assert!(found.contains(&child.id()), "{found:?}");
         assert_eq!(mine.len(), 1, "sh's child, sleep: {mine:?}");
         assert!(found.contains(&mine[0]), "the grandchild too: {found:?}");
+    }
+
+    #[test]
+    fn a_hooked_cut_names_each_member_s_peers_and_a_bridge_splits_the_others() {
+        use crate::cluster::hooks::{Deployment, Member};
+        let m = |name: &str, host: &str, role: &str| Member {
+            name: name.into(),
+            addr: format!("{host}:2181"),
+            role: role.into(),
+            announce: None,
+            proxy: None,
+        };
+        let d = Deployment {
+            members: vec![
+                m("a", "10.0.0.1", "member"),
+                m("b", "10.0.0.2", "member"),
+                m("c", "10.0.0.3", "member"),
+                m("d", "10.0.0.4", "member"),
+                m("e", "10.0.0.5", "member"),
+            ],
+            ..Deployment::default()
+        };
+        let names = |plan: Vec<(usize, Vec<&Member>)>| {
+            plan.into_iter()
+                .map(|(i, peers)| {
+                    let p: Vec<&str> = peers.iter().map(|p| p.name.as_str()).collect();
+                    (i, p.join(""))
+                })
+                .collect::<Vec<_>>()
+        };
+        // Isolated: cut from every member outside the isolated set.
+        assert_eq!(
+            names(hook_plan(FaultKind::IsolateServer, &[1, 3], &d)),
+            [(1, "ace".to_string()), (3, "ace".to_string())]
+        );
+        // Bridge c: a and b lose d and e, and the other way round; c keeps all.
+        assert_eq!(
+            names(hook_plan(FaultKind::Bridge, &[2], &d)),
+            [
+                (0, "de".to_string()),
+                (1, "de".to_string()),
+                (3, "ab".to_string()),
+                (4, "ab".to_string())
+            ]
+        );
+        let plan = hook_plan(FaultKind::Bridge, &[2], &d);
+        assert_eq!(
+            peer_vars(&plan[0].1),
+            [
+                ("peers", "10.0.0.4,10.0.0.5".to_string()),
+                ("peer_addrs", "10.0.0.4:2181,10.0.0.5:2181".to_string())
+            ]
+        );
+        assert_eq!(
+            names(hook_plan(FaultKind::PauseServer, &[4], &d)),
+            [(4, String::new())]
+        );
     }
 
     #[tokio::test]

@@ -248,8 +248,8 @@ impl FaultKind {
 
     /// On a deployment lockbench did not start: the hook actions that
     /// start and end it (`cluster::hooks`), and the values the hooks get
-    /// besides the member's (`offset_ms`, `rate` for the clock). `None`:
-    /// no hook can carry it out (a bridge needs single links cut).
+    /// besides the member's (`offset_ms`, `rate` for the clock; the
+    /// nemesis adds `peers` for a cut). `None`: no hook can carry it out.
     pub fn hook_actions(self) -> Option<HookActions> {
         let clock = |offset_ns: i64, rate: f64| {
             vec![
@@ -260,7 +260,8 @@ impl FaultKind {
         match self {
             FaultKind::KillServer => Some(("kill", "start", Vec::new())),
             FaultKind::PauseServer => Some(("pause", "resume", Vec::new())),
-            FaultKind::IsolateServer => Some(("isolate", "heal", Vec::new())),
+            // A bridge isolates each other member from the other half.
+            FaultKind::IsolateServer | FaultKind::Bridge => Some(("isolate", "heal", Vec::new())),
             FaultKind::ClockSkew(ns) => Some(("clock", "clock-reset", clock(ns, 1.0))),
             FaultKind::ClockDrift(rate) => Some(("clock", "clock-reset", clock(0, rate))),
             _ => None,
@@ -574,7 +575,8 @@ mod tests {
                 "pause-server",
                 "clock-skew",
                 "clock-drift",
-                "isolate-server"
+                "isolate-server",
+                "bridge"
             ]
         );
         let e = FaultKind::parse("partitoin", &all).unwrap_err();

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::cluster::hooks::{Deployment, Member};
 use crate::fault::FaultSpec;
+use crate::fault::nemesis::{hook_plan, peer_vars};
 use crate::scenario::Scenario;
 
 /// The schedule of `scenario` with `seed`, for every backend, as text.
@@ -61,18 +62,25 @@ fn hook_lines(out: &mut String, f: &FaultSpec, d: &Deployment) {
     let Some((begin, end, extra)) = f.kind.hook_actions() else {
         return;
     };
-    let (members, drawn) = targeted(f, d);
+    let (set, drawn) = targeted(f, d);
     if drawn {
         let _ = writeln!(
             out,
             "    the members are drawn when it starts; the commands for each:"
         );
     }
+    let data = d.data_members();
+    let plan = hook_plan(f.kind, &set, d);
     for (at, action) in [(f.at, begin), (f.at + f.duration, end)] {
-        for m in &members {
+        for (i, peers) in &plan {
+            let Some(m) = data.get(*i) else {
+                continue;
+            };
+            let mut vars = extra.clone();
+            vars.extend(peer_vars(peers));
             let cmd = d
                 .hooks
-                .filled(action, m, &extra)
+                .filled(action, m, &vars)
                 .map(|c| shell_words(&c))
                 .unwrap_or_else(|| format!("(no {action} hook)"));
             let _ = writeln!(out, "    {} {action} {}: {cmd}", secs(at), m.name);
@@ -83,32 +91,25 @@ fn hook_lines(out: &mut String, f: &FaultSpec, d: &Deployment) {
 /// The data members `f` targets, by index or by declared role; with
 /// whether they are drawn at run time instead (a minority, a majority, one
 /// follower: then every member is listed).
-fn targeted<'a>(f: &FaultSpec, d: &'a Deployment) -> (Vec<&'a Member>, bool) {
+fn targeted(f: &FaultSpec, d: &Deployment) -> (Vec<usize>, bool) {
     let data = d.data_members();
     let mut set = f.target_indices(data.len());
     let mut drawn = false;
+    let leads = |m: &Member| matches!(m.role.as_str(), "primary" | "leader");
     for t in &f.targets {
-        let leads = |m: &&Member| matches!(m.role.as_str(), "primary" | "leader");
         match t.as_str() {
-            "leader" | "primary" => {
-                set.extend((0..data.len()).filter(|&i| leads(&data[i])));
-            }
-            "followers" => set.extend((0..data.len()).filter(|&i| !leads(&data[i]))),
+            "leader" | "primary" => set.extend((0..data.len()).filter(|&i| leads(data[i]))),
+            "followers" => set.extend((0..data.len()).filter(|&i| !leads(data[i]))),
             "follower" | "minority" | "majority" => drawn = true,
             _ => {}
         }
     }
-    if drawn {
-        return (data, true);
+    if drawn && f.kind != crate::fault::FaultKind::Bridge {
+        return ((0..data.len()).collect(), true);
     }
     set.sort_unstable();
     set.dedup();
-    (
-        set.into_iter()
-            .filter_map(|i| data.get(i).copied())
-            .collect(),
-        false,
-    )
+    (set, drawn)
 }
 
 /// `d` in seconds, as `12.300s`.

@@ -302,6 +302,8 @@ pub(super) fn missing_hook(
                 .is_some_and(|i| i.parse::<usize>().is_ok())
         })
     });
+    // A bridge acts on every member but itself.
+    let by_index = by_index.filter(|_| kind != FaultKind::Bridge);
     let targeted: Vec<&Member> = match by_index {
         Some(s) => s
             .target_indices(data.len())

@@ -104,6 +104,27 @@ pub fn process_alive(pid: u32, needle: &str) -> bool {
 }
 
 pub mod conformance;
+pub mod owned;
+
+/// A program the install script builds into the checkout (`rel`, from the
+/// repository's root), or `None` (skipped; a failure under
+/// `LOCKBENCH_REQUIRE_BACKENDS=1`) when it was not built.
+pub fn built_tool(rel: &str) -> Option<PathBuf> {
+    let bin = Path::new(env!("CARGO_MANIFEST_DIR")).join(rel);
+    if bin.exists() {
+        return Some(bin);
+    }
+    assert!(
+        !backends_required(),
+        "{} is missing: run scripts/install-backends.sh",
+        bin.display()
+    );
+    eprintln!(
+        "skipped: {} is missing (scripts/install-backends.sh builds it)",
+        bin.display()
+    );
+    None
+}
 
 /// Every `.rs` file below `dir`, in no particular order.
 pub fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
