@@ -24,6 +24,12 @@
 
 use std::collections::BTreeMap;
 
+use serde::{Deserialize, Serialize};
+
+use super::mutex::{self, Hold, Witness};
+use super::{CheckResult, Verdict};
+use crate::history::{AgentClock, Event, Process};
+
 /// One hold as an agent recorded it, on the merged timeline (the agent's
 /// offset estimate applied), in nanoseconds.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -132,6 +138,154 @@ pub fn overlaps(holds: &[AgentHold], eps: &[u64]) -> Vec<Found> {
         }
     }
     found
+}
+
+/// An overlap the clocks' bounds leave open: on the merged timeline the
+/// two holds overlap (or nearly touch), but an offset difference within the
+/// agents' bounds separates them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PossibleOverlap {
+    /// The key.
+    pub key: String,
+    /// The hold that begins first on the merged timeline: its process.
+    pub first: Process,
+    /// The other hold's process.
+    pub second: Process,
+    /// How deep they overlap on the merged timeline, in ns (negative: the
+    /// gap between them).
+    pub overlap_ns: i64,
+    /// The agents' combined bound, in ns.
+    pub bound_ns: u64,
+    /// The difference of the two agents' clock errors (first's minus
+    /// second's), within the bound, under which the holds do not overlap.
+    pub separated_by_ns: i64,
+}
+
+/// Mutual exclusion over a merged history, each agent's times known only
+/// within its bound.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MergedMutex {
+    /// The verdict: `invalid` only on definite overlaps, which are the
+    /// violations and witnesses.
+    pub result: CheckResult,
+    /// Overlapping pairs that hold under every offset within the bounds.
+    pub definite: u64,
+    /// Pairs that overlap under some offsets only.
+    pub possible: u64,
+    /// The first possible ones, for the report.
+    pub possible_examples: Vec<PossibleOverlap>,
+}
+
+/// How many possible overlaps a report lists.
+const MAX_EXAMPLES: usize = 20;
+
+/// Checks mutual exclusion of a merged history whose agents' clocks are
+/// `clocks`: the holds of the merged timeline, each pair of different
+/// agents' holds widened by their bounds. `single` is the check of the
+/// same history as if one clock had stamped it (the analysis's mutex
+/// result): its `unknown` stands, and its witnesses lend their lease
+/// classes to the definite pairs.
+pub fn check_merged(events: &[Event], clocks: &[AgentClock], single: &CheckResult) -> MergedMutex {
+    let empty = |result| MergedMutex {
+        result,
+        definite: 0,
+        possible: 0,
+        possible_examples: Vec::new(),
+    };
+    if single.verdict == Verdict::Unknown {
+        return empty(single.clone());
+    }
+    let holds = match mutex::holds(events) {
+        Ok(h) => h,
+        Err(why) => return empty(mutex::MutexChecker.inconsistent(why)),
+    };
+    let count = clocks.iter().map(|c| c.count).max().unwrap_or(1);
+    let mut eps = vec![0u64; count as usize];
+    for c in clocks {
+        if let Some(slot) = eps.get_mut(c.index.saturating_sub(1) as usize) {
+            *slot = c.bound_ns();
+        }
+    }
+    let as_agent = |h: &Hold| AgentHold {
+        agent: AgentClock::agent_of(h.process, count) - 1,
+        process: match h.process {
+            Process::Client(id) => id,
+            Process::Nemesis => u64::MAX,
+        },
+        key: h.key.clone(),
+        start_ns: h.start_ns as i64,
+        end_ns: h.end_ns.map_or(i64::MAX, |e| e as i64),
+    };
+    let agent_holds: Vec<AgentHold> = holds.iter().map(as_agent).collect();
+    let mut out = empty(CheckResult {
+        verdict: Verdict::Valid,
+        violations: 0,
+        witnesses: Vec::new(),
+        reason: None,
+        classes: BTreeMap::new(),
+        incidents: Vec::new(),
+        checker: single.checker.clone(),
+    });
+    for f in overlaps(&agent_holds, &eps) {
+        let (a, b) = (&holds[f.first], &holds[f.second]);
+        match f.overlap {
+            Overlap::Definite => {
+                out.definite += 1;
+                let class = single
+                    .witnesses
+                    .iter()
+                    .find(|w| same(&w.first, a) && same(&w.second, b))
+                    .map(|w| w.class)
+                    .unwrap_or_default();
+                *out.result
+                    .classes
+                    .entry(class.as_str().to_string())
+                    .or_default() += 1;
+                if out.result.witnesses.len() < MAX_EXAMPLES {
+                    out.result.witnesses.push(Witness {
+                        key: a.key.clone(),
+                        first: a.clone(),
+                        second: b.clone(),
+                        overlap_start_ns: b.start_ns,
+                        overlap_end_ns: match (a.end_ns, b.end_ns) {
+                            (Some(x), Some(y)) => Some(x.min(y)),
+                            (x, y) => x.or(y),
+                        },
+                        class,
+                    });
+                }
+            }
+            Overlap::Possible { separated_by_ns } => {
+                out.possible += 1;
+                if out.possible_examples.len() < MAX_EXAMPLES {
+                    let (ha, hb) = (&agent_holds[f.first], &agent_holds[f.second]);
+                    out.possible_examples.push(PossibleOverlap {
+                        key: a.key.clone(),
+                        first: a.process,
+                        second: b.process,
+                        overlap_ns: ha.end_ns.min(hb.end_ns).saturating_sub(hb.start_ns),
+                        bound_ns: eps[ha.agent as usize] + eps[hb.agent as usize],
+                        separated_by_ns,
+                    });
+                }
+            }
+        }
+    }
+    out.result.violations = out.definite;
+    if out.definite > 0 {
+        out.result.verdict = Verdict::Invalid;
+    }
+    out.result.reason = Some(format!(
+        "merged from {count} agents' histories: {} definite overlaps (under every clock \
+         offset within the bounds), {} possible (explained away by an offset within them)",
+        out.definite, out.possible
+    ));
+    out
+}
+
+/// Whether two holds are one: the same holder, key and start event.
+fn same(a: &Hold, b: &Hold) -> bool {
+    a.process == b.process && a.key == b.key && a.start_index == b.start_index
 }
 
 #[cfg(test)]

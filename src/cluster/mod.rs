@@ -31,7 +31,8 @@ use std::time::Duration;
 
 pub use process::{
     Launch, PortReservation, START_ATTEMPTS, ServerProcess, descendants, find_binary, find_runtime,
-    free_port, kill_all, port_race, proc_pids, reserve_port, reserved_port, start_on_fresh_ports,
+    free_port, kill_all, port_race, proc_pids, reserve_port, reserved_port, spawn_tracked,
+    start_on_fresh_ports, untrack,
 };
 
 use crate::error::{Error, Result};

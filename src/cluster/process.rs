@@ -100,14 +100,14 @@ fn spawn(mut cmd: Command) -> std::io::Result<Child> {
 
 /// Spawns `cmd` (in its own process group, killed with lockbench) and
 /// tracks it for [`kill_all`]; [`untrack`] when it is stopped.
-pub(super) fn spawn_tracked(cmd: Command) -> std::io::Result<Child> {
+pub fn spawn_tracked(cmd: Command) -> std::io::Result<Child> {
     let child = spawn(cmd)?;
     live().get_or_insert_with(HashSet::new).insert(child.id());
     Ok(child)
 }
 
 /// Forgets a stopped process (see [`spawn_tracked`]).
-pub(super) fn untrack(pid: u32) {
+pub fn untrack(pid: u32) {
     if let Some(set) = live().as_mut() {
         set.remove(&pid);
     }

@@ -4,6 +4,7 @@
 //! model (`invoke` followed by `ok`, `fail` or `info`). A run can be checked
 //! and reported again from its `history.jsonl` alone.
 
+pub mod agent;
 mod edn;
 mod event;
 mod event_ref;
@@ -13,6 +14,7 @@ mod recorder;
 pub mod spool;
 pub mod synthetic;
 
+pub use agent::{AGENT_FILE, AgentClock, ClockSample};
 pub use edn::{parse_edn, read_edn};
 pub use event::{Event, F, OpType, Process};
 pub use event_ref::{Edge, EventRef, FaultMark, FnRef, stream_refs};

@@ -120,6 +120,7 @@ pub(crate) fn valid_summary() -> Summary {
         history_events: 47_000,
         interrupted: false,
         lockbench_version: "0.1.0".into(),
+        agents: None,
         library: None,
         incidents: Vec::new(),
     }
@@ -212,6 +213,7 @@ pub(crate) fn empty_summary() -> Summary {
         history_events: 0,
         interrupted: true,
         lockbench_version: "0.1.0".into(),
+        agents: None,
         library: None,
         incidents: Vec::new(),
     }

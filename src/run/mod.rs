@@ -4,9 +4,12 @@
 //! backend under every fault, repeated), and the suite of runs a
 //! `lockbench run` command asks for.
 
+pub mod agents;
 mod atlas;
 mod dry_run;
 pub mod harness;
+mod kubernetes;
+pub mod merge;
 mod properties;
 mod runner;
 mod spof;

@@ -44,6 +44,10 @@ pub struct RunOptions {
     /// How histories are stored: `history.jsonl.zst` (the default) or
     /// plain `history.jsonl`.
     pub history_format: HistoryFormat,
+    /// This process is one agent of several (`--agent I/N`): it runs its
+    /// slice of the clients, from the agreed instant, and records its
+    /// clock's facts beside its history.
+    pub agent: Option<super::agents::AgentRole>,
 }
 
 impl Default for RunOptions {
@@ -55,6 +59,7 @@ impl Default for RunOptions {
             require_backends: false,
             human_to_stderr: false,
             history_format: HistoryFormat::default(),
+            agent: None,
         }
     }
 }
@@ -148,7 +153,11 @@ pub async fn run_with(
         Some(d) => d.data_members().len(),
         None => shape.map_or(info.servers.max(1), |s| s.members()),
     };
-    let faults = scenario.faults_for(seed, members);
+    // Of several agents, the first runs the faults.
+    let faults = match &opts.agent {
+        Some(a) if a.index > 1 => Vec::new(),
+        _ => scenario.faults_for(seed, members),
+    };
     let (servers, notes) =
         start_servers(info, external, deployment, shape, &faults, &run_dir).await?;
     write_servers_file(&run_dir, &servers)?;
@@ -211,7 +220,7 @@ pub async fn run_with(
         None
     };
     let history_error = contended.history_error.clone();
-    let summary = summarize(
+    let mut summary = summarize(
         scenario,
         backend_name,
         seed,
@@ -220,6 +229,19 @@ pub async fn run_with(
         contended,
         analysis,
     );
+    if let Some(a) = &opts.agent {
+        summary.clients = a.clients(scenario.clients);
+        summary.notes.push(format!(
+            "agent {}/{}: clients {} of {} (process ids ≡ {} mod {}); merge the agents' run \
+             directories with `lockbench merge`",
+            a.index,
+            a.count,
+            summary.clients,
+            scenario.clients,
+            a.index - 1,
+            a.count
+        ));
+    }
     let written = summary
         .write(&run_dir.join("summary.json"))
         .and_then(|()| crate::report::write_run_report(&run_dir, &summary).map(|_| ()));
@@ -248,7 +270,7 @@ pub async fn run_with(
 /// `external`; `shape`'s replicated topology, or single servers), with the
 /// clock library when `faults` skew clocks and the kind can be skewed;
 /// with notes for the report on what did not apply.
-async fn start_servers(
+pub(super) async fn start_servers(
     info: &backend::BackendInfo,
     external: Option<&Vec<String>>,
     deployment: Option<&crate::cluster::hooks::Deployment>,
@@ -290,7 +312,35 @@ async fn start_servers(
 
 /// What a crashed client's successor is made with: the plan, the next
 /// unused process id, the run's seed and the operation timeout.
-type Successors = (Arc<ClientPlan>, Arc<AtomicU64>, u64, Duration);
+type Successors = (Arc<ClientPlan>, Arc<Ids>, u64, Duration);
+
+/// The process ids of this process's clients: all of them, or one agent's
+/// share (`local × count + index − 1`, so that no two agents' ids meet),
+/// successors of crashed clients included.
+#[derive(Debug)]
+struct Ids {
+    /// Agents in all.
+    stride: u64,
+    /// This agent's residue.
+    offset: u64,
+    /// Clients made here so far.
+    made: AtomicU64,
+}
+
+impl Ids {
+    fn new(agent: Option<&super::agents::AgentRole>) -> Self {
+        Ids {
+            stride: agent.map_or(1, |a| u64::from(a.count)),
+            offset: agent.map_or(0, |a| u64::from(a.index - 1)),
+            made: AtomicU64::new(0),
+        }
+    }
+
+    /// The next process id.
+    fn next(&self) -> u64 {
+        self.made.fetch_add(1, Ordering::Relaxed) * self.stride + self.offset
+    }
+}
 
 /// What the contended part of a run left behind.
 struct Contended {
@@ -393,14 +443,16 @@ type Made = (Box<dyn LockClient>, Arc<dyn LockBackend>);
 /// The scenario's clients, client `id` on host `id % hosts` and that
 /// host's backend, each with the slot through which faults reach it.
 async fn make_clients(
+    clients: u32,
     scenario: &Scenario,
     seed: u64,
-    host_backends: &[Arc<dyn LockBackend>],
-    hosts: usize,
+    (host_backends, hosts): (&[Arc<dyn LockBackend>], usize),
+    ids: &Ids,
 ) -> Result<(Vec<Made>, Arc<Vec<Arc<ClientSlot>>>)> {
-    let mut locks = Vec::with_capacity(scenario.clients as usize);
-    let mut slots = Vec::with_capacity(scenario.clients as usize);
-    for id in 0..u64::from(scenario.clients) {
+    let mut locks = Vec::with_capacity(clients as usize);
+    let mut slots = Vec::with_capacity(clients as usize);
+    for _ in 0..clients {
+        let id = ids.next();
         let config = ClientConfig {
             id,
             seed: mix(seed, id),
@@ -514,12 +566,24 @@ async fn contend(
         .and_then(|b| b.library())
         .map(|(name, version)| crate::summary::Library { name, version });
     let plan = Arc::new(client_plan(scenario));
-    let (locks, slots) = make_clients(scenario, seed, &host_backends, hosts).await?;
+    let clients = opts
+        .agent
+        .as_ref()
+        .map_or(scenario.clients, |a| a.clients(scenario.clients));
     // A crashed client's successor gets the next unused process id.
-    let next_id = Arc::new(AtomicU64::new(u64::from(scenario.clients)));
+    let next_id = Arc::new(Ids::new(opts.agent.as_ref()));
+    let (locks, slots) =
+        make_clients(clients, scenario, seed, (&host_backends, hosts), &next_id).await?;
 
     let history_path = run_dir.join(opts.history_format.file_name());
+    // An agent measures its clock, then waits for the agreed instant.
+    let agent_start = match &opts.agent {
+        Some(a) => Some(a.before_start(&opts.cancel).await?),
+        None => None,
+    };
     let clock = Clock::start();
+    let agent_start =
+        agent_start.map(|s| s.started(opts.agent.as_ref().map_or(0, |a| a.clock_offset_ns)));
     let (recorder, handle) = if scenario.history {
         let format = opts.history_format;
         let (r, h) = Recorder::create(&history_path, format, HISTORY_CHANNEL, clock, &plan.keys)?;
@@ -533,10 +597,11 @@ async fn contend(
     // history is finished: the writer ends when the last handle goes).
     let history_watch = handle.clone();
     let mut tasks = JoinSet::new();
-    for (id, (lock, backend)) in locks.into_iter().enumerate() {
+    for (n, (lock, backend)) in locks.into_iter().enumerate() {
+        let id = slots[n].id.load(Ordering::Relaxed);
         let task = ClientTask::new(
-            id as u64,
-            mix(seed, id as u64 ^ 0x5eed),
+            id,
+            mix(seed, id ^ 0x5eed),
             lock,
             handle.clone(),
             clock,
@@ -544,7 +609,7 @@ async fn contend(
             resource.clone(),
             plan.clone(),
         )
-        .in_slot(slots[id].clone());
+        .in_slot(slots[n].clone());
         let successors = (plan.clone(), next_id.clone(), seed, scenario.op_timeout);
         tasks.spawn(supervise(task, backend, successors));
     }
@@ -598,6 +663,9 @@ async fn contend(
     drop(history_watch);
     let (history_events, history_error, ran_for) =
         close_history(recorder, &history_path, clock).await?;
+    if let (Some(a), Some(start)) = (&opts.agent, agent_start) {
+        a.after_end(start).await.write(run_dir)?;
+    }
     drop(links);
     let mut servers = servers.lock().await;
     servers.stop();
@@ -722,6 +790,7 @@ fn summarize(
         history_events: run.history_events,
         interrupted: run.interrupted,
         lockbench_version: env!("CARGO_PKG_VERSION").to_string(),
+        agents: None,
         library: run.library,
     }
 }
@@ -753,7 +822,7 @@ async fn supervise(
         } else if plan.stop.is_cancelled() {
             return;
         }
-        let id = next_id.fetch_add(1, Ordering::Relaxed);
+        let id = next_id.next();
         let config = ClientConfig {
             id,
             seed: mix(seed, id),
@@ -822,7 +891,7 @@ pub(super) fn now_rfc3339() -> String {
 
 /// `out/<scenario>/<backend>/<timestamp>/`, made unique if two runs start
 /// within the same millisecond.
-fn new_run_dir(out: &Path, scenario: &str, backend: &str) -> Result<PathBuf> {
+pub(super) fn new_run_dir(out: &Path, scenario: &str, backend: &str) -> Result<PathBuf> {
     let now = time::OffsetDateTime::now_utc();
     let stamp = now
         .format(time::macros::format_description!(
@@ -848,7 +917,7 @@ fn new_run_dir(out: &Path, scenario: &str, backend: &str) -> Result<PathBuf> {
 
 /// `servers.json`: which processes serve this run, written as soon as they
 /// are up, so that a run killed midway can still be inspected.
-fn write_servers_file(run_dir: &Path, cluster: &Cluster) -> Result<()> {
+pub(super) fn write_servers_file(run_dir: &Path, cluster: &Cluster) -> Result<()> {
     let servers: Vec<serde_json::Value> = cluster
         .infos()
         .iter()

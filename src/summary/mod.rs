@@ -197,6 +197,26 @@ pub struct Summary {
     pub interrupted: bool,
     /// lockbench's version.
     pub lockbench_version: String,
+    /// A run merged from several agents' histories: each agent's clock
+    /// and the overlaps its bound leaves open (`None`: one process ran
+    /// every client).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agents: Option<AgentsReport>,
+}
+
+/// The clocks of a run merged from agents, and what their bounds left
+/// open.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AgentsReport {
+    /// Each agent's clock facts (`agent.json`), agent 1 first.
+    pub clocks: Vec<crate::history::AgentClock>,
+    /// Overlaps that hold under every offset within the bounds: the
+    /// violations.
+    pub definite: u64,
+    /// Overlaps that some offset within the bounds explains away.
+    pub possible: u64,
+    /// The first possible overlaps.
+    pub possible_examples: Vec<crate::check::uncertain::PossibleOverlap>,
 }
 
 /// A lock library, as its driver names it in `init_ok`.

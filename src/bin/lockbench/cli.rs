@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::commands::{Format, Gate};
+use lockbench::run::agents::{AgentRole, LocalAgents};
 
 /// lockbench's arguments.
 #[derive(Debug, Parser)]
@@ -94,6 +95,9 @@ pub enum Command {
         /// The regression gate.
         #[command(flatten)]
         gate: Gate,
+        /// Several agents, one run.
+        #[command(flatten)]
+        agents: AgentArgs,
     },
     /// Check a recorded history and print the verdict with its witness.
     ///
@@ -130,6 +134,26 @@ pub enum Command {
         #[arg(short, long, value_name = "FILE")]
         output: Option<PathBuf>,
     },
+    /// Merge the run directories of agents (`lockbench run --agent I/N`)
+    /// into one run: one history on one timeline, checked with each
+    /// agent's clock bound.
+    ///
+    /// Exit code 0 valid, 1 invalid, 2 bad input, 3 unknown.
+    Merge {
+        /// The agents' run directories (each holding agent.json), or
+        /// directories to search for them.
+        #[arg(required = true, value_name = "DIR")]
+        dirs: Vec<PathBuf>,
+        /// Where the merged run directory goes: DIR/SCENARIO/BACKEND/TIMESTAMP/.
+        #[arg(long, value_name = "DIR", default_value = "reports")]
+        out: PathBuf,
+    },
+    /// Render a scenario as Kubernetes objects.
+    Kubernetes {
+        /// What to render.
+        #[command(subcommand)]
+        what: KubernetesCommand,
+    },
     /// Rebuild index.html of recorded runs; given several, also write a
     /// page that compares them.
     Report {
@@ -142,6 +166,204 @@ pub enum Command {
         /// The regression gate.
         #[command(flatten)]
         gate: Gate,
+    },
+}
+
+/// `lockbench run`'s flags for runs spread over several agents
+/// (docs/agents.md).
+#[derive(Debug, Clone, clap::Args)]
+pub struct AgentArgs {
+    /// Run with N agent processes on this machine: lockbench starts the
+    /// servers and a time reference, then N agents (`--agent I/N`) against
+    /// them, and merges their histories into one run.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(2..=64), conflicts_with = "agent")]
+    pub agents: Option<u32>,
+    /// Be agent I of N: run the clients whose process ids are I-1 modulo N,
+    /// write agent.json (the clock's facts) beside the history. Agent 1
+    /// runs the faults. Merge the agents' run directories with
+    /// `lockbench merge`.
+    #[arg(long, value_name = "I/N", value_parser = AgentRole::parse_slice)]
+    pub agent: Option<(u32, u32)>,
+    /// When an agent starts its clients: Unix time in seconds (with a
+    /// fraction) or RFC 3339, on the reference's clock. Default: at once.
+    #[arg(long, value_name = "TIME", value_parser = parse_instant, requires = "agent")]
+    pub start_at: Option<i64>,
+    /// The time reference an agent measures its clock against: host:port
+    /// of a lockbench reference, or `none` (offset taken as 0 within
+    /// --clock-bound, e.g. from `chronyc tracking`). Default: `none` for
+    /// --agent, the one lockbench starts for --agents.
+    #[arg(long, value_name = "ADDR|none")]
+    pub clock_reference: Option<String>,
+    /// The least bound on an agent's clock offset (e.g. 2ms): its events'
+    /// times are taken as known within it.
+    #[arg(long, value_name = "D", value_parser = lockbench::duration::parse_duration)]
+    pub clock_bound: Option<std::time::Duration>,
+    /// A test of the check: add D (e.g. 40ms, or -40ms) to this agent's
+    /// wall clock, as if its machine's clock were off.
+    #[arg(long, value_name = "D", value_parser = parse_signed, allow_hyphen_values = true)]
+    pub clock_offset: Option<i64>,
+    /// With --agents: add D to agent I's wall clock (I=D, repeatable).
+    #[arg(long, value_name = "I=D", value_parser = parse_agent_offset, allow_hyphen_values = true)]
+    pub agent_clock_offset: Vec<(u32, i64)>,
+    /// Use the servers at ADDR (comma-separated) for BACKEND instead of
+    /// starting them, as `[endpoints]` in the scenario does (repeatable).
+    #[arg(long, value_name = "BACKEND=ADDR", value_parser = parse_endpoint)]
+    pub endpoint: Vec<(String, Vec<String>)>,
+}
+
+/// `I/N`'s role, with the clock flags, for the library.
+impl AgentArgs {
+    /// The role of this process when it is one agent (`--agent`).
+    pub fn role(&self) -> Result<Option<AgentRole>, String> {
+        let Some((index, count)) = self.agent else {
+            return Ok(None);
+        };
+        let reference = self.reference()?;
+        let declared_bound = self.clock_bound.unwrap_or_default();
+        if reference.is_none() && self.clock_bound.is_none() {
+            return Err("--agent with --clock-reference none needs --clock-bound: how far this                         machine's clock may be from the others' (chronyc tracking gives it)"
+                .into());
+        }
+        Ok(Some(AgentRole {
+            index,
+            count,
+            start_at_ns: self.start_at,
+            reference,
+            declared_bound,
+            clock_offset_ns: self.clock_offset.unwrap_or(0),
+        }))
+    }
+
+    fn reference(&self) -> Result<Option<std::net::SocketAddr>, String> {
+        let Some(text) = self.clock_reference.as_deref().filter(|r| *r != "none") else {
+            return Ok(None);
+        };
+        let addr: std::net::SocketAddr = text
+            .parse()
+            .map_err(|_| format!("--clock-reference {text:?} is not host:port or none"))?;
+        Ok(Some(addr))
+    }
+
+    /// The local agents of `--agents N`.
+    pub fn local(&self) -> Result<Option<LocalAgents>, String> {
+        let Some(count) = self.agents else {
+            return Ok(None);
+        };
+        match self.clock_reference.as_deref() {
+            Some("none") if self.clock_bound.is_none() => {
+                return Err(
+                    "--clock-reference none needs --clock-bound: how far the agents' \
+                            clocks may be from each other's"
+                        .into(),
+                );
+            }
+            Some(r) if r != "none" => {
+                return Err(format!(
+                    "--agents starts its own time reference; --clock-reference {r:?} is for \
+                     --agent"
+                ));
+            }
+            _ => {}
+        }
+        if let Some((i, _)) = self
+            .agent_clock_offset
+            .iter()
+            .find(|(i, _)| *i == 0 || *i > count)
+        {
+            return Err(format!(
+                "--agent-clock-offset {i}=...: agents are numbered 1 to {count}"
+            ));
+        }
+        Ok(Some(LocalAgents {
+            count,
+            no_reference: self.clock_reference.as_deref() == Some("none"),
+            declared_bound: self.clock_bound.unwrap_or_default(),
+            clock_offsets: self.agent_clock_offset.clone(),
+            passed_flags: Vec::new(),
+        }))
+    }
+}
+
+/// A signed duration: `40ms`, `-40ms`; in ns.
+fn parse_signed(text: &str) -> Result<i64, String> {
+    let (sign, rest) = match text.strip_prefix('-') {
+        Some(rest) => (-1, rest),
+        None => (1, text.strip_prefix('+').unwrap_or(text)),
+    };
+    let d = lockbench::duration::parse_duration(rest)?;
+    Ok(sign * i64::try_from(d.as_nanos()).map_err(|_| format!("{text:?} is too long"))?)
+}
+
+/// `I=D`.
+fn parse_agent_offset(text: &str) -> Result<(u32, i64), String> {
+    let (i, d) = text
+        .split_once('=')
+        .ok_or_else(|| format!("{text:?} is not I=D (say 2=40ms)"))?;
+    let i = i
+        .trim()
+        .parse::<u32>()
+        .map_err(|_| format!("{i:?} in {text:?} is not an agent number"))?;
+    Ok((i, parse_signed(d.trim())?))
+}
+
+/// `BACKEND=ADDR[,ADDR...]`.
+fn parse_endpoint(text: &str) -> Result<(String, Vec<String>), String> {
+    let (b, addrs) = text
+        .split_once('=')
+        .ok_or_else(|| format!("{text:?} is not BACKEND=ADDR (say redis=127.0.0.1:6379)"))?;
+    let addrs: Vec<String> = addrs.split(',').map(|a| a.trim().to_string()).collect();
+    if b.trim().is_empty() || addrs.iter().any(|a| !a.contains(':')) {
+        return Err(format!(
+            "{text:?}: give a backend and host:port addresses, comma-separated"
+        ));
+    }
+    Ok((b.trim().to_string(), addrs))
+}
+
+/// Unix seconds (`1765000000.25`) or RFC 3339, in ns since the epoch.
+fn parse_instant(text: &str) -> Result<i64, String> {
+    if let Ok(secs) = text.parse::<f64>()
+        && secs.is_finite()
+        && secs >= 0.0
+    {
+        return Ok((secs * 1e9) as i64);
+    }
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .map(|t| t.unix_timestamp_nanos() as i64)
+        .map_err(|_| format!("{text:?} is neither Unix seconds nor an RFC 3339 time"))
+}
+
+/// What `lockbench kubernetes` renders.
+#[derive(Debug, Subcommand)]
+pub enum KubernetesCommand {
+    /// An Indexed Job whose pods are the agents of one run (stdout: YAML).
+    Job {
+        /// The scenario.
+        #[arg(value_name = "SCENARIO.toml")]
+        scenario: PathBuf,
+        /// How many agents (the Job's completions).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
+        agents: u32,
+        /// The backend the agents run (default: the scenario's first).
+        #[arg(long, value_name = "NAME")]
+        backend: Option<String>,
+        /// The container image with lockbench in it.
+        #[arg(long, value_name = "IMAGE", default_value = "lockbench:latest")]
+        image: String,
+        /// The PersistentVolumeClaim the agents write their runs to.
+        #[arg(long, value_name = "NAME", default_value = "lockbench-histories")]
+        claim: String,
+        /// How far each node's clock may be from the others' (from
+        /// chrony's figures on the nodes).
+        #[arg(long, value_name = "D", default_value = "10ms", value_parser = lockbench::duration::parse_duration)]
+        clock_bound: std::time::Duration,
+        /// When the agents start: Unix seconds or RFC 3339 (default: five
+        /// minutes after rendering).
+        #[arg(long, value_name = "TIME", value_parser = parse_instant)]
+        start_at: Option<i64>,
+        /// The seed (default: the scenario's, else drawn).
+        #[arg(long, value_name = "N")]
+        seed: Option<u64>,
     },
 }
 

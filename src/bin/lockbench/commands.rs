@@ -89,6 +89,12 @@ pub struct RunArgs {
     pub history_format: HistoryFormat,
     /// Print the fault schedules and hook commands; run nothing.
     pub dry_run: bool,
+    /// This process is one agent of several (`--agent I/N`).
+    pub agent: Option<lockbench::run::agents::AgentRole>,
+    /// Run each backend with N local agents (`--agents N`).
+    pub local_agents: Option<lockbench::run::agents::LocalAgents>,
+    /// Servers to use instead of starting them (`--endpoint`).
+    pub endpoints: Vec<(String, Vec<String>)>,
 }
 
 /// Results for CI systems and scripts.
@@ -166,11 +172,17 @@ fn load_scenarios(
     paths: &[PathBuf],
     only: Option<&[String]>,
     duration: Option<std::time::Duration>,
+    endpoints: &[(String, Vec<String>)],
 ) -> Option<Vec<Scenario>> {
     let mut scenarios = Vec::new();
     for p in paths {
         match Scenario::load(p) {
-            Ok(s) => scenarios.push(s),
+            Ok(mut s) => {
+                for (backend, addrs) in endpoints {
+                    s.endpoints.insert(backend.clone(), addrs.clone());
+                }
+                scenarios.push(s)
+            }
             Err(e) => {
                 eprintln!("error: {e}");
                 return None;
@@ -233,10 +245,25 @@ pub async fn run_scenarios(args: RunArgs) -> Result<u8> {
         return Ok(BAD_INPUT);
     }
     // Validate everything before starting anything.
-    let Some(scenarios) = load_scenarios(&args.scenarios, args.only.as_deref(), args.duration)
-    else {
+    let Some(scenarios) = load_scenarios(
+        &args.scenarios,
+        args.only.as_deref(),
+        args.duration,
+        &args.endpoints,
+    ) else {
         return Ok(BAD_INPUT);
     };
+    if (args.agent.is_some() || args.local_agents.is_some())
+        && let Some(s) = scenarios.iter().find(|s| s.mode != Mode::Contend)
+    {
+        eprintln!(
+            "error: {}: agents run contention scenarios, not mode = {:?}\n  hint: give a \
+             scenario without `mode`, such as scenarios/quick.toml",
+            s.path.display(),
+            s.mode
+        );
+        return Ok(BAD_INPUT);
+    }
     if args.dry_run {
         for scenario in &scenarios {
             let seed = args.seed.or(scenario.seed).unwrap_or_else(rand::random);
@@ -260,6 +287,7 @@ pub async fn run_scenarios(args: RunArgs) -> Result<u8> {
         require_backends: args.require_backends,
         human_to_stderr: args.ci.json,
         history_format: args.history_format,
+        agent: args.agent.clone(),
     };
     let mut tally = Tally::default();
     for scenario in &scenarios {
@@ -431,7 +459,13 @@ impl Tally {
             .baseline
             .as_ref()
             .and_then(|dir| baseline::find_baseline(dir, &scenario.name, backend, None));
-        match run_backend(scenario, backend, seed, opts).await {
+        let outcome = match &args.local_agents {
+            Some(agents) => {
+                lockbench::run::agents::run_local(scenario, backend, seed, opts, agents).await
+            }
+            None => run_backend(scenario, backend, seed, opts).await,
+        };
+        match outcome {
             Ok(RunOutcome::Skipped { reason }) => {
                 say.line(format_args!("  {backend:<18} skipped: {reason}"));
                 report::ci::Record::Skipped {
@@ -506,6 +540,14 @@ fn print_run(say: Say, s: &Summary, run_dir: &Path) {
     }
     if let Some(reason) = &s.verdict_reason {
         say.line(format_args!("      {reason}"));
+    }
+    if let Some(a) = &s.agents {
+        for c in &a.clocks {
+            say.line(format_args!(
+                "      {}",
+                lockbench::run::merge::clock_note(c)
+            ));
+        }
     }
     say.line(format_args!(
         "      report: {}",
@@ -794,4 +836,53 @@ pub fn report_runs(runs: &[PathBuf], out: &Path, gate: &Gate) -> Result<u8> {
         return Ok(1);
     }
     Ok(if all_valid { 0 } else { 1 })
+}
+
+/// `lockbench merge`: the agents' run directories (or directories holding
+/// them) made one run; the exit code is the merged verdict's.
+pub fn merge_agents(dirs: &[PathBuf], out: &Path) -> Result<u8> {
+    let mut found = Vec::new();
+    for d in dirs {
+        let before = found.len();
+        lockbench::run::merge::find_agent_dirs(d, &mut found);
+        if found.len() == before {
+            eprintln!(
+                "error: {}: no agent run directory (one holding agent.json) in it\n  hint: \
+                 give the --out directories of `lockbench run --agent I/N`",
+                d.display()
+            );
+            return Ok(BAD_INPUT);
+        }
+    }
+    if let Err(why) = writable(out) {
+        eprintln!("error: --out {}: {why}", out.display());
+        return Ok(BAD_INPUT);
+    }
+    let first = Summary::read(&found[0].join("summary.json"))?;
+    let run_dir = lockbench::run::merge::new_merged_dir(out, &first.scenario, &first.backend)?;
+    let s = lockbench::run::merge::merge_runs(&found, &run_dir)?;
+    print_run(Say { to_stderr: false }, &s, &run_dir);
+    Ok(s.verdict.exit_code() as u8)
+}
+
+/// `lockbench kubernetes job`: the Indexed Job of a scenario's agents, on
+/// stdout.
+pub fn kubernetes_job(scenario: &Path, job: &lockbench::run::agents::JobOptions) -> Result<u8> {
+    let scenario = match Scenario::load(scenario) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(BAD_INPUT);
+        }
+    };
+    match lockbench::run::agents::kubernetes_job(&scenario, job) {
+        Ok(yaml) => {
+            print!("{yaml}");
+            Ok(0)
+        }
+        Err(why) => {
+            eprintln!("error: {why}");
+            Ok(BAD_INPUT)
+        }
+    }
 }

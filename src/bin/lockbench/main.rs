@@ -11,7 +11,7 @@ use clap::Parser;
 mod cli;
 mod commands;
 
-use cli::{Cli, Command, ExportFormat};
+use cli::{Cli, Command, ExportFormat, KubernetesCommand};
 use commands::BAD_INPUT;
 use tokio_util::sync::CancellationToken;
 
@@ -36,7 +36,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(dispatch(cli.command)) {
+    match runtime.block_on(dispatch(cli.command, cli.threads)) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("lockbench: {e}");
@@ -65,7 +65,11 @@ fn init_logging() {
 /// on open files.
 fn prepare_process(command: &Command) {
     match command {
-        Command::Check { .. } | Command::Export { .. } | Command::Report { .. } => {
+        Command::Check { .. }
+        | Command::Export { .. }
+        | Command::Report { .. }
+        | Command::Merge { .. }
+        | Command::Kubernetes { .. } => {
             // SAFETY: setting a signal's disposition to its default, before
             // any thread is started.
             unsafe {
@@ -77,7 +81,7 @@ fn prepare_process(command: &Command) {
 }
 
 /// Hands the command to the library; docs/design.md's exit code.
-async fn dispatch(command: Command) -> lockbench::Result<u8> {
+async fn dispatch(command: Command, threads: Option<u16>) -> lockbench::Result<u8> {
     match command {
         Command::Run {
             scenarios,
@@ -93,7 +97,26 @@ async fn dispatch(command: Command) -> lockbench::Result<u8> {
             history_format,
             dry_run,
             gate,
+            agents,
         } => {
+            let agent = match agents.role() {
+                Ok(a) => a,
+                Err(why) => {
+                    eprintln!("error: {why}");
+                    return Ok(BAD_INPUT);
+                }
+            };
+            let local_agents = match agents.local() {
+                Ok(l) => l.map(|mut l| {
+                    l.passed_flags
+                        .extend(threads.map(|n| format!("--threads={n}")));
+                    l
+                }),
+                Err(why) => {
+                    eprintln!("error: {why}");
+                    return Ok(BAD_INPUT);
+                }
+            };
             let cancel = CancellationToken::new();
             install_signal_handlers(cancel.clone());
             commands::run_scenarios(commands::RunArgs {
@@ -118,6 +141,9 @@ async fn dispatch(command: Command) -> lockbench::Result<u8> {
                 },
                 history_format: history_format.into(),
                 dry_run,
+                agent,
+                local_agents,
+                endpoints: agents.endpoint,
             })
             .await
         }
@@ -133,6 +159,31 @@ async fn dispatch(command: Command) -> lockbench::Result<u8> {
             output,
         } => commands::export_porcupine(&history, input, output.as_deref()),
         Command::Report { runs, out, gate } => commands::report_runs(&runs, &out, &gate),
+        Command::Merge { dirs, out } => commands::merge_agents(&dirs, &out),
+        Command::Kubernetes {
+            what:
+                KubernetesCommand::Job {
+                    scenario,
+                    agents,
+                    backend,
+                    image,
+                    claim,
+                    clock_bound,
+                    start_at,
+                    seed,
+                },
+        } => commands::kubernetes_job(
+            &scenario,
+            &lockbench::run::agents::JobOptions {
+                agents,
+                backend,
+                image,
+                claim,
+                clock_bound,
+                start_at_ns: start_at,
+                seed,
+            },
+        ),
     }
 }
 
