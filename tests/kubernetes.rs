@@ -76,3 +76,69 @@ fn the_example_scenario_has_a_hook_for_every_fault_it_schedules() {
         assert!(out.contains(line), "missing {line:?} in\n{out}");
     }
 }
+
+#[test]
+fn the_agents_job_is_rendered_and_decodes_as_kubernetes_objects() {
+    let Some(bin) = common::built_tool("tools/k8s-check/bin/k8s-check") else {
+        return;
+    };
+    let scenario = root().join("examples/kubernetes/etcd-faults.toml");
+    let o = common::lockbench()
+        .args(["kubernetes", "job"])
+        .arg(&scenario)
+        .args(["--agents", "4", "--start-at", "2026-12-05T10:00:00Z"])
+        .args([
+            "--image",
+            "registry.example/lockbench:0.1",
+            "--claim",
+            "runs",
+        ])
+        .output()
+        .unwrap();
+    let yaml = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    for want in [
+        "completionMode: Indexed",
+        "completions: 4",
+        "parallelism: 4",
+        "--agent \\\"$((JOB_COMPLETION_INDEX + 1))/4\\\"",
+        "--start-at 1796464800.000",
+        "claimName: \"runs\"",
+        "image: \"registry.example/lockbench:0.1\"",
+    ] {
+        assert!(yaml.contains(want), "{want}\n{yaml}");
+    }
+    // The scenario travels in the ConfigMap, whole.
+    let toml = std::fs::read_to_string(&scenario).unwrap();
+    for line in toml.lines().filter(|l| !l.trim().is_empty()) {
+        assert!(yaml.contains(&format!("    {line}")), "{line}");
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("job.yaml");
+    std::fs::write(&file, &yaml).unwrap();
+    let (code, out) = check(&bin, std::slice::from_ref(&file));
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("ConfigMap ok") && out.contains("Job ok"),
+        "{out}"
+    );
+    // A field the Job API does not have is refused: the check can fail.
+    std::fs::write(&file, yaml.replace("completionMode:", "completionmode:")).unwrap();
+    let (code, out) = check(&bin, &[file]);
+    assert_eq!(code, Some(1), "{out}");
+
+    // Pods cannot share servers each of them would start.
+    let o = common::lockbench()
+        .args(["kubernetes", "job"])
+        .arg(root().join("scenarios/quick.toml"))
+        .args(["--agents", "2"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("[endpoints] or [deployment."));
+}

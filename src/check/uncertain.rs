@@ -170,6 +170,9 @@ pub struct MergedMutex {
     pub result: CheckResult,
     /// Overlapping pairs that hold under every offset within the bounds.
     pub definite: u64,
+    /// Of those, the pairs of two different agents' holds (where the
+    /// bounds came into it).
+    pub definite_across: u64,
     /// Pairs that overlap under some offsets only.
     pub possible: u64,
     /// The first possible ones, for the report.
@@ -189,6 +192,7 @@ pub fn check_merged(events: &[Event], clocks: &[AgentClock], single: &CheckResul
     let empty = |result| MergedMutex {
         result,
         definite: 0,
+        definite_across: 0,
         possible: 0,
         possible_examples: Vec::new(),
     };
@@ -231,6 +235,8 @@ pub fn check_merged(events: &[Event], clocks: &[AgentClock], single: &CheckResul
         match f.overlap {
             Overlap::Definite => {
                 out.definite += 1;
+                out.definite_across +=
+                    u64::from(agent_holds[f.first].agent != agent_holds[f.second].agent);
                 let class = single
                     .witnesses
                     .iter()

@@ -536,6 +536,33 @@ fn faults(s: &Summary) -> String {
     out
 }
 
+/// What the agents' clock bounds did to the mutual-exclusion check.
+fn agents_text(a: &crate::summary::AgentsReport) -> String {
+    let ms = |ns: i64| ns as f64 / 1e6;
+    let mut t = format!(
+        "{} agents; {} definite overlaps (they hold under every clock offset within the bounds; \
+         {} of them between two agents' clients), {} possible (an offset within the bounds \
+         separates them)",
+        a.clocks.len(),
+        a.definite,
+        a.definite_across,
+        a.possible
+    );
+    if let Some(e) = a.possible_examples.first() {
+        t.push_str(&format!(
+            "; e.g. processes {} and {} on {:?}, {:.3} ms into each other on the merged \
+             timeline, apart if their clocks differ by {:+.3} ms (bounds ±{:.3} ms together)",
+            e.first,
+            e.second,
+            e.key,
+            ms(e.overlap_ns),
+            ms(e.separated_by_ns),
+            ms(e.bound_ns as i64)
+        ));
+    }
+    t
+}
+
 /// Ownership, fencing, liveness and recovery, as the checkers found them.
 fn checks(s: &Summary) -> String {
     let mut out = String::from("<section>\n<h2>Other checks</h2>\n<table class=\"kv\"><tbody>\n");
@@ -569,6 +596,13 @@ fn checks(s: &Summary) -> String {
             out,
             "<tr><th>lost updates</th><td>{} of {} acknowledged increments lost (final value {})</td></tr>",
             l.lost, l.acknowledged, l.final_value
+        );
+    }
+    if let Some(a) = &s.agents {
+        let _ = writeln!(
+            out,
+            "<tr><th>clock uncertainty</th><td>{}</td></tr>",
+            escape(&agents_text(a))
         );
     }
     for n in &s.notes {

@@ -294,6 +294,22 @@ async fn run_agents(
     }
 }
 
+/// Why a scenario's backends cannot be shared by agents, if one cannot:
+/// an in-process lock lives in one process.
+pub fn unshareable(scenario: &Scenario) -> Option<String> {
+    let registry = scenario.registry();
+    scenario.backends.iter().find_map(|b| {
+        let info = registry.get(b)?;
+        (info.server.is_none() && info.driver.is_none()).then(|| {
+            format!(
+                "{}: {b} lives inside one process, so several agents cannot share it\n  hint: \
+                 run agents on a backend with a server (--backends redis, etcd, ...)",
+                scenario.path.display()
+            )
+        })
+    })
+}
+
 /// `lockbench run --agents N` for one backend of a scenario: servers and a
 /// time reference here, N agent processes against them, one merged run.
 pub async fn run_local(
@@ -305,19 +321,6 @@ pub async fn run_local(
 ) -> Result<RunOutcome> {
     let registry = scenario.registry();
     let info = registry.require(backend_name)?;
-    if info.server.is_none() && info.driver.is_none() {
-        return Err(Error::Scenario(crate::error::ScenarioError {
-            path: scenario.path.clone(),
-            line: None,
-            column: None,
-            message: format!(
-                "{backend_name} lives inside one process, so several agents cannot share it"
-            ),
-            hint: Some(
-                "run agents on a backend with a server (--backends redis, etcd, ...)".into(),
-            ),
-        }));
-    }
     let external = scenario.endpoints.get(backend_name);
     if let Some(reason) = super::runner::missing_server(info, external.is_some(), opts)? {
         return Ok(RunOutcome::Skipped { reason });

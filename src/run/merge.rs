@@ -210,6 +210,7 @@ pub fn merge_runs(dirs: &[PathBuf], out_dir: &Path) -> Result<Summary> {
     s.agents = Some(AgentsReport {
         clocks,
         definite: widened.definite,
+        definite_across: widened.definite_across,
         possible: widened.possible,
         possible_examples: widened.possible_examples,
     });

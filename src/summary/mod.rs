@@ -213,6 +213,9 @@ pub struct AgentsReport {
     /// Overlaps that hold under every offset within the bounds: the
     /// violations.
     pub definite: u64,
+    /// Of the definite ones, those between two agents' clients.
+    #[serde(default)]
+    pub definite_across: u64,
     /// Overlaps that some offset within the bounds explains away.
     pub possible: u64,
     /// The first possible overlaps.
