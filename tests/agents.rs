@@ -233,6 +233,18 @@ fn a_clock_that_is_off_is_measured_away_or_covered_by_its_bound_or_caught() {
 }
 
 #[test]
+fn an_in_process_lock_is_skipped_under_agents() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = run_agents(tmp.path(), "scenarios/quick.toml", "inproc", 2, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        text(&o).contains("skipped: inproc lives inside one process"),
+        "{}",
+        text(&o)
+    );
+}
+
+#[test]
 fn bad_agent_flags_are_refused_with_exit_2() {
     let cases: &[(&[&str], &str)] = &[
         (&["--agent", "3/2"], "agents are numbered 1 to N"),
@@ -245,10 +257,6 @@ fn bad_agent_flags_are_refused_with_exit_2() {
         (
             &["--agents", "2", "--agent-clock-offset", "3=1ms"],
             "numbered 1 to 2",
-        ),
-        (
-            &["--agents", "2", "--backends", "inproc"],
-            "cannot share it",
         ),
     ];
     for (flags, says) in cases {

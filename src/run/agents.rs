@@ -86,6 +86,20 @@ impl AgentRole {
         Ok((i, n))
     }
 
+    /// Says in an agent's summary that it ran a share of the clients.
+    pub fn mark(&self, summary: &mut crate::summary::Summary, total: u32) {
+        summary.clients = self.clients(total);
+        summary.notes.push(format!(
+            "agent {}/{}: clients {} of {total} (process ids ≡ {} mod {}); merge the agents' \
+             run directories with `lockbench merge`",
+            self.index,
+            self.count,
+            summary.clients,
+            self.index - 1,
+            self.count
+        ));
+    }
+
     /// How many of a scenario's `total` clients this agent runs.
     pub fn clients(&self, total: u32) -> u32 {
         total / self.count + u32::from(self.index - 1 < total % self.count)
@@ -294,22 +308,6 @@ async fn run_agents(
     }
 }
 
-/// Why a scenario's backends cannot be shared by agents, if one cannot:
-/// an in-process lock lives in one process.
-pub fn unshareable(scenario: &Scenario) -> Option<String> {
-    let registry = scenario.registry();
-    scenario.backends.iter().find_map(|b| {
-        let info = registry.get(b)?;
-        (info.server.is_none() && info.driver.is_none()).then(|| {
-            format!(
-                "{}: {b} lives inside one process, so several agents cannot share it\n  hint: \
-                 run agents on a backend with a server (--backends redis, etcd, ...)",
-                scenario.path.display()
-            )
-        })
-    })
-}
-
 /// `lockbench run --agents N` for one backend of a scenario: servers and a
 /// time reference here, N agent processes against them, one merged run.
 pub async fn run_local(
@@ -321,6 +319,13 @@ pub async fn run_local(
 ) -> Result<RunOutcome> {
     let registry = scenario.registry();
     let info = registry.require(backend_name)?;
+    if info.server.is_none() && info.driver.is_none() {
+        return Ok(RunOutcome::Skipped {
+            reason: format!(
+                "{backend_name} lives inside one process, so several agents cannot share it"
+            ),
+        });
+    }
     let external = scenario.endpoints.get(backend_name);
     if let Some(reason) = super::runner::missing_server(info, external.is_some(), opts)? {
         return Ok(RunOutcome::Skipped { reason });

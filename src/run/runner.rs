@@ -167,17 +167,7 @@ pub async fn run_with(
     // one host can be cut off.
     // Or, where the user runs Toxiproxy in front of a deployment, its
     // proxies carry the network faults.
-    let toxi = match deployment.and_then(|d| d.toxiproxy.as_deref().map(|api| (d, api))) {
-        Some((d, api)) => {
-            let proxies = d
-                .data_members()
-                .iter()
-                .filter_map(|m| m.proxy.clone())
-                .collect();
-            Some(Arc::new(nemesis::ToxiLinks::connect(api, proxies).await?))
-        }
-        None => None,
-    };
+    let toxi = toxi_links(deployment).await?;
     let network = faults.iter().any(|f| f.kind.needs_links());
     let links = if network && toxi.is_none() && info.server.is_some() {
         Some(Arc::new(
@@ -230,17 +220,7 @@ pub async fn run_with(
         analysis,
     );
     if let Some(a) = &opts.agent {
-        summary.clients = a.clients(scenario.clients);
-        summary.notes.push(format!(
-            "agent {}/{}: clients {} of {} (process ids ≡ {} mod {}); merge the agents' run \
-             directories with `lockbench merge`",
-            a.index,
-            a.count,
-            summary.clients,
-            scenario.clients,
-            a.index - 1,
-            a.count
-        ));
+        a.mark(&mut summary, scenario.clients);
     }
     let written = summary
         .write(&run_dir.join("summary.json"))
@@ -264,6 +244,23 @@ pub async fn run_with(
         run_dir,
         summary: Box::new(summary),
     })
+}
+
+/// The user's Toxiproxy in front of a deployment, where it names one.
+async fn toxi_links(
+    deployment: Option<&crate::cluster::hooks::Deployment>,
+) -> Result<Option<Arc<nemesis::ToxiLinks>>> {
+    let Some((d, api)) = deployment.and_then(|d| d.toxiproxy.as_deref().map(|api| (d, api))) else {
+        return Ok(None);
+    };
+    let proxies = d
+        .data_members()
+        .iter()
+        .filter_map(|m| m.proxy.clone())
+        .collect();
+    Ok(Some(Arc::new(
+        nemesis::ToxiLinks::connect(api, proxies).await?,
+    )))
 }
 
 /// Starts the servers of `info` (none in-process; the user's at
@@ -443,12 +440,17 @@ type Made = (Box<dyn LockClient>, Arc<dyn LockBackend>);
 /// The scenario's clients, client `id` on host `id % hosts` and that
 /// host's backend, each with the slot through which faults reach it.
 async fn make_clients(
-    clients: u32,
     scenario: &Scenario,
     seed: u64,
     (host_backends, hosts): (&[Arc<dyn LockBackend>], usize),
+    opts: &RunOptions,
     ids: &Ids,
 ) -> Result<(Vec<Made>, Arc<Vec<Arc<ClientSlot>>>)> {
+    // An agent makes its share of the clients.
+    let clients = opts
+        .agent
+        .as_ref()
+        .map_or(scenario.clients, |a| a.clients(scenario.clients));
     let mut locks = Vec::with_capacity(clients as usize);
     let mut slots = Vec::with_capacity(clients as usize);
     for _ in 0..clients {
@@ -544,6 +546,25 @@ fn client_plan(scenario: &Scenario) -> ClientPlan {
     }
 }
 
+/// The lock library of a driver backend, as its driver named it.
+fn library_of(host_backends: &[Arc<dyn LockBackend>]) -> Option<crate::summary::Library> {
+    host_backends
+        .first()
+        .and_then(|b| b.library())
+        .map(|(name, version)| crate::summary::Library { name, version })
+}
+
+/// Starts the run's clock; an agent first measures its own clock and
+/// waits for the agreed instant, and notes the wall clock at the start.
+async fn start_clock(opts: &RunOptions) -> Result<(Clock, Option<super::agents::AgentStart>)> {
+    let Some(a) = &opts.agent else {
+        return Ok((Clock::start(), None));
+    };
+    let before = a.before_start(&opts.cancel).await?;
+    let clock = Clock::start();
+    Ok((clock, Some(before.started(a.clock_offset_ns))))
+}
+
 /// The run itself: clients made (before the clock starts: connecting is
 /// not part of the measured run), then contending with the nemesis until
 /// the duration, the operation budget or Ctrl-C; every fault undone and
@@ -561,29 +582,15 @@ async fn contend(
     faults: Vec<crate::fault::FaultSpec>,
 ) -> Result<Contended> {
     let hosts = scenario.hosts.max(1) as usize;
-    let library = host_backends
-        .first()
-        .and_then(|b| b.library())
-        .map(|(name, version)| crate::summary::Library { name, version });
+    let library = library_of(&host_backends);
     let plan = Arc::new(client_plan(scenario));
-    let clients = opts
-        .agent
-        .as_ref()
-        .map_or(scenario.clients, |a| a.clients(scenario.clients));
     // A crashed client's successor gets the next unused process id.
     let next_id = Arc::new(Ids::new(opts.agent.as_ref()));
     let (locks, slots) =
-        make_clients(clients, scenario, seed, (&host_backends, hosts), &next_id).await?;
+        make_clients(scenario, seed, (&host_backends, hosts), opts, &next_id).await?;
 
     let history_path = run_dir.join(opts.history_format.file_name());
-    // An agent measures its clock, then waits for the agreed instant.
-    let agent_start = match &opts.agent {
-        Some(a) => Some(a.before_start(&opts.cancel).await?),
-        None => None,
-    };
-    let clock = Clock::start();
-    let agent_start =
-        agent_start.map(|s| s.started(opts.agent.as_ref().map_or(0, |a| a.clock_offset_ns)));
+    let (clock, agent_start) = start_clock(opts).await?;
     let (recorder, handle) = if scenario.history {
         let format = opts.history_format;
         let (r, h) = Recorder::create(&history_path, format, HISTORY_CHANNEL, clock, &plan.keys)?;

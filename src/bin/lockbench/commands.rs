@@ -264,14 +264,6 @@ pub async fn run_scenarios(args: RunArgs) -> Result<u8> {
         );
         return Ok(BAD_INPUT);
     }
-    if args.local_agents.is_some()
-        && let Some(why) = scenarios
-            .iter()
-            .find_map(lockbench::run::agents::unshareable)
-    {
-        eprintln!("error: {why}");
-        return Ok(BAD_INPUT);
-    }
     if args.dry_run {
         for scenario in &scenarios {
             let seed = args.seed.or(scenario.seed).unwrap_or_else(rand::random);
