@@ -251,6 +251,21 @@ fn bad_agent_flags_are_refused_with_exit_2() {
         (&["--agent", "x"], "is not I/N"),
         (&["--agent", "1/2"], "needs --clock-bound"),
         (
+            &[
+                "--agent",
+                "1/2",
+                "--clock-bound",
+                "1ms",
+                "--backends",
+                "redis",
+            ],
+            "redis's are not named",
+        ),
+        (
+            &["--agent", "1/2", "--clock-reference", "ntp.example"],
+            "is not host:port, chrony or none",
+        ),
+        (
             &["--agents", "2", "--clock-reference", "none"],
             "needs --clock-bound",
         ),

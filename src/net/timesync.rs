@@ -134,6 +134,90 @@ pub async fn measure(reference: SocketAddr, skew_ns: i64) -> Result<ClockSample>
     })
 }
 
+/// chrony's bound on this machine's clock error, from `chronyc -c tracking`
+/// (the CSV form of `chronyc tracking`): chrony's documentation bounds the
+/// error by `|System time| + Root dispersion + Root delay / 2`. The offset
+/// is taken as 0 and the system time's offset, of either sign, is part of
+/// the bound.
+pub fn parse_chrony_tracking(csv: &str) -> std::result::Result<ClockSample, String> {
+    let fields: Vec<&str> = csv.trim().split(',').collect();
+    if fields.len() < 14 {
+        return Err(format!(
+            "chronyc -c tracking printed {} fields, not 14: {:?}",
+            fields.len(),
+            csv.trim()
+        ));
+    }
+    let secs = |i: usize, what: &str| {
+        fields[i]
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|v| v.is_finite())
+            .ok_or_else(|| {
+                format!(
+                    "chronyc -c tracking: {what} {:?} is not a number",
+                    fields[i]
+                )
+            })
+    };
+    let leap = fields[13].trim();
+    if leap.eq_ignore_ascii_case("Not synchronised") {
+        return Err(
+            "chrony says this clock is not synchronised (chronyc tracking: Leap \
+                    status)"
+                .into(),
+        );
+    }
+    let system = secs(4, "System time")?.abs();
+    let delay = secs(10, "Root delay")?.abs();
+    let dispersion = secs(11, "Root dispersion")?.abs();
+    let bound = system + dispersion + delay / 2.0;
+    Ok(ClockSample {
+        offset_ns: 0,
+        bound_ns: (bound * 1e9).ceil() as u64,
+    })
+}
+
+/// chrony's bound on this machine's clock now ([`parse_chrony_tracking`]
+/// of `chronyc -c tracking`, given 5 s).
+pub async fn chrony() -> Result<ClockSample> {
+    let what = "chronyc -c tracking";
+    let run = tokio::process::Command::new("chronyc")
+        .args(["-c", "tracking"])
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(5), run)
+        .await
+        .map_err(|_| {
+            Error::io(
+                what,
+                std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer within 5 s"),
+            )
+        })?
+        .map_err(|e| {
+            Error::io(
+                what,
+                std::io::Error::new(
+                    e.kind(),
+                    format!("{e}; is chrony installed and chronyd running here?"),
+                ),
+            )
+        })?;
+    if !out.status.success() {
+        return Err(Error::io(
+            what,
+            std::io::Error::other(format!(
+                "{}: {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            )),
+        ));
+    }
+    parse_chrony_tracking(&String::from_utf8_lossy(&out.stdout))
+        .map_err(|why| Error::io(what, std::io::Error::other(why)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -151,6 +235,31 @@ mod tests {
         let error = (ahead.offset_ns + 40_000_000).unsigned_abs();
         assert!(error <= ahead.bound_ns, "{ahead:?}");
         assert!(ahead.bound_ns < 40_000_000, "{ahead:?}");
+    }
+
+    #[test]
+    fn chrony_s_figures_give_the_bound() {
+        // The CSV line of `chronyc -c tracking` on a machine synchronised
+        // to a PTP clock: System time 4.315 µs, Root delay 1 ns, Root
+        // dispersion 29.493 µs.
+        let line = "50484330,PHC0,1,1709727533.139866748,0.000004315,-0.000003372,\
+                    0.000002759,1.274,-0.005,0.161,0.000000001,0.000029493,8.0,Normal\n";
+        let s = parse_chrony_tracking(line).unwrap();
+        assert_eq!(s.offset_ns, 0);
+        // 4315 + 29493 + 0.5 ns, rounded up.
+        assert_eq!(s.bound_ns, 33_809);
+        // A slow clock counts the same.
+        let slow = line.replace(",0.000004315,", ",-0.000004315,");
+        assert_eq!(parse_chrony_tracking(&slow).unwrap().bound_ns, 33_809);
+        let e = parse_chrony_tracking(&line.replace("Normal", "Not synchronised")).unwrap_err();
+        assert!(e.contains("not synchronised"), "{e}");
+        assert!(
+            parse_chrony_tracking("506,PHC0,1")
+                .unwrap_err()
+                .contains("not 14")
+        );
+        let e = parse_chrony_tracking(&line.replace("0.000029493", "x")).unwrap_err();
+        assert!(e.contains("Root dispersion"), "{e}");
     }
 
     #[tokio::test]

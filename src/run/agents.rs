@@ -28,6 +28,27 @@ use crate::history::{AgentClock, ClockSample};
 use crate::net::timesync::{self, wall_ns};
 use crate::scenario::Scenario;
 
+/// What an agent measures its clock against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClockReference {
+    /// Nothing: offset 0, bound the declared one (the user vouches).
+    None,
+    /// A lockbench time reference at this address (NTP-style exchange).
+    Lockbench(SocketAddr),
+    /// chrony's own figures on this machine (`chronyc -c tracking`).
+    Chrony,
+}
+
+impl std::fmt::Display for ClockReference {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClockReference::None => f.write_str("none"),
+            ClockReference::Lockbench(a) => write!(f, "{a}"),
+            ClockReference::Chrony => f.write_str("chrony"),
+        }
+    }
+}
+
 /// This process's part among several agents.
 #[derive(Debug, Clone)]
 pub struct AgentRole {
@@ -38,9 +59,8 @@ pub struct AgentRole {
     /// When to start the clients: ns since the epoch on the reference's
     /// clock (`None`: at once).
     pub start_at_ns: Option<i64>,
-    /// The time reference (`None`: offset 0, bound `declared_bound`: the
-    /// user vouches for the clock, from chrony's figures say).
-    pub reference: Option<SocketAddr>,
+    /// What the clock is measured against.
+    pub reference: ClockReference,
     /// The least bound on the clock's offset.
     pub declared_bound: Duration,
     /// A deliberate error added to this agent's wall clock, in ns: a test
@@ -107,18 +127,19 @@ impl AgentRole {
 
     async fn sample(&self) -> Result<ClockSample> {
         let declared = self.declared_bound.as_nanos() as u64;
-        Ok(match self.reference {
-            Some(addr) => {
-                let s = timesync::measure(addr, self.clock_offset_ns).await?;
-                ClockSample {
-                    bound_ns: s.bound_ns.max(declared),
-                    ..s
-                }
+        let s = match self.reference {
+            ClockReference::Lockbench(addr) => {
+                timesync::measure(addr, self.clock_offset_ns).await?
             }
-            None => ClockSample {
+            ClockReference::Chrony => timesync::chrony().await?,
+            ClockReference::None => ClockSample {
                 offset_ns: 0,
-                bound_ns: declared,
+                bound_ns: 0,
             },
+        };
+        Ok(ClockSample {
+            bound_ns: s.bound_ns.max(declared),
+            ..s
         })
     }
 
@@ -157,9 +178,7 @@ impl AgentRole {
         AgentClock {
             index: self.index,
             count: self.count,
-            reference: self
-                .reference
-                .map_or_else(|| "none".to_string(), |a| a.to_string()),
+            reference: self.reference.to_string(),
             start_wall_ns: start.wall_ns,
             start: start.sample,
             end,

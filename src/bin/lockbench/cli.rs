@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::commands::{Format, Gate};
-use lockbench::run::agents::{AgentRole, LocalAgents};
+use lockbench::run::agents::{AgentRole, ClockReference, LocalAgents};
 
 /// lockbench's arguments.
 #[derive(Debug, Parser)]
@@ -189,10 +189,11 @@ pub struct AgentArgs {
     #[arg(long, value_name = "TIME", value_parser = parse_instant, requires = "agent")]
     pub start_at: Option<i64>,
     /// The time reference an agent measures its clock against: host:port
-    /// of a lockbench reference, or `none` (offset taken as 0 within
-    /// --clock-bound, e.g. from `chronyc tracking`). Default: `none` for
-    /// --agent, the one lockbench starts for --agents.
-    #[arg(long, value_name = "ADDR|none")]
+    /// of a lockbench reference; `chrony` (offset taken as 0, the bound
+    /// from `chronyc tracking`: |System time| + Root dispersion + Root
+    /// delay / 2); or `none` (offset taken as 0 within --clock-bound).
+    /// Default: `none` for --agent, the one lockbench starts for --agents.
+    #[arg(long, value_name = "ADDR|chrony|none")]
     pub clock_reference: Option<String>,
     /// The least bound on an agent's clock offset (e.g. 2ms): its events'
     /// times are taken as known within it.
@@ -220,9 +221,13 @@ impl AgentArgs {
         };
         let reference = self.reference()?;
         let declared_bound = self.clock_bound.unwrap_or_default();
-        if reference.is_none() && self.clock_bound.is_none() {
-            return Err("--agent with --clock-reference none needs --clock-bound: how far this                         machine's clock may be from the others' (chronyc tracking gives it)"
-                .into());
+        if matches!(reference, ClockReference::None) && self.clock_bound.is_none() {
+            return Err(
+                "--agent with --clock-reference none needs --clock-bound: how far this machine's \
+                 clock may be from the others' (or --clock-reference chrony, which reads it \
+                 from chronyc tracking)"
+                    .into(),
+            );
         }
         Ok(Some(AgentRole {
             index,
@@ -234,14 +239,16 @@ impl AgentArgs {
         }))
     }
 
-    fn reference(&self) -> Result<Option<std::net::SocketAddr>, String> {
-        let Some(text) = self.clock_reference.as_deref().filter(|r| *r != "none") else {
-            return Ok(None);
+    fn reference(&self) -> Result<ClockReference, String> {
+        let text = match self.clock_reference.as_deref() {
+            None | Some("none") => return Ok(ClockReference::None),
+            Some("chrony") => return Ok(ClockReference::Chrony),
+            Some(text) => text,
         };
         let addr: std::net::SocketAddr = text
             .parse()
-            .map_err(|_| format!("--clock-reference {text:?} is not host:port or none"))?;
-        Ok(Some(addr))
+            .map_err(|_| format!("--clock-reference {text:?} is not host:port, chrony or none"))?;
+        Ok(ClockReference::Lockbench(addr))
     }
 
     /// The local agents of `--agents N`.
@@ -258,6 +265,7 @@ impl AgentArgs {
                 );
             }
             Some(r) if r != "none" => {
+                // A reference of the user's is for agents on their machines.
                 return Err(format!(
                     "--agents starts its own time reference; --clock-reference {r:?} is for \
                      --agent"

@@ -264,6 +264,22 @@ pub async fn run_scenarios(args: RunArgs) -> Result<u8> {
         );
         return Ok(BAD_INPUT);
     }
+    if args.agent.is_some()
+        && let Some((s, b)) = scenarios.iter().find_map(|s| {
+            s.backends
+                .iter()
+                .find(|b| !s.endpoints.contains_key(*b) && !s.deployments.contains_key(*b))
+                .map(|b| (s, b))
+        })
+    {
+        eprintln!(
+            "error: {}: --agent: the agents of a run share the servers under test, but {b}'s \
+             are not named (each agent would start its own)\n  hint: --endpoint \
+             {b}=HOST:PORT, or [endpoints] / [deployment.{b}] in the scenario",
+            s.path.display()
+        );
+        return Ok(BAD_INPUT);
+    }
     if args.dry_run {
         for scenario in &scenarios {
             let seed = args.seed.or(scenario.seed).unwrap_or_else(rand::random);
