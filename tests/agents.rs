@@ -288,3 +288,65 @@ fn bad_agent_flags_are_refused_with_exit_2() {
         assert_eq!(o.status.code(), Some(2), "{flags:?}: {t}");
     }
 }
+
+#[test]
+fn killing_the_parent_stops_its_agents_and_their_servers() {
+    if !common::server_available("redis-server") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let mut parent = common::lockbench()
+        .arg("run")
+        .arg(root().join("scenarios/quick.toml"))
+        .args(["--backends", "redis", "--duration", "60s", "--agents", "2"])
+        .arg("--out")
+        .arg(tmp.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until both agents run (their command lines say --agent).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let agents = loop {
+        let below = lockbench::cluster::descendants(parent.id());
+        let agents: Vec<u32> = below
+            .iter()
+            .copied()
+            .filter(|&p| common::process_alive(p, "--agent"))
+            .collect();
+        if agents.len() == 2 {
+            break below;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the agents did not start: {below:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert!(
+        agents
+            .iter()
+            .any(|&p| common::process_alive(p, "redis-server")),
+        "{agents:?}"
+    );
+    parent.kill().unwrap();
+    parent.wait().unwrap();
+    // SIGKILL leaves no handler to run: the agents and the server go by
+    // the parent-death signal they were started with.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let left: Vec<u32> = agents
+            .iter()
+            .copied()
+            .filter(|&p| p != parent.id() && common::process_alive(p, ""))
+            .collect();
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still running 10 s after the parent was killed: {left:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
