@@ -55,6 +55,13 @@ fn agents_against_one_redis_give_one_valid_merged_run_with_each_agent_s_clock() 
     assert_eq!(agents.clocks.len(), 3);
     assert_eq!(agents.definite, 0);
     assert_eq!(s.clients, 16);
+    // The servers are the ones this process started for the agents.
+    assert!(!s.servers.is_empty());
+    assert!(
+        s.servers.iter().all(|v| v.started_by_lockbench),
+        "{:?}",
+        s.servers
+    );
     for (i, c) in agents.clocks.iter().enumerate() {
         assert_eq!(c.index as usize, i + 1);
         // Measured over loopback: a bound above zero, far below a
@@ -155,22 +162,27 @@ fn a_broken_recipe_across_agents_breaks_exclusion_definitely() {
     assert!(agents.definite_across > 0, "{agents:?}");
 }
 
+/// Two agents on the quick scenario's Redis, agent 2's clock 40 ms ahead;
+/// with `bound`, no reference and that bound declared. The exit code must
+/// be `code`; the merged summary.
+fn forty_ms_off(out: &Path, bound: Option<&str>, code: i32) -> Summary {
+    let mut flags = vec!["--agent-clock-offset", "2=40ms"];
+    if let Some(b) = bound {
+        flags.extend(["--clock-reference", "none", "--clock-bound", b]);
+    }
+    let o = run_agents(out, "scenarios/quick.toml", "redis", 2, &flags);
+    assert_eq!(o.status.code(), Some(code), "{}", text(&o));
+    merged(out, "quick", "redis").1
+}
+
 #[test]
 fn a_clock_that_is_off_is_measured_away_or_covered_by_its_bound_or_caught() {
     if !common::server_available("redis-server") {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    // Agent 2's clock runs 40 ms ahead; the reference measures it.
-    let o = run_agents(
-        &tmp.path().join("measured"),
-        "scenarios/quick.toml",
-        "redis",
-        2,
-        &["--agent-clock-offset", "2=40ms"],
-    );
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    let (_, s) = merged(&tmp.path().join("measured"), "quick", "redis");
+    // The reference measures agent 2's offset, and the merge removes it.
+    let s = forty_ms_off(&tmp.path().join("measured"), None, 0);
     let a = s.agents.unwrap();
     let two = &a.clocks[1];
     assert_eq!(two.clock_offset_ns, 40_000_000);
@@ -185,22 +197,7 @@ fn a_clock_that_is_off_is_measured_away_or_covered_by_its_bound_or_caught() {
     // The 40 ms error puts agent 2's holds into agent 1's on the merged
     // timeline, but never deeper than the bounds allow: possible, not
     // definite, and the run stays valid.
-    let o = run_agents(
-        &tmp.path().join("covered"),
-        "scenarios/quick.toml",
-        "redis",
-        2,
-        &[
-            "--agent-clock-offset",
-            "2=40ms",
-            "--clock-reference",
-            "none",
-            "--clock-bound",
-            "60ms",
-        ],
-    );
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    let (_, s) = merged(&tmp.path().join("covered"), "quick", "redis");
+    let s = forty_ms_off(&tmp.path().join("covered"), Some("60ms"), 0);
     let a = s.agents.unwrap();
     assert!(a.possible > 0, "the 40 ms error shows as possible overlaps");
     assert_eq!(a.definite, 0);
@@ -212,22 +209,7 @@ fn a_clock_that_is_off_is_measured_away_or_covered_by_its_bound_or_caught() {
     // The same error with a declared bound of 1 ms: the bound is wrong,
     // and the overlaps it cannot explain are definite. The check trusts
     // the bounds; this is what a wrong one does.
-    let o = run_agents(
-        &tmp.path().join("wrong"),
-        "scenarios/quick.toml",
-        "redis",
-        2,
-        &[
-            "--agent-clock-offset",
-            "2=40ms",
-            "--clock-reference",
-            "none",
-            "--clock-bound",
-            "1ms",
-        ],
-    );
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    let (_, s) = merged(&tmp.path().join("wrong"), "quick", "redis");
+    let s = forty_ms_off(&tmp.path().join("wrong"), Some("1ms"), 1);
     assert!(s.agents.unwrap().definite > 0);
     assert_eq!(s.verdict.as_str(), "invalid");
 }

@@ -388,6 +388,7 @@ pub async fn run_local(
     let ran = run_agents(&mut procs, agents_bound(scenario, lead), &opts.cancel).await;
     drop(procs);
     drop(reference);
+    let server_infos = servers.infos().to_vec();
     servers.stop();
     ran?;
     let mut dirs = Vec::new();
@@ -404,7 +405,12 @@ pub async fn run_local(
             ));
         }
     }
-    let summary = super::merge::merge_runs(&dirs, &run_dir)?;
+    let mut summary = super::merge::merge_runs(&dirs, &run_dir)?;
+    // The agents saw the servers as endpoints; this process started them.
+    summary.servers = server_infos;
+    summary
+        .write(&run_dir.join("summary.json"))
+        .and_then(|()| crate::report::write_run_report(&run_dir, &summary).map(|_| ()))?;
     Ok(RunOutcome::Completed {
         run_dir,
         summary: Box::new(summary),
