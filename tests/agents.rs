@@ -42,17 +42,17 @@ fn merged(out: &Path, scenario: &str, backend: &str) -> (PathBuf, Summary) {
 }
 
 #[test]
-fn agents_against_one_redis_give_one_valid_merged_run_with_each_agent_s_clock() {
+fn four_agents_against_one_redis_give_one_valid_merged_run_with_each_agent_s_clock() {
     if !common::server_available("redis-server") {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    let o = run_agents(tmp.path(), "scenarios/quick.toml", "redis", 3, &[]);
+    let o = run_agents(tmp.path(), "scenarios/quick.toml", "redis", 4, &[]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let (dir, s) = merged(tmp.path(), "quick", "redis");
     assert_eq!(s.verdict.as_str(), "valid", "{:?}", s.verdict_reason);
     let agents = s.agents.as_ref().expect("a merged run says its agents");
-    assert_eq!(agents.clocks.len(), 3);
+    assert_eq!(agents.clocks.len(), 4);
     assert_eq!(agents.definite, 0);
     assert_eq!(s.clients, 16);
     // The servers are the ones this process started for the agents.
@@ -73,20 +73,20 @@ fn agents_against_one_redis_give_one_valid_merged_run_with_each_agent_s_clock() 
             "{c:?}"
         );
         assert!(c.end.is_some(), "{c:?}");
-        assert!(text(&o).contains(&format!("agent {}/3: clock offset", i + 1)));
+        assert!(text(&o).contains(&format!("agent {}/4: clock offset", i + 1)));
     }
     // Each agent ran only its own process ids, and the merged history
     // holds every agent's client events.
     let mut client_events = 0;
     let mut agent_dirs = Vec::new();
     lockbench::run::merge::find_agent_dirs(&dir.join("agents"), &mut agent_dirs);
-    assert_eq!(agent_dirs.len(), 3);
+    assert_eq!(agent_dirs.len(), 4);
     for d in &agent_dirs {
         let clock = lockbench::history::AgentClock::read(d).unwrap();
         let h = lockbench::history::read_jsonl(&lockbench::history::history_in(d)).unwrap();
         for e in &h.events {
             if let lockbench::history::Process::Client(id) = e.process {
-                assert_eq!(id % 3, u64::from(clock.index - 1), "{}", d.display());
+                assert_eq!(id % 4, u64::from(clock.index - 1), "{}", d.display());
                 client_events += 1;
             }
         }
@@ -99,7 +99,7 @@ fn agents_against_one_redis_give_one_valid_merged_run_with_each_agent_s_clock() 
     );
     let page = std::fs::read_to_string(dir.join("index.html")).unwrap();
     assert!(
-        page.contains("agent 2/3: clock offset"),
+        page.contains("agent 2/4: clock offset"),
         "the report shows the clocks"
     );
     assert!(
@@ -123,14 +123,14 @@ fn agents_against_one_redis_give_one_valid_merged_run_with_each_agent_s_clock() 
     assert_eq!(s2.history_events, s.history_events);
     let m = common::lockbench()
         .arg("merge")
-        .args(&agent_dirs[..2])
+        .args(&agent_dirs[..3])
         .arg("--out")
         .arg(&again)
         .output()
         .unwrap();
     assert_eq!(m.status.code(), Some(2), "{}", text(&m));
     assert!(
-        text(&m).contains("2 of 3 agents were given"),
+        text(&m).contains("3 of 4 agents were given"),
         "{}",
         text(&m)
     );
