@@ -549,15 +549,25 @@ fn agents_text(a: &crate::summary::AgentsReport) -> String {
         a.possible
     );
     if let Some(e) = a.possible_examples.first() {
+        let how = if e.overlap_ns <= 0 {
+            format!(
+                "{:.3} ms apart on the merged timeline, closer than their bounds (±{:.3} ms \
+                 together) can tell apart",
+                ms(-e.overlap_ns),
+                ms(e.bound_ns as i64)
+            )
+        } else {
+            format!(
+                "{:.3} ms into each other on the merged timeline, apart if their clocks differ \
+                 by {:+.3} ms (within their bounds, ±{:.3} ms together)",
+                ms(e.overlap_ns),
+                ms(e.separated_by_ns),
+                ms(e.bound_ns as i64)
+            )
+        };
         t.push_str(&format!(
-            "; e.g. processes {} and {} on {:?}, {:.3} ms into each other on the merged \
-             timeline, apart if their clocks differ by {:+.3} ms (bounds ±{:.3} ms together)",
-            e.first,
-            e.second,
-            e.key,
-            ms(e.overlap_ns),
-            ms(e.separated_by_ns),
-            ms(e.bound_ns as i64)
+            "; e.g. processes {} and {} on {:?}, {how}",
+            e.first, e.second, e.key
         ));
     }
     t
