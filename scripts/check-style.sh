@@ -66,11 +66,12 @@ for what in "${wanted[@]}"; do
       ;;
     go)
       need go "install Go 1.26 or later from go.dev"
-      step "gofmt -l, go vet (drivers/go, tools/k8s-check)"
-      unformatted=$(gofmt -l drivers/go tools/k8s-check)
-      if [ -n "$unformatted" ]; then bad "gofmt: not formatted: $unformatted (run gofmt -w drivers/go tools/k8s-check)"; fi
+      step "gofmt -l, go vet (drivers/go, tools/k8s-check, tools/etcd36)"
+      unformatted=$(gofmt -l drivers/go tools/k8s-check tools/etcd36)
+      if [ -n "$unformatted" ]; then bad "gofmt: not formatted: $unformatted (run gofmt -w drivers/go tools/k8s-check tools/etcd36)"; fi
       (cd drivers/go && GOFLAGS=-mod=readonly go vet ./...) || bad "go vet (drivers/go)"
       (cd tools/k8s-check && GOFLAGS=-mod=readonly go vet ./...) || bad "go vet (tools/k8s-check)"
+      (cd tools/etcd36 && GOFLAGS=-mod=readonly go vet ./...) || bad "go vet (tools/etcd36)"
       ;;
     java)
       need mvn "apt-get install maven"

@@ -275,6 +275,20 @@ check_toxiproxy() {
   fi
 }
 
+# etcd 3.6, built from its Go modules, runs (the etcd-3.6 backend).
+check_etcd36() {
+  local bin="$root/tools/etcd36/bin/etcd" out
+  if [ ! -x "$bin" ]; then
+    missing etcd-3.6 "$bin is missing: run scripts/install-backends.sh (it builds it with go from tools/etcd36/go.sum)"
+    return
+  fi
+  if out=$("$bin" --version 2>&1 </dev/null); then
+    ok etcd-3.6 "$bin: $(printf '%s' "$out" | head -n 1)"
+  else
+    missing etcd-3.6 "$bin does not run ($(printf '%s' "$out" | tail -n 1)): run scripts/install-backends.sh to build it again"
+  fi
+}
+
 # The Node drivers' packages are installed, at their locked versions.
 check_node_drivers() {
   local node dir="$root/drivers/node" out
@@ -338,6 +352,7 @@ run_check() {
   check_go_drivers
   check_k8s_check
   check_toxiproxy
+  check_etcd36
   check_node_drivers
   check_java_drivers
   if [ "$missing_count" -ne 0 ]; then
@@ -378,6 +393,11 @@ install_drivers() {
     # (tests/toxiproxy.rs starts it).
     echo "install-backends: building Toxiproxy's server (tools/toxiproxy)"
     (cd "$root/tools/toxiproxy" && GOFLAGS=-mod=readonly go build -o bin/toxiproxy-server github.com/Shopify/toxiproxy/v2/cmd/server)
+    # etcd 3.6, its own server package around a three-line main, at the
+    # version tools/etcd36/go.mod pins: the etcd-3.6 backend, beside
+    # Debian's etcd 3.4.
+    echo "install-backends: building etcd 3.6 (tools/etcd36)"
+    (cd "$root/tools/etcd36" && GOFLAGS=-mod=readonly go build -o bin/etcd .)
   else
     echo "install-backends: go not found: the Go drivers are not built (install Go 1.26 or later)" >&2
   fi

@@ -691,6 +691,16 @@ pub(super) fn backends() -> Vec<super::BackendInfo> {
         )
         .replicated(Shape::EtcdCluster(3))
         .notified("watch on the key"),
+        // The same recipe on etcd 3.6 (a single server; the replicated
+        // topology is Debian's 3.4), to set the versions side by side.
+        super::BackendInfo::new(
+            "etcd-3.6",
+            Some(ServerKind::Etcd36),
+            "the etcd recipe on etcd 3.6 (built from its Go modules): lease + transaction on \
+             create_revision == 0, kept alive while held; fence = create revision",
+            |eps| async move { connect(&eps).await },
+        )
+        .notified("watch on the key"),
     ]
 }
 

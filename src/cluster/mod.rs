@@ -48,8 +48,12 @@ pub enum ServerKind {
     Memcached,
     /// ZooKeeper standalone (`ZooKeeperServerMain` from the Debian jars).
     ZooKeeper,
-    /// `etcd`.
+    /// `etcd` (Debian's package: 3.4).
     Etcd,
+    /// etcd 3.6, built from its Go modules by the install script
+    /// (`tools/etcd36`): the same server of a later version, beside
+    /// Debian's.
+    Etcd36,
     /// MariaDB (`mariadbd`).
     MariaDb,
     /// PostgreSQL (`postgres`).
@@ -69,11 +73,12 @@ pub struct Installed {
 
 impl ServerKind {
     /// Every kind.
-    pub const ALL: [ServerKind; 7] = [
+    pub const ALL: [ServerKind; 8] = [
         ServerKind::Redis,
         ServerKind::Memcached,
         ServerKind::ZooKeeper,
         ServerKind::Etcd,
+        ServerKind::Etcd36,
         ServerKind::MariaDb,
         ServerKind::Postgres,
         ServerKind::Hazelcast,
@@ -91,6 +96,7 @@ impl ServerKind {
             ServerKind::Memcached => "memcached",
             ServerKind::ZooKeeper => "zookeeper",
             ServerKind::Etcd => "etcd",
+            ServerKind::Etcd36 => "etcd-3.6",
             ServerKind::MariaDb => "mariadb",
             ServerKind::Postgres => "postgres",
             ServerKind::Hazelcast => "hazelcast",
@@ -104,6 +110,8 @@ impl ServerKind {
             ServerKind::Memcached => "memcached",
             ServerKind::ZooKeeper => "zookeeper",
             ServerKind::Etcd => "etcd-server",
+            // Not a Debian package: built from the Go module proxy.
+            ServerKind::Etcd36 => "go module (tools/etcd36/go.mod)",
             ServerKind::MariaDb => "mariadb-server",
             ServerKind::Postgres => "postgresql",
             // Not a Debian package: the JVM drivers' Maven build brings it.
@@ -117,6 +125,11 @@ impl ServerKind {
             return "run scripts/install-backends.sh: it builds the JVM drivers with Maven, which \
                     copies the Hazelcast jar (pinned in drivers/java/pom.xml) into \
                     drivers/java/target/hazelcast/"
+                .into();
+        }
+        if self == ServerKind::Etcd36 {
+            return "run scripts/install-backends.sh: it builds etcd 3.6 with go from \
+                    tools/etcd36 (the version tools/etcd36/go.mod pins) into tools/etcd36/bin/"
                 .into();
         }
         format!(
@@ -135,6 +148,7 @@ impl ServerKind {
             ServerKind::Memcached => memcached::locate(),
             ServerKind::ZooKeeper => zookeeper::locate(),
             ServerKind::Etcd => etcd::locate(),
+            ServerKind::Etcd36 => etcd::locate_built(),
             ServerKind::MariaDb => mariadb::locate(),
             ServerKind::Postgres => postgres::locate(),
             ServerKind::Hazelcast => hazelcast::locate(),
@@ -148,7 +162,7 @@ impl ServerKind {
             ServerKind::Redis => redis::prepare(installed, port, data_dir),
             ServerKind::Memcached => memcached::prepare(installed, port, data_dir),
             ServerKind::ZooKeeper => zookeeper::prepare(installed, port, data_dir),
-            ServerKind::Etcd => etcd::prepare(installed, port, data_dir),
+            ServerKind::Etcd | ServerKind::Etcd36 => etcd::prepare(installed, port, data_dir),
             ServerKind::MariaDb => mariadb::prepare(installed, port, data_dir),
             ServerKind::Postgres => postgres::prepare(installed, port, data_dir),
             ServerKind::Hazelcast => hazelcast::prepare(installed, port, data_dir),
@@ -161,7 +175,7 @@ impl ServerKind {
             ServerKind::Redis => redis::probe(addr).await,
             ServerKind::Memcached => memcached::probe(addr).await,
             ServerKind::ZooKeeper => zookeeper::probe(addr).await,
-            ServerKind::Etcd => etcd::probe(addr).await,
+            ServerKind::Etcd | ServerKind::Etcd36 => etcd::probe(addr).await,
             ServerKind::MariaDb => mariadb::probe(addr).await,
             ServerKind::Postgres => postgres::probe(addr).await,
             ServerKind::Hazelcast => hazelcast::probe(addr).await,
@@ -182,9 +196,11 @@ impl ServerKind {
             // memcached ticks its clock once a second, so expiry is early by
             // up to one tick's worth of fake seconds (rate x 1 s).
             ServerKind::Memcached => Ok(LeaseClock::Monotonic),
-            ServerKind::Etcd => Err("etcd is a Go program: Go reads the clock through the vDSO \
+            ServerKind::Etcd | ServerKind::Etcd36 => {
+                Err("etcd is a Go program: Go reads the clock through the vDSO \
                                      without calling libc, so a preload library cannot skew it"
-                .into()),
+                    .into())
+            }
             ServerKind::ZooKeeper => Err("ZooKeeper (Java) expires sessions by the JVM's \
                                           System.nanoTime (CLOCK_MONOTONIC); whether the preload \
                                           library reaches the JVM's clock has not been measured, \
@@ -221,7 +237,7 @@ impl ServerKind {
             ServerKind::Redis => redis::START_TIMEOUT,
             ServerKind::Memcached => memcached::START_TIMEOUT,
             ServerKind::ZooKeeper => zookeeper::START_TIMEOUT,
-            ServerKind::Etcd => etcd::START_TIMEOUT,
+            ServerKind::Etcd | ServerKind::Etcd36 => etcd::START_TIMEOUT,
             ServerKind::MariaDb => mariadb::START_TIMEOUT,
             ServerKind::Postgres => postgres::START_TIMEOUT,
             ServerKind::Hazelcast => hazelcast::START_TIMEOUT,

@@ -226,6 +226,37 @@ fn load_scenarios(
     Some(scenarios)
 }
 
+/// Why the scenarios cannot run as agents (`--agent`, `--agents`), if
+/// they cannot: agents run contention scenarios, and an agent's servers
+/// must be named, since each agent would otherwise start its own.
+fn agents_refusal(args: &RunArgs, scenarios: &[Scenario]) -> Option<String> {
+    if args.agent.is_none() && args.local_agents.is_none() {
+        return None;
+    }
+    if let Some(s) = scenarios.iter().find(|s| s.mode != Mode::Contend) {
+        return Some(format!(
+            "{}: agents run contention scenarios, not mode = {:?}\n  hint: give a scenario \
+             without `mode`, such as scenarios/quick.toml",
+            s.path.display(),
+            s.mode
+        ));
+    }
+    // Local agents (`--agents`) get the servers this process starts.
+    args.agent.as_ref()?;
+    scenarios.iter().find_map(|s| {
+        let b = s
+            .backends
+            .iter()
+            .find(|b| !s.endpoints.contains_key(*b) && !s.deployments.contains_key(*b))?;
+        Some(format!(
+            "{}: --agent: the agents of a run share the servers under test, but {b}'s are not \
+             named (each agent would start its own)\n  hint: --endpoint {b}=HOST:PORT, or \
+             [endpoints] / [deployment.{b}] in the scenario",
+            s.path.display()
+        ))
+    })
+}
+
 /// `lockbench run`: every scenario of `args` on each of its backends,
 /// printed as it goes; the exit code (0 as expected, 1 not, 2 bad input,
 /// 130 interrupted).
@@ -253,31 +284,8 @@ pub async fn run_scenarios(args: RunArgs) -> Result<u8> {
     ) else {
         return Ok(BAD_INPUT);
     };
-    if (args.agent.is_some() || args.local_agents.is_some())
-        && let Some(s) = scenarios.iter().find(|s| s.mode != Mode::Contend)
-    {
-        eprintln!(
-            "error: {}: agents run contention scenarios, not mode = {:?}\n  hint: give a \
-             scenario without `mode`, such as scenarios/quick.toml",
-            s.path.display(),
-            s.mode
-        );
-        return Ok(BAD_INPUT);
-    }
-    if args.agent.is_some()
-        && let Some((s, b)) = scenarios.iter().find_map(|s| {
-            s.backends
-                .iter()
-                .find(|b| !s.endpoints.contains_key(*b) && !s.deployments.contains_key(*b))
-                .map(|b| (s, b))
-        })
-    {
-        eprintln!(
-            "error: {}: --agent: the agents of a run share the servers under test, but {b}'s \
-             are not named (each agent would start its own)\n  hint: --endpoint \
-             {b}=HOST:PORT, or [endpoints] / [deployment.{b}] in the scenario",
-            s.path.display()
-        );
+    if let Some(why) = agents_refusal(&args, &scenarios) {
+        eprintln!("error: {why}");
         return Ok(BAD_INPUT);
     }
     if args.dry_run {
