@@ -405,12 +405,8 @@ pub async fn run_local(
             ));
         }
     }
-    let mut summary = super::merge::merge_runs(&dirs, &run_dir)?;
     // The agents saw the servers as endpoints; this process started them.
-    summary.servers = server_infos;
-    summary
-        .write(&run_dir.join("summary.json"))
-        .and_then(|()| crate::report::write_run_report(&run_dir, &summary).map(|_| ()))?;
+    let summary = super::merge::merge_runs(&dirs, &run_dir, Some(server_infos))?;
     Ok(RunOutcome::Completed {
         run_dir,
         summary: Box::new(summary),

@@ -144,12 +144,19 @@ fn metrics_of(events: &[Event]) -> Metrics {
 }
 
 /// Merges the agents' run directories `dirs` into `out_dir` (created):
-/// its history, summary.json and index.html. The merged summary.
-pub fn merge_runs(dirs: &[PathBuf], out_dir: &Path) -> Result<Summary> {
-    let runs = read_agents(dirs)?;
+/// its history, summary.json and index.html. `servers`, when given, are
+/// the servers the summary names (the agents saw them as endpoints; the
+/// process that started them knows better). The merged summary.
+pub fn merge_runs(
+    dirs: &[PathBuf],
+    out_dir: &Path,
+    servers: Option<Vec<crate::summary::ServerInfo>>,
+) -> Result<Summary> {
+    let mut runs = read_agents(dirs)?;
+    // The events move into the merge: one copy of the history in memory.
     let pairs: Vec<(AgentClock, Vec<Event>)> = runs
-        .iter()
-        .map(|r| (r.clock.clone(), r.events.clone()))
+        .iter_mut()
+        .map(|r| (r.clock.clone(), std::mem::take(&mut r.events)))
         .collect();
     let merged = history::agent::merge(&pairs)?;
     drop(pairs);
@@ -207,6 +214,9 @@ pub fn merge_runs(dirs: &[PathBuf], out_dir: &Path) -> Result<Summary> {
     s.clients = runs.iter().map(|r| r.summary.clients).sum();
     s.history_events = merged.len() as u64;
     s.interrupted = runs.iter().any(|r| r.summary.interrupted);
+    if let Some(servers) = servers {
+        s.servers = servers;
+    }
     s.agents = Some(AgentsReport {
         clocks,
         definite: widened.definite,

@@ -884,7 +884,7 @@ pub fn merge_agents(dirs: &[PathBuf], out: &Path) -> Result<u8> {
     }
     let first = Summary::read(&found[0].join("summary.json"))?;
     let run_dir = lockbench::run::merge::new_merged_dir(out, &first.scenario, &first.backend)?;
-    let s = lockbench::run::merge::merge_runs(&found, &run_dir)?;
+    let s = lockbench::run::merge::merge_runs(&found, &run_dir, None)?;
     print_run(Say { to_stderr: false }, &s, &run_dir);
     Ok(s.verdict.exit_code() as u8)
 }
