@@ -289,6 +289,25 @@ check_etcd36() {
   fi
 }
 
+# ZooKeeper 3.9, its jars fetched from Maven Central, runs (the
+# zookeeper-3.9 backend).
+check_zookeeper39() {
+  local lib="$root/tools/zookeeper39/target/lib" java out
+  if ! java=$(find_binary java); then
+    missing zookeeper-3.9 "java not found$(where_hint): apt-get install default-jre-headless"
+    return
+  fi
+  if ! compgen -G "$lib/zookeeper-3*.jar" >/dev/null; then
+    missing zookeeper-3.9 "$lib has no ZooKeeper jar: run scripts/install-backends.sh (it fetches it with Maven from tools/zookeeper39/pom.xml)"
+    return
+  fi
+  if out=$(timeout 30 "$java" -cp "$lib/*" org.apache.zookeeper.version.VersionInfoMain 2>&1 </dev/null); then
+    ok zookeeper-3.9 "$(printf '%s\n' "$out" | head -n 1)"
+  else
+    missing zookeeper-3.9 "ZooKeeper 3.9 does not run ($(printf '%s' "$out" | tail -n 1)): run scripts/install-backends.sh to fetch it again"
+  fi
+}
+
 # The Node drivers' packages are installed, at their locked versions.
 check_node_drivers() {
   local node dir="$root/drivers/node" out
@@ -353,6 +372,7 @@ run_check() {
   check_k8s_check
   check_toxiproxy
   check_etcd36
+  check_zookeeper39
   check_node_drivers
   check_java_drivers
   if [ "$missing_count" -ne 0 ]; then
@@ -409,6 +429,14 @@ install_drivers() {
     if [ ! -f "$jar" ] || [ -n "$(find "$root/drivers/java/pom.xml" "$root/drivers/java/src" -newer "$jar" -print -quit)" ]; then
       echo "install-backends: building the JVM drivers (drivers/java)"
       (cd "$root/drivers/java" && mvn -q -B -Dstyle.color=never package -DskipTests)
+    fi
+    # ZooKeeper 3.9's jars, at the version tools/zookeeper39/pom.xml pins:
+    # the zookeeper-3.9 backend, beside Debian's 3.8.
+    local zk39="$root/tools/zookeeper39"
+    if [ ! -f "$zk39/target/lib/VERSION" ] || [ "$zk39/pom.xml" -nt "$zk39/target/lib/VERSION" ]; then
+      echo "install-backends: fetching ZooKeeper 3.9 (tools/zookeeper39)"
+      rm -rf "$zk39/target/lib"
+      (cd "$zk39" && mvn -q -B -Dstyle.color=never package)
     fi
   else
     echo "install-backends: mvn not found: the JVM drivers are not built (apt-get install maven)" >&2

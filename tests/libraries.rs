@@ -119,6 +119,13 @@ fn every_shipped_library_keeps_exclusion_and_names_its_version() {
         ("redisson", "redisson"),
         ("redisson-fenced", "redisson"),
         ("hazelcast-fencedlock", "hazelcast"),
+        ("spring-redis", "spring-integration"),
+        ("spring-jdbc-postgres", "spring-integration"),
+        ("spring-jdbc-mariadb", "spring-integration"),
+        ("spring-zookeeper", "spring-integration"),
+        ("shedlock-jdbc", "shedlock"),
+        ("shedlock-redis", "shedlock"),
+        ("shedlock-zookeeper", "shedlock"),
     ];
     // Each library names itself as its driver reports it; a new one needs
     // its line here.

@@ -120,7 +120,7 @@ async fn a_zookeeper_ensemble_whose_member_lost_its_port_starts_again() {
     let logs = tempfile::tempdir().unwrap();
     // Member 1's client port.
     port_race::take(&[0]);
-    let ensemble = ZkEnsemble::start(3, logs.path())
+    let ensemble = ZkEnsemble::start(3, ServerKind::ZooKeeper, logs.path())
         .await
         .expect("started on fresh ports");
     assert_eq!(port_race::held().len(), 1);

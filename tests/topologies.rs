@@ -6,6 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use lockbench::cluster::ServerKind;
 use lockbench::cluster::topology::{EtcdCluster, Members, Replicated, Role, ZkEnsemble};
 
 /// Bound on every wait for an election or a recovery.
@@ -43,7 +44,9 @@ async fn zookeeper_ensemble_starts_with_one_leader_and_stops_cleanly() {
     }
     let logs = tempfile::tempdir().unwrap();
     let t0 = Instant::now();
-    let zk = ZkEnsemble::start(3, logs.path()).await.unwrap();
+    let zk = ZkEnsemble::start(3, ServerKind::ZooKeeper, logs.path())
+        .await
+        .unwrap();
     println!("zookeeper ensemble of 3 ready in {:?}", t0.elapsed());
     assert_eq!(zk.len(), 3);
     let roles = zk.roles().await;
@@ -77,7 +80,9 @@ async fn zookeeper_isolated_leader_is_replaced_and_heals() {
         return;
     }
     let logs = tempfile::tempdir().unwrap();
-    let zk = ZkEnsemble::start(3, logs.path()).await.unwrap();
+    let zk = ZkEnsemble::start(3, ServerKind::ZooKeeper, logs.path())
+        .await
+        .unwrap();
     let old = zk.leader().await.expect("a leader at start");
     let t0 = Instant::now();
     zk.isolate(old).unwrap();
@@ -146,7 +151,9 @@ async fn zookeeper_write_through_one_member_reads_through_another() {
         return;
     }
     let logs = tempfile::tempdir().unwrap();
-    let zk = ZkEnsemble::start(3, logs.path()).await.unwrap();
+    let zk = ZkEnsemble::start(3, ServerKind::ZooKeeper, logs.path())
+        .await
+        .unwrap();
     let addrs = zk.client_addrs();
     let a = zk_client(&addrs[0]).await;
     let value = format!("written-at-{:?}", Instant::now());
@@ -170,7 +177,9 @@ async fn zookeeper_member_kill_restart_pause() {
         return;
     }
     let logs = tempfile::tempdir().unwrap();
-    let mut zk = ZkEnsemble::start(3, logs.path()).await.unwrap();
+    let mut zk = ZkEnsemble::start(3, ServerKind::ZooKeeper, logs.path())
+        .await
+        .unwrap();
     let leader = zk.leader().await.unwrap();
     let follower = (leader + 1) % 3;
     zk.kill(follower).unwrap();
@@ -205,7 +214,9 @@ async fn etcd_cluster_starts_with_one_leader_and_stops_cleanly() {
     }
     let logs = tempfile::tempdir().unwrap();
     let t0 = Instant::now();
-    let etcd = EtcdCluster::start(3, logs.path()).await.unwrap();
+    let etcd = EtcdCluster::start(3, ServerKind::Etcd, logs.path())
+        .await
+        .unwrap();
     println!("etcd cluster of 3 ready in {:?}", t0.elapsed());
     let seen = etcd.leaders_seen().await;
     let ids: Vec<u64> = seen.iter().map(|r| *r.as_ref().unwrap()).collect();
@@ -232,7 +243,9 @@ async fn etcd_isolated_leader_is_replaced_and_heals() {
         return;
     }
     let logs = tempfile::tempdir().unwrap();
-    let etcd = EtcdCluster::start(3, logs.path()).await.unwrap();
+    let etcd = EtcdCluster::start(3, ServerKind::Etcd, logs.path())
+        .await
+        .unwrap();
     let old = etcd.leader().await.expect("a leader at start");
     let t0 = Instant::now();
     etcd.isolate(old).unwrap();
@@ -280,7 +293,9 @@ async fn etcd_write_through_one_member_reads_through_another() {
         return;
     }
     let logs = tempfile::tempdir().unwrap();
-    let etcd = EtcdCluster::start(3, logs.path()).await.unwrap();
+    let etcd = EtcdCluster::start(3, ServerKind::Etcd, logs.path())
+        .await
+        .unwrap();
     let addrs = etcd.client_addrs();
     let value = format!("written-at-{:?}", Instant::now());
     etcd_client(&addrs[0])
@@ -304,7 +319,9 @@ async fn etcd_member_kill_restart_pause() {
         return;
     }
     let logs = tempfile::tempdir().unwrap();
-    let mut etcd = EtcdCluster::start(3, logs.path()).await.unwrap();
+    let mut etcd = EtcdCluster::start(3, ServerKind::Etcd, logs.path())
+        .await
+        .unwrap();
     let leader = etcd.leader().await.unwrap();
     let follower = (leader + 1) % 3;
     etcd.kill(follower).unwrap();

@@ -689,10 +689,10 @@ pub(super) fn backends() -> Vec<super::BackendInfo> {
             "lease + transaction on create_revision == 0, kept alive while held; fence = create revision",
             |eps| async move { connect(&eps).await },
         )
-        .replicated(Shape::EtcdCluster(3))
+        .replicated(Shape::EtcdCluster(3, ServerKind::Etcd))
         .notified("watch on the key"),
-        // The same recipe on etcd 3.6 (a single server; the replicated
-        // topology is Debian's 3.4), to set the versions side by side.
+        // The same recipe on etcd 3.6, to set the versions side by side: one
+        // server, or a cluster of three 3.6s.
         super::BackendInfo::new(
             "etcd-3.6",
             Some(ServerKind::Etcd36),
@@ -700,6 +700,7 @@ pub(super) fn backends() -> Vec<super::BackendInfo> {
              create_revision == 0, kept alive while held; fence = create revision",
             |eps| async move { connect(&eps).await },
         )
+        .replicated(Shape::EtcdCluster(3, ServerKind::Etcd36))
         .notified("watch on the key"),
     ]
 }

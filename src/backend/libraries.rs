@@ -246,7 +246,7 @@ fn python_libraries() -> Vec<BackendInfo> {
             1,
             "kazoo's Lock recipe: ephemeral sequential node, watch the predecessor; a LOST session reported as lost",
         )
-        .replicated(Shape::Ensemble(3))
+        .replicated(Shape::Ensemble(3, ServerKind::ZooKeeper))
         .notified("watch on the next-lower node")
         .session(Duration::from_millis(2000)),
     ]
@@ -263,7 +263,7 @@ fn go_libraries() -> Vec<BackendInfo> {
             1,
             "etcd's clientv3/concurrency Mutex: a key per client under the lock's prefix on its session's lease; the lowest create revision holds; fence = the revision it was taken at",
         )
-        .replicated(Shape::EtcdCluster(3))
+        .replicated(Shape::EtcdCluster(3, ServerKind::Etcd))
         .notified("watch on the next-lower key's deletion"),
         go_driver(
             "redsync",
@@ -322,7 +322,7 @@ fn jvm_libraries() -> Vec<BackendInfo> {
             1,
             "Apache Curator's InterProcessMutex: ephemeral sequential node, watch the predecessor; a ConnectionStateListener reports LOST as lost",
         )
-        .replicated(Shape::Ensemble(3))
+        .replicated(Shape::Ensemble(3, ServerKind::ZooKeeper))
         .notified("watch on the next-lower node")
         .session(Duration::from_millis(2000)),
         java_driver(
@@ -363,5 +363,78 @@ fn jvm_libraries() -> Vec<BackendInfo> {
         )
         .notified("the CP group answers the waiting tryLock")
         .session(Duration::from_secs(crate::cluster::hazelcast::SESSION_TTL_S)),
+    ]
+    .into_iter()
+    .chain(spring_registries())
+    .chain(shedlock_providers())
+    .collect()
+}
+
+/// Spring Integration's lock registries (drivers/java SpringIntegrationDriver).
+fn spring_registries() -> Vec<BackendInfo> {
+    let jdbc = |database: &str, server| {
+        java_driver(
+            &format!("spring-jdbc-{database}"),
+            "spring-integration",
+            json!({"store": "jdbc", "database": database}),
+            server,
+            1,
+            "Spring Integration's JdbcLockRegistry: a row in INT_LOCK inserted, or taken over once its EXPIRED_AFTER (the scenario's lease) has passed; waiters poll every 100 ms; no fencing token",
+        )
+    };
+    vec![
+        java_driver(
+            "spring-redis",
+            "spring-integration",
+            json!({"store": "redis"}),
+            ServerKind::Redis,
+            1,
+            "Spring Integration's RedisLockRegistry (Spring Data Redis, Jedis): SET NX PX by script with the registry's client id, expiring after the scenario's lease; waiters spin every 100 ms; no fencing token",
+        ),
+        jdbc("postgres", ServerKind::Postgres),
+        jdbc("mariadb", ServerKind::MariaDb),
+        java_driver(
+            "spring-zookeeper",
+            "spring-integration",
+            json!({"store": "zookeeper", "session_timeout_ms": 2000}),
+            ServerKind::ZooKeeper,
+            1,
+            "Spring Integration's ZookeeperLockRegistry: Curator's InterProcessMutex under /lockbench-spring; the lock is the ZooKeeper session's",
+        )
+        .replicated(Shape::Ensemble(3, ServerKind::ZooKeeper))
+        .notified("watch on the next-lower node")
+        .session(Duration::from_millis(2000)),
+    ]
+}
+
+/// ShedLock's lock providers (drivers/java ShedLockDriver): a lock is held
+/// for its lockAtMostFor (the scenario's lease) unless unlocked.
+fn shedlock_providers() -> Vec<BackendInfo> {
+    vec![
+        java_driver(
+            "shedlock-jdbc",
+            "shedlock",
+            json!({"provider": "jdbc", "database": "postgres"}),
+            ServerKind::Postgres,
+            1,
+            "ShedLock's JdbcTemplateLockProvider: a row in shedlock inserted, or updated where lock_until <= now (the database's time); lock() tried every 20 ms until the timeout; no fencing token",
+        ),
+        java_driver(
+            "shedlock-redis",
+            "shedlock",
+            json!({"provider": "redis"}),
+            ServerKind::Redis,
+            1,
+            "ShedLock's RedisLockProvider (Spring Data Redis, Jedis): SET NX PX for lockAtMostFor; lock() tried every 20 ms until the timeout; no fencing token",
+        ),
+        java_driver(
+            "shedlock-zookeeper",
+            "shedlock",
+            json!({"provider": "zookeeper", "session_timeout_ms": 2000}),
+            ServerKind::ZooKeeper,
+            1,
+            "ShedLock's ZookeeperCuratorLockProvider: a persistent node holding lock_until, taken when that time has passed; lock() tried every 20 ms until the timeout; no fencing token",
+        )
+        .replicated(Shape::Ensemble(3, ServerKind::ZooKeeper)),
     ]
 }

@@ -800,7 +800,7 @@ impl LockClient for ZkClient {
     }
 }
 
-/// The ZooKeeper recipes, as the registry knows them: both run on an
+/// The ZooKeeper recipes, as the registry knows them: each runs on an
 /// ensemble of three under `topology = "replicated"`.
 pub(super) fn backends() -> Vec<super::BackendInfo> {
     vec![
@@ -810,7 +810,7 @@ pub(super) fn backends() -> Vec<super::BackendInfo> {
             "EPHEMERAL_SEQUENTIAL node; lowest holds; each waiter watches the next-lower node",
             |eps| async move { connect(Recipe::NextLower, &eps).await },
         )
-        .replicated(Shape::Ensemble(3))
+        .replicated(Shape::Ensemble(3, ServerKind::ZooKeeper))
         .notified("watch on the next-lower node"),
         super::BackendInfo::new(
             Recipe::Herd.name(),
@@ -818,8 +818,19 @@ pub(super) fn backends() -> Vec<super::BackendInfo> {
             "EPHEMERAL_SEQUENTIAL node; every waiter watches the lowest node (the herd effect)",
             |eps| async move { connect(Recipe::Herd, &eps).await },
         )
-        .replicated(Shape::Ensemble(3))
+        .replicated(Shape::Ensemble(3, ServerKind::ZooKeeper))
         .notified("all watch the lowest node"),
+        // The first recipe on ZooKeeper 3.9 (from Maven Central), to set the
+        // versions side by side: one server, or an ensemble of three 3.9s.
+        super::BackendInfo::new(
+            "zookeeper-3.9",
+            Some(ServerKind::ZooKeeper39),
+            "the zookeeper recipe on ZooKeeper 3.9 (its jars from Maven Central): \
+             EPHEMERAL_SEQUENTIAL node; lowest holds; each waiter watches the next-lower node",
+            |eps| async move { connect(Recipe::NextLower, &eps).await },
+        )
+        .replicated(Shape::Ensemble(3, ServerKind::ZooKeeper39))
+        .notified("watch on the next-lower node"),
     ]
 }
 

@@ -110,14 +110,14 @@ impl Deployment {
         use super::topology::Shape;
         let data = self.data_members().len();
         let sentinels = self.sentinels().len();
-        match kind {
+        match kind.family() {
             K::Redis if sentinels > 0 => Some(Shape::Sentinel {
                 replicas: data.saturating_sub(1),
                 sentinels,
             }),
             K::Redis if data > 1 => Some(Shape::Masters(data)),
-            K::ZooKeeper if data > 1 => Some(Shape::Ensemble(data)),
-            K::Etcd if data > 1 => Some(Shape::EtcdCluster(data)),
+            K::ZooKeeper if data > 1 => Some(Shape::Ensemble(data, kind)),
+            K::Etcd if data > 1 => Some(Shape::EtcdCluster(data, kind)),
             _ => None,
         }
     }

@@ -48,11 +48,13 @@ pub enum ServerKind {
     Memcached,
     /// ZooKeeper standalone (`ZooKeeperServerMain` from the Debian jars).
     ZooKeeper,
+    /// ZooKeeper 3.9, its jars fetched from Maven Central by the install
+    /// script (`tools/zookeeper39`), beside Debian's 3.8.
+    ZooKeeper39,
     /// `etcd` (Debian's package: 3.4).
     Etcd,
     /// etcd 3.6, built from its Go modules by the install script
-    /// (`tools/etcd36`): the same server of a later version, beside
-    /// Debian's.
+    /// (`tools/etcd36`), beside Debian's 3.4.
     Etcd36,
     /// MariaDB (`mariadbd`).
     MariaDb,
@@ -60,6 +62,42 @@ pub enum ServerKind {
     Postgres,
     /// Hazelcast members with the CP subsystem (from the Hazelcast jar).
     Hazelcast,
+}
+
+/// A version of a server kind that lockbench builds or fetches itself, beside
+/// the version the distribution packages: the same server, so everything but
+/// where it is installed follows its family ([`ServerKind::family`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pinned {
+    /// The kind it is a version of.
+    pub family: ServerKind,
+    /// The version, as its name says it (`3.6`).
+    pub version: &'static str,
+    /// Where the install script puts it, relative to the checkout.
+    pub built: &'static str,
+    /// The variable that names another build instead.
+    pub env: &'static str,
+    /// The file that pins its exact version, relative to the checkout.
+    pub pin: &'static str,
+}
+
+impl Pinned {
+    /// Where it is: `$env` if set, else the install script's build.
+    pub fn path(self) -> PathBuf {
+        std::env::var_os(self.env)
+            .map(PathBuf::from)
+            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(self.built))
+    }
+
+    /// Says it is missing, and how to get it.
+    fn missing(self, path: &Path) -> String {
+        format!(
+            "{} (scripts/install-backends.sh builds it from {}, or set {})",
+            path.display(),
+            self.pin,
+            self.env
+        )
+    }
 }
 
 /// Where a kind's programs are installed.
@@ -73,10 +111,11 @@ pub struct Installed {
 
 impl ServerKind {
     /// Every kind.
-    pub const ALL: [ServerKind; 8] = [
+    pub const ALL: [ServerKind; 9] = [
         ServerKind::Redis,
         ServerKind::Memcached,
         ServerKind::ZooKeeper,
+        ServerKind::ZooKeeper39,
         ServerKind::Etcd,
         ServerKind::Etcd36,
         ServerKind::MariaDb,
@@ -89,12 +128,40 @@ impl ServerKind {
         ServerKind::ALL.into_iter().find(|k| k.name() == name)
     }
 
+    /// The version lockbench builds or fetches itself, for a kind that is
+    /// one; `None` for the distribution's servers.
+    pub fn pinned(self) -> Option<Pinned> {
+        match self {
+            ServerKind::ZooKeeper39 => Some(Pinned {
+                family: ServerKind::ZooKeeper,
+                version: "3.9",
+                built: "tools/zookeeper39/target/lib",
+                env: "LOCKBENCH_ZOOKEEPER39",
+                pin: "tools/zookeeper39/pom.xml",
+            }),
+            ServerKind::Etcd36 => Some(Pinned {
+                family: ServerKind::Etcd,
+                version: "3.6",
+                built: "tools/etcd36/bin/etcd",
+                env: "LOCKBENCH_ETCD36",
+                pin: "tools/etcd36/go.mod",
+            }),
+            _ => None,
+        }
+    }
+
+    /// The kind this is a version of (itself, for the distribution's).
+    pub fn family(self) -> ServerKind {
+        self.pinned().map_or(self, |p| p.family)
+    }
+
     /// Short name, used for server names (`redis-1`).
     pub fn name(self) -> &'static str {
         match self {
             ServerKind::Redis => "redis",
             ServerKind::Memcached => "memcached",
             ServerKind::ZooKeeper => "zookeeper",
+            ServerKind::ZooKeeper39 => "zookeeper-3.9",
             ServerKind::Etcd => "etcd",
             ServerKind::Etcd36 => "etcd-3.6",
             ServerKind::MariaDb => "mariadb",
@@ -103,15 +170,17 @@ impl ServerKind {
         }
     }
 
-    /// The Debian/Ubuntu package that provides it.
+    /// The Debian/Ubuntu package that provides it (for a pinned version,
+    /// the file that pins it).
     pub fn package(self) -> &'static str {
+        if let Some(pinned) = self.pinned() {
+            return pinned.pin;
+        }
         match self {
             ServerKind::Redis => "redis-server",
             ServerKind::Memcached => "memcached",
-            ServerKind::ZooKeeper => "zookeeper",
-            ServerKind::Etcd => "etcd-server",
-            // Not a Debian package: built from the Go module proxy.
-            ServerKind::Etcd36 => "go module (tools/etcd36/go.mod)",
+            ServerKind::ZooKeeper | ServerKind::ZooKeeper39 => "zookeeper",
+            ServerKind::Etcd | ServerKind::Etcd36 => "etcd-server",
             ServerKind::MariaDb => "mariadb-server",
             ServerKind::Postgres => "postgresql",
             // Not a Debian package: the JVM drivers' Maven build brings it.
@@ -127,10 +196,14 @@ impl ServerKind {
                     drivers/java/target/hazelcast/"
                 .into();
         }
-        if self == ServerKind::Etcd36 {
-            return "run scripts/install-backends.sh: it builds etcd 3.6 with go from \
-                    tools/etcd36 (the version tools/etcd36/go.mod pins) into tools/etcd36/bin/"
-                .into();
+        if let Some(pinned) = self.pinned() {
+            return format!(
+                "run scripts/install-backends.sh: it builds {} {} (the version {} pins) into {}",
+                pinned.family.name(),
+                pinned.version,
+                pinned.pin,
+                pinned.built
+            );
         }
         format!(
             "install it with scripts/install-backends.sh (Debian/Ubuntu package {}), \
@@ -143,12 +216,19 @@ impl ServerKind {
 
     /// Finds the installed programs.
     pub fn locate(self) -> std::result::Result<Installed, String> {
+        if let Some(pinned) = self.pinned() {
+            let path = pinned.path();
+            return match pinned.family {
+                ServerKind::ZooKeeper => zookeeper::locate_built(&path),
+                _ => etcd::locate_built(&path),
+            }
+            .ok_or_else(|| pinned.missing(&path));
+        }
         match self {
             ServerKind::Redis => redis::locate(),
             ServerKind::Memcached => memcached::locate(),
-            ServerKind::ZooKeeper => zookeeper::locate(),
-            ServerKind::Etcd => etcd::locate(),
-            ServerKind::Etcd36 => etcd::locate_built(),
+            ServerKind::ZooKeeper | ServerKind::ZooKeeper39 => zookeeper::locate(),
+            ServerKind::Etcd | ServerKind::Etcd36 => etcd::locate(),
             ServerKind::MariaDb => mariadb::locate(),
             ServerKind::Postgres => postgres::locate(),
             ServerKind::Hazelcast => hazelcast::locate(),
@@ -161,7 +241,9 @@ impl ServerKind {
         match self {
             ServerKind::Redis => redis::prepare(installed, port, data_dir),
             ServerKind::Memcached => memcached::prepare(installed, port, data_dir),
-            ServerKind::ZooKeeper => zookeeper::prepare(installed, port, data_dir),
+            ServerKind::ZooKeeper | ServerKind::ZooKeeper39 => {
+                zookeeper::prepare(installed, port, data_dir)
+            }
             ServerKind::Etcd | ServerKind::Etcd36 => etcd::prepare(installed, port, data_dir),
             ServerKind::MariaDb => mariadb::prepare(installed, port, data_dir),
             ServerKind::Postgres => postgres::prepare(installed, port, data_dir),
@@ -174,7 +256,7 @@ impl ServerKind {
         match self {
             ServerKind::Redis => redis::probe(addr).await,
             ServerKind::Memcached => memcached::probe(addr).await,
-            ServerKind::ZooKeeper => zookeeper::probe(addr).await,
+            ServerKind::ZooKeeper | ServerKind::ZooKeeper39 => zookeeper::probe(addr).await,
             ServerKind::Etcd | ServerKind::Etcd36 => etcd::probe(addr).await,
             ServerKind::MariaDb => mariadb::probe(addr).await,
             ServerKind::Postgres => postgres::probe(addr).await,
@@ -201,11 +283,13 @@ impl ServerKind {
                                      without calling libc, so a preload library cannot skew it"
                     .into())
             }
-            ServerKind::ZooKeeper => Err("ZooKeeper (Java) expires sessions by the JVM's \
+            ServerKind::ZooKeeper | ServerKind::ZooKeeper39 => {
+                Err("ZooKeeper (Java) expires sessions by the JVM's \
                                           System.nanoTime (CLOCK_MONOTONIC); whether the preload \
                                           library reaches the JVM's clock has not been measured, \
                                           so it is not offered"
-                .into()),
+                    .into())
+            }
             ServerKind::MariaDb => Err("lockbench does not skew MariaDB's clock: GET_LOCK and \
                                         row locks have no lease (they end with the session), and \
                                         whether the preload library reaches mysqld's NOW(6), \
@@ -236,7 +320,7 @@ impl ServerKind {
         match self {
             ServerKind::Redis => redis::START_TIMEOUT,
             ServerKind::Memcached => memcached::START_TIMEOUT,
-            ServerKind::ZooKeeper => zookeeper::START_TIMEOUT,
+            ServerKind::ZooKeeper | ServerKind::ZooKeeper39 => zookeeper::START_TIMEOUT,
             ServerKind::Etcd | ServerKind::Etcd36 => etcd::START_TIMEOUT,
             ServerKind::MariaDb => mariadb::START_TIMEOUT,
             ServerKind::Postgres => postgres::START_TIMEOUT,

@@ -149,7 +149,7 @@ pub(super) async fn ask_roles(kind: ServerKind, members: &[&super::hooks::Member
         .map(|m| {
             let (addr, declared) = (m.addr.clone(), m.role.clone());
             async move {
-                match kind {
+                match kind.family() {
                     ServerKind::Redis => super::redis::sentinel::role_at(&addr).await,
                     ServerKind::ZooKeeper => super::zookeeper::ensemble::role_at(&addr).await,
                     _ if matches!(declared.as_str(), "primary" | "leader") => Role::Leader,
@@ -192,6 +192,13 @@ pub(super) fn check_index(backend: &str, i: usize, n: usize) -> Result<()> {
 // The topology a scenario asks for
 // ---------------------------------------------------------------------------
 
+/// ` (3.9)` for a pinned version, nothing for the distribution's.
+fn version_of(kind: ServerKind) -> String {
+    kind.pinned()
+        .map(|p| format!(" ({})", p.version))
+        .unwrap_or_default()
+}
+
 /// What `topology = "replicated"` starts for a backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Shape {
@@ -202,10 +209,11 @@ pub enum Shape {
         /// `redis-server --sentinel` processes.
         sentinels: usize,
     },
-    /// A ZooKeeper ensemble ([`ZkEnsemble`]).
-    Ensemble(usize),
-    /// An etcd cluster ([`EtcdCluster`]).
-    EtcdCluster(usize),
+    /// A ZooKeeper ensemble ([`ZkEnsemble`]) of that many servers of that
+    /// version (`ServerKind::ZooKeeper` or a pinned one).
+    Ensemble(usize, ServerKind),
+    /// An etcd cluster ([`EtcdCluster`]), likewise.
+    EtcdCluster(usize, ServerKind),
     /// Independent masters, as the single topology already starts them
     /// (Redlock): nothing replicates, nobody leads.
     Masters(usize),
@@ -216,7 +224,7 @@ impl Shape {
     pub fn members(self) -> usize {
         match self {
             Shape::Sentinel { replicas, .. } => replicas + 1,
-            Shape::Ensemble(n) | Shape::EtcdCluster(n) | Shape::Masters(n) => n,
+            Shape::Ensemble(n, _) | Shape::EtcdCluster(n, _) | Shape::Masters(n) => n,
         }
     }
 
@@ -224,8 +232,7 @@ impl Shape {
     pub fn kind(self) -> ServerKind {
         match self {
             Shape::Sentinel { .. } | Shape::Masters(_) => ServerKind::Redis,
-            Shape::Ensemble(_) => ServerKind::ZooKeeper,
-            Shape::EtcdCluster(_) => ServerKind::Etcd,
+            Shape::Ensemble(_, kind) | Shape::EtcdCluster(_, kind) => kind,
         }
     }
 
@@ -236,8 +243,8 @@ impl Shape {
                 replicas,
                 sentinels,
             } => format!("Redis primary + {replicas} replicas + {sentinels} sentinels"),
-            Shape::Ensemble(n) => format!("ZooKeeper ensemble of {n}"),
-            Shape::EtcdCluster(n) => format!("etcd cluster of {n}"),
+            Shape::Ensemble(n, kind) => format!("ZooKeeper ensemble of {n}{}", version_of(kind)),
+            Shape::EtcdCluster(n, kind) => format!("etcd cluster of {n}{}", version_of(kind)),
             Shape::Masters(n) => format!("{n} independent Redis masters"),
         }
     }
@@ -409,8 +416,8 @@ pub async fn start(shape: Shape, log_dir: &Path, with_clock: bool) -> Result<Box
             replicas,
             sentinels,
         } => Box::new(RedisSentinel::start(replicas, sentinels, log_dir).await?),
-        Shape::Ensemble(n) => Box::new(ZkEnsemble::start(n, log_dir).await?),
-        Shape::EtcdCluster(n) => Box::new(EtcdCluster::start(n, log_dir).await?),
+        Shape::Ensemble(n, kind) => Box::new(ZkEnsemble::start(n, kind, log_dir).await?),
+        Shape::EtcdCluster(n, kind) => Box::new(EtcdCluster::start(n, kind, log_dir).await?),
         Shape::Masters(_) => {
             return Err(backend_error(
                 "redis",

@@ -377,7 +377,7 @@ mod tests {
 
     #[test]
     fn each_topology_has_its_target() {
-        let ensemble = Some(Shape::Ensemble(3));
+        let ensemble = Some(Shape::Ensemble(3, crate::cluster::ServerKind::ZooKeeper));
         assert_eq!(target(MemberFault::Lost, ensemble, 1), Ok("leader"));
         assert_eq!(target(MemberFault::Cut, ensemble, 1), Ok("leader"));
         let masters = Some(Shape::Masters(5));

@@ -1038,7 +1038,7 @@ impl Reader<'_> {
                     topology == Topology::Single
                         || !matches!(
                             self.replicated_shape(b),
-                            Some(crate::cluster::topology::Shape::Ensemble(_))
+                            Some(crate::cluster::topology::Shape::Ensemble(..))
                         )
                 })?;
                 Some((

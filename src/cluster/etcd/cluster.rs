@@ -31,6 +31,8 @@ pub struct EtcdCluster {
     /// Member i's id, as etcd reports it (filled at start).
     ids: Vec<u64>,
     version: String,
+    /// Which etcd: Debian's or a pinned version.
+    kind: ServerKind,
     /// Every member's client and peer ports, held for the cluster's life:
     /// its peer proxies bind port 0 before the members start, and a
     /// killed member binds its ports again (see [`PortReservation`]).
@@ -92,16 +94,18 @@ impl EtcdCluster {
     /// Starts `n` members (3 is the usual), logging into
     /// `log_dir/etcd-<i>.log`; returns once every member serves a
     /// linearizable read and they agree on one leader.
-    pub async fn start(n: usize, log_dir: &Path) -> Result<EtcdCluster> {
-        crate::cluster::start_on_fresh_ports("etcd cluster", || EtcdCluster::start_once(n, log_dir))
-            .await
+    pub async fn start(n: usize, kind: ServerKind, log_dir: &Path) -> Result<EtcdCluster> {
+        crate::cluster::start_on_fresh_ports("etcd cluster", || {
+            EtcdCluster::start_once(n, kind, log_dir)
+        })
+        .await
     }
 
-    async fn start_once(n: usize, log_dir: &Path) -> Result<EtcdCluster> {
+    async fn start_once(n: usize, kind: ServerKind, log_dir: &Path) -> Result<EtcdCluster> {
         if n == 0 {
             return Err(backend_error("etcd", "", "a cluster needs members"));
         }
-        let installed = crate::cluster::ensure_installed("etcd", ServerKind::Etcd)?;
+        let installed = crate::cluster::ensure_installed(kind.name(), kind)?;
         let mut client_ports = Vec::with_capacity(n);
         let mut peer_ports = Vec::with_capacity(n);
         let mut peer_proxies = Vec::with_capacity(n);
@@ -161,6 +165,7 @@ impl EtcdCluster {
             peers: InboundPeers::new(peer_proxies),
             ids: vec![0; n],
             version: String::new(),
+            kind,
             _reserved: reserved,
         };
         cluster.wait_ready(START_TIMEOUT).await?;
@@ -284,7 +289,7 @@ members_from_fields!(EtcdCluster);
 #[async_trait]
 impl Replicated for EtcdCluster {
     fn kind(&self) -> ServerKind {
-        ServerKind::Etcd
+        self.kind
     }
 
     /// Leader (the one a majority names), follower, or why a member

@@ -32,25 +32,11 @@ pub(super) fn locate() -> std::result::Result<Installed, String> {
     })
 }
 
-/// etcd 3.6 as the install script builds it (`tools/etcd36/bin/etcd`,
-/// or `LOCKBENCH_ETCD36` names another build).
-pub(super) fn locate_built() -> std::result::Result<Installed, String> {
-    let binary = std::env::var_os("LOCKBENCH_ETCD36")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| {
-            std::path::PathBuf::from(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/tools/etcd36/bin/etcd"
-            ))
-        });
-    if !binary.is_file() {
-        return Err(format!(
-            "{} (scripts/install-backends.sh builds it from tools/etcd36, or set LOCKBENCH_ETCD36)",
-            binary.display()
-        ));
-    }
-    Ok(Installed {
-        binary,
+/// A build of etcd at `binary` (etcd 3.6 as the install script builds it),
+/// if it is there.
+pub(super) fn locate_built(binary: &Path) -> Option<Installed> {
+    binary.is_file().then(|| Installed {
+        binary: binary.to_path_buf(),
         extra: Vec::new(),
     })
 }

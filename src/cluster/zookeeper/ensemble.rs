@@ -63,6 +63,8 @@ pub struct ZkEnsemble {
     /// (from, to) → the proxies `from` uses to reach `to`.
     links: HashMap<(usize, usize), PairLink>,
     version: String,
+    /// Which ZooKeeper: Debian's or a pinned version.
+    kind: ServerKind,
     /// Every member's three ports, held for the ensemble's life: a member
     /// binds its quorum port only once elected, and binds all three again
     /// after a kill (see [`PortReservation`]).
@@ -130,18 +132,18 @@ impl ZkEnsemble {
     /// Starts an ensemble of `n` servers (3 is the usual), logging into
     /// `log_dir/zookeeper-<i>.log`; returns once every member serves and
     /// exactly one leads.
-    pub async fn start(n: usize, log_dir: &Path) -> Result<ZkEnsemble> {
+    pub async fn start(n: usize, kind: ServerKind, log_dir: &Path) -> Result<ZkEnsemble> {
         crate::cluster::start_on_fresh_ports("zookeeper ensemble", || {
-            ZkEnsemble::start_once(n, log_dir)
+            ZkEnsemble::start_once(n, kind, log_dir)
         })
         .await
     }
 
-    async fn start_once(n: usize, log_dir: &Path) -> Result<ZkEnsemble> {
+    async fn start_once(n: usize, kind: ServerKind, log_dir: &Path) -> Result<ZkEnsemble> {
         if n == 0 {
             return Err(backend_error("zookeeper", "", "an ensemble needs members"));
         }
-        let installed = crate::cluster::ensure_installed("zookeeper", ServerKind::ZooKeeper)?;
+        let installed = crate::cluster::ensure_installed(kind.name(), kind)?;
         let mut ports = Vec::with_capacity(n);
         let mut reserved = Vec::with_capacity(3 * n);
         for _ in 0..n {
@@ -189,6 +191,7 @@ impl ZkEnsemble {
             ports,
             links,
             version: String::new(),
+            kind,
             _reserved: reserved,
         };
         ensemble.wait_ready(START_TIMEOUT).await?;
@@ -362,7 +365,7 @@ members_from_fields!(ZkEnsemble);
 #[async_trait]
 impl Replicated for ZkEnsemble {
     fn kind(&self) -> ServerKind {
-        ServerKind::ZooKeeper
+        self.kind
     }
 
     /// Asks every member `srvr` now.

@@ -44,6 +44,34 @@ pub(super) fn locate() -> std::result::Result<Installed, String> {
     })
 }
 
+/// ZooKeeper's jars in `lib` (3.9 as the install script fetches them into
+/// `tools/zookeeper39/target/lib`), run with the `java` the drivers use.
+pub(super) fn locate_built(lib: &Path) -> Option<Installed> {
+    let java = require_binary("java").ok()?;
+    let jars = server_jars(lib)?;
+    Some(Installed {
+        binary: java,
+        extra: jars,
+    })
+}
+
+/// Every jar in `lib`, sorted, if one of them is ZooKeeper's own.
+fn server_jars(lib: &Path) -> Option<Vec<PathBuf>> {
+    let mut jars: Vec<PathBuf> = std::fs::read_dir(lib)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "jar"))
+        .collect();
+    let has_server = jars.iter().any(|j| {
+        j.file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("zookeeper-3"))
+    });
+    jars.sort();
+    has_server.then_some(jars)
+}
+
 /// The jars the server needs. Debian's `zookeeper.jar` names its
 /// dependencies in its manifest's `Class-Path`, so it is enough with a
 /// logging binding; an upstream tarball needs every jar of its `lib/`.
@@ -66,20 +94,7 @@ fn classpath() -> std::result::Result<Vec<PathBuf>, String> {
     }
     homes.push(PathBuf::from("/opt/zookeeper"));
     for home in homes {
-        let Ok(entries) = std::fs::read_dir(home.join("lib")) else {
-            continue;
-        };
-        let mut jars: Vec<PathBuf> = entries
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|x| x == "jar"))
-            .collect();
-        if jars.iter().any(|j| {
-            j.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("zookeeper-3"))
-        }) {
-            jars.sort();
+        if let Some(jars) = server_jars(&home.join("lib")) {
             return Ok(jars);
         }
     }
@@ -166,15 +181,15 @@ pub(super) async fn four_letter_word(
 }
 
 /// The version in `srvr`'s first line, `Zookeeper version: 3.8.0-<git>,
-/// built on ...`, without the build suffix.
+/// built on ...`, without the build suffix (Debian's build leaves its git
+/// placeholder unexpanded, `-${mvngit.commit.id}`; Apache's has the hash).
 fn parse_version(srvr: &str) -> String {
     srvr.lines()
         .find_map(|l| l.strip_prefix("Zookeeper version:"))
         .and_then(|v| v.split(',').next())
         .map(|v| {
             let v = v.trim();
-            // Debian's build leaves the git placeholder unexpanded.
-            v.split_once("-${").map_or(v, |(head, _)| head).to_string()
+            v.split_once('-').map_or(v, |(head, _)| head).to_string()
         })
         .unwrap_or_else(|| "unknown".into())
 }
@@ -198,12 +213,9 @@ mod tests {
         let srvr = "Zookeeper version: 3.8.0-${mvngit.commit.id}, built on 2024-12-29 17:54 UTC\n\
                     Latency min/avg/max: 0/0.0/0\nMode: standalone\n";
         assert_eq!(parse_version(srvr), "3.8.0");
-        assert_eq!(
-            parse_version(
-                "Zookeeper version: 3.9.2-e454e8c7283100c7caec6dcae2bc82aaecb63023, built on x\n"
-            ),
-            "3.9.2-e454e8c7283100c7caec6dcae2bc82aaecb63023"
-        );
+        let srvr = "Zookeeper version: 3.9.5-293c895a8d966a3ecb92872be4a1daf87d725da2, built on \
+                    2026-02-11 20:18 UTC\nMode: standalone\n";
+        assert_eq!(parse_version(srvr), "3.9.5");
         assert_eq!(parse_version("nothing"), "unknown");
     }
 

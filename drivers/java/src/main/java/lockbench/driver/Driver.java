@@ -101,6 +101,22 @@ public abstract class Driver {
     return p.getProperty("version", "unknown");
   }
 
+  /**
+   * The version of a library whose jar carries no Maven metadata, as pom.xml pins it (the
+   * property {@code name.version}, written into versions.properties at build).
+   */
+  protected static String pinnedProperty(String name) {
+    Properties p = new Properties();
+    try (var in = Driver.class.getResourceAsStream("versions.properties")) {
+      if (in != null) {
+        p.load(in);
+      }
+    } catch (IOException e) {
+      log("cannot read versions.properties: " + e);
+    }
+    return p.getProperty(name, "unknown");
+  }
+
   void send(ObjectNode msg) {
     byte[] line;
     try {
