@@ -18,7 +18,7 @@
 set -euo pipefail
 
 packages=(
-  redis-server redis-tools     # redis, redlock, Sentinel; redis-benchmark for scripts/
+  redis-server redis-tools     # redis, redlock, Sentinel; redis-cli forms a Redis Cluster; redis-benchmark for scripts/
   memcached                    # memcached recipes
   zookeeper                    # ZooKeeper recipes (Java; jars under /usr/share/java)
   default-jre-headless         # runs ZooKeeper (zookeeper only recommends a JRE)
@@ -356,6 +356,7 @@ check_java_drivers() {
 run_check() {
   echo "install-backends: checking what lockbench needs"
   check_version redis redis-server redis-server --version
+  check_version redis-cli redis-tools redis-cli --version
   check_version memcached memcached memcached -V
   check_zookeeper
   check_version etcd etcd-server etcd --version

@@ -244,6 +244,31 @@ fn redis_libraries_paused_past_their_lease_lose_exclusion() {
     }
 }
 
+/// Spring's RedisLockRegistry and ShedLock's JDBC provider hold by time:
+/// a holder paused past its lease loses the lock to the next client, and
+/// neither has a fence, while ownership holds (the woken holder's unlock
+/// frees nobody else's lock).
+#[test]
+fn jvm_lease_registries_paused_past_their_lease_lose_exclusion() {
+    let backends = ["spring-redis", "shedlock-jdbc"];
+    if !libraries_installed(&backends) {
+        return;
+    }
+    let out = tempfile::tempdir().unwrap();
+    common::run_shipped_ok("scenarios/libraries/jvm-lease-pause.toml", out.path(), &[]);
+    for backend in backends {
+        let (_, s) = summary(out.path(), "jvm-lease-pause", backend);
+        assert_eq!(s.verdict, Verdict::Invalid, "{backend}");
+        assert!(
+            s.violation_classes.contains_key("lease-expired"),
+            "{backend}: {:?}",
+            s.violation_classes
+        );
+        assert_eq!(s.ownership.verdict, Verdict::Valid, "{backend}");
+        assert_eq!(s.fencing.outcome, FencingOutcome::NoFence, "{backend}");
+    }
+}
+
 #[test]
 fn pottery_redlock_loses_exclusion_when_masters_clocks_jump() {
     if !libraries_installed(&["pottery-redlock"]) {

@@ -244,10 +244,10 @@ async fn every_server_and_driver_lockbench_starts_listens_on_loopback_only() {
     }
     let mut shapes = Vec::new();
     for b in registry.iter() {
-        if let Some(shape) = b.replicated
-            && !shapes.contains(&shape)
-        {
-            shapes.push(shape);
+        for shape in [b.replicated, b.clustered].into_iter().flatten() {
+            if !shapes.contains(&shape) {
+                shapes.push(shape);
+            }
         }
     }
     let mut replicated = Vec::new();

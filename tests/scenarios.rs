@@ -32,6 +32,7 @@ const ELSEWHERE: &[(&str, &str)] = &[
         "tests/libraries.rs",
     ),
     ("libraries/kazoo-partition.toml", "tests/libraries.rs"),
+    ("libraries/jvm-lease-pause.toml", "tests/libraries.rs"),
     ("libraries/pause-past-lease.toml", "tests/libraries.rs"),
     ("libraries/pottery-clock-jump.toml", "tests/libraries.rs"),
     (
@@ -49,6 +50,10 @@ const ELSEWHERE: &[(&str, &str)] = &[
     ),
     (
         "topologies/redis-sentinel-failover.toml",
+        "tests/topology_scenarios.rs",
+    ),
+    (
+        "topologies/redis-cluster-failover.toml",
         "tests/topology_scenarios.rs",
     ),
     (

@@ -31,12 +31,20 @@ fn a_backend_without_a_replicated_topology_is_refused_with_the_ones_that_have_on
 
 #[test]
 fn an_unknown_topology_is_refused() {
-    let e = error("backends = [\"etcd\"]\ntopology = \"cluster\"\n");
+    let e = error("backends = [\"etcd\"]\ntopology = \"sharded\"\n");
     assert!(
-        e.contains("topology = \"cluster\" is not a topology"),
+        e.contains("topology = \"sharded\" is not a topology"),
         "{e}"
     );
     assert!(e.contains("\"replicated\""), "{e}");
+    assert!(e.contains("\"cluster\""), "{e}");
+    // A backend without a cluster form is named, with those that have one.
+    let e = error("backends = [\"etcd\"]\ntopology = \"cluster\"\n");
+    assert!(
+        e.starts_with("bad.toml:2:12: etcd has no cluster topology"),
+        "{e}"
+    );
+    assert!(e.contains("cluster topologies exist for redis, "), "{e}");
 }
 
 #[test]
@@ -171,6 +179,11 @@ fn shipped_redis_and_etcd_paused_holder_scenarios_reach_their_expected_verdicts(
             vec!["redis"],
         ),
         (
+            "scenarios/topologies/redis-cluster-failover.toml",
+            "redis-cluster-failover",
+            vec!["redis", "redis-py", "redsync", "node-redlock", "redisson"],
+        ),
+        (
             "scenarios/topologies/redlock-member-loss.toml",
             "redlock-member-loss",
             vec!["redlock"],
@@ -283,6 +296,28 @@ fn run_topology_scenarios(needs: Vec<(&str, &str, Vec<&str>)>) {
                         "two of five down: still available: {during:?}"
                     );
                     assert_eq!(during[1], 0, "three of five down: unavailable: {during:?}");
+                }
+                "redis-cluster-failover" => {
+                    // The shard of "lock": its primary, found by the key's
+                    // hash slot when the fault started.
+                    assert!(
+                        s.faults[0].targets[0].ends_with("(primary)"),
+                        "{:?}",
+                        s.faults
+                    );
+                    // Redisson's watchdog lease outlives the run: the lock
+                    // is unavailable on the new primary, not granted twice.
+                    if b == "redisson" {
+                        assert_eq!(s.violations, 0, "{name}/{b}");
+                    } else {
+                        assert!(s.violations > 0, "{name}/{b}");
+                        assert_eq!(
+                            s.violation_classes.get("lock-lost").copied(),
+                            Some(s.violations),
+                            "{name}/{b}: {:?}",
+                            s.violation_classes
+                        );
+                    }
                 }
                 "redlock-restart-without-persistence"
                 | "redlock-clock-jump"

@@ -33,6 +33,9 @@ type request struct {
 type server struct {
 	Name string `json:"name"`
 	Addr string `json:"addr"`
+	// The address the server's peers know it by, when it differs (a
+	// Redis Cluster node's proxy): clients map it to Addr.
+	Announced string `json:"announced,omitempty"`
 }
 
 type initMsg struct {

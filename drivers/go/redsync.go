@@ -13,7 +13,10 @@
 // the acquire's timeout instead (LockContext with a deadline), its delays
 // left at their defaults. The lock's value is redsync's random token; no
 // fencing token. The validity it reports (Until) is the lease minus the
-// time the acquire took and the drift allowance.
+// time the acquire took and the drift allowance. On a Redis Cluster it is
+// one pool over go-redis's ClusterClient (goredis.NewPool takes any
+// go-redis UniversalClient): one lock in the cluster, not Redlock's
+// independent masters.
 package main
 
 import (
@@ -22,6 +25,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net"
+	"strings"
 	"time"
 
 	"github.com/go-redsync/redsync/v4"
@@ -51,6 +56,14 @@ func (r *redsyncLock) start(servers []server, raw json.RawMessage, out *output) 
 		return fmt.Errorf("options: %w", err)
 	}
 	timeout := time.Duration(opts.SocketTimeoutMs) * time.Millisecond
+	if cluster := clusterNodes(servers); len(cluster) > 0 {
+		client, err := clusterClient(cluster, timeout)
+		if err != nil {
+			return err
+		}
+		r.rs = redsync.New(goredis.NewPool(client))
+		return nil
+	}
 	pools := make([]redis.Pool, 0, len(servers))
 	for _, s := range servers {
 		client := goredislib.NewClient(&goredislib.Options{
@@ -69,6 +82,51 @@ func (r *redsyncLock) start(servers []server, raw json.RawMessage, out *output) 
 	}
 	r.rs = redsync.New(pools...)
 	return nil
+}
+
+// The servers of a Redis Cluster (named redis-cluster-N), if these are.
+func clusterNodes(servers []server) []server {
+	var nodes []server
+	for _, s := range servers {
+		if strings.HasPrefix(s.Name, "redis-cluster-") {
+			nodes = append(nodes, s)
+		}
+	}
+	return nodes
+}
+
+// go-redis's ClusterClient over a Redis Cluster's nodes: it routes each
+// command to the primary of its key's slot and follows MOVED. The nodes
+// name each other (and CLUSTER SLOTS names them) by their announced
+// addresses; the dialer connects to where each listens instead.
+func clusterClient(nodes []server, timeout time.Duration) (*goredislib.ClusterClient, error) {
+	real := map[string]string{}
+	addrs := make([]string, 0, len(nodes))
+	for _, n := range nodes {
+		addrs = append(addrs, n.Addr)
+		if n.Announced != "" {
+			real[n.Announced] = n.Addr
+		}
+	}
+	dialer := &net.Dialer{Timeout: timeout}
+	client := goredislib.NewClusterClient(&goredislib.ClusterOptions{
+		Addrs: addrs,
+		Dialer: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			if to, ok := real[addr]; ok {
+				addr = to
+			}
+			return dialer.DialContext(ctx, network, addr)
+		},
+		DialTimeout:  timeout,
+		ReadTimeout:  timeout,
+		WriteTimeout: timeout,
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := client.Ping(ctx).Err(); err != nil {
+		return nil, fmt.Errorf("redis cluster at %s: %w", strings.Join(addrs, ","), err)
+	}
+	return client, nil
 }
 
 func (r *redsyncLock) acquire(client uint64, key string, leaseMs, timeoutMs int64) (reply, error) {

@@ -10,7 +10,9 @@
 // timeout: retryCount = timeout / retryDelay. The lock's value is
 // node-redlock's random token; no fencing token. `expiration` (the lease
 // minus the drift allowance, from the start of the attempt) is the lease
-// reported.
+// reported. On a Redis Cluster it is one ioredis Cluster client (the
+// README: "one client for each independent redis node or cluster"): one
+// lock in the cluster.
 "use strict";
 
 const Redis = require("ioredis");
@@ -37,6 +39,33 @@ class RedlockDriver {
   async start(servers, options) {
     const timeout = options.socket_timeout_ms || 1000;
     this.retryDelay = options.retry_delay_ms || 200;
+    const nodes = servers.filter((s) => s.name.startsWith("redis-cluster-"));
+    if (nodes.length > 0) {
+      // A Redis Cluster: one ioredis Cluster, which routes each command to
+      // the primary of its key's slot and follows MOVED. The nodes know
+      // each other (and CLUSTER SLOTS names them) by their announced
+      // addresses, which natMap maps to where they listen.
+      const natMap = {};
+      for (const n of nodes) {
+        if (n.announced) natMap[n.announced] = hostPort(n.addr);
+      }
+      const cluster = new Redis.Cluster(
+        nodes.map((n) => hostPort(n.addr)),
+        {
+          natMap,
+          redisOptions: {
+            commandTimeout: timeout,
+            connectTimeout: timeout,
+            maxRetriesPerRequest: 1,
+          },
+        },
+      );
+      await cluster.ping();
+      this.clients = [cluster];
+      this.redlock = new Redlock(this.clients, { retryDelay: this.retryDelay });
+      this.redlock.on("error", () => {});
+      return;
+    }
     this.clients = servers.map(
       (s) =>
         new Redis({

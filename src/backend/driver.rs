@@ -421,7 +421,12 @@ pub async fn connect(
         .join(format!("driver-{}-h{}.log", spec.name, place.host));
     let servers: Vec<Value> = endpoints
         .iter()
-        .map(|e| json!({"name": e.name, "addr": e.addr}))
+        .map(|e| match &e.announced {
+            // A node its peers know by another address (a Redis Cluster
+            // node's proxy): clients map that address to `addr`.
+            Some(announced) => json!({"name": e.name, "addr": e.addr, "announced": announced}),
+            None => json!({"name": e.name, "addr": e.addr}),
+        })
         .collect();
     let host = Arc::new(DriverHost {
         name: spec.name.clone(),

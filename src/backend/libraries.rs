@@ -210,7 +210,8 @@ fn python_libraries() -> Vec<BackendInfo> {
             ServerKind::Redis,
             1,
             "redis-py's Lock: SET NX PX with a token, Lua compare-and-delete; waiters poll every 0.1 s; no fencing token",
-        ),
+        )
+        .clustered(super::redis::CLUSTER),
         python_driver(
             "python-redis-lock",
             "python_redis_lock.py",
@@ -273,7 +274,8 @@ fn go_libraries() -> Vec<BackendInfo> {
             5,
             "go-redsync's Mutex (Redlock) on 5 independent masters; random 50-250 ms retry delay; no fencing token",
         )
-        .replicated(Shape::Masters(5)),
+        .replicated(Shape::Masters(5))
+        .clustered(super::redis::CLUSTER),
     ]
 }
 
@@ -288,7 +290,8 @@ fn node_libraries() -> Vec<BackendInfo> {
             ServerKind::Redis,
             1,
             "node-redlock v5 (ioredis) on one Redis: SET NX PX with a random value, Lua compare-and-delete; waiters retry every 200 ms ± 100; no fencing token",
-        ),
+        )
+        .clustered(super::redis::CLUSTER),
         node_driver(
             "node-redlock-5",
             "redlock.js",
@@ -337,6 +340,7 @@ fn jvm_libraries() -> Vec<BackendInfo> {
             replicas: 2,
             sentinels: 3,
         })
+        .clustered(super::redis::CLUSTER)
         .notified("pub/sub message on unlock")
         .session(Duration::from_secs(30)),
         java_driver(

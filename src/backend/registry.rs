@@ -59,6 +59,9 @@ pub struct BackendInfo {
     /// What `topology = "replicated"` starts for it (what users deploy
     /// for availability), if lockbench has one.
     pub replicated: Option<Shape>,
+    /// What `topology = "cluster"` starts for it (a Redis Cluster), if it
+    /// runs on one.
+    pub clustered: Option<Shape>,
     /// How its waiters learn the lock is free.
     pub waiters: Waiters,
     /// The recipe in one line.
@@ -86,6 +89,7 @@ impl fmt::Debug for BackendInfo {
             .field("server", &self.server)
             .field("servers", &self.servers)
             .field("replicated", &self.replicated)
+            .field("clustered", &self.clustered)
             .field("waiters", &self.waiters)
             .field("recipe", &self.recipe)
             .field("broken", &self.broken)
@@ -112,6 +116,7 @@ impl BackendInfo {
             server,
             servers: usize::from(server.is_some()),
             replicated: None,
+            clustered: None,
             waiters: Waiters::Poll,
             recipe: recipe.into(),
             broken: false,
@@ -136,6 +141,7 @@ impl BackendInfo {
             server: Some(server),
             servers,
             replicated: None,
+            clustered: None,
             waiters: Waiters::Poll,
             recipe: recipe.into(),
             broken: false,
@@ -187,6 +193,22 @@ impl BackendInfo {
     pub fn replicated(mut self, shape: Shape) -> Self {
         self.replicated = Some(shape);
         self
+    }
+
+    /// Runs on `shape` under `topology = "cluster"`.
+    pub fn clustered(mut self, shape: Shape) -> Self {
+        self.clustered = Some(shape);
+        self
+    }
+
+    /// What `topology` starts for it: `None` for one server (or Redlock's
+    /// masters), else its replicated or cluster shape, if it has one.
+    pub fn shape(&self, topology: crate::cluster::Topology) -> Option<Shape> {
+        match topology {
+            crate::cluster::Topology::Single => None,
+            crate::cluster::Topology::Replicated => self.replicated,
+            crate::cluster::Topology::Cluster => self.clustered,
+        }
     }
 
     /// Its waiters are notified, `how`.

@@ -61,7 +61,9 @@ pub struct FencingReport {
     pub accepted: u64,
     /// Writes it rejected (stale token).
     pub rejected: u64,
-    /// Accepted writes whose token was smaller than an earlier accepted one.
+    /// Accepted writes whose token was smaller than an earlier accepted
+    /// one, or equal to one another client wrote with (two holders with one
+    /// token: the resource cannot tell them apart).
     pub stale_accepted: u64,
     /// Writes without a token.
     pub unfenced: u64,
@@ -80,8 +82,8 @@ pub struct FencingReport {
 /// The fencing check, fed one completion at a time.
 #[derive(Debug, Default)]
 pub(crate) struct FencingState {
-    /// Per key id: the largest token accepted so far.
-    max_accepted: Vec<Option<u64>>,
+    /// Per key id: the largest token accepted so far, and who wrote it.
+    max_accepted: Vec<Option<(u64, Process)>>,
     /// Per key id: the largest token granted so far, and to whom.
     max_granted: Vec<Option<(u64, Process)>>,
     fenced_writes: u64,
@@ -134,8 +136,8 @@ impl FencingState {
                 r.accepted += 1;
                 let max = slot(&mut self.max_accepted, key);
                 if let Some(t) = fence {
-                    if let Some(m) = *max
-                        && t < m
+                    if let Some((m, writer)) = *max
+                        && (t < m || (t == m && writer != process))
                     {
                         r.stale_accepted += 1;
                         if r.witnesses.len() < MAX_WITNESSES {
@@ -150,7 +152,11 @@ impl FencingState {
                             self.witness_keys.push(key);
                         }
                     }
-                    *max = Some(max.map_or(t, |m| m.max(t)));
+                    // The latest writer of the largest token: a holder that
+                    // writes again with its own token is not stale.
+                    if max.is_none_or(|(m, _)| t >= m) {
+                        *max = Some((t, process));
+                    }
                 }
             }
             Some(false) => r.rejected += 1,
@@ -236,5 +242,30 @@ impl std::fmt::Display for FenceWitness {
             self.index,
             self.max_before
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn two_holders_with_one_token_make_a_stale_write() {
+        let mut s = FencingState::default();
+        let (a, b) = (Process::Client(0), Process::Client(1));
+        s.granted(0, a, Some(2));
+        s.write(0, a, Some(2), Some(true), 1, 10);
+        // A failover lost the counter's increment: b is granted 2 again.
+        s.granted(0, b, Some(2));
+        s.write(0, b, Some(2), Some(true), 3, 30);
+        // b writing again with its own token is not another stale write.
+        s.write(0, b, Some(2), Some(true), 4, 40);
+        assert_eq!(s.report.fence_regressions, 1);
+        assert_eq!(s.report.stale_accepted, 1);
+        let w = &s.report.witnesses[0];
+        assert_eq!((w.process, w.fence, w.max_before), (b, 2, 2));
+        // a's write after b's with the same token: stale again.
+        s.write(0, a, Some(2), Some(true), 5, 50);
+        assert_eq!(s.report.stale_accepted, 2);
     }
 }

@@ -433,6 +433,8 @@ pub enum Topology {
     /// What users deploy for availability: Redis with Sentinel, a
     /// ZooKeeper ensemble, an etcd cluster (each backend names its own).
     Replicated,
+    /// What users deploy to shard: a Redis Cluster.
+    Cluster,
 }
 
 /// An address clients connect to.
@@ -654,6 +656,15 @@ impl Cluster {
                 "the {} servers are independent: none leads",
                 self.servers.len()
             )),
+        }
+    }
+
+    /// The member serving `key` as primary now and its replicas (a Redis
+    /// Cluster's shard).
+    pub async fn shard_of(&self, key: &str) -> std::result::Result<(usize, Vec<usize>), String> {
+        match &self.replicated {
+            Some(r) => r.shard_of(key).await,
+            None => Err("only a Redis Cluster (topology = \"cluster\") has shards".into()),
         }
     }
 

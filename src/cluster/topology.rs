@@ -28,6 +28,7 @@ use crate::net::Proxy;
 use crate::net::clock::SkewControl;
 
 pub use super::etcd::cluster::EtcdCluster;
+pub use super::redis::cluster::RedisCluster;
 pub use super::redis::sentinel::RedisSentinel;
 pub use super::zookeeper::ensemble::ZkEnsemble;
 
@@ -217,6 +218,14 @@ pub enum Shape {
     /// Independent masters, as the single topology already starts them
     /// (Redlock): nothing replicates, nobody leads.
     Masters(usize),
+    /// A Redis Cluster ([`RedisCluster`]): `primaries` shards, each with
+    /// `replicas` replicas (`topology = "cluster"`).
+    RedisCluster {
+        /// Primaries, each serving a third (of three) of the hash slots.
+        primaries: usize,
+        /// Replicas of each primary.
+        replicas: usize,
+    },
 }
 
 impl Shape {
@@ -225,13 +234,19 @@ impl Shape {
         match self {
             Shape::Sentinel { replicas, .. } => replicas + 1,
             Shape::Ensemble(n, _) | Shape::EtcdCluster(n, _) | Shape::Masters(n) => n,
+            Shape::RedisCluster {
+                primaries,
+                replicas,
+            } => primaries * (1 + replicas),
         }
     }
 
     /// The kind of its data servers.
     pub fn kind(self) -> ServerKind {
         match self {
-            Shape::Sentinel { .. } | Shape::Masters(_) => ServerKind::Redis,
+            Shape::Sentinel { .. } | Shape::Masters(_) | Shape::RedisCluster { .. } => {
+                ServerKind::Redis
+            }
             Shape::Ensemble(_, kind) | Shape::EtcdCluster(_, kind) => kind,
         }
     }
@@ -246,6 +261,10 @@ impl Shape {
             Shape::Ensemble(n, kind) => format!("ZooKeeper ensemble of {n}{}", version_of(kind)),
             Shape::EtcdCluster(n, kind) => format!("etcd cluster of {n}{}", version_of(kind)),
             Shape::Masters(n) => format!("{n} independent Redis masters"),
+            Shape::RedisCluster {
+                primaries,
+                replicas,
+            } => format!("Redis Cluster of {primaries} primaries with {replicas} replica(s) each"),
         }
     }
 }
@@ -381,6 +400,13 @@ pub trait Replicated: Members + std::fmt::Debug + Send + Sync {
         ))
     }
 
+    /// The member serving `key` as primary now, and its replicas: a Redis
+    /// Cluster's shard of the key's hash slot. The other topologies keep
+    /// every key on every member and have no shards.
+    async fn shard_of(&self, _key: &str) -> std::result::Result<(usize, Vec<usize>), String> {
+        Err("only a Redis Cluster (topology = \"cluster\") has shards".into())
+    }
+
     /// Removes every fault between servers.
     fn heal(&self);
 
@@ -416,6 +442,17 @@ pub async fn start(shape: Shape, log_dir: &Path, with_clock: bool) -> Result<Box
             replicas,
             sentinels,
         } => Box::new(RedisSentinel::start(replicas, sentinels, log_dir).await?),
+        Shape::RedisCluster { .. } if with_clock => {
+            return Err(backend_error(
+                "redis",
+                "",
+                "lockbench does not skew the clocks of a Redis Cluster's nodes",
+            ));
+        }
+        Shape::RedisCluster {
+            primaries,
+            replicas,
+        } => Box::new(RedisCluster::start(primaries, replicas, log_dir).await?),
         Shape::Ensemble(n, kind) => Box::new(ZkEnsemble::start(n, kind, log_dir).await?),
         Shape::EtcdCluster(n, kind) => Box::new(EtcdCluster::start(n, kind, log_dir).await?),
         Shape::Masters(_) => {
@@ -461,6 +498,17 @@ impl InboundPeers {
         if let Some(p) = self.proxies.get(i) {
             p.partition();
         }
+    }
+
+    /// Blackholes what `source` sends through every member's proxy but
+    /// member `except`'s (a member's connections to its peers come from
+    /// its own loopback address).
+    pub(super) fn cut_source(&self, except: usize, source: std::net::IpAddr) -> Result<()> {
+        self.proxies
+            .iter()
+            .enumerate()
+            .filter(|&(j, _)| j != except)
+            .try_for_each(|(_, p)| p.cut_source(source))
     }
 
     /// Removes every fault.

@@ -6,5 +6,5 @@ mod spec;
 
 pub use spec::{
     FAULTS, FaultKind, FaultParams, FaultSpec, ParamError, ROLE_TARGETS, RandomSchedule,
-    RandomTarget, ToxiPlan,
+    RandomTarget, SHARD_TARGETS, ToxiPlan, shard_target,
 };

@@ -293,6 +293,17 @@ async fn resolve_servers(
     let mut leader = None;
     for t in &spec.targets {
         let role_target = t.as_str();
+        if let Some((primary, key)) = super::shard_target(role_target) {
+            let (p, replicas) = cluster.shard_of(key).await?;
+            if primary {
+                set.push(p);
+            } else if replicas.is_empty() {
+                return Err(format!("the primary of {key:?} has no replica"));
+            } else {
+                set.push(replicas[rng.random_range(0..replicas.len())]);
+            }
+            continue;
+        }
         if !super::ROLE_TARGETS.contains(&role_target) {
             continue;
         }
@@ -332,7 +343,10 @@ async fn resolve_servers(
     }
     set.sort_unstable();
     set.dedup();
-    let sentinel = matches!(cluster.shape(), Some(Shape::Sentinel { .. }));
+    let sentinel = matches!(
+        cluster.shape(),
+        Some(Shape::Sentinel { .. } | Shape::RedisCluster { .. })
+    );
     let names = set
         .iter()
         .map(|&i| {

@@ -438,6 +438,22 @@ pub const ROLE_TARGETS: &[&str] = &[
     "majority",
 ];
 
+/// Server targets of a Redis Cluster chosen by key when the fault starts:
+/// `primary-of:KEY` (the primary serving KEY's hash slot) and
+/// `replica-of:KEY` (one of its replicas, drawn with the run's seed).
+pub const SHARD_TARGETS: &[&str] = &["primary-of:", "replica-of:"];
+
+/// `Some((true, key))` for `primary-of:KEY`, `Some((false, key))` for
+/// `replica-of:KEY` (a non-empty key), else `None`.
+pub fn shard_target(t: &str) -> Option<(bool, &str)> {
+    let (primary, key) = match (t.strip_prefix("primary-of:"), t.strip_prefix("replica-of:")) {
+        (Some(key), _) => (true, key),
+        (_, Some(key)) => (false, key),
+        _ => return None,
+    };
+    (!key.is_empty()).then_some((primary, key))
+}
+
 impl FaultSpec {
     /// The 0-based indices of the hosts or servers it targets, of `n`.
     pub fn target_indices(&self, n: usize) -> Vec<usize> {

@@ -17,6 +17,10 @@
 //! - **latency** with jitter: each chunk is delivered after a delay; order
 //!   is kept.
 //! - **bandwidth**: delivery is paced to a byte rate.
+//! - **cut sources**: connections from some loopback source addresses
+//!   (`127.0.0.N`, N < 64) are blackholed both ways, the others flow: a
+//!   peer that connects from an address of its own is cut from this
+//!   server while everyone else still reaches it.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -63,6 +67,8 @@ pub struct LinkState {
     pub downstream: Toxics,
     /// Connections are cut (RST) and new ones refused.
     pub reset: bool,
+    /// Bit N set: connections from `127.0.0.N` are blackholed both ways.
+    pub cut_sources: u64,
 }
 
 impl LinkState {
@@ -189,6 +195,18 @@ impl Proxy {
         });
     }
 
+    /// Blackholes, both ways, the connections that come from `source`
+    /// (`127.0.0.N` with N < 64; any other address is refused as an error).
+    pub fn cut_source(&self, source: std::net::IpAddr) -> Result<()> {
+        let bit = source_bit(source).ok_or_else(|| Error::Backend {
+            backend: "proxy".into(),
+            endpoint: source.to_string(),
+            message: "only sources 127.0.0.0 to 127.0.0.63 can be cut one by one".into(),
+        })?;
+        self.update(|s| s.cut_sources |= bit);
+        Ok(())
+    }
+
     /// Cuts every connection with RST and refuses new ones.
     pub fn reset(&self) {
         self.update(|s| s.reset = true);
@@ -269,6 +287,17 @@ async fn accept_loop(
     }
 }
 
+/// The bit of [`LinkState::cut_sources`] for `ip`, if it has one.
+fn source_bit(ip: std::net::IpAddr) -> Option<u64> {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            let [a, b, c, d] = v4.octets();
+            (a == 127 && b == 0 && c == 0 && d < 64).then(|| 1u64 << d)
+        }
+        std::net::IpAddr::V6(_) => None,
+    }
+}
+
 /// How long the accept loop waits after a failed accept.
 const ACCEPT_RETRY: Duration = Duration::from_millis(50);
 
@@ -285,6 +314,11 @@ async fn connection(
     rng: Arc<Mutex<StdRng>>,
     patience: Duration,
 ) {
+    let source = client
+        .peer_addr()
+        .ok()
+        .and_then(|a| source_bit(a.ip()))
+        .unwrap_or(0);
     let give_up = tokio::time::Instant::now() + patience;
     // Bounded by `patience`: one try every 20 ms.
     let server = loop {
@@ -307,6 +341,7 @@ async fn connection(
         client_read,
         server_write,
         Direction::Upstream,
+        source,
         state.clone(),
         rng.clone(),
     ));
@@ -314,6 +349,7 @@ async fn connection(
         server_read,
         client_write,
         Direction::Downstream,
+        source,
         state.clone(),
         rng,
     ));
@@ -344,6 +380,7 @@ async fn pump(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
     dir: Direction,
+    source: u64,
     mut state: watch::Receiver<LinkState>,
     rng: Arc<Mutex<StdRng>>,
 ) {
@@ -365,8 +402,11 @@ async fn pump(
         let arrived = Instant::now();
         // Hold the chunk while the link is blackholed in this direction.
         loop {
-            let toxics = *state.borrow_and_update().toxics(dir);
-            if !toxics.blackhole {
+            let held = {
+                let s = state.borrow_and_update();
+                s.toxics(dir).blackhole || s.cut_sources & source != 0
+            };
+            if !held {
                 break;
             }
             if state.changed().await.is_err() {

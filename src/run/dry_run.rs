@@ -16,16 +16,13 @@ pub fn dry_run(scenario: &Scenario, seed: u64) -> String {
     let registry = scenario.registry();
     for backend in &scenario.backends {
         let deployment = scenario.deployments.get(backend);
-        let members =
-            match deployment {
-                Some(d) => d.data_members().len(),
-                None => registry.get(backend).map_or(1, |info| {
-                    match (scenario.topology, info.replicated) {
-                        (crate::cluster::Topology::Replicated, Some(shape)) => shape.members(),
-                        _ => info.servers.max(1),
-                    }
-                }),
-            };
+        let members = match deployment {
+            Some(d) => d.data_members().len(),
+            None => registry.get(backend).map_or(1, |info| {
+                info.shape(scenario.topology)
+                    .map_or(info.servers.max(1), |shape| shape.members())
+            }),
+        };
         let faults = scenario.faults_for(seed, members);
         let _ = writeln!(
             out,

@@ -15,7 +15,6 @@ use tokio_util::sync::CancellationToken;
 use crate::backend::driver::HostPlace;
 use crate::backend::{self, ClientConfig, LockBackend, LockClient};
 use crate::check::{self, CheckResult, Verdict};
-use crate::cluster::Topology;
 use crate::cluster::{self, Cluster};
 use crate::error::{Error, Result};
 use crate::fault::nemesis::{self, Links};
@@ -143,10 +142,7 @@ pub async fn run_with(
     }
     let run_dir = new_run_dir(&opts.out_dir, &scenario.name, backend_name)?;
     let started_at = now_rfc3339();
-    let shape = match scenario.topology {
-        Topology::Replicated => info.replicated,
-        Topology::Single => None,
-    };
+    let shape = info.shape(scenario.topology);
     // The timeline plus the random schedule's draw for this seed.
     let deployment = scenario.deployments.get(backend_name);
     let members = match deployment {

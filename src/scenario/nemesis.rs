@@ -16,6 +16,7 @@ use toml::Spanned;
 use crate::duration::{Dur, TimeDist};
 use crate::fault::{
     FAULTS, FaultKind, FaultParams, FaultSpec, ROLE_TARGETS, RandomSchedule, RandomTarget,
+    SHARD_TARGETS, shard_target,
 };
 
 /// One `[[nemesis]]` table as written.
@@ -97,6 +98,7 @@ impl RawFault {
             for t in &targets {
                 let ok = t == "all"
                     || ROLE_TARGETS.contains(&t.as_str())
+                    || shard_target(t).is_some()
                     || t.strip_prefix("server-")
                         .and_then(|n| n.parse::<usize>().ok())
                         .is_some_and(|n| (1..=servers).contains(&n));
@@ -105,8 +107,9 @@ impl RawFault {
                         span,
                         format!("target {t:?} is not a server"),
                         Some(format!(
-                            "server faults target \"server-1\" to \"server-{servers}\", \"all\", or a role: {}",
-                            ROLE_TARGETS.join(", ")
+                            "server faults target \"server-1\" to \"server-{servers}\", \"all\", a role: {}, or in a Redis Cluster {}KEY",
+                            ROLE_TARGETS.join(", "),
+                            SHARD_TARGETS.join("KEY, ")
                         )),
                     ));
                 }

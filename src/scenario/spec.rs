@@ -517,12 +517,9 @@ impl Reader<'_> {
                     );
                     0
                 }
-                Some(info) if info.server.is_some() => match topology {
-                    Topology::Single => info.servers,
-                    Topology::Replicated => self
-                        .replicated_shape(b)
-                        .map_or(info.servers, |s| s.members()),
-                },
+                Some(info) if info.server.is_some() => {
+                    info.shape(topology).map_or(info.servers, |s| s.members())
+                }
                 _ => {
                     why = format!("{b} runs in-process and has no server");
                     0
@@ -904,30 +901,31 @@ impl Reader<'_> {
                 let topology = match t.get_ref().as_str() {
                     "single" => Topology::Single,
                     "replicated" => Topology::Replicated,
+                    "cluster" => Topology::Cluster,
                     other => {
                         return Err(self.err(
                             Some(t.span()),
                             format!("topology = {other:?} is not a topology"),
-                            Some("use \"single\" (the default) or \"replicated\" (Redis with Sentinel, a ZooKeeper ensemble, an etcd cluster)".into()),
+                            Some("use \"single\" (the default), \"replicated\" (Redis with Sentinel, a ZooKeeper ensemble, an etcd cluster) or \"cluster\" (a Redis Cluster)".into()),
                         ));
                     }
                 };
-                if topology == Topology::Replicated {
-                    let lacking: Vec<&String> = backends
-                        .iter()
-                        .filter(|b| self.replicated_shape(b).is_none())
-                        .collect();
+                if topology != Topology::Single {
+                    let has = |b: &str| {
+                        self.reg
+                            .get(b)
+                            .and_then(|info| info.shape(topology))
+                            .is_some()
+                    };
+                    let word = t.get_ref().as_str();
+                    let lacking: Vec<&String> = backends.iter().filter(|b| !has(b)).collect();
                     if let Some(b) = lacking.first() {
-                        let with: Vec<&str> = known
-                            .iter()
-                            .copied()
-                            .filter(|b| self.replicated_shape(b).is_some())
-                            .collect();
+                        let with: Vec<&str> = known.iter().copied().filter(|b| has(b)).collect();
                         return Err(self.err(
                             Some(t.span()),
-                            format!("{b} has no replicated topology in lockbench"),
+                            format!("{b} has no {word} topology in lockbench"),
                             Some(format!(
-                                "replicated topologies exist for {}; run the others in a scenario of their own",
+                                "{word} topologies exist for {}; run the others in a scenario of their own",
                                 with.join(", ")
                             )),
                         ));

@@ -16,6 +16,12 @@
 //!
 //! **Sentinel mode**: when the endpoints include sentinels, both recipes
 //! run against the primary they name (`discovery.rs`).
+//!
+//! **Cluster mode**: when the endpoints are a Redis Cluster's nodes
+//! (`redis-cluster-N`), each client has a cluster connection (redis-rs's),
+//! which routes a command to the primary of its key's hash slot and
+//! follows `MOVED` and `ASK` redirections. The lock key and the fence key
+//! share a hash tag, so both scripts' keys are in one slot.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -99,6 +105,8 @@ enum Target {
     Direct(redis::Client),
     /// Whichever data server the sentinels name as the primary.
     Sentinel(Arc<Discovery>),
+    /// A Redis Cluster: each lock client opens its own cluster connection.
+    Cluster(Box<redis::cluster::ClusterClient>),
 }
 
 /// A Redis lock backend over one server, or over the primary that
@@ -141,6 +149,12 @@ impl RedisBackend {
                 tokens: Arc::new(AtomicU64::new(0)),
             });
         }
+        if endpoints
+            .iter()
+            .any(|e| e.name.starts_with("redis-cluster-"))
+        {
+            return RedisBackend::connect_cluster(recipe, endpoints).await;
+        }
         let endpoint = endpoints.first().ok_or_else(|| Error::Backend {
             backend: name.into(),
             endpoint: String::new(),
@@ -168,6 +182,58 @@ impl RedisBackend {
             recipe,
             target: Target::Direct(client),
             addr: endpoint.addr.clone(),
+            scripts: Arc::new(Scripts::new()),
+            tokens: Arc::new(AtomicU64::new(0)),
+        })
+    }
+}
+
+impl RedisBackend {
+    /// A Redis Cluster's nodes: clients start from every node's real
+    /// address, and map each node's announced address (what `CLUSTER
+    /// SLOTS` and `MOVED` name) to its real one. Checks that the cluster
+    /// answers a routed command.
+    async fn connect_cluster(recipe: Recipe, endpoints: &[Endpoint]) -> Result<Self> {
+        use redis::cluster::{ClusterClientBuilder, NodeAddress};
+        let addr = endpoints
+            .iter()
+            .map(|e| e.addr.as_str())
+            .collect::<Vec<_>>()
+            .join(",");
+        let err = |message: String| Error::Backend {
+            backend: recipe.name().into(),
+            endpoint: addr.clone(),
+            message,
+        };
+        let node = |a: &str| {
+            let (host, port) = a.rsplit_once(':')?;
+            Some(NodeAddress::new(host.to_string(), port.parse().ok()?))
+        };
+        let map = endpoints
+            .iter()
+            .filter_map(|e| Some((node(e.announced.as_deref()?)?, node(&e.addr)?)))
+            .collect();
+        let client =
+            ClusterClientBuilder::new(endpoints.iter().map(|e| format!("redis://{}/", e.addr)))
+                .node_address_map(map)
+                // A redirection or a refused node is tried again twice, as a
+                // Sentinel client asks again once; not redis-rs's default 16.
+                .retries(2)
+                .build()
+                .map_err(|e| err(e.to_string()))?;
+        let mut conn = tokio::time::timeout(Duration::from_secs(5), client.get_async_connection())
+            .await
+            .map_err(|_| err("no answer within 5 s".into()))?
+            .map_err(|e| err(e.to_string()))?;
+        let _: Option<String> = redis::cmd("GET")
+            .arg(lock_key("lockbench-probe"))
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| err(e.to_string()))?;
+        Ok(RedisBackend {
+            recipe,
+            target: Target::Cluster(Box::new(client)),
+            addr,
             scripts: Arc::new(Scripts::new()),
             tokens: Arc::new(AtomicU64::new(0)),
         })
@@ -219,6 +285,18 @@ impl LockBackend for RedisBackend {
                     current: std::sync::Mutex::new(Some(conn)),
                 })
             }
+            Target::Cluster(client) => {
+                // The client's own cluster connection, with the scenario's
+                // timeouts and two retries (a redirection is one).
+                let cluster_config = redis::cluster::ClusterConfig::new()
+                    .set_response_timeout(config.op_timeout)
+                    .set_connection_timeout(config.op_timeout);
+                let conn = client
+                    .get_async_connection_with_config(cluster_config)
+                    .await
+                    .map_err(|e| err(e.to_string()))?;
+                Link::Cluster(conn)
+            }
         };
         Ok(Box::new(RedisClient {
             recipe: self.recipe,
@@ -237,6 +315,8 @@ enum Link {
     Direct(ConnectionManager),
     /// A connection to the primary the sentinels named.
     Sentinel(SentinelLink),
+    /// Its own cluster connection.
+    Cluster(redis::cluster_async::ClusterConnection),
 }
 
 /// The connection one request goes out on.
@@ -245,6 +325,8 @@ enum Conn {
     Direct(ConnectionManager),
     /// A connection to the primary the sentinels named.
     Primary(MultiplexedConnection),
+    /// The client's cluster connection.
+    Cluster(redis::cluster_async::ClusterConnection),
 }
 
 impl ConnectionLike for Conn {
@@ -252,6 +334,7 @@ impl ConnectionLike for Conn {
         match self {
             Conn::Direct(c) => c.req_packed_command(cmd),
             Conn::Primary(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
         }
     }
 
@@ -264,6 +347,7 @@ impl ConnectionLike for Conn {
         match self {
             Conn::Direct(c) => c.req_packed_commands(pipeline, offset, count),
             Conn::Primary(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
         }
     }
 
@@ -271,6 +355,7 @@ impl ConnectionLike for Conn {
         match self {
             Conn::Direct(c) => c.get_db(),
             Conn::Primary(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
         }
     }
 }
@@ -283,6 +368,7 @@ impl Link {
         match self {
             Link::Direct(c) => Ok(Conn::Direct(c.clone())),
             Link::Sentinel(link) => link.connection().await.map(Conn::Primary),
+            Link::Cluster(c) => Ok(Conn::Cluster(c.clone())),
         }
     }
 
@@ -556,6 +642,14 @@ impl LockClient for RedisClient {
 
 /// The single-server Redis recipes, as the registry knows them: both run
 /// on Redis with Sentinel under `topology = "replicated"`.
+/// What `topology = "cluster"` starts for the Redis backends that run on
+/// one: three primaries with a replica each, as `redis-cli --cluster
+/// create --cluster-replicas 1` makes the smallest cluster Redis documents.
+pub(crate) const CLUSTER: Shape = Shape::RedisCluster {
+    primaries: 3,
+    replicas: 1,
+};
+
 pub(super) fn backends() -> Vec<super::BackendInfo> {
     let sentinel = Shape::Sentinel {
         replicas: 2,
@@ -570,7 +664,8 @@ pub(super) fn backends() -> Vec<super::BackendInfo> {
                 Ok(Arc::new(RedisBackend::connect(Recipe::SetNx, &eps).await?) as Arc<dyn LockBackend>)
             },
         )
-        .replicated(sentinel),
+        .replicated(sentinel)
+        .clustered(CLUSTER),
         super::BackendInfo::new(
             Recipe::GetThenSet.name(),
             Some(ServerKind::Redis),

@@ -2,6 +2,7 @@
 //! answers `PING`; and the one-shot request (a fresh connection, one
 //! command, bounded) that Sentinel's readiness and discovery use.
 
+pub mod cluster;
 pub mod sentinel;
 
 use std::path::Path;

@@ -38,8 +38,11 @@ public abstract class Driver {
     }
   }
 
-  /** A server, as {@code init} names it. */
-  public record Server(String name, String host, int port) {
+  /**
+   * A server, as {@code init} names it; {@code announced} is the address its peers know it by
+   * (null when the same).
+   */
+  public record Server(String name, String host, int port, String announced) {
     String addr() {
       return host + ":" + port;
     }
@@ -145,7 +148,8 @@ public abstract class Driver {
           new Server(
               s.path("name").asText(),
               addr.substring(0, colon),
-              Integer.parseInt(addr.substring(colon + 1))));
+              Integer.parseInt(addr.substring(colon + 1)),
+              s.hasNonNull("announced") ? s.path("announced").asText() : null));
     }
     return servers;
   }

@@ -3,12 +3,16 @@ package lockbench.driver;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.netty.resolver.DefaultAddressResolverGroup;
+import java.util.HashMap;
 import java.util.List;
+import java.util.Map;
 import java.util.concurrent.TimeUnit;
 import org.redisson.Redisson;
 import org.redisson.api.RFencedLock;
 import org.redisson.api.RLock;
 import org.redisson.api.RedissonClient;
+import org.redisson.misc.RedisURI;
+import org.redisson.config.ClusterServersConfig;
 import org.redisson.config.Config;
 import org.redisson.config.SentinelServersConfig;
 
@@ -27,7 +31,8 @@ import org.redisson.config.SentinelServersConfig;
  * passed as {@code leaseTime} instead, and nothing renews it. The lock belongs to the thread that
  * took it (the key's field is the client's id and the thread's). No fencing token, unless option
  * {@code fenced} asks for {@code RFencedLock}, whose token grows with every grant. On a single
- * Redis, or on Sentinel when lockbench gives sentinels ({@code topology = "replicated"}).
+ * Redis, on Sentinel when lockbench gives sentinels ({@code topology = "replicated"}), or on a Redis
+ * Cluster in Redisson's cluster mode when it gives cluster nodes ({@code topology = "cluster"}).
  */
 final class RedissonDriver extends Driver {
   private RedissonClient redisson;
@@ -59,7 +64,32 @@ final class RedissonDriver extends Driver {
         (datagram, socket, dns) -> DefaultAddressResolverGroup.INSTANCE);
     config.setLockWatchdogTimeout(options.path("lock_watchdog_timeout_ms").asLong(30_000));
     List<Server> sentinels = servers.stream().filter(s -> s.name().startsWith("sentinel")).toList();
-    if (sentinels.isEmpty()) {
+    List<Server> nodes =
+        servers.stream().filter(s -> s.name().startsWith("redis-cluster-")).toList();
+    if (!nodes.isEmpty()) {
+      // A Redis Cluster: the nodes know each other (and CLUSTER NODES names
+      // them) by their announced addresses, which the NatMapper maps to
+      // where they listen.
+      Map<String, Server> real = new HashMap<>();
+      for (Server n : nodes) {
+        if (n.announced() != null) {
+          real.put(n.announced(), n);
+        }
+      }
+      ClusterServersConfig cluster =
+          config
+              .useClusterServers()
+              .setNatMapper(
+                  uri -> {
+                    Server to = real.get(uri.getHost() + ":" + uri.getPort());
+                    return to == null ? uri : new RedisURI(uri.getScheme(), to.host(), to.port());
+                  })
+              .setTimeout(timeout)
+              .setConnectTimeout(timeout);
+      for (Server n : nodes) {
+        cluster.addNodeAddress("redis://" + n.addr());
+      }
+    } else if (sentinels.isEmpty()) {
       config
           .useSingleServer()
           .setAddress("redis://" + servers.get(0).addr())
