@@ -15,6 +15,7 @@ use std::process::{Command, Output};
 /// What the check looks for, by binary name.
 const BINARIES: &[&str] = &[
     "redis-server",
+    "redis-cli",
     "memcached",
     "java",
     "etcd",

@@ -34,10 +34,10 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use redis::Value;
 
-use super::sentinel::role_at;
+use super::sentinel::{restart_at, role_at, roles_at};
 use crate::cluster::topology::{
     InboundPeers, Members, Replicated, Role, check_index, data_dir, join_ordered,
-    members_from_fields, restart_member,
+    members_from_fields,
 };
 use crate::cluster::{
     Endpoint, PortReservation, ServerKind, ServerProcess, find_binary, reserve_port, reserved_port,
@@ -416,12 +416,7 @@ impl Replicated for RedisCluster {
 
     /// Every node's `ROLE` now: primaries lead (each its own shard).
     async fn roles(&self) -> Vec<Role> {
-        let asks = self
-            .client_addrs()
-            .into_iter()
-            .map(|addr| async move { role_at(&addr).await })
-            .collect();
-        join_ordered(asks).await
+        roles_at(self.client_addrs()).await
     }
 
     /// No single leader: each shard has its primary (target
@@ -449,14 +444,7 @@ impl Replicated for RedisCluster {
     /// `nodes.conf` brings it back into the cluster, empty: no
     /// persistence); returns once it answers `PING`.
     async fn restart(&mut self, i: usize) -> Result<()> {
-        check_index("redis", i, self.servers.len())?;
-        restart_member(
-            &mut self.servers[i],
-            super::START_TIMEOUT,
-            Duration::from_millis(50),
-            |addr| async move { ask(&addr, redis::cmd("PING")).await.map(|_| ()) },
-        )
-        .await
+        restart_at(&mut self.servers, i).await
     }
 
     fn isolate_set(&self, set: &[usize]) -> Result<()> {

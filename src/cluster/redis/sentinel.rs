@@ -86,6 +86,33 @@ pub(in crate::cluster) async fn role_at(addr: &str) -> Role {
     role_of(ask(addr, redis::cmd("ROLE"), ASK_TIMEOUT).await)
 }
 
+/// The roles of the Redis servers at `addrs`, asked at once.
+pub(super) async fn roles_at(addrs: Vec<String>) -> Vec<Role> {
+    let asks = addrs
+        .into_iter()
+        .map(|addr| async move { role_at(&addr).await })
+        .collect();
+    join_ordered(asks).await
+}
+
+/// Starts Redis server `i` of `servers` again on its port and data
+/// directory; returns once it answers `PING`, within the standalone
+/// server's start timeout.
+pub(super) async fn restart_at(servers: &mut [ServerProcess], i: usize) -> Result<()> {
+    check_index("redis", i, servers.len())?;
+    restart_member(
+        &mut servers[i],
+        super::START_TIMEOUT,
+        Duration::from_millis(50),
+        |addr| async move {
+            ask(&addr, redis::cmd("PING"), ASK_TIMEOUT)
+                .await
+                .map(|_| ())
+        },
+    )
+    .await
+}
+
 /// What a `ROLE` reply says: master → Leader, a replica whose link to its
 /// primary is up (`connected`) → Follower, any other replica state (or a
 /// sentinel) → NotServing.
@@ -445,12 +472,7 @@ impl Replicated for RedisSentinel {
     /// Asks every data server its role now (`ROLE`): master → Leader,
     /// replica with its link up → Follower.
     async fn roles(&self) -> Vec<Role> {
-        let asks = self
-            .client_addrs()
-            .into_iter()
-            .map(|addr| async move { role_of(ask(&addr, redis::cmd("ROLE"), ASK_TIMEOUT).await) })
-            .collect();
-        join_ordered(asks).await
+        roles_at(self.client_addrs()).await
     }
 
     /// The primary a majority of the sentinels name.
@@ -483,19 +505,7 @@ impl Replicated for RedisSentinel {
     /// returns once it answers `PING`, within the standalone server's
     /// start timeout.
     async fn restart(&mut self, i: usize) -> Result<()> {
-        check_index("redis", i, self.servers.len())?;
-        let poll = Duration::from_millis(50);
-        restart_member(
-            &mut self.servers[i],
-            super::START_TIMEOUT,
-            poll,
-            |addr| async move {
-                ask(&addr, redis::cmd("PING"), ASK_TIMEOUT)
-                    .await
-                    .map(|_| ())
-            },
-        )
-        .await
+        restart_at(&mut self.servers, i).await
     }
 
     /// Cuts each data server of `set` ([`RedisSentinel::isolate`]).

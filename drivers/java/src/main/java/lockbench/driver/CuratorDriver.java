@@ -7,12 +7,9 @@ import java.util.List;
 import java.util.Set;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicLong;
-import java.util.stream.Collectors;
 import org.apache.curator.framework.CuratorFramework;
-import org.apache.curator.framework.CuratorFrameworkFactory;
 import org.apache.curator.framework.recipes.locks.InterProcessMutex;
 import org.apache.curator.framework.state.ConnectionState;
-import org.apache.curator.retry.ExponentialBackoffRetry;
 
 /**
  * Apache Curator's {@code InterProcessMutex} (curator.apache.org, "Shared Reentrant Lock"), with a
@@ -53,20 +50,13 @@ final class CuratorDriver extends Driver {
 
   @Override
   public void start(List<Server> servers, JsonNode options) throws Exception {
-    String hosts = servers.stream().map(Server::addr).collect(Collectors.joining(","));
     report = new HashSet<>();
     if (options.has("lost_on")) {
       options.path("lost_on").forEach(s -> report.add(s.asText()));
     } else {
       report.add("LOST");
     }
-    zk =
-        CuratorFrameworkFactory.builder()
-            .connectString(hosts)
-            .sessionTimeoutMs(options.path("session_timeout_ms").asInt(2000))
-            .connectionTimeoutMs(options.path("connection_timeout_ms").asInt(2000))
-            .retryPolicy(new ExponentialBackoffRetry(100, 3))
-            .build();
+    zk = Stores.unstartedCurator(servers, options);
     // Runs on Curator's event thread: never block here.
     zk.getConnectionStateListenable()
         .addListener(
@@ -78,10 +68,7 @@ final class CuratorDriver extends Driver {
                 lost(e.client(), e.key(), "connection state " + state);
               }
             });
-    zk.start();
-    if (!zk.blockUntilConnected(10, TimeUnit.SECONDS)) {
-      throw new IllegalStateException("ZooKeeper at " + hosts + ": not connected within 10 s");
-    }
+    Stores.start(zk);
   }
 
   @Override

@@ -108,17 +108,31 @@ final class Stores {
   /** A started Curator client on every server, with the session timeout of the options. */
   static CuratorFramework curator(List<Driver.Server> servers, JsonNode options)
       throws InterruptedException {
+    return start(unstartedCurator(servers, options));
+  }
+
+  /**
+   * The same client, not started yet: a driver adds its listeners first, so that it hears every
+   * state change.
+   */
+  static CuratorFramework unstartedCurator(List<Driver.Server> servers, JsonNode options) {
     String hosts = servers.stream().map(Driver.Server::addr).collect(Collectors.joining(","));
-    CuratorFramework zk =
-        CuratorFrameworkFactory.builder()
-            .connectString(hosts)
-            .sessionTimeoutMs(options.path("session_timeout_ms").asInt(2000))
-            .connectionTimeoutMs(options.path("connection_timeout_ms").asInt(2000))
-            .retryPolicy(new ExponentialBackoffRetry(100, 3))
-            .build();
+    return CuratorFrameworkFactory.builder()
+        .connectString(hosts)
+        .sessionTimeoutMs(options.path("session_timeout_ms").asInt(2000))
+        .connectionTimeoutMs(options.path("connection_timeout_ms").asInt(2000))
+        .retryPolicy(new ExponentialBackoffRetry(100, 3))
+        .build();
+  }
+
+  /** Starts {@code zk} and waits up to 10 s for its first connection. */
+  static CuratorFramework start(CuratorFramework zk) throws InterruptedException {
     zk.start();
     if (!zk.blockUntilConnected(10, TimeUnit.SECONDS)) {
-      throw new IllegalStateException("ZooKeeper at " + hosts + ": not connected within 10 s");
+      throw new IllegalStateException(
+          "ZooKeeper at "
+              + zk.getZookeeperClient().getCurrentConnectionString()
+              + ": not connected within 10 s");
     }
     return zk;
   }
