@@ -846,11 +846,15 @@ fn a_lock_lost_within_the_lease_is_lock_lost() {
     );
     assert_eq!(a.mutex.witnesses[0].class, ViolationClass::LockLost);
     assert!(a.mutex.witnesses[0].to_string().contains("lock-lost"));
-    // The restarted server handed out fence 1 again.
+    // The restarted server handed out fence 1 again, and the resource
+    // accepted both holders' writes with it: it cannot tell two holders
+    // with one token apart, so the second is a stale write.
     assert_eq!(a.fencing.fence_regressions, 1);
+    assert_eq!(a.fencing.outcome, FencingOutcome::StaleWritesAccepted);
+    assert_eq!(a.fencing.stale_accepted, 1);
     assert_eq!(
-        a.fencing.outcome,
-        FencingOutcome::ExclusionViolatedResourceSafe
+        (a.fencing.witnesses[0].process, a.fencing.witnesses[0].index),
+        (Process::Client(0), 11)
     );
     // Recovery: from the restart to client 1's acquire.
     assert_eq!(a.recovery.faults.len(), 1);
