@@ -228,7 +228,13 @@ impl Hooks {
         let log_path = log_dir.join(&file_name);
         run.log = Some(file_name);
         let started = Instant::now();
-        let outcome = run_bounded(&command, &log_path, self.timeout).await;
+        let outcome = run_bounded(
+            &command,
+            &log_path,
+            self.timeout,
+            "set hook_timeout to allow more",
+        )
+        .await;
         run.took_ms = started.elapsed().as_millis() as u64;
         run.returned = Some(Instant::now());
         match outcome {
@@ -270,11 +276,14 @@ fn safe(name: &str) -> String {
 }
 
 /// Runs `command` with its output to `log_path`, killing its process group
-/// after `timeout`: its exit code, or why there is none.
-async fn run_bounded(
+/// after `timeout` (the error then ends with `hint`): its exit code, or why
+/// there is none. The command is tracked like a server, so it dies with
+/// lockbench however lockbench ends.
+pub(crate) async fn run_bounded(
     command: &[String],
     log_path: &Path,
     timeout: Duration,
+    hint: &str,
 ) -> Result<i32, String> {
     let Some((program, args)) = command.split_first() else {
         return Err("the command is empty".into());
@@ -314,9 +323,7 @@ async fn run_bounded(
             }
             let _ = child.wait();
             super::process::untrack(pid);
-            Err(format!(
-                "still running after {timeout:?}: killed (set hook_timeout to allow more)"
-            ))
+            Err(format!("still running after {timeout:?}: killed ({hint})"))
         }
     }
 }

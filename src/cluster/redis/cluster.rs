@@ -281,33 +281,36 @@ impl RedisCluster {
     }
 
     /// `redis-cli --cluster create` over the announced addresses, bounded
-    /// by the start timeout; its output goes to `redis-cli.log`.
+    /// by the start timeout and stopped with lockbench; its output goes to
+    /// `redis-cli.log`.
     async fn create(&mut self, cli: &Path, replicas: usize, log_dir: &Path) -> Result<()> {
         let log = log_dir.join("redis-cli.log");
-        let out = std::fs::File::create(&log).map_err(|e| Error::io(&log, e))?;
-        let err = out.try_clone().map_err(|e| Error::io(&log, e))?;
-        let mut child = tokio::process::Command::new(cli)
-            .arg("--cluster")
-            .arg("create")
-            .args(&self.announced)
-            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
-            .stdin(std::process::Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| Error::io(cli, e))?;
-        let status = tokio::time::timeout(START_TIMEOUT, child.wait())
-            .await
-            .map_err(|_| backend_error("", format!("redis-cli --cluster create did not finish within {START_TIMEOUT:?} (see {})", log.display())))?
-            .map_err(|e| Error::io(cli, e))?;
-        if !status.success() {
+        let mut command = vec![
+            cli.display().to_string(),
+            "--cluster".into(),
+            "create".into(),
+        ];
+        command.extend(self.announced.iter().cloned());
+        command.extend([
+            "--cluster-replicas".into(),
+            replicas.to_string(),
+            "--cluster-yes".into(),
+        ]);
+        let status = crate::cluster::hooks::run_bounded(
+            &command,
+            &log,
+            START_TIMEOUT,
+            &format!("the cluster did not form; see {}", log.display()),
+        )
+        .await
+        .map_err(|why| backend_error("", format!("redis-cli --cluster create: {why}")))?;
+        if status != 0 {
             let tail = std::fs::read_to_string(&log).unwrap_or_default();
             let tail: Vec<&str> = tail.lines().rev().take(5).collect();
             return Err(backend_error(
                 "",
                 format!(
-                    "redis-cli --cluster create failed ({status}): {}",
+                    "redis-cli --cluster create exited {status}: {}",
                     tail.into_iter().rev().collect::<Vec<_>>().join(" / ")
                 ),
             ));
