@@ -220,7 +220,9 @@ impl ServerKind {
             let path = pinned.path();
             return match pinned.family {
                 ServerKind::ZooKeeper => zookeeper::locate_built(&path),
-                _ => etcd::locate_built(&path),
+                ServerKind::Etcd => etcd::locate_built(&path),
+                // No other family has a pinned version.
+                _ => None,
             }
             .ok_or_else(|| pinned.missing(&path));
         }

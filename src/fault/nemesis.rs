@@ -343,7 +343,8 @@ async fn resolve_servers(
     }
     set.sort_unstable();
     set.dedup();
-    let sentinel = matches!(
+    // Redis says primary and replica.
+    let redis = matches!(
         cluster.shape(),
         Some(Shape::Sentinel { .. } | Shape::RedisCluster { .. })
     );
@@ -351,9 +352,9 @@ async fn resolve_servers(
         .iter()
         .map(|&i| {
             let role = roles.as_ref().and_then(|r| r.get(i)).map(|r| match r {
-                Role::Leader if sentinel => "primary",
+                Role::Leader if redis => "primary",
                 Role::Leader => "leader",
-                Role::Follower if sentinel => "replica",
+                Role::Follower if redis => "replica",
                 Role::Follower => "follower",
                 Role::NotServing(_) => "not serving",
                 Role::Down(_) => "down",

@@ -372,43 +372,6 @@ impl RedisCluster {
         self.client_peers.cut_source(i, source_of(i))?;
         self.bus_peers.cut_source(i, source_of(i))
     }
-
-    /// The shard of `key` now, as the first node that answers sees it: the
-    /// member that serves its slot as primary, and that primary's replicas.
-    pub async fn shard_of_key(
-        &self,
-        key: &str,
-    ) -> std::result::Result<(usize, Vec<usize>), String> {
-        let slot = key_slot(key);
-        let mut last = String::from("no node answered");
-        for addr in self.client_addrs() {
-            let reply = match ask(&addr, redis::cmd("CLUSTER").arg("NODES").clone()).await {
-                Ok(r) => r,
-                Err(why) => {
-                    last = why;
-                    continue;
-                }
-            };
-            let text: String = redis::from_redis_value(reply).map_err(|e| e.to_string())?;
-            let nodes = parse_nodes(&text);
-            let member = |line: &NodeLine| self.announced.iter().position(|a| *a == line.addr);
-            let Some(primary) = nodes.iter().find(|l| {
-                l.primary && !l.failed && l.slots.iter().any(|&(a, b)| (a..=b).contains(&slot))
-            }) else {
-                last = format!("{addr}: no primary serves slot {slot}");
-                continue;
-            };
-            let replicas = nodes
-                .iter()
-                .filter(|l| l.replicates.as_deref() == Some(&primary.id))
-                .filter_map(member)
-                .collect();
-            return member(primary)
-                .map(|p| (p, replicas))
-                .ok_or_else(|| format!("{}: not a member", primary.addr));
-        }
-        Err(last)
-    }
 }
 
 #[async_trait]
@@ -454,8 +417,38 @@ impl Replicated for RedisCluster {
         set.iter().try_for_each(|&i| self.isolate(i))
     }
 
+    /// The shard of `key` now, as the first node that answers sees it: the
+    /// member that serves its slot as primary, and that primary's replicas.
     async fn shard_of(&self, key: &str) -> std::result::Result<(usize, Vec<usize>), String> {
-        self.shard_of_key(key).await
+        let slot = key_slot(key);
+        let mut last = String::from("no node answered");
+        for addr in self.client_addrs() {
+            let reply = match ask(&addr, redis::cmd("CLUSTER").arg("NODES").clone()).await {
+                Ok(r) => r,
+                Err(why) => {
+                    last = why;
+                    continue;
+                }
+            };
+            let text: String = redis::from_redis_value(reply).map_err(|e| e.to_string())?;
+            let nodes = parse_nodes(&text);
+            let member = |line: &NodeLine| self.announced.iter().position(|a| *a == line.addr);
+            let Some(primary) = nodes.iter().find(|l| {
+                l.primary && !l.failed && l.slots.iter().any(|&(a, b)| (a..=b).contains(&slot))
+            }) else {
+                last = format!("{addr}: no primary serves slot {slot}");
+                continue;
+            };
+            let replicas = nodes
+                .iter()
+                .filter(|l| l.replicates.as_deref() == Some(&primary.id))
+                .filter_map(member)
+                .collect();
+            return member(primary)
+                .map(|p| (p, replicas))
+                .ok_or_else(|| format!("{}: not a member", primary.addr));
+        }
+        Err(last)
     }
 
     fn heal(&self) {
